@@ -1,0 +1,27 @@
+"""Rebuild a PostgreSQL development database after model churn, safely and fast."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["Refused", "ResetError", "reset_schemas"]
+
+if TYPE_CHECKING:
+    from django_resetdb.exceptions import Refused, ResetError
+    from django_resetdb.schemas import reset_schemas
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that importing the package does not import Django's database layer
+    # before settings are configured.
+    if name in ("Refused", "ResetError"):
+        from django_resetdb import exceptions
+
+        return getattr(exceptions, name)
+    if name == "reset_schemas":
+        from django_resetdb.schemas import reset_schemas
+
+        return reset_schemas
+    raise AttributeError(f"module 'django_resetdb' has no attribute {name!r}")

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.core import checks
+
+
+class ResetDBConfig(AppConfig):
+    name = "django_resetdb"
+    verbose_name = "Reset DB"
+
+    def ready(self) -> None:
+        from django_resetdb import checks as resetdb_checks
+        from django_resetdb import conf  # noqa: F401  (connects setting_changed)
+
+        checks.register(resetdb_checks.check_settings)
+        checks.register(resetdb_checks.check_databases)

@@ -1,0 +1,123 @@
+"""The safety guard every destructive command goes through.
+
+Gates, in order: ``ENABLED``, then ``HOSTS``, then the database-side marker
+``django_resetdb.protected``. Then, unless ``--no-input``, a prompt that shows the
+target and asks for the database name. ``--no-input`` skips only the prompt.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from django.db import connections
+
+from django_resetdb import postgres
+from django_resetdb.conf import SETTING_NAME, get_settings
+from django_resetdb.exceptions import Refused, ResetError
+
+PROTECTED_VALUES = frozenset({"on", "true", "yes", "1"})
+
+
+@dataclass(frozen=True)
+class Target:
+    alias: str
+    host: str
+    port: int
+    database: str
+    user: str
+    schemas: tuple[str, ...]
+    tables: int
+    sessions: tuple[postgres.Session, ...]
+
+    def lines(self) -> list[str]:
+        sessions = f"{len(self.sessions)} other session(s) connected"
+        rows = [
+            ("alias", self.alias),
+            ("host", self.host or "(default socket)"),
+            ("port", str(self.port)),
+            ("database", self.database),
+            ("user", self.user),
+            ("schemas", ", ".join(self.schemas)),
+            ("tables", str(self.tables)),
+            ("sessions", sessions),
+        ]
+        lines = [f"  {key:<9} {value}" for key, value in rows]
+        lines += [f"            {session.describe()}" for session in self.sessions]
+        return lines
+
+
+def host_allowed(host: str, patterns: Sequence[str]) -> bool:
+    return any(
+        pattern == "*" or host == pattern or fnmatch.fnmatchcase(host, pattern)
+        for pattern in patterns
+    )
+
+
+def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
+    """Run the gates for ``alias``; raise :class:`Refused` or return what will be reset."""
+    conf = get_settings()
+    if not conf.enabled:
+        raise Refused(
+            f"{command} refused: {SETTING_NAME}['ENABLED'] is False for this project "
+            f"(it defaults to DEBUG); set it to True in a development or CI settings "
+            f"module to allow resets."
+        )
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        raise ResetError(
+            f"{command} only resets PostgreSQL databases; alias {alias!r} uses "
+            f"{connection.vendor!r}."
+        )
+    try:
+        where = postgres.connection_target(connection)
+    except Exception as exc:
+        raise ResetError(f"Cannot connect to database alias {alias!r}: {exc}") from exc
+    if not host_allowed(where.host, conf.hosts):
+        raise Refused(
+            f"{command} refused: host {where.host!r} of database alias {alias!r} is not in "
+            f"{SETTING_NAME}['HOSTS']; add it there to allow resets on that server."
+        )
+    marker = postgres.protected_marker(connection)
+    if marker is not None and marker.strip().lower() in PROTECTED_VALUES:
+        raise Refused(
+            f"{command} refused: database {where.database!r} is protected by the PostgreSQL "
+            f"setting {postgres.PROTECTED_SETTING} = {marker!r}; only its removal "
+            f"(ALTER DATABASE/ROLE ... RESET {postgres.PROTECTED_SETTING}) allows resets."
+        )
+    return Target(
+        alias=alias,
+        host=where.host,
+        port=where.port,
+        database=where.database,
+        user=where.user,
+        schemas=tuple(schemas),
+        tables=postgres.count_tables(connection, schemas),
+        sessions=tuple(postgres.other_sessions(connection)),
+    )
+
+
+def confirm(
+    target: Target,
+    command: str,
+    *,
+    write: Callable[[str], None],
+    ask: Callable[[str], str] = input,
+) -> None:
+    """Show the target and ask for the database name; raise :class:`Refused` otherwise."""
+    write(f"{command} will drop everything in these schemas:")
+    for line in target.lines():
+        write(line)
+    try:
+        answer = ask(f"Type the database name ({target.database!r}) to continue: ")
+    except (EOFError, KeyboardInterrupt):
+        raise Refused(
+            f"{command} refused: no answer to the confirmation prompt; type the database "
+            f"name when asked, or pass --no-input to skip the prompt."
+        ) from None
+    if answer.strip() != target.database:
+        raise Refused(
+            f"{command} refused: the answer {answer.strip()!r} is not the database name "
+            f"{target.database!r}; type the name exactly, or pass --no-input to skip the prompt."
+        )

@@ -1,0 +1,444 @@
+"""Every SQL statement django_resetdb sends to PostgreSQL lives in this module.
+
+Identifiers are quoted with ``psycopg.sql.Identifier``, values go as parameters
+(or ``sql.Literal`` where PostgreSQL's utility statements take no parameters).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg import errors, sql
+
+# One reset at a time per database: advisory locks are scoped to the current
+# database by PostgreSQL, so a constant key is enough.
+ADVISORY_LOCK_KEY = zlib.crc32(b"django_resetdb") & 0x7FFFFFFF
+
+PROTECTED_SETTING = "django_resetdb.protected"
+
+# pg_default_acl.defaclobjtype -> the keyword ALTER DEFAULT PRIVILEGES takes.
+DEFAULT_ACL_OBJECT_TYPES = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES"}
+
+PRIVILEGES = frozenset(
+    {
+        "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER",
+        "EXECUTE", "USAGE", "CREATE", "MAINTAIN",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Session:
+    pid: int
+    user: str | None
+    application: str
+    state: str | None
+    query: str
+
+    def describe(self) -> str:
+        query = " ".join(self.query.split())
+        if len(query) > 80:
+            query = query[:77] + "..."
+        return (
+            f"pid {self.pid} (user {self.user!r}, application {self.application!r}, "
+            f"state {self.state!r}, query {query!r})"
+        )
+
+
+@dataclass(frozen=True)
+class ConnectionTarget:
+    host: str
+    port: int
+    database: str
+    user: str
+
+
+@dataclass(frozen=True)
+class AclItem:
+    grantor: str
+    grantee: str | None  # None is PUBLIC
+    privilege: str
+    grantable: bool
+
+
+@dataclass(frozen=True)
+class DefaultAcl:
+    role: str
+    object_type: str
+    items: tuple[AclItem, ...]
+
+
+@dataclass(frozen=True)
+class Extension:
+    name: str
+    version: str
+    schema: str
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """What ``DROP SCHEMA ... CASCADE; CREATE SCHEMA ...`` would lose."""
+
+    name: str
+    owner: str
+    acl: tuple[str, ...] | None  # aclitems as text, in order; None is the default ACL
+    acl_items: tuple[AclItem, ...]
+    comment: str | None
+    default_acls: tuple[DefaultAcl, ...]
+
+    def comparable(self) -> tuple[Any, ...]:
+        default_acls = sorted((d.role, d.object_type, d.items) for d in self.default_acls)
+        return (self.name, self.owner, self.acl, self.comment, default_acls)
+
+
+def _run(connection: BaseDatabaseWrapper, statement: sql.Composable) -> None:
+    raw = connection.connection
+    assert raw is not None
+    with connection.cursor() as cursor:
+        cursor.execute(statement.as_string(raw))
+
+
+def _rows(connection: BaseDatabaseWrapper, query: str, params: Sequence[Any] = ()) -> list[Any]:
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return list(cursor.fetchall())
+
+
+def connection_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
+    """Where the connection really goes (after service files, PGHOST and the like)."""
+    connection.ensure_connection()
+    raw = connection.connection
+    assert raw is not None
+    info = raw.info
+    return ConnectionTarget(host=info.host, port=info.port, database=info.dbname, user=info.user)
+
+
+def protected_marker(connection: BaseDatabaseWrapper) -> str | None:
+    (value,) = _rows(connection, "SELECT current_setting(%s, true)", [PROTECTED_SETTING])[0]
+    return value or None
+
+
+def server_version(connection: BaseDatabaseWrapper) -> int:
+    connection.ensure_connection()
+    raw = connection.connection
+    assert raw is not None
+    return int(raw.info.server_version)
+
+
+def existing_schemas(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> set[str]:
+    rows = _rows(
+        connection, "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", [list(schemas)]
+    )
+    return {name for (name,) in rows}
+
+
+def count_tables(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> int:
+    (count,) = _rows(
+        connection,
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p')",
+        [list(schemas)],
+    )[0]
+    return int(count)
+
+
+_SESSION_COLUMNS = (
+    "a.pid, a.usename, coalesce(a.application_name, ''), a.state, coalesce(a.query, '')"
+)
+
+
+def other_sessions(connection: BaseDatabaseWrapper) -> list[Session]:
+    rows = _rows(
+        connection,
+        f"SELECT {_SESSION_COLUMNS} FROM pg_stat_activity a "
+        "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
+        "AND a.backend_type = 'client backend' ORDER BY a.pid",
+    )
+    return [Session(*row) for row in rows]
+
+
+def blocking_sessions(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> list[Session]:
+    """Sessions holding a lock on a relation of ``schemas`` or on the schemas themselves."""
+    rows = _rows(
+        connection,
+        f"SELECT DISTINCT {_SESSION_COLUMNS} FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid "
+        "LEFT JOIN pg_class c ON l.locktype = 'relation' AND c.oid = l.relation "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "  OR (l.locktype = 'object' AND l.classid = 'pg_namespace'::regclass "
+        "      AND l.objid = n.oid) "
+        "WHERE l.granted AND l.pid <> pg_backend_pid() AND n.nspname = ANY(%s) "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "ORDER BY a.pid",
+        [list(schemas)],
+    )
+    return [Session(*row) for row in rows]
+
+
+def terminate_sessions(connection: BaseDatabaseWrapper, pids: Sequence[int]) -> None:
+    for pid in pids:
+        # Waits up to 5 s for each session to be gone (PostgreSQL 14+).
+        _rows(connection, "SELECT pg_terminate_backend(%s, 5000)", [pid])
+
+
+def advisory_lock_holders(connection: BaseDatabaseWrapper) -> list[Session]:
+    rows = _rows(
+        connection,
+        f"SELECT {_SESSION_COLUMNS} FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %s "
+        "AND l.objsubid = 1 AND l.pid <> pg_backend_pid() "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        [ADVISORY_LOCK_KEY],
+    )
+    return [Session(*row) for row in rows]
+
+
+class LockBusy(Exception):
+    def __init__(self, holders: list[Session]) -> None:
+        super().__init__(holders)
+        self.holders = holders
+
+
+def set_lock_timeout(connection: BaseDatabaseWrapper, seconds: float) -> None:
+    """Bound every lock wait of the current transaction, so a reset never hangs."""
+    milliseconds = max(1, round(seconds * 1000))
+    _rows(connection, "SELECT set_config('lock_timeout', %s, true)", [f"{milliseconds}ms"])
+
+
+def acquire_reset_lock(connection: BaseDatabaseWrapper, alias: str) -> None:
+    """Take the per-database reset lock for the current transaction, or raise LockBusy.
+
+    Waits at most the transaction's ``lock_timeout``.
+    """
+    try:
+        with transaction.atomic(using=alias):
+            _rows(connection, "SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
+    except errors.LockNotAvailable as exc:
+        raise LockBusy(advisory_lock_holders(connection)) from exc
+
+
+@contextmanager
+def session_reset_lock(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """Hold the reset lock for the whole session, across several transactions."""
+    (acquired,) = _rows(connection, "SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])[0]
+    if not acquired:
+        raise LockBusy(advisory_lock_holders(connection))
+    try:
+        yield
+    finally:
+        _rows(connection, "SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
+
+
+def _acl_items(connection: BaseDatabaseWrapper, catalog: str, oid: int) -> list[AclItem]:
+    """The items of the ACL of row ``oid`` of ``catalog``, in the ACL's own order."""
+    column = {"pg_namespace": "nspacl", "pg_default_acl": "defaclacl"}[catalog]
+    rows = _rows(
+        connection,
+        "SELECT pg_get_userbyid(a.grantor), "
+        "CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, "
+        "a.privilege_type, a.is_grantable "
+        "FROM " + catalog + " x, aclexplode(x." + column + ") WITH ORDINALITY "
+        "AS a(grantor, grantee, privilege_type, is_grantable, position) "
+        "WHERE x.oid = %s ORDER BY a.position",
+        [oid],
+    )
+    return [AclItem(*row) for row in rows]
+
+
+def schema_states(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> list[SchemaState]:
+    states = []
+    for name in schemas:
+        (oid, owner, acl, comment) = _rows(
+            connection,
+            "SELECT n.oid, pg_get_userbyid(n.nspowner), n.nspacl::text[], "
+            "obj_description(n.oid, 'pg_namespace') FROM pg_namespace n WHERE n.nspname = %s",
+            [name],
+        )[0]
+        acl_items = _acl_items(connection, "pg_namespace", oid)
+        default_acls = []
+        for role, objtype, defacl_oid in _rows(
+            connection,
+            "SELECT pg_get_userbyid(d.defaclrole), d.defaclobjtype::text, d.oid "
+            "FROM pg_default_acl d WHERE d.defaclnamespace = %s ORDER BY 1, 2",
+            [oid],
+        ):
+            items = _acl_items(connection, "pg_default_acl", defacl_oid)
+            default_acls.append(DefaultAcl(role, objtype, tuple(items)))
+        states.append(
+            SchemaState(
+                name=name,
+                owner=owner,
+                acl=None if acl is None else tuple(acl),
+                acl_items=tuple(acl_items),
+                comment=comment,
+                default_acls=tuple(default_acls),
+            )
+        )
+    return states
+
+
+def extensions(connection: BaseDatabaseWrapper) -> list[Extension]:
+    """All extensions of the database, in creation order (so prerequisites come first)."""
+    rows = _rows(
+        connection,
+        "SELECT e.extname, e.extversion, n.nspname FROM pg_extension e "
+        "JOIN pg_namespace n ON n.oid = e.extnamespace ORDER BY e.oid",
+    )
+    return [Extension(*row) for row in rows]
+
+
+def objects_outside(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> dict[str, int]:
+    """Relations, columns and functions per schema outside ``schemas``.
+
+    Compared before and after a reset to catch what ``CASCADE`` took from elsewhere.
+    """
+    rows = _rows(
+        connection,
+        "SELECT n.nspname, "
+        "(SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid) "
+        "+ (SELECT count(*) FROM pg_attribute t JOIN pg_class c ON c.oid = t.attrelid "
+        "   WHERE c.relnamespace = n.oid AND t.attnum > 0 AND NOT t.attisdropped) "
+        "+ (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = n.oid) "
+        "FROM pg_namespace n WHERE NOT (n.nspname = ANY(%s)) "
+        "AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 1",
+        [list(schemas)],
+    )
+    return {name: int(count) for name, count in rows}
+
+
+@dataclass(frozen=True)
+class Privileges:
+    superuser: bool
+    can_create_schema: bool
+    current_user: str
+
+
+def privileges(connection: BaseDatabaseWrapper) -> Privileges:
+    (superuser, can_create, user) = _rows(
+        connection,
+        "SELECT r.rolsuper, has_database_privilege(current_database(), 'CREATE'), current_user "
+        "FROM pg_roles r WHERE r.rolname = current_user",
+    )[0]
+    return Privileges(bool(superuser), bool(can_create), user)
+
+
+def roles_not_usable(connection: BaseDatabaseWrapper, roles: Sequence[str]) -> list[str]:
+    """The roles among ``roles`` whose privileges the current user does not have."""
+    rows = _rows(
+        connection,
+        "SELECT r FROM unnest(%s::text[]) r WHERE NOT pg_has_role(current_user, r, 'USAGE')",
+        [sorted(set(roles))],
+    )
+    return [role for (role,) in rows]
+
+
+def extensions_not_creatable(
+    connection: BaseDatabaseWrapper, wanted: Sequence[Extension], *, require_trusted: bool
+) -> list[Extension]:
+    """The extensions of ``wanted`` that could not be created again in their version."""
+    rows = _rows(
+        connection,
+        "SELECT w.name FROM unnest(%s::text[], %s::text[]) AS w(name, version) "
+        "WHERE NOT EXISTS (SELECT 1 FROM pg_available_extension_versions v "
+        "  WHERE v.name = w.name AND v.version = w.version AND (v.trusted OR NOT %s))",
+        [[e.name for e in wanted], [e.version for e in wanted], require_trusted],
+    )
+    missing = {name for (name,) in rows}
+    return [e for e in wanted if e.name in missing]
+
+
+def drop_schema(connection: BaseDatabaseWrapper, name: str) -> None:
+    _run(connection, sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+def create_schema(connection: BaseDatabaseWrapper, state: SchemaState, current_user: str) -> None:
+    """Create ``state.name`` again with its owner, ACL, comment and default privileges."""
+    schema = sql.Identifier(state.name)
+    _run(connection, sql.SQL("CREATE SCHEMA {}").format(schema))
+    if state.owner != current_user:
+        _run(
+            connection,
+            sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(schema, sql.Identifier(state.owner)),
+        )
+    if state.acl is not None:
+        # A new schema has the implicit default ACL; start from nothing, then grant
+        # exactly what there was, each grant made by its original grantor.
+        _run(
+            connection,
+            sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(schema, sql.Identifier(state.owner)),
+        )
+        by_grantor: dict[str, list[AclItem]] = {}
+        for item in state.acl_items:
+            by_grantor.setdefault(item.grantor, []).append(item)
+        # The owner's grants first: other grantors hold their grant option from them.
+        for grantor in sorted(by_grantor, key=lambda g: g != state.owner):
+            on_schema = sql.SQL("SCHEMA {}").format(schema)
+            if grantor != state.owner:
+                _run(connection, sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(grantor)))
+            _grant_on(connection, on_schema, by_grantor[grantor])
+            if grantor != state.owner:
+                _run(connection, sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(current_user)))
+    if state.comment is not None:
+        _run(
+            connection,
+            sql.SQL("COMMENT ON SCHEMA {} IS {}").format(schema, sql.Literal(state.comment)),
+        )
+    for default_acl in state.default_acls:
+        _grant_on(
+            connection,
+            sql.SQL(DEFAULT_ACL_OBJECT_TYPES[default_acl.object_type]),
+            default_acl.items,
+            prefix=sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} ").format(
+                sql.Identifier(default_acl.role), schema
+            ),
+        )
+
+
+def _privilege_list(privs: Sequence[str]) -> sql.Composable:
+    for privilege in privs:
+        if privilege not in PRIVILEGES:
+            raise ValueError(f"unexpected privilege {privilege!r} in an ACL")
+    return sql.SQL(", ").join(sql.SQL(p) for p in sorted(privs))
+
+
+_NO_PREFIX = sql.SQL("")
+
+
+def _grant_on(
+    connection: BaseDatabaseWrapper,
+    on_object: sql.Composable,
+    items: Sequence[AclItem],
+    prefix: sql.Composable = _NO_PREFIX,
+) -> None:
+    """One GRANT per grantee and grant option, each with all its privileges."""
+    groups: dict[tuple[str | None, bool], list[str]] = {}
+    for item in items:
+        groups.setdefault((item.grantee, item.grantable), []).append(item.privilege)
+    for (grantee, grantable), privs in groups.items():
+        _run(
+            connection,
+            sql.SQL("{prefix}GRANT {privs} ON {on} TO {grantee}{option}").format(
+                prefix=prefix,
+                privs=_privilege_list(privs),
+                on=on_object,
+                grantee=sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),
+                option=sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+            ),
+        )
+
+
+def create_extension(connection: BaseDatabaseWrapper, extension: Extension) -> None:
+    _run(
+        connection,
+        sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {} VERSION {}").format(
+            sql.Identifier(extension.name),
+            sql.Identifier(extension.schema),
+            sql.Literal(extension.version),
+        ),
+    )

@@ -1,0 +1,232 @@
+"""Drop and recreate PostgreSQL schemas, keeping what a bare DROP/CREATE loses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from django.db import DatabaseError, connections, transaction
+from psycopg import errors
+
+from django_resetdb import postgres
+from django_resetdb.conf import SETTING_NAME, get_settings
+from django_resetdb.exceptions import Refused, ResetError
+from django_resetdb.identifiers import schema_name_problem
+
+Log = Callable[[str, int], None]
+
+
+def _quiet(message: str, level: int) -> None:
+    pass
+
+
+@dataclass
+class SchemaResetResult:
+    alias: str
+    database: str
+    schemas: tuple[str, ...]
+    tables_dropped: int
+    extensions_restored: tuple[str, ...]
+    terminated: tuple[int, ...] = ()
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def validate_schema_names(schemas: Sequence[str]) -> tuple[str, ...]:
+    for name in schemas:
+        problem = schema_name_problem(name)
+        if problem:
+            raise ResetError(f"Invalid schema: {problem}.")
+    # Keep the order given, without repeats.
+    return tuple(dict.fromkeys(schemas))
+
+
+def _is_lock_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, errors.LockNotAvailable) or isinstance(
+        exc.__cause__, errors.LockNotAvailable
+    )
+
+
+def _names(values: Sequence[str]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+def reset_schemas(
+    alias: str = "default",
+    schemas: Sequence[str] | None = None,
+    *,
+    terminate_blockers: bool = False,
+    lock_timeout: float | None = None,
+    log: Log = _quiet,
+) -> SchemaResetResult:
+    """Drop and recreate ``schemas`` of database ``alias`` in one transaction.
+
+    Owner, ACL, comment, default privileges and the extensions the drop takes
+    with it are put back and verified; on any failure nothing has changed.
+    Does not run the guard: callers do that first (see ``django_resetdb.guard``).
+    """
+    conf = get_settings()
+    names = validate_schema_names(conf.schemas if schemas is None else schemas)
+    if not names:
+        raise ResetError("No schema to reset.")
+    timeout = conf.lock_timeout if lock_timeout is None else lock_timeout
+    connection = connections[alias]
+    started = time.monotonic()
+    with transaction.atomic(using=alias):
+        postgres.set_lock_timeout(connection, timeout)
+        try:
+            postgres.acquire_reset_lock(connection, alias)
+        except postgres.LockBusy as exc:
+            holders = "; ".join(s.describe() for s in exc.holders) or "a session that just ended"
+            raise ResetError(
+                f"Another reset of this database is running ({holders}); "
+                f"gave up after {timeout:g} s. Try again when it has finished."
+            ) from exc
+        except DatabaseError as exc:
+            if _is_lock_timeout(exc):
+                raise ResetError(
+                    f"Timed out after {timeout:g} s waiting for the reset lock."
+                ) from exc
+            raise
+        database = postgres.connection_target(connection).database
+        missing = [n for n in names if n not in postgres.existing_schemas(connection, names)]
+        if missing:
+            raise ResetError(
+                f"Schema {_names(missing)} does not exist in database {database!r}; "
+                "nothing was dropped."
+            )
+        states = postgres.schema_states(connection, names)
+        extensions_before = postgres.extensions(connection)
+        _check_privileges(connection, states, extensions_before)
+        outside_before = postgres.objects_outside(connection, names)
+        tables = postgres.count_tables(connection, names)
+
+        terminated = _drop(connection, alias, names, timeout, terminate_blockers, log)
+
+        current_user = postgres.privileges(connection).current_user
+        for state in states:
+            postgres.create_schema(connection, state, current_user)
+        present = {e.name for e in postgres.extensions(connection)}
+        restored = [e for e in extensions_before if e.name not in present]
+        for extension in restored:
+            log(f"  restoring extension {extension.name} {extension.version}", 2)
+            postgres.create_extension(connection, extension)
+
+        _verify(connection, names, states, extensions_before, outside_before)
+    return SchemaResetResult(
+        alias=alias,
+        database=database,
+        schemas=names,
+        tables_dropped=tables,
+        extensions_restored=tuple(e.name for e in restored),
+        terminated=tuple(terminated),
+        seconds=time.monotonic() - started,
+    )
+
+
+def _check_privileges(
+    connection: postgres.BaseDatabaseWrapper,
+    states: Sequence[postgres.SchemaState],
+    extensions: Sequence[postgres.Extension],
+) -> None:
+    """Fail before dropping anything when we could not put everything back."""
+    names = {s.name for s in states}
+    ours = [e for e in extensions if e.schema in names]
+    privileges = postgres.privileges(connection)
+    if not privileges.superuser:
+        for state in states:
+            if postgres.roles_not_usable(connection, [state.owner]):
+                raise ResetError(
+                    f"Role {privileges.current_user!r} cannot drop schema {state.name!r}: it "
+                    f"is owned by {state.owner!r}. Connect as that owner (or a member of it) "
+                    "or as a superuser; nothing was dropped."
+                )
+        if not privileges.can_create_schema:
+            raise ResetError(
+                f"Role {privileges.current_user!r} lacks CREATE on the database and could "
+                "not create the schemas again; nothing was dropped."
+            )
+        roles = [i.grantor for s in states for i in s.acl_items]
+        roles += [d.role for s in states for d in s.default_acls]
+        lacking = postgres.roles_not_usable(connection, roles)
+        if lacking:
+            raise ResetError(
+                f"Role {privileges.current_user!r} could not restore privileges granted by "
+                f"{_names(lacking)}; run as a superuser. Nothing was dropped."
+            )
+    blocked = postgres.extensions_not_creatable(
+        connection, ours, require_trusted=not privileges.superuser
+    )
+    if blocked:
+        listed = ", ".join(f"{e.name} {e.version}" for e in blocked)
+        raise ResetError(
+            f"Role {privileges.current_user!r} could not create extension(s) {listed} again "
+            "(not installed in that version on the server, or not trusted and the role is "
+            "not a superuser); nothing was dropped."
+        )
+
+
+def _drop(
+    connection: postgres.BaseDatabaseWrapper,
+    alias: str,
+    names: Sequence[str],
+    timeout: float,
+    terminate_blockers: bool,
+    log: Log,
+) -> list[int]:
+    terminated: list[int] = []
+    while True:
+        try:
+            with transaction.atomic(using=alias):
+                for name in names:
+                    log(f"  dropping schema {name}", 2)
+                    postgres.drop_schema(connection, name)
+            return terminated
+        except DatabaseError as exc:
+            if not _is_lock_timeout(exc):
+                raise
+            blockers = postgres.blocking_sessions(connection, names)
+            if terminate_blockers and blockers and not terminated:
+                pids = [s.pid for s in blockers]
+                log(f"  terminating blocking sessions: {', '.join(map(str, pids))}", 1)
+                postgres.terminate_sessions(connection, pids)
+                terminated = pids
+                continue
+            listed = "; ".join(s.describe() for s in blockers) or "sessions that have ended since"
+            raise ResetError(
+                f"Gave up after {timeout:g} s waiting for locks on schema {_names(names)} held "
+                f"by other sessions: {listed}. Nothing was dropped; end those sessions or pass "
+                "--terminate-blockers."
+            ) from exc
+
+
+def _verify(
+    connection: postgres.BaseDatabaseWrapper,
+    names: Sequence[str],
+    states: Sequence[postgres.SchemaState],
+    extensions_before: Sequence[postgres.Extension],
+    outside_before: dict[str, int],
+) -> None:
+    """Compare the catalogs with what was there before; raising rolls everything back."""
+    after = postgres.schema_states(connection, names)
+    for old, new in zip(states, after, strict=True):
+        if old.comparable() != new.comparable():
+            raise ResetError(
+                f"Schema {old.name!r} could not be recreated identically "
+                f"(before: {old.comparable()!r}, after: {new.comparable()!r}); rolled back."
+            )
+    extensions_after = postgres.extensions(connection)
+    if set(extensions_after) != set(extensions_before):
+        raise ResetError(
+            f"Extensions could not be restored identically (before: {extensions_before!r}, "
+            f"after: {extensions_after!r}); rolled back."
+        )
+    outside_after = postgres.objects_outside(connection, names)
+    changed = sorted(n for n in outside_before if outside_before[n] != outside_after.get(n))
+    if changed:
+        raise Refused(
+            f"resetschema refused: dropping schema {_names(names)} would also drop objects in "
+            f"schema {_names(changed)} that depend on it; add those schemas with --schema "
+            f"(or {SETTING_NAME}['SCHEMAS']) to reset them too. Nothing was dropped."
+        )
