@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.db import DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import errors
 
 from django_resetdb import postgres
@@ -30,7 +31,18 @@ class SchemaResetResult:
     extensions_restored: tuple[str, ...]
     terminated: tuple[int, ...] = ()
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        restored = (
+            f", restored extension(s) {', '.join(self.extensions_restored)}"
+            if self.extensions_restored
+            else ""
+        )
+        return (
+            f"Reset schema(s) {', '.join(self.schemas)} of database {self.database!r} "
+            f"(alias {self.alias!r}): dropped {self.tables_dropped} table(s){restored} "
+            f"in {self.seconds:.2f} s."
+        )
 
 
 def validate_schema_names(schemas: Sequence[str]) -> tuple[str, ...]:
@@ -126,7 +138,7 @@ def reset_schemas(
 
 
 def _check_privileges(
-    connection: postgres.BaseDatabaseWrapper,
+    connection: BaseDatabaseWrapper,
     states: Sequence[postgres.SchemaState],
     extensions: Sequence[postgres.Extension],
 ) -> None:
@@ -168,7 +180,7 @@ def _check_privileges(
 
 
 def _drop(
-    connection: postgres.BaseDatabaseWrapper,
+    connection: BaseDatabaseWrapper,
     alias: str,
     names: Sequence[str],
     timeout: float,
@@ -202,7 +214,7 @@ def _drop(
 
 
 def _verify(
-    connection: postgres.BaseDatabaseWrapper,
+    connection: BaseDatabaseWrapper,
     names: Sequence[str],
     states: Sequence[postgres.SchemaState],
     extensions_before: Sequence[postgres.Extension],

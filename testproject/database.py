@@ -50,7 +50,7 @@ def start_embedded(data_dir: Path) -> dict[str, Any]:
         warnings.simplefilter("ignore")
         import pgserver
 
-        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     entry = parse_database_url(server.get_uri(EMBEDDED_DATABASE))
     _create_database(entry)
     print(

@@ -44,5 +44,6 @@ class VectorField(models.Field):  # type: ignore[type-arg]
             return None
         return "[" + ",".join(repr(float(v)) for v in value) + "]"
 
-    def value_to_string(self, obj: Any) -> str | None:
-        return self.get_prep_value(self.value_from_object(obj))
+    def value_to_string(self, obj: Any) -> str:
+        # Fixtures hold the vector as text, e.g. "[0.1,0.2,0.3]", or null.
+        return self.get_prep_value(self.value_from_object(obj))  # type: ignore[return-value]

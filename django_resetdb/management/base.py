@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from django_resetdb.exceptions import ResetError
+
+
+class ResetCommand(BaseCommand):
+    """Shared options and error handling of the destructive commands."""
+
+    def add_database_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--database",
+            default=DEFAULT_DB_ALIAS,
+            choices=tuple(connections),
+            help="Database alias to act on. Default: 'default'.",
+        )
+        parser.add_argument(
+            "--no-input",
+            "--noinput",
+            action="store_false",
+            dest="interactive",
+            help="Do not prompt for the database name. Never skips the other guards.",
+        )
+        parser.add_argument(
+            "--terminate-blockers",
+            action="store_true",
+            help="Terminate sessions holding locks in the schemas instead of failing.",
+        )
+
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        # Our errors print as one CommandError line, with the exit status they carry
+        # (3 for a refusal by a guard).
+        try:
+            return super().execute(*args, **options)
+        except ResetError as exc:
+            raise CommandError(str(exc), returncode=exc.returncode) from exc
+
+    def log(self, verbosity: int) -> Any:
+        def write(message: str, level: int) -> None:
+            if verbosity >= level:
+                self.stdout.write(message)
+
+        return write
