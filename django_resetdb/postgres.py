@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import errors, sql
 
@@ -199,6 +199,13 @@ def advisory_lock_holders(connection: BaseDatabaseWrapper) -> list[Session]:
     return [Session(*row) for row in rows]
 
 
+def is_lock_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the driver error Django wrapped in it) is a lock_timeout."""
+    return isinstance(exc, errors.LockNotAvailable) or isinstance(
+        exc.__cause__, errors.LockNotAvailable
+    )
+
+
 class LockBusy(Exception):
     def __init__(self, holders: list[Session]) -> None:
         super().__init__(holders)
@@ -219,7 +226,9 @@ def acquire_reset_lock(connection: BaseDatabaseWrapper, alias: str) -> None:
     try:
         with transaction.atomic(using=alias):
             _rows(connection, "SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
-    except errors.LockNotAvailable as exc:
+    except DatabaseError as exc:
+        if not is_lock_timeout(exc):
+            raise
         raise LockBusy(advisory_lock_holders(connection)) from exc
 
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from psycopg import errors
 
 from django_resetdb import postgres
 from django_resetdb.conf import SETTING_NAME, get_settings
@@ -54,12 +53,6 @@ def validate_schema_names(schemas: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(schemas))
 
 
-def _is_lock_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, errors.LockNotAvailable) or isinstance(
-        exc.__cause__, errors.LockNotAvailable
-    )
-
-
 def _names(values: Sequence[str]) -> str:
     return ", ".join(repr(v) for v in values)
 
@@ -95,12 +88,6 @@ def reset_schemas(
                 f"Another reset of this database is running ({holders}); "
                 f"gave up after {timeout:g} s. Try again when it has finished."
             ) from exc
-        except DatabaseError as exc:
-            if _is_lock_timeout(exc):
-                raise ResetError(
-                    f"Timed out after {timeout:g} s waiting for the reset lock."
-                ) from exc
-            raise
         database = postgres.connection_target(connection).database
         missing = [n for n in names if n not in postgres.existing_schemas(connection, names)]
         if missing:
@@ -196,7 +183,7 @@ def _drop(
                     postgres.drop_schema(connection, name)
             return terminated
         except DatabaseError as exc:
-            if not _is_lock_timeout(exc):
+            if not postgres.is_lock_timeout(exc):
                 raise
             blockers = postgres.blocking_sessions(connection, names)
             if terminate_blockers and blockers and not terminated:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -45,6 +46,7 @@ def start_embedded(data_dir: Path) -> dict[str, Any]:
 
     The server stops when the last process that started or reused it exits.
     """
+    _forget_dead_users(data_dir)
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset, which is harmless here.
         warnings.simplefilter("ignore")
@@ -59,6 +61,25 @@ def start_embedded(data_dir: Path) -> dict[str, Any]:
         file=sys.stderr,
     )
     return entry
+
+
+def _forget_dead_users(data_dir: Path) -> None:
+    """Drop the pids of processes that died without cleaning up from pgserver's list.
+
+    pgserver stops the server when its last user exits; a process that ended without
+    running its exit handlers (killed, or os._exit) would otherwise keep it running.
+    """
+    import psutil
+
+    users = data_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(users.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(pids, list):
+        alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+        if alive != pids:
+            users.write_text(json.dumps(alive))
 
 
 def _create_database(entry: dict[str, Any]) -> None:

@@ -1,0 +1,199 @@
+"""Fixtures: scratch databases on the real server, a second channel to check them, and
+a way to run ``manage.py`` as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from django.conf import settings
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _server() -> dict[str, Any]:
+    entry = settings.DATABASES["default"]
+    return {
+        "host": entry["HOST"],
+        "port": entry["PORT"] or None,
+        "user": entry["USER"] or None,
+        "password": entry["PASSWORD"] or None,
+    }
+
+
+def connect(dbname: str, **overrides: Any) -> psycopg.Connection[Any]:
+    """A connection that does not go through Django: the tests' second channel."""
+    params = {**_server(), **overrides}
+    return psycopg.connect(dbname=dbname, autocommit=True, **params)
+
+
+def database_url(dbname: str, user: str | None = None) -> str:
+    server = _server()
+    user = user or server["user"] or ""
+    password = f":{quote(server['password'], safe='')}" if server["password"] else ""
+    host = quote(server["host"], safe="")
+    port = f":{server['port']}" if server["port"] else ""
+    return f"postgres://{quote(user, safe='')}{password}@{host}{port}/{dbname}"
+
+
+@dataclass
+class ScratchDatabase:
+    name: str
+
+    def connect(self, **overrides: Any) -> psycopg.Connection[Any]:
+        return connect(self.name, **overrides)
+
+    def url(self, user: str | None = None) -> str:
+        return database_url(self.name, user)
+
+    def query(self, query: str, params: Any = None) -> list[Any]:
+        with self.connect() as conn:
+            return conn.execute(query, params).fetchall()
+
+
+@pytest.fixture
+def scratch_db() -> Iterator[ScratchDatabase]:
+    """A new, empty database of its own, dropped afterwards."""
+    name = f"resetdb_t_{uuid.uuid4().hex[:12]}"
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield ScratchDatabase(name)
+    finally:
+        with connect("postgres") as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def _role_fixture() -> Iterator[str]:
+    name = f"resetdb_r_{uuid.uuid4().hex[:12]}"
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        role = sql.Identifier(name)
+        with connect("postgres") as admin:
+            # Databases the role owns, then what it owns or was granted inside each.
+            admin.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(role))
+            databases = admin.execute(
+                "SELECT DISTINCT d.datname FROM pg_shdepend s "
+                "JOIN pg_database d ON d.oid = s.dbid WHERE s.refobjid = %s::regrole",
+                [name],
+            ).fetchall()
+            for (database,) in databases:
+                with connect(database) as conn:
+                    conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(role))
+                    conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
+
+
+@pytest.fixture
+def scratch_role() -> Iterator[str]:
+    """A login role of its own, dropped afterwards."""
+    yield from _role_fixture()
+
+
+@pytest.fixture
+def other_role() -> Iterator[str]:
+    """A second login role of its own, dropped afterwards."""
+    yield from _role_fixture()
+
+
+def available_extensions() -> set[str]:
+    with connect("postgres") as conn:
+        return {name for (name,) in conn.execute("SELECT name FROM pg_available_extensions")}
+
+
+@dataclass
+class Manage:
+    tmp_path: Path
+
+    def __call__(
+        self,
+        *args: str,
+        db: ScratchDatabase | None = None,
+        url: str | None = None,
+        resetdb_settings: dict[str, Any] | None = None,
+        extra_settings: str = "",
+        input: str | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``python manage.py ARGS`` in a new process, as a user would."""
+        env = dict(os.environ)
+        if db is not None or url is not None:
+            env["DATABASE_URL"] = url or db.url()  # type: ignore[union-attr]
+        if resetdb_settings is not None or extra_settings:
+            module = f"settings_{uuid.uuid4().hex[:8]}"
+            body = "from testproject.settings import *  # noqa\n"
+            if resetdb_settings is not None:
+                body += f"DJANGO_RESETDB = {resetdb_settings!r}\n"
+            body += textwrap.dedent(extra_settings)
+            (self.tmp_path / f"{module}.py").write_text(body)
+            env["DJANGO_SETTINGS_MODULE"] = module
+            env["PYTHONPATH"] = os.pathsep.join([str(self.tmp_path), str(REPO)])
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=env,
+            input=input if input is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+@pytest.fixture
+def manage(tmp_path: Path) -> Manage:
+    return Manage(tmp_path)
+
+
+# What a reset must leave alone, or put back: read from the catalogs directly.
+SCHEMA_STATE = """
+SELECT n.nspname, pg_get_userbyid(n.nspowner), n.nspacl::text[],
+       obj_description(n.oid, 'pg_namespace')
+FROM pg_namespace n WHERE n.nspname = %s
+"""
+DEFAULT_ACLS = """
+SELECT pg_get_userbyid(d.defaclrole), d.defaclobjtype::text, d.defaclacl::text[]
+FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace
+WHERE n.nspname = %s ORDER BY 1, 2
+"""
+EXTENSIONS = """
+SELECT e.extname, e.extversion, n.nspname FROM pg_extension e
+JOIN pg_namespace n ON n.oid = e.extnamespace ORDER BY 1
+"""
+RELATIONS = """
+SELECT n.nspname, c.relname, c.relkind::text FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') ORDER BY 1, 2
+"""
+
+
+def schema_snapshot(db: ScratchDatabase, schema: str = "public") -> dict[str, Any]:
+    return {
+        "schema": db.query(SCHEMA_STATE, [schema]),
+        "default_acls": db.query(DEFAULT_ACLS, [schema]),
+        "extensions": db.query(EXTENSIONS),
+    }
+
+
+def relations(db: ScratchDatabase) -> list[Any]:
+    return db.query(RELATIONS)
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""

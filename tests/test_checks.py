@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import pytest
+from django.core import checks
+
+from django_resetdb.checks import check_databases, check_settings
+from tests.conftest import last_line
+
+
+def ids(messages):
+    return [message.id for message in messages]
+
+
+def test_checks_are_registered():
+    registered = checks.registry.registry.get_checks()
+
+    assert check_settings in registered
+    assert check_databases in registered
+
+
+def test_run_checks_reports_our_errors(settings):
+    settings.DJANGO_RESETDB = {"SCHEMAS": "public"}
+
+    messages = checks.run_checks()
+
+    assert "django_resetdb.E003" in ids(messages)
+
+
+def test_demo_settings_are_clean():
+    assert check_settings() == []
+    assert check_databases() == []
+
+
+def test_not_a_dict(settings):
+    settings.DJANGO_RESETDB = ["ENABLED"]
+
+    messages = check_settings()
+
+    assert ids(messages) == ["django_resetdb.E001"]
+    assert messages[0].msg == "DJANGO_RESETDB must be a dict, not list."
+
+
+def test_unknown_key(settings):
+    settings.DJANGO_RESETDB = {"SCHEMA": ["public"]}
+
+    messages = check_settings()
+
+    assert ids(messages) == ["django_resetdb.E002"]
+    assert messages[0].msg == "DJANGO_RESETDB has an unknown key 'SCHEMA'."
+    assert messages[0].hint == (
+        "Known keys: ENABLED, HOSTS, SCHEMAS, APPS, EXCLUDE_APPS, SEEDS, LOCK_TIMEOUT."
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("ENABLED", "yes", "a bool (or None for DEBUG)"),
+        ("HOSTS", "localhost", "a list of host names or patterns"),
+        ("HOSTS", ["localhost", 5432], "a list of host names or patterns"),
+        ("SCHEMAS", [], "a non-empty list of schema names"),
+        ("SCHEMAS", "public", "a non-empty list of schema names"),
+        ("APPS", "catalog", "None or a list of app labels"),
+        ("EXCLUDE_APPS", None, "a list of app labels"),
+        ("SEEDS", [1], "a list of fixture labels or dotted paths"),
+        ("LOCK_TIMEOUT", 0, "a positive number of seconds"),
+        ("LOCK_TIMEOUT", True, "a positive number of seconds"),
+        ("LOCK_TIMEOUT", "5", "a positive number of seconds"),
+    ],
+)
+def test_wrong_types(settings, key, value, expected):
+    settings.DJANGO_RESETDB = {key: value}
+
+    messages = check_settings()
+
+    assert ids(messages) == ["django_resetdb.E003"]
+    assert messages[0].msg == f"DJANGO_RESETDB[{key!r}] must be {expected}, not {value!r}."
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("x" * 64, "schema name 'xxxxxxxxxxxxxxxxxxxx...' is 64 bytes long; PostgreSQL names "
+                   "are at most 63 bytes"),
+        ("pg_toast", "schema 'pg_toast' is a PostgreSQL system schema"),
+        ("", "schema names must not be empty"),
+        ("a\x00b", "schema name 'a\\x00b' contains a NUL character"),
+    ],
+)  # fmt: skip
+def test_invalid_schema_names(settings, name, problem):
+    settings.DJANGO_RESETDB = {"SCHEMAS": ["public", name]}
+
+    messages = check_settings()
+
+    assert ids(messages) == ["django_resetdb.E004"]
+    assert messages[0].msg == f"DJANGO_RESETDB['SCHEMAS']: {problem}."
+
+
+def test_enabled_while_debug_is_false_warns(settings):
+    settings.DEBUG = False
+    settings.DJANGO_RESETDB = {"ENABLED": True}
+
+    assert ids(check_settings()) == ["django_resetdb.W001"]
+
+    settings.DEBUG = True
+    assert check_settings() == []
+
+
+def test_non_postgresql_database_warns(scratch_db, manage, tmp_path):
+    extra = f"""
+DATABASES = {{**DATABASES, "legacy": {{
+    "ENGINE": "django.db.backends.sqlite3", "NAME": {str(tmp_path / "legacy.sqlite3")!r},
+}}}}
+"""
+    result = manage("check", db=scratch_db, extra_settings=extra)
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        "?: (django_resetdb.W002) Database 'legacy' uses 'sqlite'; django_resetdb only resets "
+        "PostgreSQL databases and will refuse this alias."
+    ) in result.stderr
+
+
+def test_commands_refuse_a_non_postgresql_alias(scratch_db, manage, tmp_path):
+    extra = f"""
+DATABASES = {{**DATABASES, "legacy": {{
+    "ENGINE": "django.db.backends.sqlite3", "NAME": {str(tmp_path / "legacy.sqlite3")!r},
+}}}}
+"""
+    result = manage(
+        "resetschema", "--database", "legacy", "--no-input", db=scratch_db, extra_settings=extra
+    )
+
+    assert result.returncode == 1
+    assert last_line(result.stderr) == (
+        "CommandError: resetschema only resets PostgreSQL databases; alias 'legacy' uses "
+        "'sqlite'."
+    )

@@ -1,0 +1,172 @@
+"""Every gate of the guard refuses with exit status 3, one sentence, and nothing dropped,
+whether or not ``--no-input`` is given; the prompt wants the database name."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from psycopg import sql
+
+from tests.conftest import last_line, relations
+
+COMMANDS = ["resetschema", "resetdb"]
+INPUT_FLAGS = [[], ["--no-input"]]
+
+
+@pytest.fixture
+def db(scratch_db):
+    with scratch_db.connect() as conn:
+        conn.execute("CREATE TABLE precious (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO precious VALUES (1), (2)")
+    return scratch_db
+
+
+def assert_untouched(db, before):
+    assert relations(db) == before
+    assert db.query("SELECT count(*) FROM precious") == [(2,)]
+
+
+@pytest.mark.parametrize("flags", INPUT_FLAGS, ids=["prompt", "no-input"])
+@pytest.mark.parametrize("command", COMMANDS)
+def test_enabled_false_refuses(db, manage, command, flags):
+    before = relations(db)
+
+    result = manage(command, *flags, db=db, resetdb_settings={"ENABLED": False}, input=db.name)
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"CommandError: {command} refused: DJANGO_RESETDB['ENABLED'] is False for this "
+        "project (it defaults to DEBUG); set it to True in a development or CI settings "
+        "module to allow resets.\n"
+    )
+    assert_untouched(db, before)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_enabled_defaults_to_debug(db, manage, command):
+    before = relations(db)
+
+    result = manage(command, "--no-input", db=db, extra_settings="DEBUG = False\n")
+
+    assert result.returncode == 3
+    assert "DJANGO_RESETDB['ENABLED'] is False" in result.stderr
+    assert_untouched(db, before)
+
+
+@pytest.mark.parametrize("flags", INPUT_FLAGS, ids=["prompt", "no-input"])
+@pytest.mark.parametrize("command", COMMANDS)
+def test_host_outside_hosts_refuses(db, manage, command, flags):
+    before = relations(db)
+    host = settings.DATABASES["default"]["HOST"]
+
+    result = manage(
+        command, *flags, db=db, resetdb_settings={"HOSTS": ["db.example.org"]}, input=db.name
+    )
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"CommandError: {command} refused: host {host!r} of database alias 'default' is not "
+        "in DJANGO_RESETDB['HOSTS']; add it there to allow resets on that server.\n"
+    )
+    assert_untouched(db, before)
+
+
+def test_hosts_star_allows_any_host(db, manage):
+    result = manage("resetschema", "--no-input", db=db, resetdb_settings={"HOSTS": ["*"]})
+
+    assert result.returncode == 0, result.stderr
+    assert relations(db) == []
+
+
+@pytest.mark.parametrize("flags", INPUT_FLAGS, ids=["prompt", "no-input"])
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("scope", ["database", "role"])
+def test_protected_marker_refuses_whatever_the_settings(db, manage, command, flags, scope):
+    with db.connect() as conn:
+        if scope == "database":
+            statement = "ALTER DATABASE {} SET django_resetdb.protected = on"
+        else:
+            statement = "ALTER ROLE CURRENT_USER IN DATABASE {} SET django_resetdb.protected = on"
+        conn.execute(sql.SQL(statement).format(sql.Identifier(db.name)))
+    before = relations(db)
+
+    result = manage(
+        command, *flags, db=db,
+        resetdb_settings={"ENABLED": True, "HOSTS": ["*"]}, input=db.name,
+    )  # fmt: skip
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"CommandError: {command} refused: database {db.name!r} is protected by the "
+        "PostgreSQL setting django_resetdb.protected = 'on'; only its removal "
+        "(ALTER DATABASE/ROLE ... RESET django_resetdb.protected) allows resets.\n"
+    )
+    assert_untouched(db, before)
+
+
+def test_protected_marker_off_allows(db, manage):
+    with db.connect() as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET django_resetdb.protected = off").format(
+                sql.Identifier(db.name)
+            )
+        )
+
+    result = manage("resetschema", "--no-input", db=db)
+
+    assert result.returncode == 0, result.stderr
+    assert relations(db) == []
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_prompt_answered_wrong_refuses(db, manage, command):
+    before = relations(db)
+
+    result = manage(command, db=db, input="production\n")
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"CommandError: {command} refused: the answer 'production' is not the database name "
+        f"{db.name!r}; type the name exactly, or pass --no-input to skip the prompt.\n"
+    )
+    assert_untouched(db, before)
+
+
+def test_prompt_without_any_answer_refuses(db, manage):
+    before = relations(db)
+
+    result = manage("resetschema", db=db, input="")
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        "CommandError: resetschema refused: no answer to the confirmation prompt; type the "
+        "database name when asked, or pass --no-input to skip the prompt.\n"
+    )
+    assert_untouched(db, before)
+
+
+def test_prompt_shows_the_target_and_accepts_the_database_name(db, manage):
+    host = settings.DATABASES["default"]["HOST"]
+    port = settings.DATABASES["default"]["PORT"] or "5432"
+    user = settings.DATABASES["default"]["USER"]
+    with db.connect(application_name="psql") as other:
+        other_pid = other.info.backend_pid
+
+        result = manage("resetschema", db=db, input=f"{db.name}\n")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:9] == [
+        "resetschema will drop everything in these schemas:",
+        "  alias     default",
+        f"  host      {host}",
+        f"  port      {port}",
+        f"  database  {db.name}",
+        f"  user      {user}",
+        "  schemas   public",
+        "  tables    1",
+        "  sessions  1 other session(s) connected",
+    ]
+    assert lines[9].startswith(f"            pid {other_pid} (user {user!r}, application 'psql'")
+    assert lines[10].startswith(f"Type the database name ({db.name!r}) to continue: Reset ")
+    assert relations(db) == []
