@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.core import checks
 
@@ -12,7 +14,7 @@ def ids(messages):
 
 
 def test_checks_are_registered():
-    registered = checks.registry.registry.get_checks()
+    registered: list[Any] = list(checks.registry.registry.get_checks())
 
     assert check_settings in registered
     assert check_databases in registered
@@ -133,6 +135,5 @@ DATABASES = {{**DATABASES, "legacy": {{
 
     assert result.returncode == 1
     assert last_line(result.stderr) == (
-        "CommandError: resetschema only resets PostgreSQL databases; alias 'legacy' uses "
-        "'sqlite'."
+        "CommandError: resetschema only resets PostgreSQL databases; alias 'legacy' uses 'sqlite'."
     )

@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from psycopg import sql
 
-from tests.conftest import last_line, relations
+from tests.conftest import relations
 
 COMMANDS = ["resetschema", "resetdb"]
 INPUT_FLAGS = [[], ["--no-input"]]

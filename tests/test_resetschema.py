@@ -175,9 +175,7 @@ def test_another_reset_in_progress_is_named(scratch_db, manage):
     assert relations(scratch_db) == before
 
 
-def test_a_role_that_does_not_own_the_schema_gets_a_clear_error(
-    scratch_db, scratch_role, manage
-):
+def test_a_role_that_does_not_own_the_schema_gets_a_clear_error(scratch_db, scratch_role, manage):
     populate(scratch_db, scratch_role, [])
     with scratch_db.connect() as conn:
         conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
@@ -282,9 +280,7 @@ def test_invalid_names_are_rejected_before_connecting(scratch_db, manage, name, 
     assert relations(scratch_db) == before
 
 
-def test_objects_of_other_schemas_that_depend_on_the_schema_are_not_dropped(
-    scratch_db, manage
-):
+def test_objects_of_other_schemas_that_depend_on_the_schema_are_not_dropped(scratch_db, manage):
     with scratch_db.connect() as conn:
         conn.execute("CREATE TABLE public.artifact (id int PRIMARY KEY)")
         conn.execute("CREATE SCHEMA reporting")
