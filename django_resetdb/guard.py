@@ -31,6 +31,14 @@ class Target:
     tables: int
     sessions: tuple[postgres.Session, ...]
 
+    def one_line(self) -> str:
+        where = f"{self.host or '(default socket)'}:{self.port}"
+        return (
+            f"Target: database {self.database!r} (alias {self.alias!r}) on {where} as "
+            f"{self.user!r}, schema(s) {', '.join(self.schemas)}: {self.tables} table(s), "
+            f"{len(self.sessions)} other session(s)."
+        )
+
     def lines(self) -> list[str]:
         sessions = f"{len(self.sessions)} other session(s) connected"
         rows = [

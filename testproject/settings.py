@@ -65,6 +65,7 @@ STATIC_URL = "static/"
 DJANGO_RESETDB = {
     "SEEDS": [
         "testproject.seeds.create_sample_users",
+        "volunteers",
         "catalog",
         "events",
         "sales",

@@ -194,6 +194,18 @@ def relations(db: ScratchDatabase) -> list[Any]:
     return db.query(RELATIONS)
 
 
+def target_host() -> str:
+    return str(settings.DATABASES["default"]["HOST"])
+
+
+def target_port() -> str:
+    return str(settings.DATABASES["default"]["PORT"] or 5432)
+
+
+def target_user() -> str:
+    return str(settings.DATABASES["default"]["USER"])
+
+
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""

@@ -4,10 +4,9 @@ whether or not ``--no-input`` is given; the prompt wants the database name."""
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 from psycopg import sql
 
-from tests.conftest import relations
+from tests.conftest import relations, target_host, target_port, target_user
 
 COMMANDS = ["resetschema", "resetdb"]
 INPUT_FLAGS = [[], ["--no-input"]]
@@ -57,7 +56,7 @@ def test_enabled_defaults_to_debug(db, manage, command):
 @pytest.mark.parametrize("command", COMMANDS)
 def test_host_outside_hosts_refuses(db, manage, command, flags):
     before = relations(db)
-    host = settings.DATABASES["default"]["HOST"]
+    host = target_host()
 
     result = manage(
         command, *flags, db=db, resetdb_settings={"HOSTS": ["db.example.org"]}, input=db.name
@@ -146,9 +145,7 @@ def test_prompt_without_any_answer_refuses(db, manage):
 
 
 def test_prompt_shows_the_target_and_accepts_the_database_name(db, manage):
-    host = settings.DATABASES["default"]["HOST"]
-    port = settings.DATABASES["default"]["PORT"] or "5432"
-    user = settings.DATABASES["default"]["USER"]
+    host, port, user = target_host(), target_port(), target_user()
     with db.connect(application_name="psql") as other:
         other_pid = other.info.backend_pid
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import available_extensions, last_line, relations
+from tests.conftest import (
+    available_extensions,
+    last_line,
+    relations,
+    target_host,
+    target_port,
+    target_user,
+)
 
 pytestmark = pytest.mark.skipif(
     "vector" not in available_extensions(),
@@ -43,8 +50,14 @@ def test_builds_the_demo_database(scratch_db, manage):
     assert last_line(result.stdout).startswith(
         f"Rebuilt database {scratch_db.name!r} (alias 'default'): {len(tables)} table(s) in "
     )
-    assert result.stdout.splitlines()[0].startswith("  schema    Reset schema(s) public")
-    assert result.stdout.splitlines()[1].startswith("  migrate   applied all migrations in ")
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        f"Target: database {scratch_db.name!r} (alias 'default') on {target_host()}:"
+        f"{target_port()} as {target_user()!r}, schema(s) public: 0 table(s), "
+        "0 other session(s)."
+    )
+    assert lines[1].startswith("  schema    Reset schema(s) public")
+    assert lines[2].startswith("  migrate   applied all migrations in ")
 
 
 def test_second_run_drops_the_rows_and_rebuilds_the_same_schema(scratch_db, manage):

@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from django_resetdb import guard
 from django_resetdb.exceptions import ResetError
 
 
@@ -39,6 +40,15 @@ class ResetCommand(BaseCommand):
             return super().execute(*args, **options)
         except ResetError as exc:
             raise CommandError(str(exc), returncode=exc.returncode) from exc
+
+    def confirm(
+        self, target: guard.Target, command: str, *, interactive: bool, verbosity: int
+    ) -> None:
+        """Ask for the database name, or with --no-input just show the target."""
+        if interactive:
+            guard.confirm(target, command, write=self.stdout.write)
+        elif verbosity >= 1:
+            self.stdout.write(target.one_line())
 
     def log(self, verbosity: int) -> Any:
         def write(message: str, level: int) -> None:

@@ -42,8 +42,7 @@ class Command(ResetCommand):
                 self.stdout.write(line)
             self.stdout.write(f"  steps     reset schema(s) {', '.join(schemas)}, migrate")
             return
-        if interactive:
-            guard.confirm(target, "resetdb", write=self.stdout.write)
+        self.confirm(target, "resetdb", interactive=interactive, verbosity=verbosity)
 
         def migrate_output() -> io.TextIOBase:
             return self.stdout if verbosity >= 2 else io.StringIO()

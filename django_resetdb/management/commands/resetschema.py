@@ -37,8 +37,7 @@ class Command(ResetCommand):
     ) -> None:
         names = validate_schema_names(schemas or get_settings().schemas)
         target = guard.check(database, "resetschema", names)
-        if interactive:
-            guard.confirm(target, "resetschema", write=self.stdout.write)
+        self.confirm(target, "resetschema", interactive=interactive, verbosity=verbosity)
         result = reset_schemas(
             database, names, terminate_blockers=terminate_blockers, log=self.log(verbosity)
         )
