@@ -93,8 +93,12 @@ class SchemaState:
     default_acls: tuple[DefaultAcl, ...]
 
     def comparable(self) -> tuple[Any, ...]:
-        default_acls = sorted((d.role, d.object_type, d.items) for d in self.default_acls)
-        return (self.name, self.owner, self.acl, self.comment, default_acls)
+        # ACL order carries no meaning; compare them as sets.
+        acl = None if self.acl is None else sorted(self.acl)
+        default_acls = sorted(
+            (d.role, d.object_type, sorted(d.items, key=repr)) for d in self.default_acls
+        )
+        return (self.name, self.owner, acl, self.comment, default_acls)
 
 
 def _run(connection: BaseDatabaseWrapper, statement: sql.Composable) -> None:
@@ -122,13 +126,6 @@ def connection_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
 def protected_marker(connection: BaseDatabaseWrapper) -> str | None:
     (value,) = _rows(connection, "SELECT current_setting(%s, true)", [PROTECTED_SETTING])[0]
     return value or None
-
-
-def server_version(connection: BaseDatabaseWrapper) -> int:
-    connection.ensure_connection()
-    raw = connection.connection
-    assert raw is not None
-    return int(raw.info.server_version)
 
 
 def existing_schemas(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> set[str]:

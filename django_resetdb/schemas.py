@@ -192,7 +192,7 @@ def _drop(
                 postgres.terminate_sessions(connection, pids)
                 terminated = pids
                 continue
-            listed = "; ".join(s.describe() for s in blockers) or "sessions that have ended since"
+            listed = "; ".join(s.describe() for s in blockers) or "(not found in pg_locks)"
             raise ResetError(
                 f"Gave up after {timeout:g} s waiting for locks on schema {_names(names)} held "
                 f"by other sessions: {listed}. Nothing was dropped; end those sessions or pass "
@@ -225,7 +225,7 @@ def _verify(
     changed = sorted(n for n in outside_before if outside_before[n] != outside_after.get(n))
     if changed:
         raise Refused(
-            f"resetschema refused: dropping schema {_names(names)} would also drop objects in "
+            f"Reset refused: dropping schema {_names(names)} would also drop objects in "
             f"schema {_names(changed)} that depend on it; add those schemas with --schema "
             f"(or {SETTING_NAME}['SCHEMAS']) to reset them too. Nothing was dropped."
         )

@@ -289,7 +289,7 @@ def test_objects_of_other_schemas_that_depend_on_the_schema_are_not_dropped(scra
 
     assert result.returncode == 3
     assert last_line(result.stderr) == (
-        "CommandError: resetschema refused: dropping schema 'public' would also drop objects "
+        "CommandError: Reset refused: dropping schema 'public' would also drop objects "
         "in schema 'reporting' that depend on it; add those schemas with --schema (or "
         "DJANGO_RESETDB['SCHEMAS']) to reset them too. Nothing was dropped."
     )
@@ -343,3 +343,38 @@ def test_verbosity_zero_prints_nothing(scratch_db, manage):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
+
+
+def test_a_schema_that_comes_back_different_is_rolled_back(scratch_db, scratch_role, manage):
+    # An event trigger that grants more on every new schema: the restored ACL then
+    # differs from the original, and the reset must roll back.
+    with scratch_db.connect() as conn:
+        conn.execute("CREATE SCHEMA ops")
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION ops.grant_more() RETURNS event_trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN GRANT USAGE ON SCHEMA public TO {}; END $$"
+            ).format(sql.Identifier(scratch_role))
+        )
+        conn.execute(
+            "CREATE EVENT TRIGGER grant_more ON ddl_command_end "
+            "WHEN TAG IN ('CREATE SCHEMA') EXECUTE FUNCTION ops.grant_more()"
+        )
+        conn.execute("CREATE TABLE public.precious (n int)")
+        conn.execute("INSERT INTO public.precious VALUES (1)")
+    before = relations(scratch_db)
+    snapshot = schema_snapshot(scratch_db)
+
+    result = manage("resetschema", "--no-input", db=scratch_db)
+
+    assert result.returncode == 1
+    message = last_line(result.stderr)
+    assert message.startswith(
+        "CommandError: Schema 'public' could not be recreated identically (before: "
+    )
+    assert message.endswith("; rolled back.")
+    assert relations(scratch_db) == before
+    assert schema_snapshot(scratch_db) == snapshot
+    assert scratch_db.query("SELECT n FROM public.precious") == [(1,)]
+    with scratch_db.connect() as conn:
+        conn.execute("DROP EVENT TRIGGER grant_more")
