@@ -121,17 +121,13 @@ def available_extensions() -> set[str]:
 class Manage:
     tmp_path: Path
 
-    def __call__(
+    def _prepare(
         self,
-        *args: str,
-        db: ScratchDatabase | None = None,
-        url: str | None = None,
-        resetdb_settings: dict[str, Any] | None = None,
-        extra_settings: str = "",
-        input: str | None = None,
-        timeout: float = 60,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``python manage.py ARGS`` in a new process, as a user would."""
+        db: ScratchDatabase | None,
+        url: str | None,
+        resetdb_settings: dict[str, Any] | None,
+        extra_settings: str,
+    ) -> dict[str, str]:
         env = dict(os.environ)
         if db is not None or url is not None:
             env["DATABASE_URL"] = url or db.url()  # type: ignore[union-attr]
@@ -144,14 +140,44 @@ class Manage:
             (self.tmp_path / f"{module}.py").write_text(body)
             env["DJANGO_SETTINGS_MODULE"] = module
             env["PYTHONPATH"] = os.pathsep.join([str(self.tmp_path), str(REPO)])
+        return env
+
+    def __call__(
+        self,
+        *args: str,
+        db: ScratchDatabase | None = None,
+        url: str | None = None,
+        resetdb_settings: dict[str, Any] | None = None,
+        extra_settings: str = "",
+        input: str | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``python manage.py ARGS`` in a new process, as a user would."""
         return subprocess.run(
             [sys.executable, "manage.py", *args],
             cwd=REPO,
-            env=env,
+            env=self._prepare(db, url, resetdb_settings, extra_settings),
             input=input if input is not None else "",
             capture_output=True,
             text=True,
             timeout=timeout,
+        )
+
+    def start(
+        self,
+        *args: str,
+        db: ScratchDatabase | None = None,
+        resetdb_settings: dict[str, Any] | None = None,
+    ) -> subprocess.Popen[str]:
+        """Start ``python manage.py ARGS`` and return without waiting for it."""
+        return subprocess.Popen(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=self._prepare(db, None, resetdb_settings, ""),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
 

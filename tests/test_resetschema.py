@@ -3,6 +3,9 @@ the catalogs over a separate connection."""
 
 from __future__ import annotations
 
+import signal
+import time
+
 import pytest
 from psycopg import sql
 
@@ -131,6 +134,36 @@ def test_a_blocking_session_makes_it_fail_fast_naming_the_session(scratch_db, ma
         assert "Nothing was dropped" in message
         blocker.rollback()
     assert relations(scratch_db) == before
+
+
+def test_ctrl_c_while_waiting_rolls_back(scratch_db, manage):
+    populate(scratch_db, "postgres", [])
+    before = relations(scratch_db)
+    with scratch_db.connect() as blocker:
+        blocker.autocommit = False
+        blocker.execute("SELECT count(*) FROM artifact").fetchone()
+        process = manage.start(
+            "resetschema", "--no-input", db=scratch_db, resetdb_settings={"LOCK_TIMEOUT": 30}
+        )
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        deadline = time.monotonic() + 20
+        while scratch_db.query(waiting) == [(0,)] and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling for the reset to wait on the lock, not a fixed delay
+        assert scratch_db.query(waiting) == [(1,)], "the reset never waited for the lock"
+
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=15)
+        blocker.rollback()
+
+    assert process.returncode == 130
+    assert last_line(stderr) == (
+        "CommandError: Interrupted; the transaction was rolled back, nothing was changed."
+    )
+    assert relations(scratch_db) == before
+    assert scratch_db.query("SELECT count(*) FROM artifact") == [(2,)]
 
 
 def test_terminate_blockers_ends_the_blocking_session_and_resets(scratch_db, manage):

@@ -4,10 +4,13 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from django_resetdb import guard
 from django_resetdb.exceptions import ResetError
+
+# The shell's convention for a process ended by Ctrl-C (128 + SIGINT).
+INTERRUPTED_EXIT_STATUS = 130
 
 
 class ResetCommand(BaseCommand):
@@ -40,6 +43,19 @@ class ResetCommand(BaseCommand):
             return super().execute(*args, **options)
         except ResetError as exc:
             raise CommandError(str(exc), returncode=exc.returncode) from exc
+        except KeyboardInterrupt as exc:
+            # atomic() has rolled the transaction back on its way out.
+            raise CommandError(
+                "Interrupted; the transaction was rolled back, nothing was changed.",
+                returncode=INTERRUPTED_EXIT_STATUS,
+            ) from exc
+        except DatabaseError as exc:
+            # Whatever PostgreSQL refused, the transaction was rolled back.
+            message = " ".join(str(exc).split())
+            raise CommandError(
+                f"{type(exc).__name__}: {message}; the transaction was rolled back, nothing "
+                "was changed."
+            ) from exc
 
     def confirm(
         self, target: guard.Target, command: str, *, interactive: bool, verbosity: int
