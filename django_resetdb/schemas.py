@@ -89,7 +89,8 @@ def reset_schemas(
                 f"gave up after {timeout:g} s. Try again when it has finished."
             ) from exc
         database = postgres.connection_target(connection).database
-        missing = [n for n in names if n not in postgres.existing_schemas(connection, names)]
+        existing = postgres.existing_schemas(connection, names)
+        missing = [n for n in names if n not in existing]
         if missing:
             raise ResetError(
                 f"Schema {_names(missing)} does not exist in database {database!r}; "
