@@ -311,11 +311,16 @@ def test_invalid_names_are_rejected_before_connecting(scratch_db, manage, name, 
     assert relations(scratch_db) == before
 
 
-def test_objects_of_other_schemas_that_depend_on_the_schema_are_not_dropped(scratch_db, manage):
-    with scratch_db.connect() as conn:
+def add_view_in_other_schema(db: ScratchDatabase) -> None:
+    """A view in ``reporting`` over a table of ``public``: dropping public would take it."""
+    with db.connect() as conn:
         conn.execute("CREATE TABLE public.artifact (id int PRIMARY KEY)")
         conn.execute("CREATE SCHEMA reporting")
         conn.execute("CREATE VIEW reporting.artifacts AS SELECT id FROM public.artifact")
+
+
+def test_objects_of_other_schemas_that_depend_on_the_schema_are_not_dropped(scratch_db, manage):
+    add_view_in_other_schema(scratch_db)
     before = relations(scratch_db)
 
     result = manage("resetschema", "--no-input", db=scratch_db)
@@ -330,10 +335,7 @@ def test_objects_of_other_schemas_that_depend_on_the_schema_are_not_dropped(scra
 
 
 def test_several_schemas_in_one_transaction(scratch_db, manage):
-    with scratch_db.connect() as conn:
-        conn.execute("CREATE TABLE public.artifact (id int PRIMARY KEY)")
-        conn.execute("CREATE SCHEMA reporting")
-        conn.execute("CREATE VIEW reporting.artifacts AS SELECT id FROM public.artifact")
+    add_view_in_other_schema(scratch_db)
 
     result = manage(
         "resetschema", "--schema", "public", "--schema", "reporting", "--no-input", db=scratch_db
