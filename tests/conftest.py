@@ -4,6 +4,7 @@ a way to run ``manage.py`` as a user would."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -169,12 +170,17 @@ class Manage:
         db: ScratchDatabase | None = None,
         resetdb_settings: dict[str, Any] | None = None,
     ) -> subprocess.Popen[str]:
-        """Start ``python manage.py ARGS`` and return without waiting for it."""
+        """Start ``python manage.py ARGS`` and return without waiting for it.
+
+        SIGINT gets its default disposition back: a shell without job control starts
+        background jobs with it ignored, and Python would then ignore Ctrl-C too.
+        """
         return subprocess.Popen(
             [sys.executable, "manage.py", *args],
             cwd=REPO,
             env=self._prepare(db, None, resetdb_settings, ""),
             stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

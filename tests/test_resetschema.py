@@ -145,18 +145,21 @@ def test_ctrl_c_while_waiting_rolls_back(scratch_db, manage):
         process = manage.start(
             "resetschema", "--no-input", db=scratch_db, resetdb_settings={"LOCK_TIMEOUT": 30}
         )
-        waiting = (
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        deadline = time.monotonic() + 20
-        while scratch_db.query(waiting) == [(0,)] and time.monotonic() < deadline:
-            time.sleep(0.05)  # polling for the reset to wait on the lock, not a fixed delay
-        assert scratch_db.query(waiting) == [(1,)], "the reset never waited for the lock"
+        try:
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            deadline = time.monotonic() + 20
+            while scratch_db.query(waiting) == [(0,)] and time.monotonic() < deadline:
+                time.sleep(0.05)  # polling for the reset to wait on the lock, not a fixed delay
+            assert scratch_db.query(waiting) == [(1,)], "the reset never waited for the lock"
 
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=15)
-        blocker.rollback()
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=15)
+        finally:
+            process.kill()
+            blocker.rollback()
 
     assert process.returncode == 130
     assert last_line(stderr) == (
