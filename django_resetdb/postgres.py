@@ -7,8 +7,7 @@ Identifiers are quoted with ``psycopg.sql.Identifier``, values go as parameters
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,18 +226,6 @@ def acquire_reset_lock(connection: BaseDatabaseWrapper, alias: str) -> None:
         if not is_lock_timeout(exc):
             raise
         raise LockBusy(advisory_lock_holders(connection)) from exc
-
-
-@contextmanager
-def session_reset_lock(connection: BaseDatabaseWrapper) -> Iterator[None]:
-    """Hold the reset lock for the whole session, across several transactions."""
-    (acquired,) = _rows(connection, "SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])[0]
-    if not acquired:
-        raise LockBusy(advisory_lock_holders(connection))
-    try:
-        yield
-    finally:
-        _rows(connection, "SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK_KEY])
 
 
 def _acl_items(connection: BaseDatabaseWrapper, catalog: str, oid: int) -> list[AclItem]:
