@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import PurePath
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +29,10 @@ _TYPES: dict[str, tuple[Any, str]] = {
     "LOCK_TIMEOUT": (
         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
         "a positive number of seconds",
+    ),
+    "BACKUP_DIR": (
+        lambda v: v is None or (isinstance(v, (str, PurePath)) and str(v) != ""),
+        "None or a folder path",
     ),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "EXCLUDE_APPS": [],
     "SEEDS": [],
     "LOCK_TIMEOUT": 5.0,
+    "BACKUP_DIR": None,
 }
 
 
@@ -37,6 +39,13 @@ class ResetDBSettings:
     exclude_apps: tuple[str, ...]
     seeds: tuple[str, ...]
     lock_timeout: float
+    backup_dir: Path
+
+
+def project_root() -> Path:
+    """The project's folder: ``settings.BASE_DIR`` when it is set, else the current one."""
+    base_dir = getattr(settings, "BASE_DIR", None)
+    return Path(base_dir if base_dir else Path.cwd()).resolve()
 
 
 def user_settings() -> Any:
@@ -52,6 +61,7 @@ def get_settings() -> ResetDBSettings:
     if enabled is None:
         enabled = bool(settings.DEBUG)
     apps = merged["APPS"]
+    backup_dir = merged["BACKUP_DIR"]
     return ResetDBSettings(
         enabled=bool(enabled),
         hosts=tuple(merged["HOSTS"]),
@@ -60,11 +70,17 @@ def get_settings() -> ResetDBSettings:
         exclude_apps=tuple(merged["EXCLUDE_APPS"]),
         seeds=tuple(merged["SEEDS"]),
         lock_timeout=float(merged["LOCK_TIMEOUT"]),
+        backup_dir=(
+            project_root() / ".resetdb" / "backups"
+            if backup_dir is None
+            else project_root() / Path(backup_dir)
+        ),
     )
 
 
 @receiver(setting_changed)
 def _clear_cache(*, setting: str, **kwargs: Any) -> None:
-    # ENABLED defaults to DEBUG, so a change of DEBUG changes the result too.
-    if setting in (SETTING_NAME, "DEBUG"):
+    # ENABLED defaults to DEBUG and BACKUP_DIR is relative to BASE_DIR, so changes of
+    # those change the result too.
+    if setting in (SETTING_NAME, "DEBUG", "BASE_DIR"):
         get_settings.cache_clear()

@@ -50,7 +50,7 @@ def test_unknown_key(settings):
     assert ids(messages) == ["django_resetdb.E002"]
     assert messages[0].msg == "DJANGO_RESETDB has an unknown key 'SCHEMA'."
     assert messages[0].hint == (
-        "Known keys: ENABLED, HOSTS, SCHEMAS, APPS, EXCLUDE_APPS, SEEDS, LOCK_TIMEOUT."
+        "Known keys: ENABLED, HOSTS, SCHEMAS, APPS, EXCLUDE_APPS, SEEDS, LOCK_TIMEOUT, BACKUP_DIR."
     )
 
 
@@ -68,6 +68,8 @@ def test_unknown_key(settings):
         ("LOCK_TIMEOUT", 0, "a positive number of seconds"),
         ("LOCK_TIMEOUT", True, "a positive number of seconds"),
         ("LOCK_TIMEOUT", "5", "a positive number of seconds"),
+        ("BACKUP_DIR", "", "None or a folder path"),
+        ("BACKUP_DIR", 3, "None or a folder path"),
     ],
 )
 def test_wrong_types(settings, key, value, expected):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from django_resetdb.conf import DEFAULT_HOSTS, ResetDBSettings, get_settings
 
 
@@ -15,6 +17,7 @@ def test_defaults(settings):
         exclude_apps=(),
         seeds=(),
         lock_timeout=5.0,
+        backup_dir=Path(settings.BASE_DIR) / ".resetdb" / "backups",
     )
     assert DEFAULT_HOSTS == ("", "localhost", "127.0.0.1", "::1", "/*")
 
@@ -49,3 +52,12 @@ def test_cache_is_cleared_when_the_setting_changes(settings):
     settings.DJANGO_RESETDB = {"LOCK_TIMEOUT": 2}
 
     assert get_settings().lock_timeout == 2.0
+
+
+def test_backup_dir_is_relative_to_base_dir(settings, tmp_path):
+    settings.BASE_DIR = tmp_path
+    settings.DJANGO_RESETDB = {"BACKUP_DIR": "var/migration-backups"}
+    assert get_settings().backup_dir == tmp_path / "var" / "migration-backups"
+
+    settings.DJANGO_RESETDB = {"BACKUP_DIR": "/srv/backups"}
+    assert get_settings().backup_dir == Path("/srv/backups")
