@@ -1,0 +1,327 @@
+"""Backups of the migration files a reset touches, and putting them back.
+
+A backup is a folder with a copy of every file the reset will delete or overwrite, and
+a ``manifest.json`` naming where each came from, its checksum and mode, and the files the
+reset is going to create. The manifest is written, with the copies flushed to disk,
+before the first file of the project is touched, so even after a crash the backup
+describes how to undo the reset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import django
+
+from django_resetdb.exceptions import ResetError
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+# Status of a backup, as the manifest records it.
+IN_PROGRESS = "in progress"
+COMPLETE = "complete"
+ROLLED_BACK = "rolled back"
+RESTORED = "restored"
+
+Log = Callable[[str, int], None]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now().astimezone()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` in one step: readers see the old or the new file."""
+    temporary = path.with_name(f".{path.name}.resetdb-tmp")
+    temporary.write_bytes(data)
+    if mode is not None:
+        os.chmod(temporary, mode)
+    _fsync(temporary)
+    os.replace(temporary, path)
+
+
+def remove_bytecode(path: Path) -> None:
+    """Delete the cached bytecode of the module at ``path``: it is derived, not backed up."""
+    cache = path.parent / "__pycache__"
+    if cache.is_dir():
+        for compiled in cache.glob(f"{path.stem}.*.pyc"):
+            compiled.unlink(missing_ok=True)
+
+
+@dataclass
+class RestoreResult:
+    backup: Path
+    restored: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+    unchanged: list[Path] = field(default_factory=list)
+    displaced: list[tuple[Path, Path]] = field(default_factory=list)
+    strangers: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class Backup:
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def status(self) -> str:
+        return str(self.manifest.get("status", "unknown"))
+
+    @property
+    def created(self) -> str:
+        return str(self.manifest.get("created", ""))
+
+    @property
+    def apps(self) -> list[str]:
+        return list(self.manifest.get("apps", []))
+
+    @property
+    def originals(self) -> list[dict[str, Any]]:
+        return list(self.manifest.get("files", []))
+
+    @property
+    def planned(self) -> list[dict[str, Any]]:
+        return list(self.manifest.get("created_files", []))
+
+    @classmethod
+    def create(
+        cls,
+        root: Path,
+        *,
+        command: str,
+        apps: Iterable[str],
+        originals: Iterable[tuple[str, Path]],
+        planned: Iterable[tuple[Path, bytes]],
+        created_dirs: Iterable[Path] = (),
+    ) -> Backup:
+        """Copy ``originals`` (app label, path) into a new backup folder under ``root``.
+
+        ``planned`` are the files the reset will write, with their content, so that a
+        restore can tell the reset's files from files written since.
+        """
+        path = _new_folder(root)
+        files: list[dict[str, Any]] = []
+        for label, original in originals:
+            copy = Path("files") / label / original.name
+            (path / copy).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(original, path / copy)
+            _fsync(path / copy)
+            files.append(
+                {
+                    "path": str(original),
+                    "copy": copy.as_posix(),
+                    "sha256": sha256(path / copy),
+                    "size": (path / copy).stat().st_size,
+                    "mode": original.stat().st_mode & 0o7777,
+                }
+            )
+        manifest = {
+            "format": FORMAT,
+            "command": command,
+            "created": _now().isoformat(timespec="microseconds"),
+            "status": IN_PROGRESS,
+            "django": django.get_version(),
+            "apps": list(apps),
+            "files": files,
+            "created_files": [
+                {"path": str(target), "sha256": sha256_bytes(data)} for target, data in planned
+            ],
+            "created_dirs": [str(directory) for directory in created_dirs],
+            "history": [],
+        }
+        backup = cls(path, manifest)
+        backup._save()
+        return backup
+
+    def _save(self) -> None:
+        data = (json.dumps(self.manifest, indent=2) + "\n").encode()
+        write_atomically(self.path / MANIFEST, data)
+        _fsync(self.path)
+
+    def mark(self, status: str) -> None:
+        self.manifest["status"] = status
+        self.manifest.setdefault("history", []).append(
+            {"status": status, "at": _now().isoformat(timespec="seconds")}
+        )
+        self._save()
+
+    def check(self) -> None:
+        """Raise unless every copy in the backup is intact."""
+        for entry in self.originals:
+            copy = self.path / entry["copy"]
+            if not copy.is_file() or sha256(copy) != entry["sha256"]:
+                raise ResetError(
+                    f"Backup {str(self.path)!r} is damaged: {entry['copy']!r} is missing or "
+                    f"does not match its checksum; nothing was restored."
+                )
+
+    def restore(self, log: Log | None = None) -> RestoreResult:
+        """Put every backed-up file back byte for byte and remove the files the reset wrote.
+
+        A file that differs from both the backup and what the reset wrote (edited since)
+        is first copied aside into the backup folder, so nothing is lost.
+        """
+        self.check()
+        result = RestoreResult(self.path)
+        aside = self.path / f"displaced-{_now().strftime('%Y%m%d-%H%M%S-%f')}"
+        reset_wrote = {entry["path"]: entry["sha256"] for entry in self.planned}
+        original_paths = {entry["path"] for entry in self.originals}
+
+        def displace(path: Path) -> None:
+            if path.is_file() and sha256(path) != reset_wrote.get(str(path)):
+                target = aside / path.parent.name / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+                result.displaced.append((path, target))
+
+        for entry in self.planned:
+            path = Path(entry["path"])
+            if entry["path"] in original_paths or not path.exists():
+                continue
+            displace(path)
+            path.unlink()
+            remove_bytecode(path)
+            result.removed.append(path)
+        for entry in self.originals:
+            path = Path(entry["path"])
+            if path.is_file() and sha256(path) == entry["sha256"]:
+                result.unchanged.append(path)
+                continue
+            displace(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, (self.path / entry["copy"]).read_bytes(), entry["mode"])
+            shutil.copystat(self.path / entry["copy"], path)
+            remove_bytecode(path)
+            result.restored.append(path)
+        for directory in reversed(self.manifest.get("created_dirs", [])):
+            _remove_created_folder(Path(directory))
+        result.strangers = self._strangers()
+        self.mark(RESTORED)
+        if log is not None:
+            for path in result.restored:
+                log(f"  restored  {path}", 2)
+            for path in result.removed:
+                log(f"  removed   {path}", 2)
+            for original, copy in result.displaced:
+                log(f"  kept aside {original} (edited since the reset) as {copy}", 1)
+            for path in result.strangers:
+                log(f"  left      {path}: neither the backup nor the reset wrote it", 1)
+        return result
+
+    def _strangers(self) -> list[Path]:
+        from django_resetdb.projectapps import MIGRATION_FILE
+
+        known = {entry["path"] for entry in self.originals}
+        folders = {Path(entry["path"]).parent for entry in [*self.originals, *self.planned]}
+        return sorted(
+            path
+            for folder in folders
+            if folder.is_dir()
+            for path in folder.iterdir()
+            if MIGRATION_FILE.match(path.name) and str(path) not in known
+        )
+
+
+def _remove_created_folder(directory: Path) -> None:
+    # The reset created this package: remove it if it holds only the empty
+    # __init__.py it wrote (and caches).
+    if not directory.is_dir():
+        return
+    init = directory / "__init__.py"
+    if init.is_file() and init.stat().st_size == 0:
+        init.unlink()
+    cache = directory / "__pycache__"
+    if cache.is_dir():
+        shutil.rmtree(cache)
+    with contextlib.suppress(OSError):
+        directory.rmdir()
+
+
+def _new_folder(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    _ignore_in_git(root)
+    stamp = _now().strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1, 1000):
+        path = root / (stamp if attempt == 1 else f"{stamp}-{attempt}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise ResetError(
+        f"Cannot create a backup folder in {str(root)!r}: too many backups this second."
+    )
+
+
+def _ignore_in_git(root: Path) -> None:
+    # The default location is ".resetdb/backups" in the project: make the
+    # ".resetdb" folder ignore itself, whatever the project's .gitignore says.
+    if root.name == "backups" and root.parent.name == ".resetdb":
+        marker = root.parent / ".gitignore"
+        if not marker.exists():
+            marker.write_text("# Written by django_resetdb: backups stay out of git.\n*\n")
+
+
+def list_backups(root: Path) -> list[Backup]:
+    """The backups under ``root``, oldest first. Folders without a manifest are left out."""
+    if not root.is_dir():
+        return []
+    backups = []
+    for path in root.iterdir():
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            continue
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and manifest.get("format") == FORMAT:
+            backups.append(Backup(path, manifest))
+    return sorted(backups, key=lambda backup: (backup.created, backup.name))
+
+
+def find_backup(root: Path, name: str | None) -> Backup:
+    backups = list_backups(root)
+    if not backups:
+        raise ResetError(f"No backups in {str(root)!r}.")
+    if name is None:
+        return backups[-1]
+    for backup in backups:
+        if backup.name == name or str(backup.path) == str(Path(name).resolve()):
+            return backup
+    raise ResetError(f"No backup named {name!r} in {str(root)!r}; --list-backups shows the names.")
+
+
+def interrupted(root: Path) -> list[Backup]:
+    """Backups of runs that stopped half-way (killed): their files may need restoring."""
+    return [backup for backup in list_backups(root) if backup.status == IN_PROGRESS]

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django_resetdb import backups, migrations_reset
+from django_resetdb.conf import SETTING_NAME, get_settings
+from django_resetdb.exceptions import Refused
+from django_resetdb.management.base import ResetCommand
+
+LATEST = "latest"
+
+
+class Command(ResetCommand):
+    help = (
+        "Regenerate the migrations of the project's own apps from their models, with a "
+        "backup to go back to. Does not touch the database."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "app_labels",
+            nargs="*",
+            metavar="app_label",
+            help=(
+                f"Apps to regenerate. Default: {SETTING_NAME}['APPS'], else the project's own apps."
+            ),
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Show the plan and what would be written, change nothing.",
+        )
+        parser.add_argument(
+            "--no-input",
+            "--noinput",
+            action="store_false",
+            dest="interactive",
+            help="Do not ask for confirmation. Never skips the other guards.",
+        )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help=(
+                "Go ahead even when hand-written operations (RunPython, RunSQL, ...) would "
+                "be lost; they stay in the backup."
+            ),
+        )
+        parser.add_argument(
+            "--restore",
+            nargs="?",
+            const=LATEST,
+            default=None,
+            metavar="BACKUP",
+            help="Put back the files of a backup (default: the latest), byte for byte.",
+        )
+        parser.add_argument(
+            "--list-backups", action="store_true", help="List the backups, oldest first."
+        )
+
+    def handle(
+        self,
+        *app_labels: str,
+        dry_run: bool,
+        interactive: bool,
+        force: bool,
+        restore: str | None,
+        list_backups: bool,
+        verbosity: int,
+        **options: Any,
+    ) -> None:
+        conf = get_settings()
+        if list_backups:
+            self._list_backups()
+            return
+        if not conf.enabled:
+            raise Refused(
+                f"resetmigrations refused: {SETTING_NAME}['ENABLED'] is False for this "
+                f"project (it defaults to DEBUG); set it to True in a development or CI "
+                f"settings module to allow resets."
+            )
+        if restore is not None:
+            self._restore(None if restore == LATEST else restore, verbosity)
+            return
+        migrations_reset.refuse_interrupted(conf.backup_dir)
+
+        plan = migrations_reset.plan_migrations(app_labels)
+        log = self.log(verbosity)
+        if not plan.apps:
+            log("No apps to regenerate: none of the project's apps has models or migrations.", 1)
+            return
+        if verbosity >= 1 or dry_run:
+            self.stdout.write("Migrations to regenerate:" if plan.changed else "Migrations:")
+            for line in plan.lines(verbosity):
+                self.stdout.write(line)
+        if plan.hand_written:
+            for item in plan.hand_written:
+                self.stderr.write(f"  hand-written: {item.describe(plan.root)}")
+            if not force:
+                migrations_reset.refuse_hand_written(plan)
+        if not plan.changed:
+            log(
+                self.style.SUCCESS(
+                    f"No changes: the migrations of {_names(plan.apps)} already match "
+                    f"the models; no file was touched."
+                ),
+                1,
+            )
+            return
+        if dry_run:
+            if verbosity >= 3:
+                for app in plan.changed:
+                    for new in app.new_files:
+                        self.stdout.write(f"--- {new.path}")
+                        self.stdout.write(new.text)
+            self.stdout.write(
+                f"Dry run: would delete {len(plan.files_to_delete())} and write "
+                f"{sum(len(app.new_files) for app in plan.changed)} file(s) in "
+                f"{_names(plan.changed)}; nothing was changed."
+            )
+            return
+        if interactive:
+            self._confirm(plan)
+
+        applied = migrations_reset.apply_plan(plan, log=log)
+        note = migrations_reset.history_note(plan)
+        if note:
+            self.stderr.write(self.style.WARNING(note))
+        assert applied.backup is not None
+        unchanged = f"; {len(plan.unchanged)} unchanged" if plan.unchanged else ""
+        log(
+            self.style.SUCCESS(
+                f"Regenerated the migrations of {_names(plan.changed)} ({len(applied.written)} "
+                f"file(s)){unchanged}, verified with makemigrations --check. "
+                f"Backup: {applied.backup.path}"
+            ),
+            1,
+        )
+
+    def _confirm(self, plan: migrations_reset.MigrationPlan) -> None:
+        count = len(plan.files_to_delete())
+        try:
+            answer = input(
+                f"Delete and rewrite the {count} migration file(s) above (a backup is kept)? "
+                f"Type 'yes' to continue: "
+            )
+        except (EOFError, KeyboardInterrupt):
+            answer = ""
+        if answer.strip().lower() != "yes":
+            raise Refused(
+                "resetmigrations refused: the answer was not 'yes'; nothing was changed "
+                "(pass --no-input to skip the question)."
+            )
+
+    def _list_backups(self) -> None:
+        root = get_settings().backup_dir
+        found = backups.list_backups(root)
+        if not found:
+            self.stdout.write(f"No backups in {root}.")
+            return
+        for backup in found:
+            self.stdout.write(
+                f"{backup.name}  {backup.created[:19].replace('T', ' ')}  {backup.status:<11}  "
+                f"{len(backup.originals)} file(s)  {', '.join(backup.apps)}"
+            )
+        self.stdout.write(f"{len(found)} backup(s) in {root}.")
+
+    def _restore(self, name: str | None, verbosity: int) -> None:
+        backup = backups.find_backup(get_settings().backup_dir, name)
+        result = backup.restore(self.log(verbosity))
+        if verbosity >= 1:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Restored backup {backup.name}: {len(result.restored)} file(s) put back, "
+                    f"{len(result.removed)} removed, {len(result.unchanged)} already equal."
+                )
+            )
+
+
+def _names(plans: list[migrations_reset.AppPlan]) -> str:
+    return ", ".join(app.label for app in plans)
