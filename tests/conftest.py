@@ -3,7 +3,9 @@ a way to run ``manage.py`` as a user would."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -241,3 +243,97 @@ def target_user() -> str:
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Checksums of every file under ``root`` but caches and backups: the second channel
+    for file changes."""
+    skip = {"__pycache__", ".resetdb", ".pgdata"}
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not skip & set(path.relative_to(root).parts)
+    }
+
+
+@dataclass
+class ProjectCopy:
+    """A copy of the demo project in a folder of its own, run with ``manage.py`` there."""
+
+    root: Path
+    url: str
+    pythonpath: tuple[Path, ...] = ()
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    def edit(self, relative: str, old: str, new: str) -> None:
+        path = self.path(relative)
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {relative}"
+        path.write_text(text.replace(old, new, 1))
+
+    def append(self, relative: str, text: str) -> None:
+        path = self.path(relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            handle.write(textwrap.dedent(text))
+
+    def tree(self, under: str = "") -> dict[str, str]:
+        return tree(self.root / under) if under else tree(self.root)
+
+    def migration_files(self) -> dict[str, str]:
+        return {name: digest for name, digest in self.tree().items() if "/migrations/" in name}
+
+    def backups(self) -> list[Path]:
+        folder = self.root / ".resetdb" / "backups"
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+
+    def manage(
+        self, *args: str, input: str | None = None, url: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return self.python("manage.py", *args, input=input, url=url, timeout=timeout)
+
+    def python(
+        self, *args: str, input: str | None = None, url: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``python ARGS`` in the copy, with its settings, as a user would."""
+        env = dict(os.environ)
+        env["DATABASE_URL"] = url or self.url
+        env["DJANGO_SETTINGS_MODULE"] = "testproject.settings"
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (self.root, *self.pythonpath))
+        return subprocess.run(
+            [sys.executable, *args],
+            cwd=self.root,
+            env=env,
+            input=input if input is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> ProjectCopy:
+    """A copy of the demo project. Its database URL names a database that does not exist:
+    commands that only touch files must not need one."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy2(REPO / "manage.py", root / "manage.py")
+    shutil.copytree(
+        REPO / "testproject",
+        root / "testproject",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return ProjectCopy(root, database_url("resetdb_t_absent"))
+
+
+def installed_migrations() -> dict[str, str]:
+    """Checksums of the migration files of installed packages (Django's own)."""
+    import django
+
+    base = Path(django.__file__).resolve().parent
+    return {
+        path.relative_to(base).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(base.rglob("migrations/*.py"))
+    }

@@ -60,7 +60,8 @@ class Command(ResetCommand):
 
     def handle(
         self,
-        *app_labels: str,
+        *,
+        app_labels: list[str],
         dry_run: bool,
         interactive: bool,
         force: bool,

@@ -1,0 +1,92 @@
+"""The Python API of the migration reset, in-process, on copies of the demo's
+migrations that ``MIGRATION_MODULES`` points at."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from django_resetdb import backups
+from django_resetdb.exceptions import ResetError
+from django_resetdb.migrations_reset import apply_plan, plan_migrations
+from tests.conftest import REPO, tree
+
+# A field the copied migration does not have, so the plan has something to do.
+DESCRIPTION = "                ('description', models.TextField(blank=True)),\n"
+
+
+@pytest.fixture
+def copied(tmp_path: Path) -> Iterator[Path]:
+    """The demo's catalog migrations, copied into a package of their own."""
+    package = f"copied_{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / package / "catalog"
+    folder.mkdir(parents=True)
+    (tmp_path / package / "__init__.py").write_text("")
+    source = REPO / "testproject" / "catalog" / "migrations"
+    for name in ("__init__.py", "0001_initial.py"):
+        shutil.copy2(source / name, folder / name)
+    initial = folder / "0001_initial.py"
+    text = initial.read_text()
+    assert DESCRIPTION in text
+    initial.write_text(text.replace(DESCRIPTION, ""))
+    sys.path.insert(0, str(tmp_path))
+    settings = {
+        "MIGRATION_MODULES": {"catalog": f"{package}.catalog"},
+        "DJANGO_RESETDB": {"BACKUP_DIR": str(tmp_path / "backups")},
+    }
+    try:
+        with override_settings(**settings):
+            yield folder
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [name for name in sys.modules if name.startswith(package)]:
+            del sys.modules[name]
+
+
+def test_plan_changes_nothing(copied):
+    before = tree(copied)
+
+    plan = plan_migrations(["catalog"])
+
+    assert [app.label for app in plan.changed] == ["catalog"]
+    assert [new.path for new in plan.changed[0].new_files] == [copied / "0001_initial.py"]
+    assert "('description', models.TextField(blank=True))" in plan.changed[0].new_files[0].text
+    assert tree(copied) == before
+
+
+def test_ctrl_c_after_the_first_write_puts_the_files_back(copied):
+    before = tree(copied)
+    plan = plan_migrations(["catalog"])
+
+    def interrupt(message: str, level: int) -> None:
+        if "wrote" in message:
+            raise KeyboardInterrupt
+
+    with pytest.raises(ResetError) as info:
+        apply_plan(plan, log=interrupt)
+
+    assert info.value.returncode == 130
+    (backup,) = backups.list_backups(copied.parent.parent / "backups")
+    assert str(info.value) == (
+        f"Interrupted; the migration files were put back from backup {str(backup.path)!r}."
+    )
+    assert tree(copied) == before
+    assert backup.status == backups.ROLLED_BACK
+
+
+def test_apply_writes_what_the_plan_showed(copied):
+    plan = plan_migrations(["catalog"])
+    planned = plan.changed[0].new_files[0]
+
+    applied = apply_plan(plan)
+
+    assert applied.written == [planned.path]
+    assert planned.path.read_bytes() == planned.data
+    assert applied.backup is not None and applied.backup.status == backups.COMPLETE
+    assert plan_migrations(["catalog"]).changed == []
