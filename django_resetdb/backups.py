@@ -185,11 +185,12 @@ class Backup:
                     f"does not match its checksum; nothing was restored."
                 )
 
-    def restore(self, log: Log | None = None) -> RestoreResult:
+    def restore(self, log: Log | None = None, *, dry_run: bool = False) -> RestoreResult:
         """Put every backed-up file back byte for byte and remove the files the reset wrote.
 
         A file that differs from both the backup and what the reset wrote (edited since)
-        is first copied aside into the backup folder, so nothing is lost.
+        is first copied aside into the backup folder, so nothing is lost. With
+        ``dry_run``, only say what would be done.
         """
         self.check()
         result = RestoreResult(self.path)
@@ -200,8 +201,9 @@ class Backup:
         def displace(path: Path) -> None:
             if path.is_file() and sha256(path) != reset_wrote.get(str(path)):
                 target = aside / path.parent.name / path.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, target)
+                if not dry_run:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, target)
                 result.displaced.append((path, target))
 
         for entry in self.planned:
@@ -209,8 +211,9 @@ class Backup:
             if entry["path"] in original_paths or not path.exists():
                 continue
             displace(path)
-            path.unlink()
-            remove_bytecode(path)
+            if not dry_run:
+                path.unlink()
+                remove_bytecode(path)
             result.removed.append(path)
         for entry in self.originals:
             path = Path(entry["path"])
@@ -218,24 +221,32 @@ class Backup:
                 result.unchanged.append(path)
                 continue
             displace(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(path, (self.path / entry["copy"]).read_bytes(), entry["mode"])
-            shutil.copystat(self.path / entry["copy"], path)
-            remove_bytecode(path)
+            if not dry_run:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomically(path, (self.path / entry["copy"]).read_bytes(), entry["mode"])
+                shutil.copystat(self.path / entry["copy"], path)
+                remove_bytecode(path)
             result.restored.append(path)
-        for directory in reversed(self.manifest.get("created_dirs", [])):
-            _remove_created_folder(Path(directory))
+        if not dry_run:
+            for directory in reversed(self.manifest.get("created_dirs", [])):
+                _remove_created_folder(Path(directory))
+            self.mark(RESTORED)
         result.strangers = self._strangers()
-        self.mark(RESTORED)
         if log is not None:
+            level = 1 if dry_run else 2
+            verbs = (
+                ("would restore", "would remove", "would keep aside", "would leave")
+                if dry_run
+                else ("restored", "removed", "kept aside", "left")
+            )
             for path in result.restored:
-                log(f"  restored  {path}", 2)
+                log(f"  {verbs[0]} {path}", level)
             for path in result.removed:
-                log(f"  removed   {path}", 2)
+                log(f"  {verbs[1]} {path}", level)
             for original, copy in result.displaced:
-                log(f"  kept aside {original} (edited since the reset) as {copy}", 1)
+                log(f"  {verbs[2]} {original} (edited since the reset) as {copy}", 1)
             for path in result.strangers:
-                log(f"  left      {path}: neither the backup nor the reset wrote it", 1)
+                log(f"  {verbs[3]} {path}: neither the backup nor the reset wrote it", 1)
         return result
 
     def _strangers(self) -> list[Path]:

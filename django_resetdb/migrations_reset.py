@@ -14,7 +14,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -324,6 +324,8 @@ def plan_migrations(labels: Sequence[str] = ()) -> MigrationPlan:
     if not selected:
         return MigrationPlan(root, [], skipped, [])
     names = {app.label for app in selected}
+    # Files may have changed since this process imported them (an earlier reset).
+    _forget_modules(app.module for app in selected)
 
     current = _load(
         lambda: MigrationLoader(None, ignore_no_migrations=True), "the current migrations"
@@ -437,7 +439,7 @@ def apply_plan(plan: MigrationPlan, *, log: Log = _quiet) -> AppliedPlan:
             f"Regenerating the migrations failed ({type(exc).__name__}: {exc}); {where}."
         ) from exc
     finally:
-        _forget_modules(plan)
+        _forget_modules(app.app.module for app in plan.apps)
     return applied
 
 
@@ -471,9 +473,9 @@ def _write(changed: Sequence[AppPlan], applied: AppliedPlan, log: Log) -> None:
                 log(f"      {operation}", 2)
 
 
-def _forget_modules(plan: MigrationPlan) -> None:
-    """Drop the selected apps' migration modules from the import system's caches."""
-    prefixes = tuple(f"{app.app.module}." for app in plan.apps)
+def _forget_modules(packages: Iterable[str]) -> None:
+    """Drop the modules of these migration packages from the import system's caches."""
+    prefixes = tuple(f"{package}." for package in packages)
     for name in [name for name in sys.modules if name.startswith(prefixes)]:
         del sys.modules[name]
     importlib.invalidate_caches()
@@ -498,7 +500,7 @@ def verify(plan: MigrationPlan) -> None:
                 raise ResetError(
                     f"Verification failed: {str(new.path)!r} was not written as planned."
                 )
-    _forget_modules(plan)
+    _forget_modules(app.app.module for app in plan.apps)
     with _no_bytecode():
         loader = _load(
             lambda: MigrationLoader(None, ignore_no_migrations=True), "the regenerated migrations"

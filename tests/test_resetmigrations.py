@@ -111,6 +111,18 @@ def test_added_field_regenerates_and_restore_brings_old_files_back(project):
     # The backup holds the old file, byte for byte.
     assert tree(backup / "files") == {"account/0001_initial.py": before[ACCOUNT_0001]}
     assert manifest(backup)["status"] == "complete"
+    regenerated = project.tree()
+
+    dry = project.manage("resetmigrations", "--restore", "--dry-run")
+
+    assert dry.returncode == 0, dry.stderr
+    assert f"  would restore {project.path(ACCOUNT_0001)}" in dry.stdout
+    assert last_line(dry.stdout) == (
+        f"Dry run: restoring backup {backup.name} would put back 1 file(s) and remove 0; "
+        "nothing was changed."
+    )
+    assert project.tree() == regenerated
+    assert manifest(backup)["status"] == "complete"
 
     restored = project.manage("resetmigrations", "--restore")
 

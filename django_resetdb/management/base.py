@@ -16,6 +16,9 @@ INTERRUPTED_EXIT_STATUS = 130
 class ResetCommand(BaseCommand):
     """Shared options and error handling of the destructive commands."""
 
+    # atomic() has rolled the transaction back by the time Ctrl-C reaches execute().
+    interrupted_message = "Interrupted; the transaction was rolled back, nothing was changed."
+
     def add_database_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "--database",
@@ -44,10 +47,8 @@ class ResetCommand(BaseCommand):
         except ResetError as exc:
             raise CommandError(str(exc), returncode=exc.returncode) from exc
         except KeyboardInterrupt as exc:
-            # atomic() has rolled the transaction back on its way out.
             raise CommandError(
-                "Interrupted; the transaction was rolled back, nothing was changed.",
-                returncode=INTERRUPTED_EXIT_STATUS,
+                self.interrupted_message, returncode=INTERRUPTED_EXIT_STATUS
             ) from exc
         except DatabaseError as exc:
             # Whatever PostgreSQL refused, the transaction was rolled back.

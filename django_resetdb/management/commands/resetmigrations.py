@@ -12,6 +12,7 @@ LATEST = "latest"
 
 
 class Command(ResetCommand):
+    interrupted_message = "Interrupted before any file was touched; nothing was changed."
     help = (
         "Regenerate the migrations of the project's own apps from their models, with a "
         "backup to go back to. Does not touch the database."
@@ -81,7 +82,7 @@ class Command(ResetCommand):
                 f"settings module to allow resets."
             )
         if restore is not None:
-            self._restore(None if restore == LATEST else restore, verbosity)
+            self._restore(None if restore == LATEST else restore, verbosity, dry_run)
             return
         migrations_reset.refuse_interrupted(conf.backup_dir)
 
@@ -166,10 +167,16 @@ class Command(ResetCommand):
             )
         self.stdout.write(f"{len(found)} backup(s) in {root}.")
 
-    def _restore(self, name: str | None, verbosity: int) -> None:
+    def _restore(self, name: str | None, verbosity: int, dry_run: bool) -> None:
         backup = backups.find_backup(get_settings().backup_dir, name)
-        result = backup.restore(self.log(verbosity))
-        if verbosity >= 1:
+        result = backup.restore(self.log(verbosity), dry_run=dry_run)
+        if dry_run:
+            self.stdout.write(
+                f"Dry run: restoring backup {backup.name} would put back "
+                f"{len(result.restored)} file(s) and remove {len(result.removed)}; nothing "
+                f"was changed."
+            )
+        elif verbosity >= 1:
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Restored backup {backup.name}: {len(result.restored)} file(s) put back, "
