@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["Refused", "ResetError", "reset_schemas"]
+__all__ = ["Refused", "ResetError", "reset_migrations", "reset_schemas"]
 
 if TYPE_CHECKING:
     from django_resetdb.exceptions import Refused, ResetError
+    from django_resetdb.migrations_reset import reset_migrations
     from django_resetdb.schemas import reset_schemas
 
 
@@ -20,6 +21,10 @@ def __getattr__(name: str) -> Any:
         from django_resetdb import exceptions
 
         return getattr(exceptions, name)
+    if name == "reset_migrations":
+        from django_resetdb.migrations_reset import reset_migrations
+
+        return reset_migrations
     if name == "reset_schemas":
         from django_resetdb.schemas import reset_schemas
 

@@ -543,3 +543,20 @@ def history_note(plan: MigrationPlan, alias: str = DEFAULT_DB_ALIAS) -> str | No
         f"{', '.join(sorted(labels))}); its history no longer matches them: run "
         f"'manage.py resetdb' to rebuild it."
     )
+
+
+def reset_migrations(
+    app_labels: Sequence[str] = (), *, force: bool = False, dry_run: bool = False, log: Log = _quiet
+) -> AppliedPlan:
+    """What ``resetmigrations --no-input`` does, without the ``ENABLED`` gate.
+
+    Refuses (:class:`Refused`) after an interrupted run and, unless ``force``, when
+    hand-written operations would be lost. With ``dry_run``, only plans.
+    """
+    refuse_interrupted(get_settings().backup_dir)
+    plan = plan_migrations(app_labels)
+    if not force:
+        refuse_hand_written(plan)
+    if dry_run:
+        return AppliedPlan(plan, None)
+    return apply_plan(plan, log=log)

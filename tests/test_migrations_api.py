@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from django_resetdb import backups
-from django_resetdb.exceptions import ResetError
+from django_resetdb import backups, reset_migrations
+from django_resetdb.exceptions import Refused, ResetError
 from django_resetdb.migrations_reset import apply_plan, plan_migrations
 from tests.conftest import REPO, tree
 
@@ -90,3 +90,32 @@ def test_apply_writes_what_the_plan_showed(copied):
     assert planned.path.read_bytes() == planned.data
     assert applied.backup is not None and applied.backup.status == backups.COMPLETE
     assert plan_migrations(["catalog"]).changed == []
+
+
+def test_reset_migrations_refuses_hand_written_operations_unless_forced(copied):
+    (copied / "0002_by_hand.py").write_text(
+        "from django.db import migrations\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        '    dependencies = [("catalog", "0001_initial")]\n'
+        "    operations = [migrations.RunSQL('SELECT 1', migrations.RunSQL.noop)]\n"
+    )
+    before = tree(copied)
+
+    with pytest.raises(Refused) as info:
+        reset_migrations(["catalog"])
+
+    assert info.value.returncode == 3
+    assert f"{copied / '0002_by_hand.py'} (operation 1, RunSQL): Raw SQL operation" in str(
+        info.value
+    )
+    assert tree(copied) == before
+
+    applied = reset_migrations(["catalog"], force=True)
+
+    assert sorted(path.name for path in applied.written) == ["0001_initial.py"]
+    assert not (copied / "0002_by_hand.py").exists()
+    assert applied.backup is not None
+    assert tree(applied.backup.path / "files") == {
+        "catalog/0001_initial.py": before["0001_initial.py"],
+        "catalog/0002_by_hand.py": before["0002_by_hand.py"],
+    }
