@@ -195,15 +195,11 @@ def _scan(
         if path not in deleted:
             continue
 
-        def note(kind: str, position: int | None = None, description: str = "") -> None:
-            hand_written.append(
-                HandWritten(label, path, name, kind, position, description)  # noqa: B023
-            )
-
+        found: list[tuple[str, int | None, str]] = []
         if migration.run_before:
-            note("run_before", description=", ".join(".".join(n) for n in migration.run_before))
+            found.append(("run_before", None, ", ".join(".".join(n) for n in migration.run_before)))
         if not migration.atomic:
-            note("atomic = False")
+            found.append(("atomic = False", None, ""))
         for position, operation in enumerate(migration.operations, start=1):
             if _is_extension(operation):
                 known = extensions.setdefault(label, [])
@@ -212,7 +208,8 @@ def _scan(
                 continue
             kind = _hand_written_kind(operation)
             if kind is not None:
-                note(kind, position, _describe(operation))
+                found.append((kind, position, _describe(operation)))
+        hand_written += [HandWritten(label, path, name, *item) for item in found]
     return hand_written, extensions
 
 
@@ -525,6 +522,7 @@ def history_note(plan: MigrationPlan, alias: str = DEFAULT_DB_ALIAS) -> str | No
     if not labels:
         return None
     connection = connections[alias]
+    was_connected = connection.connection is not None
     try:
         recorder = MigrationRecorder(connection)
         if not recorder.has_table():
@@ -534,7 +532,9 @@ def history_note(plan: MigrationPlan, alias: str = DEFAULT_DB_ALIAS) -> str | No
         # Regenerating files does not need the database; if it is not there, say nothing.
         return None
     finally:
-        connection.close()
+        if not was_connected:
+            # Opened only to look: leave the connection as it was found.
+            connection.close()
     if not applied:
         return None
     return (
