@@ -289,16 +289,19 @@ class ProjectCopy:
         folder = self.root / ".resetdb" / "backups"
         return sorted(folder.iterdir()) if folder.is_dir() else []
 
-    def manage(
-        self, *args: str, input: str | None = None, url: str | None = None, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        return self.python("manage.py", *args, input=input, url=url, timeout=timeout)
+    def manage(self, *args: str, **options: Any) -> subprocess.CompletedProcess[str]:
+        return self.python("manage.py", *args, **options)
 
     def python(
-        self, *args: str, input: str | None = None, url: str | None = None, timeout: float = 120
+        self,
+        *args: str,
+        input: str | None = None,
+        url: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``python ARGS`` in the copy, with its settings, as a user would."""
-        env = dict(os.environ)
+        env = {**os.environ, **(env or {})}
         env["DATABASE_URL"] = url or self.url
         env["DJANGO_SETTINGS_MODULE"] = "testproject.settings"
         env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (self.root, *self.pythonpath))

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -658,3 +660,63 @@ def test_run_killed_half_way_is_noticed_and_restore_recovers(project):
     assert restored.returncode == 0, restored.stderr
     assert project.tree() == before
     assert project.manage("resetmigrations", "--no-input").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("attribute", "described"),
+    [
+        ('run_before = [("sales", "0001_initial")]', "(run_before): sales.0001_initial"),
+        ("atomic = False", "(atomic = False)"),
+    ],
+)
+def test_hand_written_migration_attributes_are_refused(project, attribute, described):
+    baseline(project)
+    name = "testproject/account/migrations/0002_by_hand.py"
+    project.path(name).write_text(
+        "from django.db import migrations, models\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        f"    {attribute}\n"
+        '    dependencies = [("account", "0001_initial")]\n'
+        "    operations = [\n"
+        '        migrations.AddField("user", "nickname", models.CharField(blank=True, '
+        "max_length=50)),\n"
+        "    ]\n"
+    )
+    add_nickname(project)
+    before = project.tree()
+
+    result = project.manage("resetmigrations", "--no-input")
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"hand-written migration content: {name} {described};" in last_line(result.stderr)
+    assert project.tree() == before
+
+
+# A stand-in for black: makemigrations runs `black --fast -- FILES` when it finds one.
+FAKE_BLACK = """\
+#!{python}
+import sys
+for name in sys.argv[sys.argv.index("--") + 1:]:
+    with open(name, "a") as handle:
+        handle.write("# formatted\\n")
+"""
+
+
+def test_formatter_output_is_what_gets_written_and_compared(project, tmp_path):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    black = tools / "black"
+    black.write_text(FAKE_BLACK.format(python=sys.executable))
+    black.chmod(0o755)
+    add_nickname(project)
+    path = f"{tools}{os.pathsep}{os.environ['PATH']}"
+
+    first = project.manage("resetmigrations", "--no-input", env={"PATH": path})
+    before = project.tree()
+    second = project.manage("resetmigrations", "--no-input", env={"PATH": path})
+
+    assert first.returncode == 0, first.stderr
+    assert project.path(ACCOUNT_0001).read_text().endswith("# formatted\n")
+    assert second.returncode == 0, second.stderr
+    assert "No changes" in last_line(second.stdout)
+    assert project.tree() == before
