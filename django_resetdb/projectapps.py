@@ -155,19 +155,16 @@ def select_apps(labels: Sequence[str] = ()) -> tuple[list[SelectedApp], list[Ski
     """
     conf = get_settings()
     root = project_root()
+    requested: Iterable[str] | None = None
     if labels:
-        requested: Iterable[str] = labels
-        why = "named on the command line"
+        requested, why = labels, "named on the command line"
     elif conf.apps is not None:
-        requested = conf.apps
-        why = f"listed in {SETTING_NAME}['APPS']"
-    else:
-        requested = ()
-        why = ""
+        # An empty list means what it says: no app.
+        requested, why = conf.apps, f"listed in {SETTING_NAME}['APPS']"
 
     selected: list[SelectedApp] = []
     skipped: list[Skipped] = []
-    if requested:
+    if requested is not None:
         for label in dict.fromkeys(requested):
             try:
                 app_config = apps.get_app_config(label)

@@ -359,6 +359,19 @@ def test_apps_setting_limits_the_selection(project):
     assert project.tree() == before
 
 
+def test_empty_apps_setting_selects_no_app(project):
+    baseline(project)
+    project.append("testproject/settings.py", 'DJANGO_RESETDB["APPS"] = []\n')
+    add_nickname(project)
+    before = project.tree()
+
+    result = project.manage("resetmigrations", "--no-input")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ("No apps to regenerate: nothing selected has models or migrations.\n")
+    assert project.tree() == before
+
+
 def test_migration_modules_elsewhere_are_handled_where_they_live(project, tmp_path):
     baseline(project)
     elsewhere = tmp_path / "elsewhere"

@@ -89,7 +89,7 @@ class Command(ResetCommand):
         plan = migrations_reset.plan_migrations(app_labels)
         log = self.log(verbosity)
         if not plan.apps:
-            log("No apps to regenerate: none of the project's apps has models or migrations.", 1)
+            log("No apps to regenerate: nothing selected has models or migrations.", 1)
             return
         if verbosity >= 1 or dry_run:
             self.stdout.write("Migrations to regenerate:" if plan.changed else "Migrations:")
