@@ -60,7 +60,7 @@ class ScratchDatabase:
     def url(self, user: str | None = None) -> str:
         return database_url(self.name, user)
 
-    def query(self, query: str, params: Any = None) -> list[Any]:
+    def query(self, query: Any, params: Any = None) -> list[Any]:
         with self.connect() as conn:
             return conn.execute(query, params).fetchall()
 
