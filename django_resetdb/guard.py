@@ -63,15 +63,20 @@ def host_allowed(host: str, patterns: Sequence[str]) -> bool:
     )
 
 
-def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
-    """Run the gates for ``alias``; raise :class:`Refused` or return what will be reset."""
-    conf = get_settings()
-    if not conf.enabled:
+def check_enabled(command: str) -> None:
+    """The first gate, and the only one for commands that touch no database."""
+    if not get_settings().enabled:
         raise Refused(
             f"{command} refused: {SETTING_NAME}['ENABLED'] is False for this project "
             f"(it defaults to DEBUG); set it to True in a development or CI settings "
             f"module to allow resets."
         )
+
+
+def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
+    """Run the gates for ``alias``; raise :class:`Refused` or return what will be reset."""
+    check_enabled(command)
+    conf = get_settings()
     connection = connections[alias]
     if connection.vendor != "postgresql":
         raise ResetError(

@@ -3,7 +3,7 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
-from django_resetdb import backups, migrations_reset
+from django_resetdb import backups, guard, migrations_reset
 from django_resetdb.conf import SETTING_NAME, get_settings
 from django_resetdb.exceptions import Refused
 from django_resetdb.management.base import ResetCommand
@@ -75,12 +75,7 @@ class Command(ResetCommand):
         if list_backups:
             self._list_backups()
             return
-        if not conf.enabled:
-            raise Refused(
-                f"resetmigrations refused: {SETTING_NAME}['ENABLED'] is False for this "
-                f"project (it defaults to DEBUG); set it to True in a development or CI "
-                f"settings module to allow resets."
-            )
+        guard.check_enabled("resetmigrations")
         if restore is not None:
             self._restore(None if restore == LATEST else restore, verbosity, dry_run)
             return
