@@ -23,6 +23,7 @@ from typing import Any
 import django
 
 from django_resetdb.exceptions import ResetError
+from django_resetdb.projectapps import MIGRATION_FILE
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -250,8 +251,6 @@ class Backup:
         return result
 
     def _strangers(self) -> list[Path]:
-        from django_resetdb.projectapps import MIGRATION_FILE
-
         known = {entry["path"] for entry in self.originals}
         folders = {Path(entry["path"]).parent for entry in [*self.originals, *self.planned]}
         return sorted(

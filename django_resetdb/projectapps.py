@@ -9,7 +9,6 @@ honoured.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import re
 import site
@@ -34,14 +33,10 @@ _INSTALL_FOLDER_NAMES = frozenset({"site-packages", "dist-packages"})
 @dataclass(frozen=True)
 class SelectedApp:
     label: str
-    name: str
-    path: Path
     module: str
     # Where the migrations package is, or would be created.
     directory: Path
-    exists: bool
     reason: str
-    has_models: bool
 
     def migration_files(self) -> list[Path]:
         if not self.directory.is_dir():
@@ -224,12 +219,8 @@ def _add(
     selected.append(
         SelectedApp(
             label=label,
-            name=app_config.name,
-            path=Path(app_config.path).resolve(),
             module=module,
             directory=directory,
-            exists=exists,
             reason=reason,
-            has_models=has_models,
         )
     )
