@@ -258,11 +258,13 @@ def tree(root: Path) -> dict[str, str]:
 
 @dataclass
 class ProjectCopy:
-    """A copy of the demo project in a folder of its own, run with ``manage.py`` there."""
+    """A project in a folder of its own (a copy of the demo by default), run with
+    ``manage.py`` there."""
 
     root: Path
     url: str
     pythonpath: tuple[Path, ...] = ()
+    settings: str = "testproject.settings"
 
     def path(self, relative: str) -> Path:
         return self.root / relative
@@ -303,7 +305,7 @@ class ProjectCopy:
         """Run ``python ARGS`` in the copy, with its settings, as a user would."""
         env = {**os.environ, **(env or {})}
         env["DATABASE_URL"] = url or self.url
-        env["DJANGO_SETTINGS_MODULE"] = "testproject.settings"
+        env["DJANGO_SETTINGS_MODULE"] = self.settings
         env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (self.root, *self.pythonpath))
         return subprocess.run(
             [sys.executable, *args],

@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 from psycopg import sql
 
 from bench.synthetic import Shape, generate
-from tests.conftest import ScratchDatabase
-
-
-def run(project: Path, db: ScratchDatabase, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": db.url(), "DJANGO_SETTINGS_MODULE": "synth.settings"}
-    env["PYTHONPATH"] = str(project)
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.conftest import ProjectCopy
 
 
 def test_synthetic_project_migrates_and_loads_every_row(tmp_path, scratch_db):
     shape = Shape(apps=2, models=4, rows=6)
-    project = tmp_path / "synthetic"
-    labels = generate(project, shape)
+    labels = generate(tmp_path / "synthetic", shape)
+    project = ProjectCopy(tmp_path / "synthetic", scratch_db.url(), settings="synth.settings")
 
     for args in (("makemigrations",), ("migrate", "--no-input"), ("loaddata", *labels)):
-        result = run(project, scratch_db, *args)
+        result = project.manage(*args)
         assert result.returncode == 0, result.stdout + result.stderr
 
     tables = scratch_db.query(
