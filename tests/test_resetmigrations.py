@@ -733,3 +733,23 @@ def test_formatter_output_is_what_gets_written_and_compared(project, tmp_path):
     assert second.returncode == 0, second.stderr
     assert "No changes" in last_line(second.stdout)
     assert project.tree() == before
+
+
+def test_damaged_backup_is_not_restored(project):
+    baseline(project)
+    add_nickname(project)
+    assert project.manage("resetmigrations", "--no-input").returncode == 0
+    (backup,) = project.backups()
+    copy = backup / "files" / "account" / "0001_initial.py"
+    copy.write_text(copy.read_text() + "# damaged\n")
+    before = project.tree()
+
+    result = project.manage("resetmigrations", "--restore")
+
+    assert result.returncode == 1
+    assert last_line(result.stderr) == (
+        f"CommandError: Backup {str(backup)!r} is damaged: 'files/account/0001_initial.py' "
+        "is missing or does not match its checksum; nothing was restored."
+    )
+    assert project.tree() == before
+    assert manifest(backup)["status"] == "complete"
