@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.management.color import no_style
 from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
 from psycopg import errors, sql
 
 # One reset at a time per database: advisory locks are scoped to the current
@@ -435,3 +437,11 @@ def create_extension(connection: BaseDatabaseWrapper, extension: Extension) -> N
             sql.Literal(extension.version),
         ),
     )
+
+
+def reset_sequences(connection: BaseDatabaseWrapper, models: Sequence[type[Model]]) -> None:
+    """Set the sequences of ``models`` past their largest key, with Django's own statements,
+    as ``loaddata`` does after loading."""
+    with connection.cursor() as cursor:
+        for statement in connection.ops.sequence_reset_sql(no_style(), models):
+            cursor.execute(statement)

@@ -342,3 +342,47 @@ def installed_migrations() -> dict[str, str]:
         path.relative_to(base).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(base.rglob("migrations/*.py"))
     }
+
+
+def data_snapshot(
+    db: ScratchDatabase, schema: str = "public", *, sequences: bool = True
+) -> dict[str, Any]:
+    """Every row of every table in ``schema`` (as text, sorted) and, with ``sequences``,
+    every sequence's position, read over a connection of its own."""
+    snapshot: dict[str, Any] = {}
+    with db.connect() as conn:
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", [schema]
+        ).fetchall()
+        for (table,) in tables:
+            query = sql.SQL("SELECT t::text FROM {}.{} t").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            )
+            snapshot[table] = sorted(row for (row,) in conn.execute(query))
+        names = conn.execute(
+            "SELECT sequencename FROM pg_sequences WHERE schemaname = %s ORDER BY 1", [schema]
+        ).fetchall()
+        for (sequence,) in names if sequences else ():
+            query = sql.SQL("SELECT last_value, is_called FROM {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(sequence)
+            )
+            snapshot[f"sequence {sequence}"] = conn.execute(query).fetchone()
+    return snapshot
+
+
+def clone_database(template: str) -> ScratchDatabase:
+    name = f"resetdb_t_{uuid.uuid4().hex[:12]}"
+    with connect("postgres") as admin:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        )
+    return ScratchDatabase(name)
+
+
+def drop_database(name: str) -> None:
+    with connect("postgres") as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )

@@ -19,13 +19,16 @@ class ResetCommand(BaseCommand):
     # atomic() has rolled the transaction back by the time Ctrl-C reaches execute().
     interrupted_message = "Interrupted; the transaction was rolled back, nothing was changed."
 
-    def add_database_arguments(self, parser: ArgumentParser) -> None:
+    def add_database_argument(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "--database",
             default=DEFAULT_DB_ALIAS,
             choices=tuple(connections),
             help="Database alias to act on. Default: 'default'.",
         )
+
+    def add_database_arguments(self, parser: ArgumentParser) -> None:
+        self.add_database_argument(parser)
         parser.add_argument(
             "--no-input",
             "--noinput",

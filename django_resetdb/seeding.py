@@ -1,0 +1,304 @@
+"""Seeds: fixture labels loaded as ``loaddata`` loads them, and Python callables, in the
+configured order and in one transaction."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.dom import pulldom
+
+from django.apps import apps
+from django.core.management.base import CommandError
+from django.core.management.utils import parse_apps_and_model_labels
+from django.db import IntegrityError, connections, models, transaction
+from django.utils.module_loading import import_string
+
+from django_resetdb import guard, postgres
+from django_resetdb.conf import get_settings, project_root
+from django_resetdb.exceptions import ResetError
+from django_resetdb.fixtureload import BulkLoader, FixtureFinder, Where, read_dicts
+
+Log = Callable[[str, int], None]
+Report = Callable[[str], None]
+
+# PostgreSQL's detail line for a foreign key violation.
+MISSING_KEY = re.compile(r"Key \((?P<column>[^)]+)\)=\((?P<value>.*)\) is not present in table")
+
+
+def _quiet(message: str, level: int) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Seed:
+    """One entry of ``SEEDS``, resolved: fixture files, or a callable."""
+
+    entry: str
+    files: tuple[str, ...] = ()
+    function: Callable[..., Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        return "fixture" if self.function is None else "callable"
+
+    def describe(self) -> str:
+        if self.function is None:
+            return f"fixture {', '.join(display_path(path) for path in self.files)}"
+        source = inspect.getsourcefile(self.function) if inspect.isfunction(self.function) else None
+        return f"callable in {display_path(source)}" if source else "callable"
+
+
+@dataclass(frozen=True)
+class SeedReport:
+    entry: str
+    kind: str
+    objects: int | None
+    seconds: float
+
+    def line(self, width: int = 0) -> str:
+        count = "done" if self.objects is None else f"{self.objects} object(s)"
+        return f"  {self.entry:<{width}}  {count} in {self.seconds:.2f} s"
+
+
+@dataclass
+class SeedResult:
+    alias: str
+    database: str
+    reports: list[SeedReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def objects(self) -> int:
+        return sum(report.objects or 0 for report in self.reports)
+
+    def summary(self) -> str:
+        return (
+            f"Seeded database {self.database!r} (alias {self.alias!r}): "
+            f"{len(self.reports)} seed(s), {self.objects} object(s) in {self.seconds:.2f} s."
+        )
+
+
+def display_path(path: str | None) -> str:
+    """``path`` relative to the project when it is inside it."""
+    if not path:
+        return ""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(project_root()).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
+def configured_seeds() -> tuple[str, ...]:
+    return get_settings().seeds
+
+
+def resolve_seeds(entries: Sequence[str], *, database: str = "default") -> list[Seed]:
+    """Resolve each entry to its fixture files or callable; touches no database.
+
+    An entry is a callable when it is a dotted path that imports to a callable and does
+    not end with a fixture format or compression extension; otherwise it is a fixture
+    label, found as ``loaddata`` finds it.
+    """
+    finder = FixtureFinder(database)
+    seeds: list[Seed] = []
+    for entry in entries:
+        if not isinstance(entry, str) or not entry.strip():
+            raise ResetError(f"Seed {entry!r} is not a fixture label or a dotted path.")
+        function, why_not = _import_callable(entry, finder)
+        if function is not None:
+            seeds.append(Seed(entry, function=function))
+            continue
+        try:
+            files = finder.find(entry)
+        except CommandError as exc:
+            also = f"; it is not an importable callable either ({why_not})" if why_not else ""
+            raise ResetError(f"Seed {entry!r}: {str(exc).rstrip('.')}{also}.") from exc
+        seeds.append(Seed(entry, files=tuple(files)))
+    return seeds
+
+
+def _import_callable(entry: str, finder: FixtureFinder) -> tuple[Any, str]:
+    """The callable ``entry`` names, or ``None`` and why it is not one."""
+    module, _, name = entry.rpartition(".")
+    if not module or name in finder.formats or name in finder.compressions:
+        return None, ""
+    if not all(part.isidentifier() for part in entry.split(".")):
+        return None, ""
+    try:
+        function = import_string(entry)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None)
+        if missing and not (entry + ".").startswith(missing + "."):
+            # The module exists but something it imports does not: a real error.
+            raise ResetError(f"Seed {entry!r}: importing it failed: {exc}.") from exc
+        return None, str(exc)
+    except Exception as exc:
+        raise ResetError(
+            f"Seed {entry!r}: importing it failed: {type(exc).__name__}: {exc}."
+        ) from exc
+    if not callable(function):
+        return None, f"{entry} is a {type(function).__name__}, not a callable"
+    return function, ""
+
+
+def seed(
+    labels: Sequence[str] | None = None,
+    *,
+    database: str = "default",
+    exclude: Sequence[str] = (),
+    log: Log = _quiet,
+    gates: bool = True,
+) -> SeedResult:
+    """Run ``labels`` (default: ``SEEDS``) into ``database`` in one transaction.
+
+    With ``gates`` (the default) the guard's gates run first, so that sample data never
+    reaches a database a reset would not be allowed on.
+    """
+    entries = configured_seeds() if labels is None else tuple(labels)
+    if gates:
+        target = guard.check(database, "seed")
+        name = target.database
+    else:
+        name = postgres.connection_target(connections[database]).database
+    try:
+        excluded_models, excluded_apps = parse_apps_and_model_labels(exclude)
+    except CommandError as exc:
+        raise ResetError(f"--exclude: {exc}") from exc
+    seeds = resolve_seeds(entries, database=database)
+    result = SeedResult(alias=database, database=name)
+    width = max((len(s.entry) for s in seeds), default=0)
+    started = time.monotonic()
+    finder = FixtureFinder(database)
+    with transaction.atomic(using=database):
+        loader = BulkLoader(database, excluded_models=excluded_models, excluded_apps=excluded_apps)
+        for item in seeds:
+            step = time.monotonic()
+            try:
+                if item.function is None:
+                    objects: int | None = sum(loader.load_file(finder, f) for f in item.files)
+                else:
+                    # What the fixtures before it would have left, as loaddata leaves it.
+                    loader.finish()
+                    objects = _call(item, database, log)
+            except ResetError as exc:
+                raise ResetError(
+                    f"Seed {item.entry!r} failed: {str(exc).rstrip('.')}; nothing was written."
+                ) from exc
+            report = SeedReport(item.entry, item.kind, objects, time.monotonic() - step)
+            result.reports.append(report)
+            log(report.line(width), 1)
+        try:
+            loader.complete()
+        except ResetError as exc:
+            raise ResetError(
+                f"Seeding failed: {str(exc).rstrip('.')}; nothing was written."
+            ) from exc
+        # Before the sequences move: PostgreSQL does not roll back setval().
+        _check_foreign_keys(loader, database)
+        loader.reset_sequences()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _call(item: Seed, database: str, log: Log) -> int | None:
+    def report(message: str) -> None:
+        log(f"    {message}", 2)
+
+    assert item.function is not None
+    try:
+        returned = item.function(database, report)
+    except ResetError:
+        raise
+    except Exception as exc:
+        raise ResetError(f"{type(exc).__name__}: {exc}") from exc
+    if isinstance(returned, int) and not isinstance(returned, bool):
+        return returned
+    return None
+
+
+def _check_foreign_keys(loader: BulkLoader, database: str) -> None:
+    """Check the deferred foreign keys now, so that a missing target is reported with
+    the object that names it, rather than at commit."""
+    connection = connections[database]
+    try:
+        with transaction.atomic(using=database):
+            connection.check_constraints()
+    except IntegrityError as exc:
+        raise ResetError(
+            f"Seeding failed: {_dangling(loader, database, exc)}; nothing was written."
+        ) from exc
+
+
+def _dangling(loader: BulkLoader, database: str, exc: IntegrityError) -> str:
+    """Which object names a row that does not exist, and where it comes from."""
+    diag = getattr(exc.__cause__, "diag", None)
+    table = getattr(diag, "table_name", None)
+    match = MISSING_KEY.search(getattr(diag, "message_detail", None) or "")
+    plain = " ".join(str(exc).split())
+    model = next(
+        (m for m in apps.get_models(include_auto_created=True) if m._meta.db_table == table),
+        None,
+    )
+    if model is None or match is None:
+        return plain
+    column, value = match["column"], match["value"]
+    fk = next((f for f in model._meta.concrete_fields if f.column == column), None)
+    if fk is None or fk.related_model is None:
+        return plain
+    target = fk.related_model._meta.label_lower
+    manager = model._base_manager.using(database)
+    if model._meta.auto_created:
+        # A many-to-many row: report the object whose field lists the missing target.
+        owner_fk = next(f for f in model._meta.concrete_fields if f.is_relation and f is not fk)
+        owner: Any = owner_fk.related_model
+        owner_pk = manager.filter(**{fk.attname: value}).values_list(owner_fk.attname, flat=True)
+        m2m = next(f for f in owner._meta.many_to_many if f.remote_field.through is model)
+        return _where_message(loader, owner, owner_pk.first(), f"{m2m.name} lists {target} {value}")
+    pk = manager.filter(**{fk.attname: value}).values_list("pk", flat=True).first()
+    what = f"{fk.name} = {value} names a {target} that does not exist"
+    return _where_message(loader, model, pk, what)
+
+
+def _where_message(loader: BulkLoader, model: type[models.Model], pk: Any, what: str) -> str:
+    label = model._meta.label_lower
+    where = locate(loader.files, label, pk)
+    if where is None:
+        return f"{label}(pk={pk!r}): {what} (not from a fixture)"
+    return f"{where.describe()} ({label}, pk={pk!r}): {what}"
+
+
+def locate(files: Sequence[str], label: str, pk: Any) -> Where | None:
+    """The last place in ``files`` where object ``label`` with ``pk`` is defined."""
+    finder = FixtureFinder("default")
+    found: Where | None = None
+    for path in files:
+        for position, (model, key) in enumerate(_identities(finder, path), start=1):
+            if model == label and str(key) == str(pk):
+                found = Where(path, position)
+    return found
+
+
+def _identities(finder: FixtureFinder, path: str) -> Iterator[tuple[str, Any]]:
+    stream, ser_fmt, cmp_fmt = finder.open(path)
+    try:
+        if ser_fmt == "xml":
+            node: Any
+            for event, node in pulldom.parse(stream):
+                if event == pulldom.START_ELEMENT and node.tagName == "object":
+                    yield node.getAttribute("model").lower(), node.getAttribute("pk")
+        elif ser_fmt in ("json", "jsonl", "yaml"):
+            for item in read_dicts(stream, ser_fmt, cmp_fmt, path):
+                yield str(item.get("model", "")).lower(), item.get("pk")
+    finally:
+        stream.close()
+
+
+def list_lines(seeds: Sequence[Seed]) -> list[str]:
+    width = max((len(s.entry) for s in seeds), default=0)
+    return [f"  {number}. {s.entry:<{width}}  {s.describe()}" for number, s in enumerate(seeds, 1)]

@@ -1,0 +1,89 @@
+"""Models covering what ``loaddata`` does: natural keys, forward references, many-to-many,
+``auto_now``, proxies, multi-table inheritance, ``order_with_respect_to`` and receivers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+
+class AuthorManager(models.Manager["Author"]):
+    def get_by_natural_key(self, name: str) -> Author:
+        return self.get(name=name)
+
+
+class Author(models.Model):
+    name = models.CharField(max_length=50, unique=True)
+    born = models.IntegerField(null=True)
+
+    objects = AuthorManager()
+
+    def natural_key(self) -> tuple[Any, ...]:
+        return (self.name,)
+
+
+class FamousAuthor(Author):
+    class Meta:
+        proxy = True
+
+
+class TagManager(models.Manager["Tag"]):
+    def get_by_natural_key(self, label: str) -> Tag:
+        return self.get(label=label)
+
+
+class Tag(models.Model):
+    label = models.CharField(max_length=30, unique=True)
+
+    objects = TagManager()
+
+    def natural_key(self) -> tuple[Any, ...]:
+        return (self.label,)
+
+
+class Book(models.Model):
+    title = models.CharField(max_length=100)
+    author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="books")
+    editor = models.ForeignKey(Author, null=True, on_delete=models.SET_NULL, related_name="+")
+    sequel = models.ForeignKey("self", null=True, on_delete=models.SET_NULL, related_name="+")
+    tags = models.ManyToManyField(Tag, blank=True, related_name="books")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+
+class Place(models.Model):
+    name = models.CharField(max_length=50)
+
+
+class Restaurant(Place):
+    serves_pizza = models.BooleanField(default=False)
+
+
+class Recipe(models.Model):
+    name = models.CharField(max_length=50)
+
+
+class Step(models.Model):
+    recipe = models.ForeignKey(Recipe, on_delete=models.CASCADE)
+    text = models.CharField(max_length=100)
+
+    class Meta:
+        order_with_respect_to = "recipe"
+
+
+class Review(models.Model):
+    """Has pre_save and post_save receivers (see ``receivers.py``)."""
+
+    book = models.ForeignKey(Book, on_delete=models.CASCADE)
+    stars = models.IntegerField()
+
+
+class ReceiverCall(models.Model):
+    """What the receivers saw: written by them, compared between loaddata and seed."""
+
+    signal = models.CharField(max_length=20)
+    review = models.IntegerField()
+    raw = models.BooleanField()
+    created = models.BooleanField(null=True)
+    reviews_in_table = models.IntegerField()
