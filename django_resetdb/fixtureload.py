@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -35,6 +35,7 @@ from django.core.management.commands import loaddata
 from django.core.serializers import base, python, xml_serializer
 from django.core.serializers.base import DeserializedObject
 from django.db import DatabaseError, connections, models, router, transaction
+from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.db.models import signals
 from django.db.models.constants import OnConflict
 from django.db.models.manager import BaseManager
@@ -137,7 +138,8 @@ class BulkLoader:
         self._exact: dict[type[models.Model], bool] = {}
         self._allowed: dict[type[models.Model], bool] = {}
         self._closures: dict[type[models.Model], frozenset[type[models.Model]]] = {}
-        self._relations: dict[type[models.Model], dict[str, tuple[str, Any]]] = {}
+        self._lookups: dict[str, tuple[Any, dict[str, tuple[str, Any]]]] = {}
+        self._plain: dict[Any, bool] = {}
         self._position = 0
         self._file = ""
 
@@ -205,33 +207,37 @@ class BulkLoader:
     def _lookups_see_pending(self, item: Any) -> bool:
         """Whether deserializing ``item`` reads tables that have buffered objects."""
         try:
-            model = apps.get_model(item["model"])
+            natural_pk, relations = self._lookups_of(item["model"])
             fields = item["fields"]
         except Exception:
             return True  # malformed: let the deserializer say what is wrong
+        if natural_pk is None and not relations:
+            return False
         read: set[type[models.Model]] = set()
-        if item.get("pk") is None and _has_natural_key(model):
-            read |= self._closure(model)
-        relations = self._relations_of(model)
-        for name, value in fields.items():
-            kind, target = relations.get(name, ("", None))
-            natural = _is_natural(value) and (
-                kind == "fk" or (kind == "m2m" and any(_is_natural(v) for v in value))
-            )
+        if natural_pk is not None and item.get("pk") is None:
+            read |= self._closure(natural_pk)
+        for name, (kind, target) in relations.items():
+            value = fields.get(name)
+            natural = _is_natural(value) and (kind == "fk" or any(_is_natural(v) for v in value))
             if natural:
                 read |= self._closure(target)
         return any(model in self._pending for model in read)
 
-    def _relations_of(self, model: type[models.Model]) -> dict[str, tuple[str, Any]]:
-        if model not in self._relations:
+    def _lookups_of(self, label: str) -> tuple[Any, dict[str, tuple[str, Any]]]:
+        """For a model label: the model if its objects may be found by natural key, and
+        its relations whose targets may be named by natural key."""
+        if label not in self._lookups:
+            model = apps.get_model(label)
             relations: dict[str, tuple[str, Any]] = {}
             for f in model._meta.fields:
-                if f.many_to_one or f.one_to_one:
+                if (f.many_to_one or f.one_to_one) and _by_natural_key(f.related_model):
                     relations[f.name] = ("fk", f.related_model)
             for f in model._meta.many_to_many:
-                relations[f.name] = ("m2m", f.related_model)
-            self._relations[model] = relations
-        return self._relations[model]
+                if _by_natural_key(f.related_model):
+                    relations[f.name] = ("m2m", f.related_model)
+            natural_pk = model if _has_natural_key(model) else None
+            self._lookups[label] = (natural_pk, relations)
+        return self._lookups[label]
 
     def _closure(self, model: Any) -> frozenset[type[models.Model]]:
         """The concrete model and those its foreign keys reach: what a natural-key lookup
@@ -306,10 +312,15 @@ class BulkLoader:
             )
         if self._exact[model]:
             return True
-        return bool(m2m) and any(
-            not _plain_m2m(model._meta.get_field(name))
-            for name in m2m  # type: ignore[union-attr]
-        )
+        if not m2m:
+            return False
+        for name in m2m:
+            key = (model, name)
+            if key not in self._plain:
+                self._plain[key] = _plain_m2m(model._meta.get_field(name))
+            if not self._plain[key]:
+                return True
+        return False
 
     def _save_one(self, deserialized: DeserializedObject, where: Where) -> None:
         try:
@@ -429,22 +440,33 @@ def read_dicts(stream: IO[bytes], ser_fmt: str, cmp_fmt: str | None, path: str) 
 
 
 def _write_objects(model: type[models.Model], entries: list[Entry], using: str) -> None:
-    """What ``save_base(raw=True)`` does for each entry, in bulk."""
+    """What ``save_base(raw=True)`` does for each entry, in bulk: objects whose row does not
+    exist yet are copied in, the others go through ``INSERT … ON CONFLICT DO UPDATE``."""
     meta = model._meta
     fields = [f for f in meta.local_concrete_fields if not getattr(f, "generated", False)]
     updates = [f for f in fields if not f.primary_key]
     manager = model._base_manager
     with_pk = [e.obj for e in entries if e.obj.pk is not None]
-    for start in range(0, len(with_pk), INSERT_BATCH):
-        manager._insert(  # type: ignore[attr-defined]
-            with_pk[start : start + INSERT_BATCH],
-            fields=fields,
-            raw=True,
-            using=using,
-            on_conflict=OnConflict.UPDATE if updates else OnConflict.IGNORE,
-            update_fields=updates or None,
-            unique_fields=[meta.pk] if updates else None,
+    if with_pk:
+        existing = set(
+            manager.using(using).filter(pk__in=[o.pk for o in with_pk]).values_list("pk", flat=True)
         )
+        fresh = [o for o in with_pk if o.pk not in existing]
+        upsert = [o for o in with_pk if o.pk in existing]
+        # raw: the attributes as they are, no pre_save(), as save_base(raw=True).
+        values = ([getattr(o, f.attname) for f in fields] for o in fresh)
+        if not _copy(model, fields, values, using):
+            upsert = with_pk
+        for start in range(0, len(upsert), INSERT_BATCH):
+            manager._insert(  # type: ignore[attr-defined]
+                upsert[start : start + INSERT_BATCH],
+                fields=fields,
+                raw=True,
+                using=using,
+                on_conflict=OnConflict.UPDATE if updates else OnConflict.IGNORE,
+                update_fields=updates or None,
+                unique_fields=[meta.pk] if updates else None,
+            )
     without_pk = [e.obj for e in entries if e.obj.pk is None]
     if without_pk:
         inserted = [f for f in fields if f is not meta.auto_field]
@@ -460,6 +482,27 @@ def _write_objects(model: type[models.Model], entries: list[Entry], using: str) 
     for entry in entries:
         entry.obj._state.adding = False
         entry.obj._state.db = using
+
+
+def _copy(model: Any, fields: list[Any], rows: Iterable[Sequence[Any]], using: str) -> bool:
+    """COPY ``rows`` (attribute values, one per field) in as new rows, converted as Django's
+    INSERT converts them; return False, having written nothing, when a value or a field
+    needs Django's own SQL."""
+    connection = connections[using]
+    table = model._meta.db_table
+    if not is_psycopg3 or '"' in table or any(hasattr(f, "get_placeholder") for f in fields):
+        return False
+    prepared = []
+    for row in rows:
+        values = []
+        for f, value in zip(fields, row, strict=True):
+            if hasattr(value, "resolve_expression"):
+                return False
+            values.append(f.get_db_prep_save(value, connection=connection))
+        prepared.append(values)
+    if prepared:
+        postgres.copy_rows(connection, table, [f.column for f in fields], prepared)
+    return True
 
 
 def _write_m2m(model: type[models.Model], entries: list[Entry], using: str) -> None:
@@ -486,7 +529,8 @@ def _write_m2m(model: type[models.Model], entries: list[Entry], using: str) -> N
         for key, value in existing:
             current[key].add(value)
         removals: list[tuple[Any, set[Any]]] = []
-        additions: list[models.Model] = []
+        additions: list[tuple[Any, Any]] = []
+        conflicts = False
         for key, values in ops:
             # .set(): keep what is there, remove the rest, add what is missing; the same
             # set operations so that the rows come in the same order.
@@ -503,17 +547,21 @@ def _write_m2m(model: type[models.Model], entries: list[Entry], using: str) -> N
             target_ids: set[Any] = set()
             for value in new_objs:
                 target_ids.add(target.get_prep_value(value))
-            additions.extend(
-                through(**{source.attname: key, target.attname: value}) for value in target_ids
-            )
+            conflicts = conflicts or bool(target_ids & (current[key] - old_ids))
+            additions.extend((key, value) for value in target_ids)
             current[key] = (current[key] - old_ids) | target_ids
         for key, old_ids in removals:
             through._base_manager.using(using).filter(
                 **{source.attname: key, f"{target.attname}__in": old_ids}
             ).delete()
-        for start in range(0, len(additions), INSERT_BATCH):
+        # No row conflicts: copy them in. Otherwise ON CONFLICT DO NOTHING, as .add() does,
+        # which also takes a sequence value for each conflicting row.
+        if not conflicts and _copy(through, [source, target], additions, using):
+            continue
+        rows = [through(**{source.attname: k, target.attname: v}) for k, v in additions]
+        for start in range(0, len(rows), INSERT_BATCH):
             through._base_manager._insert(
-                additions[start : start + INSERT_BATCH],
+                rows[start : start + INSERT_BATCH],
                 fields=[source, target],
                 raw=True,
                 using=using,
@@ -563,9 +611,11 @@ def _plain_m2m(m2m: Any) -> bool:
 
 
 def _has_natural_key(model: type[models.Model]) -> bool:
-    return hasattr(model._meta.default_manager, "get_by_natural_key") and hasattr(
-        model, "natural_key"
-    )
+    return _by_natural_key(model) and hasattr(model, "natural_key")
+
+
+def _by_natural_key(model: Any) -> bool:
+    return model is not None and hasattr(model._meta.default_manager, "get_by_natural_key")
 
 
 def _is_natural(value: Any) -> bool:

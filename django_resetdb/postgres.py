@@ -445,3 +445,19 @@ def reset_sequences(connection: BaseDatabaseWrapper, models: Sequence[type[Model
     with connection.cursor() as cursor:
         for statement in connection.ops.sequence_reset_sql(no_style(), models):
             cursor.execute(statement)
+
+
+def copy_rows(
+    connection: BaseDatabaseWrapper, table: str, columns: Sequence[str], rows: Sequence[Any]
+) -> None:
+    """``COPY table (columns) FROM STDIN`` with ``rows`` of values ready for the database."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    with (
+        connection.wrap_database_errors,
+        connection.cursor() as cursor,
+        cursor.copy(statement) as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
