@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["Refused", "ResetError", "reset_migrations", "reset_schemas"]
+__all__ = ["Refused", "ResetError", "reset_migrations", "reset_schemas", "seed"]
 
 if TYPE_CHECKING:
     from django_resetdb.exceptions import Refused, ResetError
     from django_resetdb.migrations_reset import reset_migrations
     from django_resetdb.schemas import reset_schemas
+    from django_resetdb.seeding import seed
 
 
 def __getattr__(name: str) -> Any:
@@ -29,4 +30,8 @@ def __getattr__(name: str) -> Any:
         from django_resetdb.schemas import reset_schemas
 
         return reset_schemas
+    if name == "seed":
+        from django_resetdb.seeding import seed
+
+        return seed
     raise AttributeError(f"module 'django_resetdb' has no attribute {name!r}")

@@ -68,3 +68,37 @@ def test_errors_are_command_errors_for_scripts(schema):
     assert excinfo.value.returncode == 1
     assert isinstance(excinfo.value, CommandError)
     assert tables_in(schema) == [("t",)]
+
+
+def count_rows(table):
+    with connect(connection.settings_dict["NAME"]) as conn:
+        return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+
+
+def test_seed_from_python_runs_the_settings_seeds_and_reports_each(settings):
+    import django_resetdb
+
+    lines = []
+    result = django_resetdb.seed(log=lambda message, level: lines.append((level, message)))
+
+    assert [report.entry for report in result.reports] == list(settings.DJANGO_RESETDB["SEEDS"])
+    assert [report.objects for report in result.reports] == [4, 2, 8, 4, 8]
+    assert result.objects == 26
+    assert result.summary().startswith(
+        f"Seeded database {connection.settings_dict['NAME']!r} (alias 'default'): 5 seed(s), "
+        "26 object(s) in "
+    )
+    assert [level for level, _ in lines] == [2, 1, 1, 1, 1, 1]
+    assert count_rows("sales_orderline").fetchone() == (3,)
+
+
+def test_seed_from_python_refuses_when_not_enabled(settings):
+    import django_resetdb
+
+    settings.DJANGO_RESETDB = {**settings.DJANGO_RESETDB, "ENABLED": False}
+
+    with pytest.raises(Refused) as refusal:
+        django_resetdb.seed(["catalog"])
+
+    assert refusal.value.returncode == 3
+    assert count_rows("catalog_artifact").fetchone() == (0,)

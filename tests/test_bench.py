@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 from psycopg import sql
 
 from bench.synthetic import Shape, generate
-from tests.conftest import ProjectCopy
+from tests.conftest import (
+    REPO,
+    ProjectCopy,
+    clone_database,
+    data_snapshot,
+    database_url,
+    drop_database,
+)
 
 
 def test_synthetic_project_migrates_and_loads_every_row(tmp_path, scratch_db):
@@ -29,3 +40,55 @@ def test_synthetic_project_migrates_and_loads_every_row(tmp_path, scratch_db):
     assert rows == shape.fixture_rows == 2 * (4 * 6 + 6 * 2)
     cross_app = scratch_db.query("SELECT count(*) FROM app01_model00 WHERE upstream_id IS NOT NULL")
     assert cross_app == [(5,)]
+
+
+def test_seed_leaves_what_loaddata_leaves_on_a_synthetic_project(tmp_path, scratch_db):
+    shape = Shape(apps=3, models=5, rows=40)
+    labels = generate(tmp_path / "synthetic", shape)
+    project = ProjectCopy(tmp_path / "synthetic", scratch_db.url(), settings="synth.settings")
+    for args in (("makemigrations",), ("migrate", "--no-input")):
+        assert project.manage(*args).returncode == 0
+    by_loaddata, by_seed = clone_database(scratch_db.name), clone_database(scratch_db.name)
+    try:
+        loaded = project.manage("loaddata", *labels, url=by_loaddata.url())
+        seeded = project.manage("seed", *labels, url=by_seed.url())
+        assert loaded.returncode == seeded.returncode == 0, loaded.stderr + seeded.stderr
+        once = data_snapshot(by_seed)
+        again = project.manage("seed", *labels, url=by_seed.url())
+        (tmp_path / "synthetic" / "app01" / "fixtures" / "broken.json").write_text(
+            '[{"model": "app01.model00", "pk": 999, "fields": {"name": "x", "number": 1, '
+            '"code": "new", "created": "2026-01-01T00:00:00Z"}}, '
+            '{"model": "app01.nosuch", "pk": 1, "fields": {}}]'
+        )
+        broken = project.manage("seed", "broken", url=by_seed.url())
+
+        assert once == data_snapshot(by_loaddata)
+        assert sum(len(rows) for name, rows in once.items() if name.startswith("app")) == (
+            shape.fixture_rows
+        )
+        assert again.returncode == 0
+        assert data_snapshot(by_seed) == once
+        assert broken.returncode == 1
+        assert broken.stderr.startswith("CommandError: Seed 'broken' failed: ")
+        assert "app01/fixtures/broken.json, object 2: Invalid model identifier" in broken.stderr
+        assert data_snapshot(by_seed, sequences=False) == data_snapshot(
+            by_loaddata, sequences=False
+        )
+    finally:
+        drop_database(by_loaddata.name)
+        drop_database(by_seed.name)
+
+
+def test_seed_benchmark_runs_and_checks_both_leave_the_same_rows():
+    shape = ("--apps", "2", "--models", "3", "--rows", "5", "--repeat", "1")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.seed", *shape, "--url", database_url("postgres")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Same rows and sequences after loaddata and seed: yes." in result.stdout
+    assert re.search(r"  seed +\d+\.\d\d +\d+ +\d+\.\dx +\d+\n", result.stdout)
