@@ -34,7 +34,14 @@ from django.core import serializers
 from django.core.management.commands import loaddata
 from django.core.serializers import base, python, xml_serializer
 from django.core.serializers.base import DeserializedObject
-from django.db import DatabaseError, connections, models, router, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    connections,
+    models,
+    router,
+    transaction,
+)
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.db.models import signals
 from django.db.models.constants import OnConflict
@@ -65,7 +72,8 @@ class Where:
 
 @dataclass
 class Entry:
-    obj: models.Model
+    model: type[models.Model]
+    obj: Any  # the model instance, or a Row
     m2m: dict[str, Any]
     where: Where
     # Fields whose natural key named no row when the object was read (saved later).
@@ -78,6 +86,43 @@ class Pending:
 
     entries: list[Entry] = field(default_factory=list)
     pks: set[Any] = field(default_factory=set)
+
+
+class Row:
+    """The attribute values of one object, standing in for the instance where only the
+    values are needed: creating model instances is most of what loading costs."""
+
+    __slots__ = ("_meta", "_state", "values")
+
+    def __init__(self, model: type[models.Model], values: dict[str, Any]) -> None:
+        object.__setattr__(self, "_meta", model._meta)
+        object.__setattr__(self, "_state", models.base.ModelState())
+        object.__setattr__(self, "values", values)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.values[name] = value
+
+    @property
+    def pk(self) -> Any:
+        return self.values.get(self._meta.pk.attname)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How items of one model become Rows: per field name, its kind (plain, fk, m2m), the
+    attribute it sets, the conversion Django's deserializer applies, and whether a natural
+    key could stand in its place."""
+
+    model: type[models.Model]
+    natural_pk: bool
+    fields: dict[str, tuple[str, str, Callable[[Any], Any], bool]]
+    defaults: list[Any]
 
 
 class FixtureFinder:
@@ -139,6 +184,9 @@ class BulkLoader:
         self._allowed: dict[type[models.Model], bool] = {}
         self._closures: dict[type[models.Model], frozenset[type[models.Model]]] = {}
         self._lookups: dict[str, tuple[Any, dict[str, tuple[str, Any]]]] = {}
+        self._plans: dict[str, Plan | None] = {}
+        # Models whose rows may already exist: looked up before they are written.
+        self._seen_existing: set[type[models.Model]] = set()
         self._plain: dict[Any, bool] = {}
         self._position = 0
         self._file = ""
@@ -173,15 +221,20 @@ class BulkLoader:
 
     def _deserialize(
         self, stream: IO[bytes], ser_fmt: str, cmp_fmt: str | None
-    ) -> Iterator[DeserializedObject]:
+    ) -> Iterator[DeserializedObject | Entry]:
         options: dict[str, Any] = {"using": self.using, "handle_forward_references": True}
         if ser_fmt == "xml":
             yield from _XmlDeserializer(stream, before=self._before_xml, **options)
         elif ser_fmt in ("json", "jsonl", "yaml"):
-            dicts = read_dicts(stream, ser_fmt, cmp_fmt, self._file)
-            yield from python.Deserializer(
-                self._watch(dicts), using=self.using, handle_forward_references=True
-            )
+            for item in read_dicts(stream, ser_fmt, cmp_fmt, self._file):
+                self._position += 1
+                entry = self._build(item)
+                if entry is not None:
+                    yield entry
+                    continue
+                if self._pending_count and self._lookups_see_pending(item):
+                    self.flush()
+                yield from python.Deserializer([item], **options)
         else:
             # A format registered by the project: no way to see its lookups coming, so
             # every object is saved as loaddata saves it.
@@ -191,13 +244,75 @@ class BulkLoader:
                 self._exact[type(obj.object)] = True
                 yield obj
 
-    def _watch(self, dicts: Iterator[Any]) -> Iterator[Any]:
-        """Count positions, and flush what a coming natural-key lookup could read."""
-        for item in dicts:
-            self._position += 1
-            if self._pending_count and self._lookups_see_pending(item):
-                self.flush()
-            yield item
+    def _build(self, item: Any) -> Entry | None:
+        """What Django's deserializer and ``Model(**data)`` make of ``item``, as a Row of
+        attribute values, for the common case: no natural key, no model code that would
+        run. ``None`` leaves the item to Django's deserializer, errors included."""
+        try:
+            plan = self._plans[item["model"]]
+        except KeyError:
+            plan = self._plans[item["model"]] = self._plan(item["model"])
+        except Exception:
+            return None
+        if plan is None:
+            return None
+        try:
+            values: dict[str, Any] = {}
+            pk = plan.model._meta.pk
+            if "pk" in item:
+                values[pk.attname] = pk.to_python(item["pk"])
+            if plan.natural_pk and values.get(pk.attname) is None:
+                return None
+            m2m: dict[str, Any] = {}
+            for name, value in item["fields"].items():
+                kind, attname, convert, natural = plan.fields[name]
+                if kind == "m2m":
+                    if natural and any(_is_natural(v) for v in value):
+                        return None
+                    m2m[name] = [convert(v) for v in value]
+                elif kind == "fk" and value is not None:
+                    if natural and _is_natural(value):
+                        return None
+                    values[attname] = convert(value)
+                else:
+                    values[attname] = convert(value)
+            for f in plan.defaults:
+                if f.attname not in values:
+                    values[f.attname] = f.get_default()
+        except Exception:
+            return None
+        return Entry(plan.model, Row(plan.model, values), m2m, Where(self._file, self._position))
+
+    def _plan(self, label: str) -> Plan | None:
+        try:
+            model = apps.get_model(label)
+        except Exception:
+            return None
+        if (
+            self._needs_django(model, None)
+            or model.__init__ is not models.Model.__init__
+            or signals.pre_init.has_listeners(model)
+            or signals.post_init.has_listeners(model)
+        ):
+            return None
+        fields: dict[str, tuple[str, str, Callable[[Any], Any], bool]] = {}
+        for f in model._meta.fields:
+            if f.many_to_one or f.one_to_one:
+                remote: Any = f.remote_field
+                target = remote.model._meta.get_field(remote.field_name)
+                natural = _by_natural_key(remote.model)
+                fields[f.name] = ("fk", f.attname, target.to_python, natural)
+            else:
+                fields[f.name] = ("plain", f.attname, f.to_python, False)
+        for f in model._meta.many_to_many:
+            if not self._plain_field(model, f.name):
+                continue  # an item that sets it goes to Django (KeyError above)
+            target_model: Any = f.related_model
+            natural = _by_natural_key(target_model)
+            fields[f.name] = ("m2m", f.name, target_model._meta.pk.to_python, natural)
+        concrete = _concrete(model)._meta.local_concrete_fields
+        defaults = [f for f in concrete if not getattr(f, "generated", False)]
+        return Plan(model, _has_natural_key(model), fields, defaults)
 
     def _before_xml(self, node: Any) -> None:
         self._position += 1
@@ -261,9 +376,8 @@ class BulkLoader:
 
     # Buffering ---------------------------------------------------------------
 
-    def _add(self, deserialized: DeserializedObject) -> bool:
-        obj = deserialized.object
-        model = type(obj)
+    def _add(self, loaded: DeserializedObject | Entry) -> bool:
+        model = loaded.model if isinstance(loaded, Entry) else type(loaded.object)
         if model._meta.app_config in self.excluded_apps or model in self.excluded_models:
             return False
         if model not in self._allowed:
@@ -271,6 +385,11 @@ class BulkLoader:
         if not self._allowed[model]:
             return False
         self.models.add(model)
+        if isinstance(loaded, Entry):
+            self._buffer(loaded)
+            return True
+        deserialized = loaded
+        obj = deserialized.object
         where = Where(self._file, self._position)
         if deserialized.deferred_fields:
             self._deferred.append((deserialized, where))
@@ -279,11 +398,11 @@ class BulkLoader:
             self._save_one(deserialized, where)
             return True
         waiting = {f.name: value for f, value in deserialized.deferred_fields.items()}
-        self._buffer(Entry(obj, deserialized.m2m_data or {}, where, waiting))
+        self._buffer(Entry(model, obj, deserialized.m2m_data or {}, where, waiting))
         return True
 
     def _buffer(self, entry: Entry) -> None:
-        concrete = _concrete(type(entry.obj))
+        concrete = _concrete(entry.model)
         pending = self._pending.get(concrete)
         if pending is None:
             pending = self._pending[concrete] = Pending()
@@ -314,13 +433,13 @@ class BulkLoader:
             return True
         if not m2m:
             return False
-        for name in m2m:
-            key = (model, name)
-            if key not in self._plain:
-                self._plain[key] = _plain_m2m(model._meta.get_field(name))
-            if not self._plain[key]:
-                return True
-        return False
+        return not all(self._plain_field(model, name) for name in m2m)
+
+    def _plain_field(self, model: type[models.Model], name: str) -> bool:
+        key = (model, name)
+        if key not in self._plain:
+            self._plain[key] = _plain_m2m(model._meta.get_field(name))
+        return self._plain[key]
 
     def _save_one(self, deserialized: DeserializedObject, where: Where) -> None:
         try:
@@ -337,14 +456,33 @@ class BulkLoader:
             return
         pending, self._pending, self._pending_count = self._pending, {}, 0
         try:
-            with transaction.atomic(using=self.using):
-                for model, batch in pending.items():
-                    _write_objects(model, batch.entries, self.using)
-                for model, batch in pending.items():
-                    _write_m2m(model, batch.entries, self.using)
+            try:
+                with transaction.atomic(using=self.using):
+                    self._write(pending, optimistic=True)
+            except IntegrityError:
+                # A row copied in as new existed after all: write this batch again, with
+                # the models marked to be looked up first. A genuine error comes again.
+                with transaction.atomic(using=self.using):
+                    self._write(pending, optimistic=False)
         except (DatabaseError, ValueError) as exc:
             # The savepoint is gone; find the object at fault, one by one.
             raise ResetError(self._culprit(pending, exc)) from exc
+
+    def _write(self, pending: dict[type[models.Model], Pending], *, optimistic: bool) -> None:
+        """Rows with a primary key first, then the others (so that a retry takes no sequence
+        value twice), then the many-to-many rows."""
+        fresh: dict[type[models.Model], set[Any]] = {}
+        for model, batch in pending.items():
+            guess = optimistic and model not in self._seen_existing
+            if guess:
+                self._seen_existing.add(model)  # until the write below succeeds
+            fresh[model] = _write_keyed(model, batch.entries, self.using, assume_new=guess)
+            if guess:
+                self._seen_existing.discard(model)
+        for model, batch in pending.items():
+            fresh[model] |= _write_unkeyed(model, batch.entries, self.using)
+        for model, batch in pending.items():
+            _write_m2m(model, batch.entries, self.using, fresh[model])
 
     def _culprit(self, pending: dict[type[models.Model], Pending], exc: Exception) -> str:
         with transaction.atomic(using=self.using):
@@ -352,8 +490,9 @@ class BulkLoader:
                 for entry in batch.entries:
                     try:
                         with transaction.atomic(using=self.using):
-                            _write_objects(model, [entry], self.using)
-                            _write_m2m(model, [entry], self.using)
+                            fresh = _write_keyed(model, [entry], self.using, assume_new=False)
+                            fresh |= _write_unkeyed(model, [entry], self.using)
+                            _write_m2m(model, [entry], self.using, fresh)
                     except (DatabaseError, ValueError) as single:
                         message = f"{entry.where.describe()}: {_describe(entry.obj, single)}"
                         if entry.waiting:
@@ -390,7 +529,7 @@ class BulkLoader:
                 self.flush()
                 self._save_one(deserialized, where)
                 continue
-            self._buffer(Entry(deserialized.object, deserialized.m2m_data or {}, where))
+            self._buffer(Entry(model, deserialized.object, deserialized.m2m_data or {}, where))
         self.flush()
 
 
@@ -439,49 +578,81 @@ def read_dicts(stream: IO[bytes], ser_fmt: str, cmp_fmt: str | None, path: str) 
     yield from objects
 
 
-def _write_objects(model: type[models.Model], entries: list[Entry], using: str) -> None:
-    """What ``save_base(raw=True)`` does for each entry, in bulk: objects whose row does not
-    exist yet are copied in, the others go through ``INSERT … ON CONFLICT DO UPDATE``."""
+def _fields(model: type[models.Model]) -> list[Any]:
     meta = model._meta
-    fields = [f for f in meta.local_concrete_fields if not getattr(f, "generated", False)]
+    return [f for f in meta.local_concrete_fields if not getattr(f, "generated", False)]
+
+
+def _write_keyed(
+    model: type[models.Model], entries: list[Entry], using: str, *, assume_new: bool
+) -> set[Any]:
+    """What ``save_base(raw=True)`` does for the entries with a primary key, in bulk: new
+    rows are copied in, existing ones go through ``INSERT … ON CONFLICT DO UPDATE``.
+    With ``assume_new`` nothing is looked up: the COPY fails if a row exists. Returns the
+    keys of the rows that did not exist."""
+    meta = model._meta
+    fields = _fields(model)
     updates = [f for f in fields if not f.primary_key]
     manager = model._base_manager
-    with_pk = [e.obj for e in entries if e.obj.pk is not None]
-    if with_pk:
-        existing = set(
-            manager.using(using).filter(pk__in=[o.pk for o in with_pk]).values_list("pk", flat=True)
+    keyed = [e.obj for e in entries if e.obj.pk is not None]
+    if not keyed:
+        return set()
+    existing: set[Any] = set()
+    if not assume_new:
+        pks = [o.pk for o in keyed]
+        existing = set(manager.using(using).filter(pk__in=pks).values_list("pk", flat=True))
+    fresh = [o for o in keyed if o.pk not in existing]
+    upsert = [o for o in keyed if o.pk in existing]
+    # raw: the attributes as they are, no pre_save(), as save_base(raw=True).
+    values = ([getattr(o, f.attname) for f in fields] for o in fresh)
+    if not _copy(model, fields, values, using):
+        if assume_new:
+            existing = set(
+                manager.using(using)
+                .filter(pk__in=[o.pk for o in keyed])
+                .values_list("pk", flat=True)
+            )
+            fresh = [o for o in keyed if o.pk not in existing]
+        upsert = keyed
+    for start in range(0, len(upsert), INSERT_BATCH):
+        manager._insert(  # type: ignore[attr-defined]
+            upsert[start : start + INSERT_BATCH],
+            fields=fields,
+            raw=True,
+            using=using,
+            on_conflict=OnConflict.UPDATE if updates else OnConflict.IGNORE,
+            update_fields=updates or None,
+            unique_fields=[meta.pk] if updates else None,
         )
-        fresh = [o for o in with_pk if o.pk not in existing]
-        upsert = [o for o in with_pk if o.pk in existing]
-        # raw: the attributes as they are, no pre_save(), as save_base(raw=True).
-        values = ([getattr(o, f.attname) for f in fields] for o in fresh)
-        if not _copy(model, fields, values, using):
-            upsert = with_pk
-        for start in range(0, len(upsert), INSERT_BATCH):
-            manager._insert(  # type: ignore[attr-defined]
-                upsert[start : start + INSERT_BATCH],
-                fields=fields,
-                raw=True,
-                using=using,
-                on_conflict=OnConflict.UPDATE if updates else OnConflict.IGNORE,
-                update_fields=updates or None,
-                unique_fields=[meta.pk] if updates else None,
-            )
-    without_pk = [e.obj for e in entries if e.obj.pk is None]
-    if without_pk:
-        inserted = [f for f in fields if f is not meta.auto_field]
-        returning = meta.db_returning_fields
-        for start in range(0, len(without_pk), INSERT_BATCH):
-            chunk = without_pk[start : start + INSERT_BATCH]
-            rows = manager._insert(  # type: ignore[attr-defined]
-                chunk, fields=inserted, returning_fields=returning, raw=True, using=using
-            )
-            for obj, row in zip(chunk, rows or (), strict=False):
-                for returned, value in zip(returning, row, strict=False):
-                    setattr(obj, returned.attname, value)
-    for entry in entries:
-        entry.obj._state.adding = False
-        entry.obj._state.db = using
+    _mark_saved(keyed, using)
+    return {o.pk for o in fresh}
+
+
+def _write_unkeyed(model: type[models.Model], entries: list[Entry], using: str) -> set[Any]:
+    """The entries without a primary key: inserted in their order, so that the sequence
+    numbers them as it numbers loaddata's objects. Returns their new keys."""
+    meta = model._meta
+    unkeyed = [e.obj for e in entries if e.obj.pk is None]
+    if not unkeyed:
+        return set()
+    inserted = [f for f in _fields(model) if f is not meta.auto_field]
+    returning = meta.db_returning_fields
+    for start in range(0, len(unkeyed), INSERT_BATCH):
+        chunk = unkeyed[start : start + INSERT_BATCH]
+        rows = model._base_manager._insert(  # type: ignore[attr-defined]
+            chunk, fields=inserted, returning_fields=returning, raw=True, using=using
+        )
+        for obj, row in zip(chunk, rows or (), strict=False):
+            for returned, value in zip(returning, row, strict=False):
+                setattr(obj, returned.attname, value)
+    _mark_saved(unkeyed, using)
+    return {o.pk for o in unkeyed}
+
+
+def _mark_saved(objs: list[Any], using: str) -> None:
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = using
 
 
 def _copy(model: Any, fields: list[Any], rows: Iterable[Sequence[Any]], using: str) -> bool:
@@ -492,21 +663,59 @@ def _copy(model: Any, fields: list[Any], rows: Iterable[Sequence[Any]], using: s
     table = model._meta.db_table
     if not is_psycopg3 or '"' in table or any(hasattr(f, "get_placeholder") for f in fields):
         return False
+    convert = [_converter(f, connection) for f in fields]
     prepared = []
     for row in rows:
         values = []
-        for f, value in zip(fields, row, strict=True):
+        for to_db, value in zip(convert, row, strict=True):
             if hasattr(value, "resolve_expression"):
                 return False
-            values.append(f.get_db_prep_save(value, connection=connection))
+            values.append(to_db(value))
         prepared.append(values)
     if prepared:
         postgres.copy_rows(connection, table, [f.column for f in fields], prepared)
     return True
 
 
-def _write_m2m(model: type[models.Model], entries: list[Entry], using: str) -> None:
-    """What ``getattr(obj, name).set(values)`` does for each entry, in bulk."""
+# Django fields whose get_db_prep_save() returns a value of this exact type unchanged.
+_UNCHANGED: dict[type[Any], type[Any]] = {
+    **dict.fromkeys(
+        (
+            models.AutoField,
+            models.BigAutoField,
+            models.SmallAutoField,
+            models.IntegerField,
+            models.BigIntegerField,
+            models.SmallIntegerField,
+            models.PositiveIntegerField,
+            models.PositiveBigIntegerField,
+            models.PositiveSmallIntegerField,
+        ),
+        int,
+    ),
+    **dict.fromkeys((models.CharField, models.TextField, models.SlugField, models.EmailField), str),
+    models.BooleanField: bool,
+}
+
+
+def _converter(f: Any, connection: Any) -> Callable[[Any], Any]:
+    """``f.get_db_prep_save``, skipped for the values it would return unchanged."""
+    own = f.target_field if isinstance(f, models.ForeignKey) else f
+    kind = _UNCHANGED.get(type(own))
+
+    def to_db(value: Any) -> Any:
+        if value is None or (type(value) is kind and value != ""):
+            return value
+        return f.get_db_prep_save(value, connection=connection)
+
+    return to_db
+
+
+def _write_m2m(
+    model: type[models.Model], entries: list[Entry], using: str, fresh: set[Any]
+) -> None:
+    """What ``getattr(obj, name).set(values)`` does for each entry, in bulk. Objects whose
+    row this batch created (``fresh`` keys) have no many-to-many rows to look up."""
     names: list[str] = []
     for entry in entries:
         names.extend(name for name in entry.m2m if name not in names)
@@ -521,13 +730,16 @@ def _write_m2m(model: type[models.Model], entries: list[Entry], using: str) -> N
             if name in e.m2m
         ]
         current: dict[Any, set[Any]] = {key: set() for key, _ in ops}
-        existing = (
-            through._base_manager.using(using)
-            .filter(**{f"{source.attname}__in": list(current)})
-            .values_list(source.attname, target.attname)
-        )
-        for key, value in existing:
-            current[key].add(value)
+        by_pk = source.target_field.primary_key
+        known = [key for key in current if not (by_pk and key in fresh)]
+        if known:
+            existing = (
+                through._base_manager.using(using)
+                .filter(**{f"{source.attname}__in": known})
+                .values_list(source.attname, target.attname)
+            )
+            for key, value in existing:
+                current[key].add(value)
         removals: list[tuple[Any, set[Any]]] = []
         additions: list[tuple[Any, Any]] = []
         conflicts = False

@@ -156,6 +156,32 @@ def test_a_second_run_changes_nothing(cases):
     assert data_snapshot(by_seed) == once == data_snapshot(by_loaddata)
 
 
+def test_objects_without_a_key_are_added_on_each_run_as_loaddata_adds_them(cases):
+    cases.write(
+        "places.json",
+        [
+            obj("place", 101, name="Keyed"),
+            obj("place", None, name="Unkeyed A"),
+            obj("place", 102, name="Keyed too"),
+            obj("place", None, name="Unkeyed B"),
+        ],
+    )
+    by_loaddata, by_seed = cases.both("places")
+
+    cases.ok("loaddata", "places", db=by_loaddata)
+    cases.ok("seed", "places", db=by_seed)
+
+    assert data_snapshot(by_seed) == data_snapshot(by_loaddata)
+    assert by_seed.query("SELECT id, name FROM seedcases_place ORDER BY id") == [
+        (1, "Unkeyed A"),
+        (2, "Unkeyed B"),
+        (101, "Keyed"),
+        (102, "Keyed too"),
+        (103, "Unkeyed A"),
+        (104, "Unkeyed B"),
+    ]
+
+
 def test_objects_appearing_twice_the_later_wins_as_loaddata(cases):
     cases.write(
         "twice.json",
