@@ -2,15 +2,18 @@
 
 ``loaddata`` saves one object at a time: an UPDATE, then an INSERT when the UPDATE found
 no row, then a ``.set()`` per many-to-many field. :class:`BulkLoader` keeps that result
-but buffers objects per model and writes them with one ``INSERT … ON CONFLICT (pk) DO
-UPDATE`` per batch, which is what the UPDATE-then-INSERT amounts to in raw mode.
+but buffers objects per model: rows that do not exist yet are written with ``COPY``, the
+others with ``INSERT … ON CONFLICT (pk) DO UPDATE``, which is what the UPDATE-then-INSERT
+amounts to in raw mode.
 
 What keeps the result identical:
 
-- Objects are read with Django's own deserializers, so values, natural keys and forward
-  references are converted exactly as ``loaddata`` converts them.
-- Before anything reads the database (a natural-key lookup), the buffered objects that
-  lookup could see are written first.
+- Items are converted as Django's deserializer converts them: by Django's deserializer
+  itself, or, for models with no natural key and no code that runs on instantiation, by
+  the same field conversions into a :class:`Row` of attribute values (creating model
+  instances is most of what loading costs).
+- Before a natural-key lookup reads the database, the buffered objects it could see are
+  written first.
 - An object whose primary key is already buffered flushes the buffer first, so the later
   object wins, as it does with ``loaddata``.
 - Many-to-many rows are worked out as ``.set()`` does (the same set arithmetic, so the
@@ -53,10 +56,6 @@ from django_resetdb.exceptions import ResetError
 # Objects buffered before a flush, and objects per INSERT statement.
 FLUSH_EVERY = 5000
 INSERT_BATCH = 1000
-
-# The fixture formats read here as loaddata's deserializers read them; any other
-# registered format goes through its own deserializer, object by object.
-STREAMED_FORMATS = ("json", "jsonl", "yaml", "xml")
 
 
 @dataclass(frozen=True)
@@ -186,7 +185,7 @@ class BulkLoader:
         self._lookups: dict[str, tuple[Any, dict[str, tuple[str, Any]]]] = {}
         self._plans: dict[str, Plan | None] = {}
         # Models whose rows may already exist: looked up before they are written.
-        self._seen_existing: set[type[models.Model]] = set()
+        self._look_up_first: set[type[models.Model]] = set()
         self._plain: dict[Any, bool] = {}
         self._position = 0
         self._file = ""
@@ -270,10 +269,10 @@ class BulkLoader:
                     if natural and any(_is_natural(v) for v in value):
                         return None
                     m2m[name] = [convert(v) for v in value]
-                elif kind == "fk" and value is not None:
+                elif kind == "fk":
                     if natural and _is_natural(value):
                         return None
-                    values[attname] = convert(value)
+                    values[attname] = None if value is None else convert(value)
                 else:
                     values[attname] = convert(value)
             for f in plan.defaults:
@@ -473,12 +472,13 @@ class BulkLoader:
         value twice), then the many-to-many rows."""
         fresh: dict[type[models.Model], set[Any]] = {}
         for model, batch in pending.items():
-            guess = optimistic and model not in self._seen_existing
-            if guess:
-                self._seen_existing.add(model)  # until the write below succeeds
-            fresh[model] = _write_keyed(model, batch.entries, self.using, assume_new=guess)
-            if guess:
-                self._seen_existing.discard(model)
+            guess = optimistic and model not in self._look_up_first
+            try:
+                fresh[model] = _write_keyed(model, batch.entries, self.using, assume_new=guess)
+            except IntegrityError:
+                if guess:
+                    self._look_up_first.add(model)
+                raise
         for model, batch in pending.items():
             fresh[model] |= _write_unkeyed(model, batch.entries, self.using)
         for model, batch in pending.items():

@@ -481,6 +481,23 @@ def test_failing_callable_is_refused_and_rolls_back_the_fixtures(cases, tmp_path
     )
 
 
+def test_ctrl_c_rolls_back_with_exit_130(cases, tmp_path):
+    (tmp_path / "interrupting_seeds.py").write_text(
+        "def interrupt(database, report):\n    raise KeyboardInterrupt\n"
+    )
+    cases.write("plain.json", PLAIN)
+    db = cases.database()
+    before = data_snapshot(db, sequences=False)
+
+    result = cases.run("seed", "plain", "interrupting_seeds.interrupt", db=db)
+
+    assert result.returncode == 130
+    assert result.stderr == (
+        "CommandError: Interrupted; the transaction was rolled back, nothing was changed.\n"
+    )
+    assert data_snapshot(db, sequences=False) == before
+
+
 def test_unknown_label_is_refused_before_anything_runs(cases):
     db = cases.database()
     before = data_snapshot(db)
