@@ -8,25 +8,23 @@ from django.dispatch import receiver
 from tests.seedcases.models import ReceiverCall, Review
 
 
-@receiver(pre_save, sender=Review)
-def before(sender: Any, instance: Review, raw: bool, using: str, **kwargs: Any) -> None:
+def record(signal: str, instance: Review, raw: bool, created: bool | None, using: str) -> None:
     ReceiverCall._default_manager.using(using).create(
-        signal="pre_save",
+        signal=signal,
         review=instance.pk,
         raw=raw,
-        created=None,
+        created=created,
         reviews_in_table=Review._default_manager.using(using).count(),
     )
+
+
+@receiver(pre_save, sender=Review)
+def before(sender: Any, instance: Review, raw: bool, using: str, **kwargs: Any) -> None:
+    record("pre_save", instance, raw, None, using)
 
 
 @receiver(post_save, sender=Review)
 def after(
     sender: Any, instance: Review, raw: bool, created: bool, using: str, **kwargs: Any
 ) -> None:
-    ReceiverCall._default_manager.using(using).create(
-        signal="post_save",
-        review=instance.pk,
-        raw=raw,
-        created=created,
-        reviews_in_table=Review._default_manager.using(using).count(),
-    )
+    record("post_save", instance, raw, created, using)
