@@ -278,7 +278,9 @@ def test_every_format_and_compression_loads_as_loaddata(cases):
     cases.ok("loaddata", "dump", db=expected)
     wanted = data_snapshot(expected)
 
-    for kind, (_, name) in {**FORMATS, "database-specific": ("json", "special")}.items():
+    literal = str(cases.folder / "dump.json")
+    labels = {**FORMATS, "database-specific": ("json", "special"), "literal path": ("", literal)}
+    for kind, (_, name) in labels.items():
         db = cases.database()
         result = cases.ok("seed", name, db=db)
         assert data_snapshot(db) == wanted, kind
