@@ -146,6 +146,30 @@ def count_tables(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> int
     return int(count)
 
 
+def count_rows(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> int:
+    """Rows of every table of ``schemas`` (partitions counted, their parents not)."""
+    tables = _rows(
+        connection,
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = ANY(%s) AND c.relkind = 'r' ORDER BY 1, 2",
+        [list(schemas)],
+    )
+    if not tables:
+        return 0
+    total = sql.SQL(" + ").join(
+        sql.SQL("(SELECT count(*) FROM {}.{})").format(sql.Identifier(schema), sql.Identifier(name))
+        for schema, name in tables
+    )
+    (count,) = _rows(connection, render(connection, sql.SQL("SELECT {}").format(total)))[0]
+    return int(count)
+
+
+def check_deferred_constraints(connection: BaseDatabaseWrapper) -> None:
+    """Check the deferred constraints now rather than at commit, so that with several
+    databases a violation shows before the first of them commits."""
+    _run(connection, sql.SQL("SET CONSTRAINTS ALL IMMEDIATE"))
+
+
 _SESSION_COLUMNS = (
     "a.pid, a.usename, coalesce(a.application_name, ''), a.state, coalesce(a.query, '')"
 )
@@ -212,8 +236,7 @@ class LockBusy(Exception):
 
 def set_lock_timeout(connection: BaseDatabaseWrapper, seconds: float) -> None:
     """Bound every lock wait of the current transaction, so a reset never hangs."""
-    milliseconds = max(1, round(seconds * 1000))
-    _rows(connection, "SELECT set_config('lock_timeout', %s, true)", [f"{milliseconds}ms"])
+    _run(connection, lock_timeout_sql(seconds))
 
 
 def acquire_reset_lock(connection: BaseDatabaseWrapper, alias: str) -> None:
@@ -223,7 +246,7 @@ def acquire_reset_lock(connection: BaseDatabaseWrapper, alias: str) -> None:
     """
     try:
         with transaction.atomic(using=alias):
-            _rows(connection, "SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
+            _run(connection, reset_lock_sql())
     except DatabaseError as exc:
         if not is_lock_timeout(exc):
             raise
@@ -348,25 +371,48 @@ def extensions_not_creatable(
     return [e for e in wanted if e.name in missing]
 
 
-def drop_schema(connection: BaseDatabaseWrapper, name: str) -> None:
-    _run(connection, sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+def render(connection: BaseDatabaseWrapper, statement: sql.Composable) -> str:
+    """``statement`` as the text PostgreSQL would receive (for ``--dry-run``)."""
+    connection.ensure_connection()
+    raw = connection.connection
+    assert raw is not None
+    return statement.as_string(raw)
 
 
-def create_schema(connection: BaseDatabaseWrapper, state: SchemaState, current_user: str) -> None:
-    """Create ``state.name`` again with its owner, ACL, comment and default privileges."""
+def execute(connection: BaseDatabaseWrapper, statements: Sequence[sql.Composable]) -> None:
+    for statement in statements:
+        _run(connection, statement)
+
+
+def lock_timeout_sql(seconds: float) -> sql.Composable:
+    milliseconds = max(1, round(seconds * 1000))
+    return sql.SQL("SELECT set_config('lock_timeout', {}, true)").format(
+        sql.Literal(f"{milliseconds}ms")
+    )
+
+
+def reset_lock_sql() -> sql.Composable:
+    return sql.SQL("SELECT pg_advisory_xact_lock({})").format(sql.Literal(ADVISORY_LOCK_KEY))
+
+
+def drop_schema_sql(name: str) -> sql.Composable:
+    return sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name))
+
+
+def create_schema_sql(state: SchemaState, current_user: str) -> list[sql.Composable]:
+    """The statements that create ``state.name`` again with its owner, ACL, comment and
+    default privileges."""
     schema = sql.Identifier(state.name)
-    _run(connection, sql.SQL("CREATE SCHEMA {}").format(schema))
+    statements: list[sql.Composable] = [sql.SQL("CREATE SCHEMA {}").format(schema)]
     if state.owner != current_user:
-        _run(
-            connection,
-            sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(schema, sql.Identifier(state.owner)),
+        statements.append(
+            sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(schema, sql.Identifier(state.owner))
         )
     if state.acl is not None:
         # A new schema has the implicit default ACL; start from nothing, then grant
         # exactly what there was, each grant made by its original grantor.
-        _run(
-            connection,
-            sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(schema, sql.Identifier(state.owner)),
+        statements.append(
+            sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(schema, sql.Identifier(state.owner))
         )
         by_grantor: dict[str, list[AclItem]] = {}
         for item in state.acl_items:
@@ -375,24 +421,23 @@ def create_schema(connection: BaseDatabaseWrapper, state: SchemaState, current_u
         for grantor in sorted(by_grantor, key=lambda g: g != state.owner):
             on_schema = sql.SQL("SCHEMA {}").format(schema)
             if grantor != state.owner:
-                _run(connection, sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(grantor)))
-            _grant_on(connection, on_schema, by_grantor[grantor])
+                statements.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(grantor)))
+            statements += _grants(on_schema, by_grantor[grantor])
             if grantor != state.owner:
-                _run(connection, sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(current_user)))
+                statements.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(current_user)))
     if state.comment is not None:
-        _run(
-            connection,
-            sql.SQL("COMMENT ON SCHEMA {} IS {}").format(schema, sql.Literal(state.comment)),
+        statements.append(
+            sql.SQL("COMMENT ON SCHEMA {} IS {}").format(schema, sql.Literal(state.comment))
         )
     for default_acl in state.default_acls:
-        _grant_on(
-            connection,
+        statements += _grants(
             sql.SQL(DEFAULT_ACL_OBJECT_TYPES[default_acl.object_type]),
             default_acl.items,
             prefix=sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} ").format(
                 sql.Identifier(default_acl.role), schema
             ),
         )
+    return statements
 
 
 def _privilege_list(privs: Sequence[str]) -> sql.Composable:
@@ -405,37 +450,30 @@ def _privilege_list(privs: Sequence[str]) -> sql.Composable:
 _NO_PREFIX = sql.SQL("")
 
 
-def _grant_on(
-    connection: BaseDatabaseWrapper,
-    on_object: sql.Composable,
-    items: Sequence[AclItem],
-    prefix: sql.Composable = _NO_PREFIX,
-) -> None:
+def _grants(
+    on_object: sql.Composable, items: Sequence[AclItem], prefix: sql.Composable = _NO_PREFIX
+) -> list[sql.Composable]:
     """One GRANT per grantee and grant option, each with all its privileges."""
     groups: dict[tuple[str | None, bool], list[str]] = {}
     for item in items:
         groups.setdefault((item.grantee, item.grantable), []).append(item.privilege)
-    for (grantee, grantable), privs in groups.items():
-        _run(
-            connection,
-            sql.SQL("{prefix}GRANT {privs} ON {on} TO {grantee}{option}").format(
-                prefix=prefix,
-                privs=_privilege_list(privs),
-                on=on_object,
-                grantee=sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),
-                option=sql.SQL(" WITH GRANT OPTION" if grantable else ""),
-            ),
+    return [
+        sql.SQL("{prefix}GRANT {privs} ON {on} TO {grantee}{option}").format(
+            prefix=prefix,
+            privs=_privilege_list(privs),
+            on=on_object,
+            grantee=sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),
+            option=sql.SQL(" WITH GRANT OPTION" if grantable else ""),
         )
+        for (grantee, grantable), privs in groups.items()
+    ]
 
 
-def create_extension(connection: BaseDatabaseWrapper, extension: Extension) -> None:
-    _run(
-        connection,
-        sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {} VERSION {}").format(
-            sql.Identifier(extension.name),
-            sql.Identifier(extension.schema),
-            sql.Literal(extension.version),
-        ),
+def create_extension_sql(extension: Extension) -> sql.Composable:
+    return sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {} VERSION {}").format(
+        sql.Identifier(extension.name),
+        sql.Identifier(extension.schema),
+        sql.Literal(extension.version),
     )
 
 

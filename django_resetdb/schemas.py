@@ -79,23 +79,8 @@ def reset_schemas(
     connection = connections[alias]
     started = time.monotonic()
     with transaction.atomic(using=alias):
-        postgres.set_lock_timeout(connection, timeout)
-        try:
-            postgres.acquire_reset_lock(connection, alias)
-        except postgres.LockBusy as exc:
-            holders = "; ".join(s.describe() for s in exc.holders) or "a session that just ended"
-            raise ResetError(
-                f"Another reset of this database is running ({holders}); "
-                f"gave up after {timeout:g} s. Try again when it has finished."
-            ) from exc
-        database = postgres.connection_target(connection).database
-        existing = postgres.existing_schemas(connection, names)
-        missing = [n for n in names if n not in existing]
-        if missing:
-            raise ResetError(
-                f"Schema {_names(missing)} does not exist in database {database!r}; "
-                "nothing was dropped."
-            )
+        take_reset_lock(alias, timeout)
+        database = _refuse_missing(connection, names)
         states = postgres.schema_states(connection, names)
         extensions_before = postgres.extensions(connection)
         _check_privileges(connection, states, extensions_before)
@@ -106,12 +91,12 @@ def reset_schemas(
 
         current_user = postgres.privileges(connection).current_user
         for state in states:
-            postgres.create_schema(connection, state, current_user)
+            postgres.execute(connection, postgres.create_schema_sql(state, current_user))
         present = {e.name for e in postgres.extensions(connection)}
         restored = [e for e in extensions_before if e.name not in present]
         for extension in restored:
             log(f"  restoring extension {extension.name} {extension.version}", 2)
-            postgres.create_extension(connection, extension)
+            postgres.execute(connection, [postgres.create_extension_sql(extension)])
 
         _verify(connection, names, states, extensions_before, outside_before)
     return SchemaResetResult(
@@ -123,6 +108,63 @@ def reset_schemas(
         terminated=tuple(terminated),
         seconds=time.monotonic() - started,
     )
+
+
+def take_reset_lock(alias: str, timeout: float) -> None:
+    """Bound the lock waits of the current transaction by ``timeout``, then take the
+    database's reset lock until the transaction ends, or fail naming who holds it."""
+    connection = connections[alias]
+    postgres.set_lock_timeout(connection, timeout)
+    try:
+        postgres.acquire_reset_lock(connection, alias)
+    except postgres.LockBusy as exc:
+        holders = "; ".join(s.describe() for s in exc.holders) or "a session that just ended"
+        raise ResetError(
+            f"Another reset of this database is running ({holders}); "
+            f"gave up after {timeout:g} s. Try again when it has finished."
+        ) from exc
+
+
+def _refuse_missing(connection: BaseDatabaseWrapper, names: Sequence[str]) -> str:
+    """The database's name, once every schema of ``names`` is known to exist."""
+    database = postgres.connection_target(connection).database
+    existing = postgres.existing_schemas(connection, names)
+    missing = [n for n in names if n not in existing]
+    if missing:
+        raise ResetError(
+            f"Schema {_names(missing)} does not exist in database {database!r}; "
+            "nothing was dropped."
+        )
+    return database
+
+
+def planned_statements(
+    alias: str, schemas: Sequence[str], *, lock_timeout: float | None = None
+) -> list[str]:
+    """The statements :func:`reset_schemas` would send, as text, without sending them.
+
+    The extensions listed are those living in the schemas; one elsewhere that depends on
+    them would be restored too.
+    """
+    conf = get_settings()
+    names = validate_schema_names(schemas)
+    connection = connections[alias]
+    _refuse_missing(connection, names)
+    states = postgres.schema_states(connection, names)
+    current_user = postgres.privileges(connection).current_user
+    statements = [
+        postgres.lock_timeout_sql(conf.lock_timeout if lock_timeout is None else lock_timeout),
+        postgres.reset_lock_sql(),
+        *(postgres.drop_schema_sql(state.name) for state in states),
+    ]
+    for state in states:
+        statements += postgres.create_schema_sql(state, current_user)
+    statements += [
+        postgres.create_extension_sql(extension)
+        for extension in postgres.extensions(connection)
+        if extension.schema in names
+    ]
+    return [postgres.render(connection, statement) for statement in statements]
 
 
 def _check_privileges(
@@ -181,7 +223,7 @@ def _drop(
             with transaction.atomic(using=alias):
                 for name in names:
                     log(f"  dropping schema {name}", 2)
-                    postgres.drop_schema(connection, name)
+                    postgres.execute(connection, [postgres.drop_schema_sql(name)])
             return terminated
         except DatabaseError as exc:
             if not postgres.is_lock_timeout(exc):
