@@ -15,7 +15,9 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -333,5 +335,91 @@ def find_backup(root: Path, name: str | None) -> Backup:
 
 
 def interrupted(root: Path) -> list[Backup]:
-    """Backups of runs that stopped half-way (killed): their files may need restoring."""
+    """Backups of runs that stopped half-way (killed): their files may need restoring.
+
+    Call it holding :func:`files_lock`: a backup of a run going on now is in progress too.
+    """
     return [backup for backup in list_backups(root) if backup.status == IN_PROGRESS]
+
+
+# Lock files held by this process, with how many times: the lock is re-entrant here.
+_held: dict[Path, int] = {}
+
+
+def _lock_path(root: Path) -> Path:
+    # In the temporary folder, not the project: taking the lock must not create files
+    # in a project that has nothing to back up.
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"django_resetdb-{key}.lock"
+
+
+@contextlib.contextmanager
+def files_lock(root: Path, timeout: float) -> Iterator[None]:
+    """One run at a time changes the migration files backed up under ``root``.
+
+    Waits up to ``timeout`` seconds, then raises :class:`ResetError` naming the process
+    that holds it. The operating system releases it when the holder dies, even by
+    SIGKILL, so a leftover lock file means nothing.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory file locks; the database lock still holds.
+        yield
+        return
+    path = _lock_path(root)
+    if path in _held:
+        _held[path] += 1
+        try:
+            yield
+        finally:
+            _held[path] -= 1
+        return
+    with open(path, "a+") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ResetError(
+                        f"Another run (pid {_holder(path)}) is changing the migration files "
+                        f"backed up in {str(root)!r}; gave up after {timeout:g} s. Try again "
+                        "when it has finished."
+                    ) from None
+                time.sleep(0.05)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        _held[path] = 1
+        try:
+            yield
+        finally:
+            del _held[path]
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def busy_elsewhere(root: Path) -> str | None:
+    """The pid of another process holding :func:`files_lock` for ``root`` now, or None."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    path = _lock_path(root)
+    if path in _held or not path.exists():
+        return None
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(path)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"

@@ -369,31 +369,46 @@ class AppliedPlan:
     deleted: list[Path] = field(default_factory=list)
 
 
-def refuse_hand_written(plan: MigrationPlan) -> None:
+def refuse_hand_written(
+    plan: MigrationPlan,
+    command: str = "resetmigrations",
+    allow: str = "pass --force to go ahead (the files stay in the backup)",
+) -> None:
     if plan.hand_written:
         found = "; ".join(item.describe(plan.root) for item in plan.hand_written)
         raise Refused(
-            f"resetmigrations refused: regenerating would lose hand-written migration "
-            f"content: {found}; pass --force to go ahead (the files stay in the backup)."
+            f"{command} refused: regenerating would lose hand-written migration "
+            f"content: {found}; {allow}."
         )
 
 
-def refuse_interrupted(backup_root: Path) -> None:
+def refuse_interrupted(backup_root: Path, command: str = "resetmigrations") -> None:
+    """Refuse when an earlier run was killed half-way, or fail when one runs now."""
+    running = backups.busy_elsewhere(backup_root)
+    if running:
+        raise ResetError(
+            f"Another run (pid {running}) is changing the migration files backed up in "
+            f"{str(backup_root)!r} now; try again when it has finished."
+        )
     stopped = backups.interrupted(backup_root)
     if stopped:
         name = stopped[-1].name
         raise Refused(
-            f"resetmigrations refused: an earlier run was interrupted before it finished "
+            f"{command} refused: an earlier run was interrupted before it finished "
             f"(backup {name!r}), so the migration files may be half written; run "
             f"'manage.py resetmigrations --restore {name}' first."
         )
 
 
-def apply_plan(plan: MigrationPlan, *, log: Log = _quiet) -> AppliedPlan:
+def apply_plan(
+    plan: MigrationPlan, *, log: Log = _quiet, command: str = "resetmigrations", finish: bool = True
+) -> AppliedPlan:
     """Back up, delete and write the changed apps' files, then verify them.
 
     On any failure, Ctrl-C included, the backup is put back and :class:`ResetError`
-    is raised: the files are as they were.
+    is raised: the files are as they were. Without ``finish`` the backup stays "in
+    progress" until the caller calls :func:`finish_plan` or :func:`undo_plan`, so that a
+    run killed in between is noticed.
     """
     changed = plan.changed
     if not changed:
@@ -401,7 +416,7 @@ def apply_plan(plan: MigrationPlan, *, log: Log = _quiet) -> AppliedPlan:
     created_dirs = _missing_folders(changed)
     backup = backups.Backup.create(
         get_settings().backup_dir,
-        command="resetmigrations",
+        command=command,
         apps=[app.label for app in changed],
         originals=[(app.label, path) for app in changed for path in app.old_files],
         planned=[(new.path, new.data) for app in changed for new in app.new_files],
@@ -412,7 +427,8 @@ def apply_plan(plan: MigrationPlan, *, log: Log = _quiet) -> AppliedPlan:
     try:
         _write(changed, applied, log)
         verify(plan)
-        backup.mark(backups.COMPLETE)
+        if finish:
+            backup.mark(backups.COMPLETE)
     except BaseException as exc:
         backup.restore(log)
         backup.mark(backups.ROLLED_BACK)
@@ -427,6 +443,22 @@ def apply_plan(plan: MigrationPlan, *, log: Log = _quiet) -> AppliedPlan:
     finally:
         _forget_modules(app.app.module for app in plan.apps)
     return applied
+
+
+def finish_plan(applied: AppliedPlan) -> None:
+    if applied.backup is not None:
+        applied.backup.mark(backups.COMPLETE)
+
+
+def undo_plan(applied: AppliedPlan, log: Log = _quiet) -> None:
+    """Put the files of an applied plan back from its backup."""
+    if applied.backup is None:
+        return
+    try:
+        applied.backup.restore(log)
+        applied.backup.mark(backups.ROLLED_BACK)
+    finally:
+        _forget_modules(app.app.module for app in applied.plan.apps)
 
 
 def _missing_folders(changed: Sequence[AppPlan]) -> list[Path]:
@@ -542,10 +574,12 @@ def reset_migrations(
     Refuses (:class:`Refused`) after an interrupted run and, unless ``force``, when
     hand-written operations would be lost. With ``dry_run``, only plans.
     """
-    refuse_interrupted(get_settings().backup_dir)
-    plan = plan_migrations(app_labels)
-    if not force:
-        refuse_hand_written(plan)
-    if dry_run:
-        return AppliedPlan(plan, None)
-    return apply_plan(plan, log=log)
+    conf = get_settings()
+    with backups.files_lock(conf.backup_dir, conf.lock_timeout):
+        refuse_interrupted(conf.backup_dir)
+        plan = plan_migrations(app_labels)
+        if not force:
+            refuse_hand_written(plan)
+        if dry_run:
+            return AppliedPlan(plan, None)
+        return apply_plan(plan, log=log)

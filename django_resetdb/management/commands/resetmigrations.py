@@ -76,6 +76,19 @@ class Command(ResetCommand):
             self._list_backups()
             return
         guard.check_enabled("resetmigrations")
+        with backups.files_lock(conf.backup_dir, conf.lock_timeout):
+            self._handle(app_labels, dry_run, interactive, force, restore, verbosity)
+
+    def _handle(
+        self,
+        app_labels: list[str],
+        dry_run: bool,
+        interactive: bool,
+        force: bool,
+        restore: str | None,
+        verbosity: int,
+    ) -> None:
+        conf = get_settings()
         if restore is not None:
             self._restore(None if restore == LATEST else restore, verbosity, dry_run)
             return
