@@ -223,10 +223,13 @@ class BulkLoader:
     ) -> Iterator[DeserializedObject | Entry]:
         options: dict[str, Any] = {"using": self.using, "handle_forward_references": True}
         if ser_fmt == "xml":
-            yield from _XmlDeserializer(stream, before=self._before_xml, **options)
+            xml = _XmlDeserializer(stream, before=self._before_xml, skip=self._skipped, **options)
+            yield from (obj for obj in xml if obj is not None)
         elif ser_fmt in ("json", "jsonl", "yaml"):
             for item in read_dicts(stream, ser_fmt, cmp_fmt, self._file):
                 self._position += 1
+                if isinstance(item, dict) and self._skipped(item.get("model")):
+                    continue
                 entry = self._build(item)
                 if entry is not None:
                     yield entry
@@ -375,13 +378,27 @@ class BulkLoader:
 
     # Buffering ---------------------------------------------------------------
 
-    def _add(self, loaded: DeserializedObject | Entry) -> bool:
-        model = loaded.model if isinstance(loaded, Entry) else type(loaded.object)
+    def _wanted(self, model: type[models.Model]) -> bool:
+        """Whether objects of ``model`` go into this database (not excluded, routers)."""
         if model._meta.app_config in self.excluded_apps or model in self.excluded_models:
             return False
         if model not in self._allowed:
             self._allowed[model] = router.allow_migrate_model(self.using, model)
-        if not self._allowed[model]:
+        return self._allowed[model]
+
+    def _skipped(self, label: Any) -> bool:
+        """Whether the objects of model ``label`` are left out here. Decided before they
+        are read, so that a natural key naming a table that lives in another database is
+        never looked up (``loaddata`` would look it up, then leave the object out)."""
+        try:
+            model = apps.get_model(label)
+        except Exception:
+            return False  # the deserializer says what is wrong with it
+        return not self._wanted(model)
+
+    def _add(self, loaded: DeserializedObject | Entry) -> bool:
+        model = loaded.model if isinstance(loaded, Entry) else type(loaded.object)
+        if not self._wanted(model):
             return False
         self.models.add(model)
         if isinstance(loaded, Entry):
@@ -536,12 +553,22 @@ class BulkLoader:
 class _XmlDeserializer(xml_serializer.Deserializer):
     """Django's XML deserializer, telling the loader before each object is built."""
 
-    def __init__(self, stream: Any, *, before: Callable[[Any], None], **options: Any) -> None:
+    def __init__(
+        self,
+        stream: Any,
+        *,
+        before: Callable[[Any], None],
+        skip: Callable[[Any], bool],
+        **options: Any,
+    ) -> None:
         super().__init__(stream, **options)
         self._before = before
+        self._skip = skip
 
     def _handle_object(self, node: Any) -> Any:
         self._before(node)
+        if self._skip(node.getAttribute("model")):
+            return None
         return super()._handle_object(node)  # type: ignore[misc]
 
 
