@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["Refused", "ResetError", "reset_migrations", "reset_schemas", "seed"]
+__all__ = ["Refused", "ResetError", "reset", "reset_migrations", "reset_schemas", "seed"]
 
 if TYPE_CHECKING:
     from django_resetdb.exceptions import Refused, ResetError
     from django_resetdb.migrations_reset import reset_migrations
+    from django_resetdb.pipeline import reset
     from django_resetdb.schemas import reset_schemas
     from django_resetdb.seeding import seed
 
@@ -30,6 +31,10 @@ def __getattr__(name: str) -> Any:
         from django_resetdb.schemas import reset_schemas
 
         return reset_schemas
+    if name == "reset":
+        from django_resetdb.pipeline import reset
+
+        return reset
     if name == "seed":
         from django_resetdb.seeding import seed
 

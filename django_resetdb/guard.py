@@ -117,10 +117,12 @@ def confirm(
     *,
     write: Callable[[str], None],
     ask: Callable[[str], str] = input,
+    plan: Sequence[str] = (),
 ) -> None:
-    """Show the target and ask for the database name; raise :class:`Refused` otherwise."""
+    """Show the target (and the ``plan`` lines) and ask for the database name; raise
+    :class:`Refused` otherwise."""
     write(f"{command} will drop everything in these schemas:")
-    for line in target.lines():
+    for line in [*target.lines(), *plan]:
         write(line)
     try:
         answer = ask(f"Type the database name ({target.database!r}) to continue: ")

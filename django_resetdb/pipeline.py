@@ -1,63 +1,353 @@
-"""The whole rebuild of a database, as one transaction."""
+"""The whole rebuild: migrations regenerated, schemas reset, migrate, seeds; all or nothing.
+
+Each database is rebuilt in one transaction of its own, holding its reset lock; the
+transactions commit together at the end, one after the other. The migration files are
+backed up before they change and put back on any failure or Ctrl-C; until the databases
+have committed, the backup stays "in progress", so that a run killed in between is
+noticed by the next one.
+"""
 
 from __future__ import annotations
 
-import io
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from django.core.management import call_command
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 
-from django_resetdb import postgres
+from django_resetdb import backups, guard, migrating, postgres, seeding
 from django_resetdb.conf import get_settings
-from django_resetdb.schemas import Log, reset_schemas
+from django_resetdb.exceptions import ResetError
+from django_resetdb.migrations_reset import (
+    INTERRUPTED,
+    AppliedPlan,
+    MigrationPlan,
+    apply_plan,
+    finish_plan,
+    plan_migrations,
+    refuse_hand_written,
+    refuse_interrupted,
+    undo_plan,
+)
+from django_resetdb.schemas import Log, planned_statements, reset_schemas, take_reset_lock
+from django_resetdb.signals import post_reset, pre_reset
+
+__all__ = ["ResetPlan", "ResetResult", "plan_reset", "post_reset", "pre_reset", "reset"]
+
+COMMAND = "resetdb"
+
+
+def _quiet(message: str, level: int) -> None:
+    pass
 
 
 @dataclass
-class RebuildResult:
+class ResetPlan:
+    """What a reset will do, worked out without changing anything."""
+
+    targets: list[guard.Target]
+    schemas: tuple[str, ...]
+    migrations: MigrationPlan | None  # None: --keep-migrations
+    seeds: dict[str, list[seeding.Seed]] | None  # per alias; None: --no-seed
+
+    @property
+    def aliases(self) -> list[str]:
+        return [target.alias for target in self.targets]
+
+    def lines(self) -> list[str]:
+        """The steps, one line each, and the files the regeneration touches."""
+        lines = []
+        if self.migrations is None:
+            lines.append("  migrations  kept as they are (--keep-migrations)")
+        elif not self.migrations.apps:
+            lines.append("  migrations  no app of the project to regenerate")
+        elif not self.migrations.changed:
+            lines.append("  migrations  no changes: the files already match the models")
+        else:
+            changed = ", ".join(app.label for app in self.migrations.changed)
+            lines.append(f"  migrations  regenerate {changed} (backed up first)")
+            lines += [f"  {line}" for line in self.migrations.lines() if "no changes" not in line]
+        lines.append(f"  schemas     drop and recreate {', '.join(self.schemas)}")
+        lines.append("  migrate     apply every migration")
+        if self.seeds is None:
+            lines.append("  seed        skipped (--no-seed)")
+        else:
+            entries = next(iter(self.seeds.values()), [])
+            listed = ", ".join(s.entry for s in entries) or "nothing: SEEDS is empty"
+            lines.append(f"  seed        {listed}")
+        return lines
+
+
+@dataclass
+class DatabaseResult:
     alias: str
     database: str
-    steps: list[tuple[str, float]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
     tables: int = 0
+    migrations: int = 0
+    adapted: list[str] = field(default_factory=list)
+    seeded: bool = False
+    objects: int = 0
+    rows: int = 0
+
+    def summary(self) -> str:
+        seeded = f"{self.rows} row(s) seeded" if self.seeded else "not seeded"
+        return (
+            f"database {self.database!r} (alias {self.alias!r}): {self.tables} table(s), {seeded}"
+        )
+
+
+@dataclass
+class ResetResult:
+    plan: ResetPlan
+    migrations: AppliedPlan | None = None
+    databases: list[DatabaseResult] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
     def summary(self) -> str:
-        return (
-            f"Rebuilt database {self.database!r} (alias {self.alias!r}): {self.tables} "
-            f"table(s) in {self.seconds:.2f} s."
+        parts = "; ".join(db.summary() for db in self.databases)
+        return f"Rebuilt {parts} in {self.seconds:.2f} s."
+
+
+def plan_reset(
+    databases: Sequence[str] = ("default",), *, keep_migrations: bool = False, seed: bool = True
+) -> ResetPlan:
+    """Run the gates on every alias and work out the plan; changes nothing."""
+    conf = get_settings()
+    aliases = list(dict.fromkeys(databases))
+    if not aliases:
+        raise ResetError("No database to reset.")
+    targets = [guard.check(alias, COMMAND, conf.schemas) for alias in aliases]
+    _refuse_same_database(targets)
+    refuse_interrupted(conf.backup_dir, COMMAND)
+    migrations = None
+    if not keep_migrations:
+        migrations = plan_migrations()
+        refuse_hand_written(
+            migrations,
+            COMMAND,
+            "pass --keep-migrations to migrate with the files as they are, or run "
+            "'manage.py resetmigrations --force' first",
         )
+    seeds = None
+    if seed:
+        entries = seeding.configured_seeds()
+        seeds = {alias: seeding.resolve_seeds(entries, database=alias) for alias in aliases}
+    return ResetPlan(targets, conf.schemas, migrations, seeds)
 
 
-def rebuild(
-    alias: str,
+def _refuse_same_database(targets: Sequence[guard.Target]) -> None:
+    seen: dict[tuple[str, int, str], str] = {}
+    for target in targets:
+        key = (target.host, target.port, target.database)
+        if key in seen:
+            raise ResetError(
+                f"Database aliases {seen[key]!r} and {target.alias!r} are the same database "
+                f"{target.database!r} on {target.host or '(default socket)'}:{target.port}; "
+                "name it once."
+            )
+        seen[key] = target.alias
+
+
+def reset(
+    databases: Sequence[str] = ("default",),
     *,
+    keep_migrations: bool = False,
+    seed: bool = True,
+    interactive: bool = False,
     terminate_blockers: bool = False,
-    log: Log,
-    migrate_output: Callable[[], io.TextIOBase] = io.StringIO,
-) -> RebuildResult:
-    """Reset the configured schemas and migrate, in one transaction: all or nothing.
+    log: Log = _quiet,
+    ask: Callable[[str], str] = input,
+) -> ResetResult:
+    """What ``resetdb`` does: gates, plan, then regenerate, reset, migrate and seed.
 
-    Does not run the guard: callers do that first (see ``django_resetdb.guard``).
+    Either every database is rebuilt and the new migration files are in place, or the
+    databases and the files are as they were.
     """
-    schemas = get_settings().schemas
-    connection = connections[alias]
-    started = time.monotonic()
-    result = RebuildResult(alias=alias, database="")
-    with transaction.atomic(using=alias):
-        step = time.monotonic()
-        reset = reset_schemas(alias, schemas, terminate_blockers=terminate_blockers, log=log)
-        result.database = reset.database
-        result.steps.append(("schema", time.monotonic() - step))
-        log(f"  schema    {reset.summary()}", 1)
+    plan = plan_reset(databases, keep_migrations=keep_migrations, seed=seed)
+    return run_plan(
+        plan, interactive=interactive, terminate_blockers=terminate_blockers, log=log, ask=ask
+    )
 
-        step = time.monotonic()
-        call_command(
-            "migrate", database=alias, interactive=False, verbosity=1, stdout=migrate_output()
-        )
-        result.steps.append(("migrate", time.monotonic() - step))
-        result.tables = postgres.count_tables(connection, schemas)
-        log(f"  migrate   applied all migrations in {result.steps[-1][1]:.2f} s", 1)
+
+def run_plan(
+    plan: ResetPlan,
+    *,
+    interactive: bool = False,
+    terminate_blockers: bool = False,
+    log: Log = _quiet,
+    ask: Callable[[str], str] = input,
+    migrate_output: Any | None = None,
+) -> ResetResult:
+    """Carry out ``plan``: confirm, lock, regenerate, then rebuild every database."""
+    for target in plan.targets:
+        if interactive:
+            steps = plan.lines() if target is plan.targets[-1] else []
+            guard.confirm(target, COMMAND, write=lambda line: log(line, 0), ask=ask, plan=steps)
+        else:
+            log(target.one_line(), 1)
+    for alias in plan.aliases:
+        pre_reset.send(sender=ResetPlan, alias=alias, plan=plan)
+
+    conf = get_settings()
+    started = time.monotonic()
+    result = ResetResult(plan)
+    with backups.files_lock(conf.backup_dir, conf.lock_timeout):
+        # Again, now that no other run can be half-way.
+        refuse_interrupted(conf.backup_dir, COMMAND)
+        try:
+            with contextlib.ExitStack() as transactions:
+                step = time.monotonic()
+                for alias in plan.aliases:
+                    transactions.enter_context(transaction.atomic(using=alias))
+                    take_reset_lock(alias, conf.lock_timeout)
+                result.timings["lock"] = time.monotonic() - step
+                if plan.migrations is not None:
+                    step = time.monotonic()
+                    result.migrations = apply_plan(
+                        plan.migrations, log=_indented(log), command=COMMAND, finish=False
+                    )
+                    result.timings["migrations"] = time.monotonic() - step
+                    log(_migrations_line(result.migrations, result.timings["migrations"]), 1)
+                for alias in plan.aliases:
+                    prefix = f"[{alias}] " if len(plan.aliases) > 1 else ""
+                    database = _rebuild(
+                        plan, alias, result, terminate_blockers, log, migrate_output, prefix
+                    )
+                    result.databases.append(database)
+                for alias in plan.aliases:
+                    postgres.check_deferred_constraints(connections[alias])
+        except BaseException as exc:
+            _undo(result.migrations, exc, log)
+            raise
+        if result.migrations is not None:
+            finish_plan(result.migrations)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _undo(applied: AppliedPlan | None, exc: BaseException, log: Log) -> None:
+    """Put the migration files back after ``exc``, and raise the one-line error for it."""
+    if applied is None or applied.backup is None:
+        if isinstance(exc, DatabaseError):
+            raise ResetError(_database_error(exc, "nothing was changed")) from exc
+        return
+    undo_plan(applied, log)
+    where = f"the migration files were put back from backup {str(applied.backup.path)!r}"
+    if isinstance(exc, KeyboardInterrupt):
+        raise ResetError(
+            f"Interrupted; the transaction was rolled back and {where}.", returncode=INTERRUPTED
+        ) from exc
+    if isinstance(exc, ResetError):
+        raise ResetError(f"{str(exc).rstrip('.')}; {where}.", returncode=exc.returncode) from exc
+    if isinstance(exc, Exception):
+        raise ResetError(_database_error(exc, where)) from exc
+
+
+def _migrations_line(applied: AppliedPlan, seconds: float) -> str:
+    changed = [app.label for app in applied.plan.changed]
+    if not applied.plan.apps:
+        what = "no app of the project to regenerate"
+    elif not changed:
+        what = f"no changes in {', '.join(app.label for app in applied.plan.apps)}"
+    else:
+        what = f"regenerated {', '.join(changed)} ({len(applied.written)} file(s))"
+    return f"  migrations  {what} in {seconds:.2f} s"
+
+
+def _rebuild(
+    plan: ResetPlan,
+    alias: str,
+    result: ResetResult,
+    terminate_blockers: bool,
+    log: Log,
+    migrate_output: Any | None,
+    prefix: str,
+) -> DatabaseResult:
+    connection = connections[alias]
+    step = time.monotonic()
+    schema = reset_schemas(alias, plan.schemas, terminate_blockers=terminate_blockers, log=log)
+    db = DatabaseResult(alias, schema.database)
+    db.timings["schema"] = time.monotonic() - step
+    restored = (
+        f", restored extension(s) {', '.join(schema.extensions_restored)}"
+        if schema.extensions_restored
+        else ""
+    )
+    log(
+        f"  {prefix}schema      dropped {schema.tables_dropped} table(s) of "
+        f"{', '.join(schema.schemas)}{restored} in {db.timings['schema']:.2f} s",
+        1,
+    )
+
+    step = time.monotonic()
+    migrated = migrating.migrate(alias, output=migrate_output)
+    db.timings["migrate"] = time.monotonic() - step
+    db.migrations = len(migrated.applied)
+    db.adapted = migrated.adapted
+    db.tables = postgres.count_tables(connection, plan.schemas)
+    log(
+        f"  {prefix}migrate     applied {db.migrations} migration(s), {db.tables} table(s) in "
+        f"{db.timings['migrate']:.2f} s",
+        1,
+    )
+    for note in migrated.adapted:
+        log(f"  {prefix}            {note}", 1)
+
+    if plan.seeds is not None:
+        step = time.monotonic()
+        rows_before = postgres.count_rows(connection, plan.schemas)
+        entries = [s.entry for s in plan.seeds[alias]]
+        seeded = seeding.seed(entries, database=alias, gates=False, log=_indented(log))
+        db.seeded = True
+        db.objects = seeded.objects
+        db.rows = postgres.count_rows(connection, plan.schemas) - rows_before
+        db.timings["seed"] = time.monotonic() - step
+        log(
+            f"  {prefix}seed        {len(seeded.reports)} seed(s), {db.objects} object(s), "
+            f"{db.rows} row(s) in {db.timings['seed']:.2f} s",
+            1,
+        )
+    timings = dict(db.timings)
+    if "migrations" in result.timings:
+        timings["migrations"] = result.timings["migrations"]
+    post_reset.send(sender=ResetPlan, alias=alias, plan=plan, timings=timings)
+    return db
+
+
+def dry_run_lines(plan: ResetPlan) -> list[str]:
+    """What ``resetdb --dry-run`` prints: targets, the SQL per database, the steps and
+    files; reads the catalogs and the migration files, changes nothing."""
+    lines = [f"{COMMAND} would do this (dry run, nothing is changed):"]
+    for target in plan.targets:
+        lines += target.lines()
+        lines.append(f"SQL for database {target.database!r} (alias {target.alias!r}):")
+        lines.append("  BEGIN;")
+        lines += [f"  {statement};" for statement in planned_statements(target.alias, plan.schemas)]
+        for name, statements in migrating.planned_sql(target.alias, plan.migrations):
+            lines.append(f"  -- migrate: {name}")
+            lines += [f"  {statement}" for statement in statements]
+        if plan.seeds is not None and plan.seeds[target.alias]:
+            lines.append(
+                f"  -- seed: {len(plan.seeds[target.alias])} seed(s), rows written with COPY "
+                "and INSERT (not shown)"
+            )
+        lines.append("  COMMIT;")
+    lines.append("Steps:")
+    lines += plan.lines()
+    return lines
+
+
+def _indented(log: Log) -> Log:
+    def write(message: str, level: int) -> None:
+        log(f"  {message}", level + 1)
+
+    return write
+
+
+def _database_error(exc: BaseException, outcome: str) -> str:
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}; the transaction was rolled back, {outcome}."

@@ -65,9 +65,7 @@ class ScratchDatabase:
             return conn.execute(query, params).fetchall()
 
 
-@pytest.fixture
-def scratch_db() -> Iterator[ScratchDatabase]:
-    """A new, empty database of its own, dropped afterwards."""
+def _scratch_db() -> Iterator[ScratchDatabase]:
     name = f"resetdb_t_{uuid.uuid4().hex[:12]}"
     with connect("postgres") as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -78,6 +76,18 @@ def scratch_db() -> Iterator[ScratchDatabase]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture
+def scratch_db() -> Iterator[ScratchDatabase]:
+    """A new, empty database of its own, dropped afterwards."""
+    yield from _scratch_db()
+
+
+@pytest.fixture
+def other_db() -> Iterator[ScratchDatabase]:
+    """A second new, empty database of its own, dropped afterwards."""
+    yield from _scratch_db()
 
 
 def _role_fixture() -> Iterator[str]:
@@ -294,6 +304,13 @@ class ProjectCopy:
     def manage(self, *args: str, **options: Any) -> subprocess.CompletedProcess[str]:
         return self.python("manage.py", *args, **options)
 
+    def _env(self, url: str | None, env: dict[str, str] | None) -> dict[str, str]:
+        env = {**os.environ, **(env or {})}
+        env["DATABASE_URL"] = url or self.url
+        env["DJANGO_SETTINGS_MODULE"] = self.settings
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (self.root, *self.pythonpath))
+        return env
+
     def python(
         self,
         *args: str,
@@ -303,18 +320,28 @@ class ProjectCopy:
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``python ARGS`` in the copy, with its settings, as a user would."""
-        env = {**os.environ, **(env or {})}
-        env["DATABASE_URL"] = url or self.url
-        env["DJANGO_SETTINGS_MODULE"] = self.settings
-        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (self.root, *self.pythonpath))
         return subprocess.run(
             [sys.executable, *args],
             cwd=self.root,
-            env=env,
+            env=self._env(url, env),
             input=input if input is not None else "",
             capture_output=True,
             text=True,
             timeout=timeout,
+        )
+
+    def start(
+        self, *args: str, url: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
+        """Start ``python ARGS`` in the copy and return without waiting for it."""
+        return subprocess.Popen(
+            [sys.executable, *args],
+            cwd=self.root,
+            env=self._env(url, env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
 
@@ -386,3 +413,46 @@ def drop_database(name: str) -> None:
         admin.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+# Every relation outside the system schemas with its OID, columns, constraints and index
+# definition: equal before and after means the same objects, not equal copies.
+CATALOG = """
+SELECT n.nspname, c.relname, c.relkind::text, c.oid::bigint,
+  (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                     || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+                     || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), ''),
+                     ', ' ORDER BY a.attnum)
+   FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT string_agg(k.conname || ' ' || pg_get_constraintdef(k.oid), '; ' ORDER BY k.conname)
+   FROM pg_constraint k WHERE k.conrelid = c.oid),
+  CASE WHEN c.relkind = 'i' THEN pg_get_indexdef(c.oid) END
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') ORDER BY 1, 2
+"""
+
+
+def database_state(db: ScratchDatabase, schema: str = "public") -> dict[str, Any]:
+    """The catalogs (with OIDs), the schema's owner, ACL and extensions, and every row with
+    its physical address (``ctid``) and every sequence's position, read over a connection
+    of its own. Equal before and after a failed reset means nothing was touched."""
+    state: dict[str, Any] = {"catalog": db.query(CATALOG), **schema_snapshot(db, schema)}
+    with db.connect() as conn:
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", [schema]
+        ).fetchall()
+        for (table,) in tables:
+            query = sql.SQL("SELECT t.ctid::text, t::text FROM {}.{} t ORDER BY 1").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            )
+            state[f"table {table}"] = conn.execute(query).fetchall()
+        names = conn.execute(
+            "SELECT sequencename FROM pg_sequences WHERE schemaname = %s ORDER BY 1", [schema]
+        ).fetchall()
+        for (sequence,) in names:
+            query = sql.SQL("SELECT last_value, is_called FROM {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(sequence)
+            )
+            state[f"sequence {sequence}"] = conn.execute(query).fetchone()
+    return state

@@ -1,37 +1,66 @@
-"""``resetdb`` on the demo project: guard, schema reset and migrate, all or nothing."""
+"""``resetdb`` on copies of the demo project: regenerate, reset, migrate and seed, all or
+nothing, checked through the catalogs (with OIDs), the rows (with their ctid) and the
+files' checksums."""
 
 from __future__ import annotations
 
-import pytest
+import json
+import os
+import re
+import shutil
+import signal
+from pathlib import Path
 
+import pytest
+from psycopg import sql
+
+from django_resetdb import backups
+from django_resetdb.postgres import ADVISORY_LOCK_KEY
 from tests.conftest import (
+    ProjectCopy,
     available_extensions,
-    last_line,
-    relations,
+    database_state,
     target_host,
     target_port,
     target_user,
 )
+from tests.test_resetmigrations import ACCOUNT_0001, add_nickname, baseline
 
 pytestmark = pytest.mark.skipif(
     "vector" not in available_extensions(),
-    reason="the demo project needs the pgvector extension on the server",
+    reason="the demo's catalog app needs the pgvector extension on the server",
 )
 
-DEMO_MIGRATIONS = {
-    ("account", "0001_initial"),
-    ("catalog", "0001_initial"),
-    ("event", "0001_initial"),
-    ("sales", "0001_initial"),
-}
+SEEDS = ["testproject.seeds.create_sample_users", "volunteers", "catalog", "events", "sales"]
 
-FAILING_MIGRATION = """\
+# Hashing the sample users' passwords the real way takes seconds; not what is tested here.
+FAST_HASHER = 'PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]\n'
+
+CATALOG_0002 = "testproject/catalog/migrations/0002_category_name_index.py"
+CONCURRENT_INDEX = """\
+from django.contrib.postgres.operations import AddIndexConcurrently
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("catalog", "0001_initial")]
+    operations = [
+        AddIndexConcurrently(
+            "category", models.Index(fields=["name"], name="category_name_idx")
+        ),
+    ]
+"""
+CONCURRENT_SQL = """\
 from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("event", "0001_initial")]
-    operations = [migrations.RunSQL("SELECT 1 / 0")]
+    atomic = False
+    dependencies = [("catalog", "0001_initial")]
+    operations = [
+        migrations.RunSQL("CREATE INDEX CONCURRENTLY category_name_idx ON catalog_category (name)"),
+    ]
 """
 
 
@@ -39,85 +68,632 @@ def applied(db):
     return set(db.query("SELECT app, name FROM django_migrations"))
 
 
-def test_builds_the_demo_database(scratch_db, manage):
-    result = manage("resetdb", "--no-input", db=scratch_db)
+def columns(db, table):
+    return {
+        name
+        for (name,) in db.query(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s", [table]
+        )
+    }
+
+
+def tables(db):
+    return {
+        name
+        for (name,) in db.query(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind = 'r'"
+        )
+    }
+
+
+def timeless(text: str) -> list[str]:
+    return re.sub(r"\d+\.\d\d s\b", "X s", text).splitlines()
+
+
+def status(backup: Path) -> str:
+    return str(json.loads((backup / "manifest.json").read_text())["status"])
+
+
+def prepare(project: ProjectCopy) -> ProjectCopy:
+    baseline(project)
+    project.append("testproject/settings.py", FAST_HASHER)
+    shutil.copy(Path(__file__).with_name("fault_runner.py"), project.path("faults.py"))
+    return project
+
+
+@pytest.fixture
+def built(project: ProjectCopy, scratch_db):
+    """A copy of the demo with its database rebuilt once, and a row added by hand since."""
+    prepare(project)
+    result = project.manage("resetdb", "--no-input", url=scratch_db.url())
+    assert result.returncode == 0, result.stderr
+    with scratch_db.connect() as conn:
+        conn.execute("INSERT INTO catalog_category (name, slug) VALUES ('Maps', 'maps')")
+    return project
+
+
+def state(project: ProjectCopy, db) -> tuple[object, object]:
+    return database_state(db), project.tree()
+
+
+def settings_line(project: ProjectCopy, text: str) -> None:
+    project.append("testproject/settings.py", text)
+
+
+def test_builds_and_seeds_the_demo_database(project, scratch_db):
+    prepare(project)
+
+    result = project.manage("resetdb", "--no-input", url=scratch_db.url())
 
     assert result.returncode == 0, result.stderr
-    assert applied(scratch_db) >= DEMO_MIGRATIONS | {("admin", "0001_initial")}
-    tables = {name for schema, name, kind in relations(scratch_db) if kind == "r"}
-    assert {"account_user", "catalog_artifact", "event_event_artifacts", "sales_ticket"} <= tables
-    assert ("vector",) in scratch_db.query("SELECT extname FROM pg_extension")
-    assert last_line(result.stdout).startswith(
-        f"Rebuilt database {scratch_db.name!r} (alias 'default'): {len(tables)} table(s) in "
-    )
-    lines = result.stdout.splitlines()
-    assert lines[0] == (
+    assert timeless(result.stdout) == [
         f"Target: database {scratch_db.name!r} (alias 'default') on {target_host()}:"
         f"{target_port()} as {target_user()!r}, schema(s) public: 0 table(s), "
-        "0 other session(s)."
+        "0 other session(s).",
+        "  migrations  no changes in account, catalog, event, sales in X s",
+        "  schema      dropped 0 table(s) of public in X s",
+        "  migrate     applied 22 migration(s), 18 table(s) in X s",
+        "  seed        5 seed(s), 26 object(s), 31 row(s) in X s",
+        f"Rebuilt database {scratch_db.name!r} (alias 'default'): 18 table(s), 31 row(s) "
+        "seeded in X s.",
+    ]
+    assert ("admin", "0001_initial") in applied(scratch_db)
+    assert {"account_user", "catalog_artifact", "event_event_artifacts", "sales_ticket"} <= (
+        tables(scratch_db)
     )
-    assert lines[1].startswith("  schema    Reset schema(s) public")
-    assert lines[2].startswith("  migrate   applied all migrations in ")
+    assert ("vector",) in scratch_db.query("SELECT extname FROM pg_extension")
+    assert scratch_db.query("SELECT count(*) FROM sales_ticket") == [(3,)]
+    assert scratch_db.query("SELECT username FROM account_user ORDER BY 1")[:2] == [
+        ("admin",),
+        ("alice",),
+    ]
+    assert project.backups() == []
 
 
-def test_second_run_drops_the_rows_and_rebuilds_the_same_schema(scratch_db, manage):
-    assert manage("resetdb", "--no-input", db=scratch_db).returncode == 0
-    shape = relations(scratch_db)
+def test_second_run_drops_the_rows_and_rebuilds_the_same_database(built, scratch_db):
+    shape = [row[:3] + row[4:] for row in database_state(scratch_db)["catalog"]]
     migrations = applied(scratch_db)
-    with scratch_db.connect() as conn:
-        conn.execute("INSERT INTO catalog_category (name, slug) VALUES ('Maps', 'maps')")
+    files = built.tree()
 
-    result = manage("resetdb", "--no-input", db=scratch_db)
+    result = built.manage("resetdb", "--no-input", url=scratch_db.url())
 
     assert result.returncode == 0, result.stderr
-    assert relations(scratch_db) == shape
+    assert "  schema      dropped 18 table(s) of public, restored extension(s) vector in " in (
+        result.stdout
+    )
+    # Same relations, columns, constraints and indexes (new OIDs: they were rebuilt).
+    assert [row[:3] + row[4:] for row in database_state(scratch_db)["catalog"]] == shape
     assert applied(scratch_db) == migrations
-    assert scratch_db.query("SELECT count(*) FROM catalog_category") == [(0,)]
+    assert scratch_db.query("SELECT count(*) FROM catalog_category WHERE slug = 'maps'") == [(0,)]
+    assert built.tree() == files
 
 
-def test_a_failing_migration_leaves_the_database_as_it_was(scratch_db, manage, tmp_path):
-    assert manage("resetdb", "--no-input", db=scratch_db).returncode == 0
-    with scratch_db.connect() as conn:
-        conn.execute("INSERT INTO catalog_category (name, slug) VALUES ('Maps', 'maps')")
-    shape = relations(scratch_db)
-    migrations = applied(scratch_db)
-    package = tmp_path / "failing_sales"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "0001_initial.py").write_text(FAILING_MIGRATION)
+def test_a_model_change_is_regenerated_migrated_and_seeded(built, scratch_db):
+    add_nickname(built)
 
-    result = manage(
-        "resetdb", "--no-input", db=scratch_db,
-        extra_settings='MIGRATION_MODULES = {"sales": "failing_sales"}\n',
+    result = built.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert timeless(result.stdout)[1] == "  migrations  regenerated account (1 file(s)) in X s"
+    assert "nickname" in built.path(ACCOUNT_0001).read_text()
+    assert "nickname" in columns(scratch_db, "account_user")
+    assert scratch_db.query("SELECT count(*) FROM sales_ticket") == [(3,)]
+    (backup,) = built.backups()
+    assert status(backup) == "complete"
+    check = built.manage("makemigrations", "--check", "--dry-run")
+    assert check.returncode == 0, check.stdout
+
+
+POINTS = ["regeneration", "schema", "migrate", *(f"seed:{entry}" for entry in SEEDS), "post_reset"]
+
+
+@pytest.mark.parametrize("kind", ["error", "interrupt"])
+@pytest.mark.parametrize("point", POINTS)
+def test_a_failure_at_any_step_leaves_database_and_files_as_they_were(
+    built, scratch_db, point, kind
+):
+    add_nickname(built)
+    before = state(built, scratch_db)
+
+    result = built.python(
+        "faults.py", "resetdb", "--no-input",
+        url=scratch_db.url(), env={"RESETDB_FAULT": f"{point}:{kind}"},
+    )  # fmt: skip
+
+    assert result.returncode == (130 if kind == "interrupt" else 1), result.stderr
+    assert result.stderr.startswith("CommandError: ")
+    assert result.stderr.count("\n") == 1, result.stderr
+    if kind == "interrupt":
+        assert result.stderr.startswith("CommandError: Interrupted; ")
+    else:
+        assert f"RuntimeError: fault injected at {point}" in result.stderr
+    (backup,) = built.backups()
+    assert result.stderr.endswith(
+        f"the migration files were put back from backup {str(backup)!r}.\n"
+    )
+    assert state(built, scratch_db) == before
+    assert status(backup) == "rolled back"
+
+
+def test_killed_mid_run_changes_nothing_and_one_command_restores_the_files(built, scratch_db):
+    add_nickname(built)
+    before_db, before_files = state(built, scratch_db)
+    process = built.start(
+        "faults.py", "resetdb", "--no-input",
+        url=scratch_db.url(), env={"RESETDB_FAULT": "seed:sales:pause"},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.strip() == "PAUSED":
+                break
+        assert lines[-1].strip() == "PAUSED", "".join(lines) + process.stderr.read()
+        # Half-way: the files are regenerated, the schema rebuilt and seeded, uncommitted.
+        assert "nickname" in built.path(ACCOUNT_0001).read_text()
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+    assert process.returncode == -signal.SIGKILL
+
+    assert database_state(scratch_db) == before_db
+    (backup,) = built.backups()
+    assert status(backup) == "in progress"
+
+    refused = built.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert refused.returncode == 3
+    assert refused.stderr == (
+        f"CommandError: resetdb refused: an earlier run was interrupted before it finished "
+        f"(backup {backup.name!r}), so the migration files may be half written; run "
+        f"'manage.py resetmigrations --restore {backup.name}' first.\n"
+    )
+
+    restored = built.manage("resetmigrations", "--restore")
+
+    assert restored.returncode == 0, restored.stderr
+    assert built.tree() == before_files
+    assert database_state(scratch_db) == before_db
+
+    again = built.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert again.returncode == 0, again.stderr
+    assert "nickname" in columns(scratch_db, "account_user")
+    assert scratch_db.query("SELECT count(*) FROM sales_ticket") == [(3,)]
+
+
+@pytest.mark.parametrize(
+    ("settings", "refusal"),
+    [
+        ("DJANGO_RESETDB['ENABLED'] = False\n", "DJANGO_RESETDB['ENABLED'] is False"),
+        ("DJANGO_RESETDB['HOSTS'] = ['db.example.org']\n", "is not in DJANGO_RESETDB['HOSTS']"),
+        ("", "is protected by the PostgreSQL setting django_resetdb.protected = 'on'"),
+    ],
+    ids=["enabled", "hosts", "protected"],
+)
+@pytest.mark.parametrize("flags", [[], ["--no-input"]], ids=["prompt", "no-input"])
+def test_guards_refuse_before_any_file_or_table_is_touched(
+    built, scratch_db, settings, refusal, flags
+):
+    add_nickname(built)
+    settings_line(built, settings)
+    if not settings:
+        with scratch_db.connect() as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET django_resetdb.protected = on").format(
+                    sql.Identifier(scratch_db.name)
+                )
+            )
+    before = state(built, scratch_db)
+
+    result = built.manage("resetdb", *flags, url=scratch_db.url(), input=f"{scratch_db.name}\n")
+
+    assert result.returncode == 3
+    assert result.stderr.startswith("CommandError: resetdb refused: ")
+    assert refusal in result.stderr
+    assert result.stdout == ""
+    assert state(built, scratch_db) == before
+    assert built.backups() == []
+
+
+def test_the_prompt_shows_the_plan_and_a_wrong_answer_changes_nothing(built, scratch_db):
+    add_nickname(built)
+    before = state(built, scratch_db)
+
+    result = built.manage("resetdb", url=scratch_db.url(), input="production\n")
+
+    assert result.returncode == 3
+    lines = result.stdout.splitlines()
+    assert lines[0] == "resetdb will drop everything in these schemas:"
+    assert f"  database  {scratch_db.name}" in lines
+    assert lines[9:] == [
+        "  migrations  regenerate account (backed up first)",
+        "    account  testproject/account/migrations  (the project's own app)",
+        "        delete  0001_initial.py",
+        "        write   0001_initial.py",
+        "  schemas     drop and recreate public",
+        "  migrate     apply every migration",
+        f"  seed        {', '.join(SEEDS)}",
+        f"Type the database name ({scratch_db.name!r}) to continue: ",
+    ]
+    assert result.stderr == (
+        "CommandError: resetdb refused: the answer 'production' is not the database name "
+        f"{scratch_db.name!r}; type the name exactly, or pass --no-input to skip the prompt.\n"
+    )
+    assert state(built, scratch_db) == before
+
+
+def test_the_prompt_answered_with_the_name_goes_ahead(built, scratch_db):
+    result = built.manage("resetdb", url=scratch_db.url(), input=f"{scratch_db.name}\n")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith(f"Rebuilt database {scratch_db.name!r}")
+
+
+def test_dry_run_shows_sql_and_files_and_changes_nothing(built, scratch_db):
+    add_nickname(built)
+    before = state(built, scratch_db)
+
+    result = built.manage("resetdb", "--dry-run", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "resetdb would do this (dry run, nothing is changed):"
+    assert f"SQL for database {scratch_db.name!r} (alias 'default'):" in lines
+    sql_lines = lines[lines.index("  BEGIN;") : lines.index("  COMMIT;") + 1]
+    assert sql_lines[1:5] == [
+        "  SELECT set_config('lock_timeout', '5000ms', true);",
+        f"  SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY});",
+        '  DROP SCHEMA "public" CASCADE;',
+        '  CREATE SCHEMA "public";',
+    ]
+    assert "  -- migrate: account.0001_initial" in sql_lines
+    # The SQL comes from the regenerated files, which are not written.
+    assert any('"nickname" varchar(50) NOT NULL' in line for line in sql_lines)
+    assert "  -- seed: 5 seed(s), rows written with COPY and INSERT (not shown)" in sql_lines
+    assert "  migrations  regenerate account (backed up first)" in lines
+    assert "        write   0001_initial.py" in lines
+    assert lines[-1] == "Dry run: nothing was changed."
+    assert state(built, scratch_db) == before
+    assert built.backups() == []
+
+
+def test_keep_migrations_and_no_seed(built, scratch_db):
+    add_nickname(built)
+    files = built.tree()
+
+    result = built.manage(
+        "resetdb", "--no-input", "--keep-migrations", "--no-seed", url=scratch_db.url()
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert built.tree() == files
+    assert built.backups() == []
+    assert "nickname" not in columns(scratch_db, "account_user")
+    assert scratch_db.query("SELECT count(*) FROM account_user") == [(0,)]
+    assert [line for line in timeless(result.stdout) if line.startswith("  ")] == [
+        "  schema      dropped 18 table(s) of public, restored extension(s) vector in X s",
+        "  migrate     applied 22 migration(s), 18 table(s) in X s",
+    ]
+    assert timeless(result.stdout)[-1] == (
+        f"Rebuilt database {scratch_db.name!r} (alias 'default'): 18 table(s), not seeded in X s."
+    )
+
+
+def test_hand_written_migrations_are_refused_unless_kept(built, scratch_db):
+    built.path(CATALOG_0002).write_text(CONCURRENT_INDEX)
+    before = state(built, scratch_db)
+
+    result = built.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        "CommandError: resetdb refused: regenerating would lose hand-written migration "
+        f"content: {CATALOG_0002} (atomic = False); {CATALOG_0002} (operation 1, custom "
+        "operation django.contrib.postgres.operations.AddIndexConcurrently): Concurrently "
+        "create index category_name_idx on field(s) name of model category; pass "
+        "--keep-migrations to migrate with "
+        "the files as they are, or run 'manage.py resetmigrations --force' first.\n"
+    )
+    assert state(built, scratch_db) == before
+
+
+def index_definition(db, name):
+    return db.query("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [name])
+
+
+def test_a_concurrent_index_migration_runs_as_a_plain_one_inside_the_transaction(
+    built, scratch_db, other_db
+):
+    built.path(CATALOG_0002).write_text(CONCURRENT_INDEX)
+    plain = built.manage("migrate", "--no-input", url=other_db.url())
+    assert plain.returncode == 0, plain.stderr
+
+    result = built.manage("resetdb", "--no-input", "--keep-migrations", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        "              catalog.0002_category_name_index (atomic = False): "
+        "AddIndexConcurrently run as AddIndex inside the transaction"
+    ) in result.stdout.splitlines()
+    assert index_definition(scratch_db, "category_name_idx") == index_definition(
+        other_db, "category_name_idx"
+    )
+    assert len(index_definition(scratch_db, "category_name_idx")) == 1
+
+
+def test_a_statement_refused_inside_a_transaction_fails_and_changes_nothing(built, scratch_db):
+    built.path(CATALOG_0002).write_text(CONCURRENT_SQL)
+    before = state(built, scratch_db)
+
+    result = built.manage("resetdb", "--no-input", "--keep-migrations", url=scratch_db.url())
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "CommandError: Migration catalog.0002_category_name_index is marked atomic = False and "
+        "runs a statement PostgreSQL refuses inside a transaction (CREATE INDEX CONCURRENTLY "
+        "cannot run inside a transaction block"
+    )
+    assert result.stderr.endswith("the transaction was rolled back, nothing was changed.\n")
+    assert state(built, scratch_db) == before
+
+
+FAILING_MIGRATION = """\
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("sales", "0001_initial")]
+    operations = [migrations.RunSQL("SELECT 1 / 0")]
+"""
+
+
+def test_a_failing_migration_is_named_and_changes_nothing(built, scratch_db):
+    built.path("testproject/sales/migrations/0002_broken.py").write_text(FAILING_MIGRATION)
+    before = state(built, scratch_db)
+
+    result = built.manage("resetdb", "--no-input", "--keep-migrations", url=scratch_db.url())
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "CommandError: migrate failed in migration sales.0002_broken: DataError: division by "
+        "zero; the transaction was rolled back, nothing was changed.\n"
+    )
+    assert state(built, scratch_db) == before
+
+
+def test_another_reset_of_the_database_makes_it_wait_then_fail_naming_it(built, scratch_db):
+    add_nickname(built)
+    settings_line(built, "DJANGO_RESETDB['LOCK_TIMEOUT'] = 1\n")
+    before = state(built, scratch_db)
+
+    with scratch_db.connect(application_name="other resetdb") as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+        result = built.manage("resetdb", "--no-input", url=scratch_db.url())
+        pid = other.info.backend_pid
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"CommandError: Another reset of this database is running (pid {pid} (user "
+        f"{target_user()!r}, application 'other resetdb', state 'idle', query 'SELECT "
+        "pg_advisory_lock("
+    )
+    assert result.stderr.endswith("gave up after 1 s. Try again when it has finished.\n")
+    assert state(built, scratch_db) == before
+    assert built.backups() == []
+
+
+def test_another_run_changing_the_files_makes_it_fail(built, scratch_db):
+    add_nickname(built)
+    before = state(built, scratch_db)
+    backup_dir = built.path(".resetdb/backups")
+
+    with backups.files_lock(backup_dir, 1):
+        result = built.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"CommandError: Another run (pid {os.getpid()}) is changing the "
+        f"migration files backed up in {str(backup_dir)!r} now; try again when it has "
+        "finished.\n"
+    )
+    assert state(built, scratch_db) == before
+
+
+NOTES_MODELS = """\
+from django.db import models
+
+
+class Note(models.Model):
+    title = models.CharField(max_length=100, unique=True)
+
+    def __str__(self):
+        return self.title
+"""
+NOTES_ROUTER = """\
+class NotesRouter:
+    # Notes live in "other", everything else in "default".
+    def db_for_read(self, model, **hints):
+        return "other" if model._meta.app_label == "notes" else None
+
+    db_for_write = db_for_read
+
+    def allow_migrate(self, db, app_label, **hints):
+        return (app_label == "notes") == (db == "other")
+"""
+NOTES_SETTINGS = """\
+import os as _os
+
+from testproject.database import parse_database_url as _parse
+
+INSTALLED_APPS = [*INSTALLED_APPS, "testproject.notes"]
+DATABASES["other"] = _parse(_os.environ["OTHER_DATABASE_URL"])
+DATABASE_ROUTERS = ["testproject.notes.routers.NotesRouter"]
+DJANGO_RESETDB["SEEDS"] = [*DJANGO_RESETDB["SEEDS"], "notes"]
+"""
+
+
+@pytest.fixture
+def two_databases(built, other_db):
+    for name, text in {
+        "__init__.py": "",
+        "models.py": NOTES_MODELS,
+        "routers.py": NOTES_ROUTER,
+        "fixtures/notes.json": '[{"model": "notes.note", "pk": 1, "fields": {"title": "Hi"}}]',
+    }.items():
+        built.append(f"testproject/notes/{name}", text)
+    settings_line(built, NOTES_SETTINGS)
+    return {"OTHER_DATABASE_URL": other_db.url()}
+
+
+def test_two_databases_are_rebuilt_as_the_routers_say(built, scratch_db, other_db, two_databases):
+    result = built.manage(
+        "resetdb", "--no-input", "--database", "default", "--database", "other",
+        url=scratch_db.url(), env=two_databases,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    lines = timeless(result.stdout)
+    assert lines[2] == "  migrations  regenerated notes (1 file(s)) in X s"
+    assert lines[3].startswith("  [default] schema      dropped 18 table(s) of public")
+    assert "  [other] seed        6 seed(s), 1 object(s), 1 row(s) in X s" in lines
+    assert lines[-1] == (
+        f"Rebuilt database {scratch_db.name!r} (alias 'default'): 18 table(s), 31 row(s) "
+        f"seeded; database {other_db.name!r} (alias 'other'): 2 table(s), 1 row(s) seeded "
+        "in X s."
+    )
+    assert built.path("testproject/notes/migrations/0001_initial.py").is_file()
+    assert "notes_note" not in tables(scratch_db)
+    assert tables(other_db) == {"django_migrations", "notes_note"}
+    assert other_db.query("SELECT title FROM notes_note") == [("Hi",)]
+    assert scratch_db.query("SELECT count(*) FROM account_user") == [(6,)]
+    assert ("notes", "0001_initial") in applied(other_db)
+
+
+def test_a_failure_on_the_second_database_rolls_back_the_first(
+    built, scratch_db, other_db, two_databases
+):
+    first = built.manage(
+        "resetdb", "--no-input", "--database", "default", "--database", "other",
+        url=scratch_db.url(), env=two_databases,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    with other_db.connect() as conn:
+        conn.execute("CREATE SCHEMA reporting")
+        conn.execute("CREATE VIEW reporting.notes AS SELECT title FROM public.notes_note")
+    add_nickname(built)
+    before = state(built, scratch_db), database_state(other_db)
+
+    result = built.manage(
+        "resetdb", "--no-input", "--database", "default", "--database", "other",
+        url=scratch_db.url(), env=two_databases,
+    )  # fmt: skip
+
+    assert result.returncode == 3
+    assert result.stderr.startswith(
+        "CommandError: Reset refused: dropping schema 'public' would also drop objects in "
+        "schema 'reporting' that depend on it;"
+    )
+    assert (state(built, scratch_db), database_state(other_db)) == before
+    assert "nickname" not in columns(scratch_db, "account_user")
+
+
+def test_the_same_database_under_two_aliases_is_refused(built, scratch_db):
+    settings_line(built, "DATABASES['again'] = dict(DATABASES['default'])\n")
+    before = state(built, scratch_db)
+
+    result = built.manage(
+        "resetdb", "--no-input", "--database", "default", "--database", "again",
+        url=scratch_db.url(),
     )  # fmt: skip
 
     assert result.returncode == 1
     assert result.stderr == (
-        "CommandError: DataError: division by zero; the transaction was rolled back, nothing "
-        "was changed.\n"
+        f"CommandError: Database aliases 'default' and 'again' are the same database "
+        f"{scratch_db.name!r} on {target_host()}:{target_port()}; name it once.\n"
     )
-    assert relations(scratch_db) == shape
-    assert applied(scratch_db) == migrations
-    assert scratch_db.query("SELECT name FROM catalog_category") == [("Maps",)]
+    assert state(built, scratch_db) == before
 
 
-def test_dry_run_changes_nothing(scratch_db, manage):
-    with scratch_db.connect() as conn:
-        conn.execute("CREATE TABLE precious (n int)")
+def test_verbosity_zero_prints_nothing(built, scratch_db):
+    add_nickname(built)
 
-    result = manage("resetdb", "--dry-run", db=scratch_db)
+    result = built.manage("resetdb", "--no-input", "-v", "0", url=scratch_db.url())
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0] == (
-        "resetdb would reset this database (dry run, nothing changed):"
-    )
-    assert "  steps     reset schema(s) public, migrate" in result.stdout.splitlines()
-    assert relations(scratch_db) == [("public", "precious", "r")]
+    assert (result.stdout, result.stderr) == ("", "")
+    assert "nickname" in columns(scratch_db, "account_user")
 
 
-def test_verbosity_zero_prints_nothing(scratch_db, manage):
-    result = manage("resetdb", "--no-input", "-v", "0", db=scratch_db)
+SIGNALS_SCRIPT = """\
+import django
+
+django.setup()
+
+from django.db import transaction
+
+import django_resetdb
+from django_resetdb.signals import post_reset, pre_reset
+
+seen = []
+pre_reset.connect(lambda sender, alias, plan, **kw: seen.append(("pre", alias, len(plan.seeds))))
+
+
+def created_after(sender, alias, plan, timings, **kw):
+    seen.append(("post", alias, sorted(timings)))
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.using(alias).create(username="from-signal")
+    transaction.on_commit(lambda: seen.append(("committed", alias)), using=alias)
+
+
+post_reset.connect(created_after)
+result = django_resetdb.reset(databases=["default"], seed=True)
+print(seen)
+print(result.summary())
+"""
+
+
+def test_reset_from_python_sends_the_signals(built, scratch_db):
+    result = built.python("-c", SIGNALS_SCRIPT, url=scratch_db.url())
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout == ""
-    assert ("account", "0001_initial") in applied(scratch_db)
+    lines = timeless(result.stdout)
+    assert lines[0] == (
+        "[('pre', 'default', 1), ('post', 'default', ['migrate', 'migrations', 'schema', "
+        "'seed']), ('committed', 'default')]"
+    )
+    assert lines[1] == (
+        f"Rebuilt database {scratch_db.name!r} (alias 'default'): 18 table(s), 31 row(s) "
+        "seeded in X s."
+    )
+    assert scratch_db.query("SELECT count(*) FROM account_user WHERE username = 'from-signal'") == [
+        (1,)
+    ]
+
+
+API_REFUSAL = """\
+import django
+
+django.setup()
+
+import django_resetdb
+
+try:
+    django_resetdb.reset(keep_migrations=True)
+except django_resetdb.Refused as exc:
+    print(exc.returncode, exc)
+"""
+
+
+def test_the_api_goes_through_the_guard(built, scratch_db):
+    settings_line(built, "DJANGO_RESETDB['ENABLED'] = False\n")
+    before = state(built, scratch_db)
+
+    result = built.python("-c", API_REFUSAL, url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("3 resetdb refused: DJANGO_RESETDB['ENABLED'] is False")
+    assert state(built, scratch_db) == before

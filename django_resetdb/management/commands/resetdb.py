@@ -1,57 +1,78 @@
 from __future__ import annotations
 
-import io
 from argparse import ArgumentParser
 from typing import Any
 
-from django_resetdb import guard
-from django_resetdb.conf import get_settings
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from django_resetdb import pipeline
 from django_resetdb.management.base import ResetCommand
-from django_resetdb.pipeline import rebuild
 
 
 class Command(ResetCommand):
     help = (
-        "Rebuild the database: guard, confirm, reset the schemas and migrate, all in one "
-        "transaction."
+        "Rebuild the database: regenerate the project's migrations, reset the schemas, "
+        "migrate and seed; all or nothing."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        self.add_database_arguments(parser)
+        parser.add_argument(
+            "--database",
+            action="append",
+            dest="databases",
+            choices=tuple(connections),
+            help="Database alias to rebuild; repeat for several. Default: 'default'.",
+        )
+        parser.add_argument(
+            "--no-input",
+            "--noinput",
+            action="store_false",
+            dest="interactive",
+            help="Do not prompt for the database name. Never skips the other guards.",
+        )
+        parser.add_argument(
+            "--terminate-blockers",
+            action="store_true",
+            help="Terminate sessions holding locks in the schemas instead of failing.",
+        )
+        parser.add_argument(
+            "--keep-migrations",
+            action="store_true",
+            help="Apply the migration files as they are instead of regenerating them.",
+        )
+        parser.add_argument("--no-seed", action="store_true", help="Do not run SEEDS.")
         parser.add_argument(
             "--dry-run",
             action="store_true",
-            help="Show the target and the plan, change nothing.",
+            help="Show the targets and the plan, change nothing.",
         )
 
     def handle(
         self,
         *,
-        database: str,
+        databases: list[str] | None,
         interactive: bool,
+        keep_migrations: bool,
+        no_seed: bool,
         dry_run: bool,
         terminate_blockers: bool,
         verbosity: int,
         **options: Any,
     ) -> None:
-        schemas = get_settings().schemas
-        target = guard.check(database, "resetdb", schemas)
+        plan = pipeline.plan_reset(
+            databases or [DEFAULT_DB_ALIAS], keep_migrations=keep_migrations, seed=not no_seed
+        )
         if dry_run:
-            self.stdout.write("resetdb would reset this database (dry run, nothing changed):")
-            for line in target.lines():
+            for line in pipeline.dry_run_lines(plan):
                 self.stdout.write(line)
-            self.stdout.write(f"  steps     reset schema(s) {', '.join(schemas)}, migrate")
+            self.stdout.write("Dry run: nothing was changed.")
             return
-        self.confirm(target, "resetdb", interactive=interactive, verbosity=verbosity)
-
-        def migrate_output() -> io.TextIOBase:
-            return self.stdout if verbosity >= 2 else io.StringIO()
-
-        result = rebuild(
-            database,
+        result = pipeline.run_plan(
+            plan,
+            interactive=interactive,
             terminate_blockers=terminate_blockers,
             log=self.log(verbosity),
-            migrate_output=migrate_output,
+            migrate_output=self.stdout if verbosity >= 2 else None,
         )
         if verbosity >= 1:
             self.stdout.write(self.style.SUCCESS(result.summary()))

@@ -1,0 +1,20 @@
+"""Signals sent by ``resetdb`` (and ``django_resetdb.reset()``), once per database.
+
+``pre_reset(sender, alias, plan)``
+    Before anything changes. Raising stops the reset: nothing has changed.
+``post_reset(sender, alias, plan, timings)``
+    Inside the reset's transaction, once the seeds ran: what a receiver writes is part of
+    the all-or-nothing (raising rolls everything back). For work that must happen only
+    once the reset is committed, use ``transaction.on_commit(..., using=alias)``.
+
+``sender`` is ``django_resetdb.pipeline.ResetPlan``; ``plan`` the plan being carried out;
+``timings`` the seconds of each step on that database (``schema``, ``migrate``, ``seed``,
+and ``migrations`` when the files were regenerated).
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+pre_reset = Signal()
+post_reset = Signal()
