@@ -269,7 +269,9 @@ def _rebuild(
 ) -> DatabaseResult:
     connection = connections[alias]
     step = time.monotonic()
-    schema = reset_schemas(alias, plan.schemas, terminate_blockers=terminate_blockers, log=log)
+    schema = reset_schemas(
+        alias, plan.schemas, terminate_blockers=terminate_blockers, log=_indented(log, 0)
+    )
     db = DatabaseResult(alias, schema.database)
     db.timings["schema"] = time.monotonic() - step
     restored = (
@@ -341,9 +343,12 @@ def dry_run_lines(plan: ResetPlan) -> list[str]:
     return lines
 
 
-def _indented(log: Log) -> Log:
+def _indented(log: Log, deeper: int = 1) -> Log:
+    """``log`` for the lines of a step: indented, and shown from ``deeper`` levels of
+    verbosity further on."""
+
     def write(message: str, level: int) -> None:
-        log(f"  {message}", level + 1)
+        log(f"  {message}", level + deeper)
 
     return write
 
