@@ -30,6 +30,7 @@ _TYPES: dict[str, tuple[Any, str]] = {
         lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
         "a positive number of seconds",
     ),
+    "FAST_BUILD": (lambda v: isinstance(v, bool), "a bool"),
     "BACKUP_DIR": (
         lambda v: v is None or (isinstance(v, (str, PurePath)) and str(v) != ""),
         "None or a folder path",

@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "SEEDS": [],
     "LOCK_TIMEOUT": 5.0,
     "BACKUP_DIR": None,
+    "FAST_BUILD": True,
 }
 
 
@@ -40,6 +41,7 @@ class ResetDBSettings:
     seeds: tuple[str, ...]
     lock_timeout: float
     backup_dir: Path
+    fast_build: bool
 
 
 def project_root() -> Path:
@@ -75,6 +77,7 @@ def get_settings() -> ResetDBSettings:
             if backup_dir is None
             else project_root() / Path(backup_dir)
         ),
+        fast_build=bool(merged["FAST_BUILD"]),
     )
 
 

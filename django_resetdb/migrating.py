@@ -1,4 +1,5 @@
-"""The migrate step of ``resetdb``: Django's ``migrate`` inside the reset's transaction.
+"""The migrate step of ``resetdb``: Django's ``migrate`` inside the reset's transaction, or
+the fast build of the apps whose migrations were just regenerated.
 
 A migration marked ``atomic = False`` is meant to run outside a transaction. On a
 database being rebuilt, the only ones Django itself ships for that are the concurrent
@@ -18,13 +19,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.apps import apps as global_apps
 from django.core.management import call_command
 from django.core.management.base import OutputWrapper
+from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
 from django.db import DatabaseError, connections
-from django.db.migrations import Migration
+from django.db.migrations import Migration, operations
+from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations import AddIndex, RemoveIndex
 from django.db.migrations.operations.base import Operation
+from django.db.migrations.state import ModelState, ProjectState
 from django.db.models.signals import pre_migrate
 from psycopg import errors
 
@@ -39,6 +44,8 @@ APPLYING = re.compile(r"^\s*Applying (\S+)\.\.\.", re.MULTILINE)
 class MigrateResult:
     applied: list[str] = field(default_factory=list)
     adapted: list[str] = field(default_factory=list)
+    built: int = 0  # migrations the fast build recorded instead of running
+    fallback: str = ""  # why a plain migrate ran instead of the fast build
 
 
 def _in_transaction_equivalent(operation: Operation) -> Operation | None:
@@ -203,3 +210,204 @@ def _forwards_order(graph: Any) -> list[tuple[str, str]]:
                 seen.add(key)
                 order.append(key)
     return order
+
+
+# What makemigrations writes in a project's first migrations; the fast build knows how
+# each of these ends up in the database (the tables of the final state).
+_BUILT_OPERATIONS: tuple[type[Operation], ...] = (
+    operations.CreateModel,
+    operations.AddField,
+    operations.AddIndex,
+    operations.AddConstraint,
+    operations.AlterUniqueTogether,
+    *([operations.AlterIndexTogether] if hasattr(operations, "AlterIndexTogether") else []),
+)
+
+# Statements sent to PostgreSQL in one round trip each.
+BATCH = 500
+
+
+def _is_extension(operation: Operation) -> bool:
+    try:
+        from django.contrib.postgres.operations import CreateExtension
+    except ImportError:
+        return False
+    return isinstance(operation, CreateExtension)
+
+
+@dataclass
+class BuildPlan:
+    """How to bring a new, empty schema to what ``migrate`` would make of it."""
+
+    plan: list[Migration]  # migrate's own plan, in its order
+    fast: frozenset[tuple[str, str]]  # recorded, their tables built from the final state
+    build_at: int  # the tables are built before plan[build_at]
+
+
+def plan_build(alias: str, labels: Sequence[str]) -> tuple[BuildPlan | None, str]:
+    """The fast build of apps ``labels`` on ``alias``, or ``None`` and why not.
+
+    Only apps whose migrations are exactly what makemigrations writes for their models
+    qualify (the caller knows: it just regenerated or compared them), and only when what
+    each operation does can be proven to be creating the final state's tables.
+    """
+    if not labels:
+        return None, "no regenerated app"
+    connection = connections[alias]
+    loader = MigrationExecutor(connection).loader
+    graph = loader.graph
+    plan = [loader.graph.nodes[key] for key in _forwards(graph)]
+    fast = frozenset((m.app_label, m.name) for m in plan if m.app_label in set(labels))
+    for migration in plan:
+        if (migration.app_label, migration.name) not in fast:
+            continue
+        name = f"{migration.app_label}.{migration.name}"
+        if not migration.atomic or migration.run_before or migration.replaces:
+            return None, f"{name} is not a plain initial migration"
+        for operation in migration.operations:
+            if not isinstance(operation, _BUILT_OPERATIONS) and not _is_extension(operation):
+                return None, f"{name} has a {type(operation).__name__} operation"
+    state = loader.project_state()
+    for model_state in state.models.values():
+        if model_state.app_label in set(labels):
+            if not model_state.options.get("managed", True):
+                return None, f"model {model_state.app_label}.{model_state.name} is unmanaged"
+            if model_state.options.get("swappable"):
+                return None, f"model {model_state.app_label}.{model_state.name} is swappable"
+    # The tables are built once, before the first other migration that needs them; every
+    # other migration the regenerated ones need must come before that point.
+    position = {(m.app_label, m.name): i for i, m in enumerate(plan)}
+    needs = {key: set(graph.forwards_plan(key)) for key in position}
+    build_at = next(
+        (
+            i
+            for i, m in enumerate(plan)
+            if (m.app_label, m.name) not in fast and needs[m.app_label, m.name] & fast
+        ),
+        len(plan),
+    )
+    for key in fast:
+        late = [k for k in needs[key] if k not in fast and position[k] >= build_at]
+        if late:
+            return None, (
+                f"{key[0]}.{key[1]} needs {late[0][0]}.{late[0][1]}, which needs a "
+                "regenerated app itself"
+            )
+    return BuildPlan(plan, fast, build_at), ""
+
+
+def _forwards(graph: Any) -> list[tuple[str, str]]:
+    # migrate's plan for a clean start: each leaf's ancestors, in order, once.
+    seen: set[tuple[str, str]] = set()
+    order: list[tuple[str, str]] = []
+    for leaf in graph.leaf_nodes():
+        for key in graph.forwards_plan(leaf):
+            if key not in seen:
+                seen.add(key)
+                order.append(key)
+    return order
+
+
+def build(alias: str, build_plan: BuildPlan, *, output: Any | None = None) -> MigrateResult:
+    """What ``migrate`` does on a new schema, in the caller's transaction, without
+    rendering the project state for each regenerated migration.
+
+    Other migrations run for real, through Django's executor, in the plan's order; the
+    regenerated ones are recorded at their place in it, and their tables are created
+    from the final state of the migrations (so with the columns in the order migrate
+    leaves them) by the schema editor, in one pass. Then the post_migrate signal, as
+    migrate sends it.
+    """
+    connection = connections[alias]
+    executor = MigrationExecutor(connection)
+    loader = executor.loader
+    printed = _Tee(output)
+    result = MigrateResult()
+    plan = [(m, False) for m in build_plan.plan]
+    final = loader.project_state()
+    connection.prepare_database()
+    executor.recorder.ensure_schema()
+    state = ProjectState(real_apps=loader.unmigrated_apps)
+    emit_pre_migrate_signal(1, False, alias, stdout=printed, apps=state.clone().apps, plan=plan)
+    # Until the tables are built, the migrations that run see a state without them, as
+    # the database is: nothing tries to alter a table that does not exist yet. Built
+    # from the final state, the tables already have what such changes would give them.
+    waiting: list[Migration] | None = []
+    current = "the regenerated apps"
+    try:
+        for index, migration in enumerate(build_plan.plan):
+            if index == build_plan.build_at:
+                current = "the regenerated apps"
+                _create_tables(connection, final, build_plan)
+                state = _moved_on(state, waiting or [])
+                waiting = None
+            current = f"{migration.app_label}.{migration.name}"
+            if (migration.app_label, migration.name) in build_plan.fast:
+                executor.recorder.record_applied(migration.app_label, migration.name)
+                result.built += 1
+                if waiting is None:
+                    state = _moved_on(state, [migration])
+                else:
+                    waiting.append(migration)
+            else:
+                printed.write(f"  Applying {current}...")
+                state = executor.apply_migration(state, migration)
+                printed.write(" OK\n")
+            result.applied.append(current)
+        if waiting is not None:
+            current = "the regenerated apps"
+            _create_tables(connection, final, build_plan)
+    except DatabaseError as exc:
+        raise ResetError(
+            f"migrate failed in {current}: {type(exc).__name__}: {_one_line(exc)}; "
+            "the transaction was rolled back, nothing was changed."
+        ) from exc
+    # The state after every migration is the final one, already rendered.
+    emit_post_migrate_signal(
+        1, False, alias, stdout=printed, apps=_post_migrate_apps(final), plan=plan
+    )
+    return result
+
+
+def _moved_on(state: ProjectState, migrations: Sequence[Migration]) -> ProjectState:
+    if migrations:
+        # Without rendered models, moving the state on costs next to nothing.
+        state.__dict__.pop("apps", None)
+        for migration in migrations:
+            state = migration.mutate_state(state, preserve=False)
+    return state
+
+
+def _create_tables(connection: Any, final: ProjectState, build_plan: BuildPlan) -> None:
+    models = final.apps
+    fast = [m for m in build_plan.plan if (m.app_label, m.name) in build_plan.fast]
+    with connection.schema_editor(atomic=False) as editor:
+        # Extensions first, for real: the tables may use their types.
+        for migration in fast:
+            for operation in migration.operations:
+                if _is_extension(operation):
+                    operation.database_forwards(migration.app_label, editor, final, final)
+    with connection.schema_editor(collect_sql=True, atomic=False) as editor:
+        for migration in fast:
+            for operation in migration.operations:
+                if isinstance(operation, operations.CreateModel):
+                    model = models.get_model(migration.app_label, operation.name)
+                    if operation.allow_migrate_model(connection.alias, model):
+                        editor.create_model(model)
+    statements = editor.collected_sql
+    with connection.cursor() as cursor:
+        for start in range(0, len(statements), BATCH):
+            cursor.execute("\n".join(statements[start : start + BATCH]))
+
+
+def _post_migrate_apps(state: ProjectState) -> Any:
+    """The models post_migrate receivers get, made as migrate makes them."""
+    post_apps = state.apps
+    with post_apps.bulk_update():
+        keys = []
+        for model_state in post_apps.real_models:
+            key = model_state.app_label, model_state.name_lower
+            keys.append(key)
+            post_apps.unregister_model(*key)
+    post_apps.render_multiple([ModelState.from_model(global_apps.get_model(*key)) for key in keys])
+    return post_apps

@@ -87,6 +87,7 @@ class DatabaseResult:
     timings: dict[str, float] = field(default_factory=dict)
     tables: int = 0
     migrations: int = 0
+    built: int = 0
     adapted: list[str] = field(default_factory=list)
     seeded: bool = False
     objects: int = 0
@@ -286,16 +287,20 @@ def _rebuild(
     )
 
     step = time.monotonic()
-    migrated = migrating.migrate(alias, output=migrate_output)
+    migrated = _migrate(plan, alias, migrate_output)
     db.timings["migrate"] = time.monotonic() - step
     db.migrations = len(migrated.applied)
+    db.built = migrated.built
     db.adapted = migrated.adapted
     db.tables = postgres.count_tables(connection, plan.schemas)
+    built = f" ({db.built} built from the models)" if db.built else ""
     log(
-        f"  {prefix}migrate     applied {db.migrations} migration(s), {db.tables} table(s) in "
-        f"{db.timings['migrate']:.2f} s",
+        f"  {prefix}migrate     applied {db.migrations} migration(s){built}, {db.tables} "
+        f"table(s) in {db.timings['migrate']:.2f} s",
         1,
     )
+    if migrated.fallback:
+        log(f"  {prefix}            plain migrate: {migrated.fallback}", 1)
     for note in migrated.adapted:
         log(f"  {prefix}            {note}", 1)
 
@@ -318,6 +323,18 @@ def _rebuild(
         timings["migrations"] = result.timings["migrations"]
     post_reset.send(sender=ResetPlan, alias=alias, plan=plan, timings=timings)
     return db
+
+
+def _migrate(plan: ResetPlan, alias: str, output: Any | None) -> migrating.MigrateResult:
+    """The fast build when the regenerated apps allow it, else Django's migrate."""
+    if plan.migrations is None or not get_settings().fast_build:
+        return migrating.migrate(alias, output=output)
+    build_plan, why = migrating.plan_build(alias, [app.label for app in plan.migrations.apps])
+    if build_plan is None:
+        result = migrating.migrate(alias, output=output)
+        result.fallback = why
+        return result
+    return migrating.build(alias, build_plan, output=output)
 
 
 def dry_run_lines(plan: ResetPlan) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -456,3 +457,44 @@ def database_state(db: ScratchDatabase, schema: str = "public") -> dict[str, Any
             )
             state[f"sequence {sequence}"] = conn.execute(query).fetchone()
     return state
+
+
+def pg_dump_binary() -> str:
+    """A pg_dump that can read the tests' server: pgserver's (16) reads 15 and 16 alike."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")  # found, not imported: it starts nothing
+    shipped = (
+        Path(spec.origin).parent / "pginstall" / "bin" / "pg_dump"
+        if spec is not None and spec.origin
+        else None
+    )
+    found = str(shipped) if shipped and shipped.exists() else shutil.which("pg_dump")
+    assert found, "pg_dump is needed to compare schemas"
+    return found
+
+
+# Some servers stamp each new column with a "pg_attver" attribute option: when it was
+# made, not what it is; two builds of the same schema never share it.
+ATTVER = re.compile(
+    r"^ALTER TABLE ONLY \S+ ALTER COLUMN \S+ SET \(pg_attver=\d+\);\n", re.MULTILINE
+)
+
+
+def schema_dump(db: ScratchDatabase) -> str:
+    """``pg_dump --schema-only`` of ``db``, without the random key of ``\\restrict`` and
+    without creation stamps (``pg_attver``)."""
+    server = _server()
+    command = [pg_dump_binary(), "--schema-only", "-d", db.name, "-h", server["host"]]
+    if server["port"]:
+        command += ["-p", str(server["port"])]
+    if server["user"]:
+        command += ["-U", server["user"]]
+    env = {**os.environ, **({"PGPASSWORD": server["password"]} if server["password"] else {})}
+    dump = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+    kept = "".join(
+        line
+        for line in dump.splitlines(keepends=True)
+        if not line.startswith(("\\restrict", "\\unrestrict"))
+    )
+    return ATTVER.sub("", kept)

@@ -50,7 +50,8 @@ def test_unknown_key(settings):
     assert ids(messages) == ["django_resetdb.E002"]
     assert messages[0].msg == "DJANGO_RESETDB has an unknown key 'SCHEMA'."
     assert messages[0].hint == (
-        "Known keys: ENABLED, HOSTS, SCHEMAS, APPS, EXCLUDE_APPS, SEEDS, LOCK_TIMEOUT, BACKUP_DIR."
+        "Known keys: ENABLED, HOSTS, SCHEMAS, APPS, EXCLUDE_APPS, SEEDS, LOCK_TIMEOUT, BACKUP_DIR, "
+        "FAST_BUILD."
     )
 
 
@@ -70,6 +71,7 @@ def test_unknown_key(settings):
         ("LOCK_TIMEOUT", "5", "a positive number of seconds"),
         ("BACKUP_DIR", "", "None or a folder path"),
         ("BACKUP_DIR", 3, "None or a folder path"),
+        ("FAST_BUILD", "yes", "a bool"),
     ],
 )
 def test_wrong_types(settings, key, value, expected):

@@ -133,7 +133,7 @@ def test_builds_and_seeds_the_demo_database(project, scratch_db):
         "0 other session(s).",
         "  migrations  no changes in account, catalog, event, sales in X s",
         "  schema      dropped 0 table(s) of public in X s",
-        "  migrate     applied 22 migration(s), 18 table(s) in X s",
+        "  migrate     applied 22 migration(s) (4 built from the models), 18 table(s) in X s",
         "  seed        5 seed(s), 26 object(s), 31 row(s) in X s",
         f"Rebuilt database {scratch_db.name!r} (alias 'default'): 18 table(s), 31 row(s) "
         "seeded in X s.",
