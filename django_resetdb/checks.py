@@ -31,6 +31,10 @@ _TYPES: dict[str, tuple[Any, str]] = {
         "a positive number of seconds",
     ),
     "FAST_BUILD": (lambda v: isinstance(v, bool), "a bool"),
+    "SNAPSHOTS": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "a number of snapshots to keep (0 turns the cache off)",
+    ),
     "BACKUP_DIR": (
         lambda v: v is None or (isinstance(v, (str, PurePath)) and str(v) != ""),
         "None or a folder path",

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "LOCK_TIMEOUT": 5.0,
     "BACKUP_DIR": None,
     "FAST_BUILD": True,
+    "SNAPSHOTS": 3,
 }
 
 
@@ -42,6 +43,7 @@ class ResetDBSettings:
     lock_timeout: float
     backup_dir: Path
     fast_build: bool
+    snapshots: int
 
 
 def project_root() -> Path:
@@ -78,6 +80,7 @@ def get_settings() -> ResetDBSettings:
             else project_root() / Path(backup_dir)
         ),
         fast_build=bool(merged["FAST_BUILD"]),
+        snapshots=int(merged["SNAPSHOTS"]),
     )
 
 

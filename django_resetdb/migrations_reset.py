@@ -280,7 +280,7 @@ def _sorted_block(match: re.Match[str]) -> str:
     return match.group(1) + "\n".join(sorted(match.group(2).split("\n"))) + match.group(3)
 
 
-def _normalized(text: str) -> str:
+def normalized(text: str) -> str:
     # Django before 5.0 writes dependencies in the order the autodetector found them,
     # which changes from one process to the next: their order does not count.
     return DEPENDENCIES.sub(_sorted_block, HEADER.sub("", text, count=1))
@@ -291,7 +291,7 @@ def _same(old_files: Sequence[Path], new_files: Sequence[NewFile]) -> bool:
         return False
     by_name = {new.path.name: new for new in new_files}
     return all(
-        _normalized(path.read_text(encoding="utf-8")) == _normalized(by_name[path.name].text)
+        normalized(path.read_text(encoding="utf-8")) == normalized(by_name[path.name].text)
         for path in old_files
     )
 

@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import DatabaseError, connections, transaction
+from django.db import connections, transaction
 
-from django_resetdb import backups, guard, migrating, postgres, seeding
+from django_resetdb import backups, guard, migrating, postgres, seeding, snapshots
 from django_resetdb.conf import get_settings
 from django_resetdb.exceptions import ResetError
 from django_resetdb.migrations_reset import (
@@ -51,6 +51,16 @@ class ResetPlan:
     schemas: tuple[str, ...]
     migrations: MigrationPlan | None  # None: --keep-migrations
     seeds: dict[str, list[seeding.Seed]] | None  # per alias; None: --no-seed
+    snapshot: snapshots.SnapshotPlan | None = None  # None: the cache is off
+
+    @property
+    def restoring(self) -> bool:
+        """Whether a snapshot will be restored instead of rebuilding."""
+        return (
+            self.snapshot is not None
+            and not self.snapshot.unusable
+            and self.snapshot.existing is not None
+        )
 
     @property
     def aliases(self) -> list[str]:
@@ -69,6 +79,14 @@ class ResetPlan:
             changed = ", ".join(app.label for app in self.migrations.changed)
             lines.append(f"  migrations  regenerate {changed} (backed up first)")
             lines += [f"  {line}" for line in self.migrations.lines() if "no changes" not in line]
+        snapshot = self.snapshot
+        if self.restoring:
+            assert snapshot is not None and snapshot.existing is not None
+            lines.append(
+                f"  snapshot    restore {snapshot.existing.name} (kept "
+                f"{snapshot.existing.created[:19].replace('T', ' ')}) instead of rebuilding"
+            )
+            return lines
         lines.append(f"  schemas     drop and recreate {', '.join(self.schemas)}")
         lines.append("  migrate     apply every migration")
         if self.seeds is None:
@@ -77,6 +95,11 @@ class ResetPlan:
             entries = next(iter(self.seeds.values()), [])
             listed = ", ".join(s.entry for s in entries) or "nothing: SEEDS is empty"
             lines.append(f"  seed        {listed}")
+        if snapshot is not None:
+            if snapshot.unusable:
+                lines.append(f"  snapshot    not used: {snapshot.unusable}")
+            else:
+                lines.append(f"  snapshot    keep one as {snapshot.name} for the next reset")
         return lines
 
 
@@ -92,11 +115,14 @@ class DatabaseResult:
     seeded: bool = False
     objects: int = 0
     rows: int = 0
+    snapshot: str = ""  # the snapshot restored, if one was
 
     def summary(self) -> str:
         seeded = f"{self.rows} row(s) seeded" if self.seeded else "not seeded"
+        restored = " from its snapshot" if self.snapshot else ""
         return (
-            f"database {self.database!r} (alias {self.alias!r}): {self.tables} table(s), {seeded}"
+            f"database {self.database!r} (alias {self.alias!r}){restored}: {self.tables} "
+            f"table(s), {seeded}"
         )
 
 
@@ -114,7 +140,11 @@ class ResetResult:
 
 
 def plan_reset(
-    databases: Sequence[str] = ("default",), *, keep_migrations: bool = False, seed: bool = True
+    databases: Sequence[str] = ("default",),
+    *,
+    keep_migrations: bool = False,
+    seed: bool = True,
+    snapshot: bool = True,
 ) -> ResetPlan:
     """Run the gates on every alias and work out the plan; changes nothing."""
     conf = get_settings()
@@ -137,7 +167,15 @@ def plan_reset(
     if seed:
         entries = seeding.configured_seeds()
         seeds = {alias: seeding.resolve_seeds(entries, database=alias) for alias in aliases}
-    return ResetPlan(targets, conf.schemas, migrations, seeds)
+    cache = None
+    if snapshot:
+        cache = snapshots.plan_snapshot(
+            targets[0],
+            migrations,
+            None if seeds is None else seeds[aliases[0]],
+            several=len(targets) > 1,
+        )
+    return ResetPlan(targets, conf.schemas, migrations, seeds, cache)
 
 
 def _refuse_same_database(targets: Sequence[guard.Target]) -> None:
@@ -158,17 +196,19 @@ def reset(
     *,
     keep_migrations: bool = False,
     seed: bool = True,
+    snapshot: bool = True,
     interactive: bool = False,
     terminate_blockers: bool = False,
     log: Log = _quiet,
     ask: Callable[[str], str] = input,
 ) -> ResetResult:
-    """What ``resetdb`` does: gates, plan, then regenerate, reset, migrate and seed.
+    """What ``resetdb`` does: gates, plan, then regenerate, reset, migrate and seed (or
+    restore a snapshot).
 
     Either every database is rebuilt and the new migration files are in place, or the
     databases and the files are as they were.
     """
-    plan = plan_reset(databases, keep_migrations=keep_migrations, seed=seed)
+    plan = plan_reset(databases, keep_migrations=keep_migrations, seed=seed, snapshot=snapshot)
     return run_plan(
         plan, interactive=interactive, terminate_blockers=terminate_blockers, log=log, ask=ask
     )
@@ -196,56 +236,154 @@ def run_plan(
     conf = get_settings()
     started = time.monotonic()
     result = ResetResult(plan)
+    cache = plan.snapshot
     with backups.files_lock(conf.backup_dir, conf.lock_timeout):
         # Again, now that no other run can be half-way.
         refuse_interrupted(conf.backup_dir, COMMAND)
-        try:
-            with contextlib.ExitStack() as transactions:
-                step = time.monotonic()
-                for alias in plan.aliases:
-                    transactions.enter_context(transaction.atomic(using=alias))
-                    take_reset_lock(alias, conf.lock_timeout)
-                result.timings["lock"] = time.monotonic() - step
-                if plan.migrations is not None:
-                    step = time.monotonic()
-                    result.migrations = apply_plan(
-                        plan.migrations, log=_indented(log), command=COMMAND, finish=False
-                    )
-                    result.timings["migrations"] = time.monotonic() - step
-                    log(_migrations_line(result.migrations, result.timings["migrations"]), 1)
-                for alias in plan.aliases:
-                    prefix = f"[{alias}] " if len(plan.aliases) > 1 else ""
-                    database = _rebuild(
-                        plan, alias, result, terminate_blockers, log, migrate_output, prefix
-                    )
-                    result.databases.append(database)
-                for alias in plan.aliases:
-                    postgres.check_deferred_constraints(connections[alias])
-        except BaseException as exc:
-            _undo(result.migrations, exc, log)
-            raise
+        restored = plan.restoring and _from_snapshot(plan, result, terminate_blockers, log)
+        if not restored:
+            if cache is not None and cache.unusable:
+                log(f"  snapshot    not used: {cache.unusable}", 1)
+            _rebuild_all(plan, result, terminate_blockers, log, migrate_output)
         if result.migrations is not None:
             finish_plan(result.migrations)
+    if not restored and cache is not None and not cache.unusable:
+        _keep(plan, cache, result, log)
     result.seconds = time.monotonic() - started
     return result
 
 
-def _undo(applied: AppliedPlan | None, exc: BaseException, log: Log) -> None:
-    """Put the migration files back after ``exc``, and raise the one-line error for it."""
-    if applied is None or applied.backup is None:
-        if isinstance(exc, DatabaseError):
-            raise ResetError(_database_error(exc, "nothing was changed")) from exc
+def _apply_files(plan: ResetPlan, result: ResetResult, log: Log) -> None:
+    if plan.migrations is None or result.migrations is not None:
         return
-    undo_plan(applied, log)
-    where = f"the migration files were put back from backup {str(applied.backup.path)!r}"
+    step = time.monotonic()
+    result.migrations = apply_plan(
+        plan.migrations, log=_indented(log), command=COMMAND, finish=False
+    )
+    result.timings["migrations"] = time.monotonic() - step
+    log(_migrations_line(result.migrations, result.timings["migrations"]), 1)
+
+
+def _rebuild_all(
+    plan: ResetPlan,
+    result: ResetResult,
+    terminate_blockers: bool,
+    log: Log,
+    migrate_output: Any | None,
+) -> None:
+    """Every database in a transaction of its own, committed together at the end."""
+    conf = get_settings()
+    try:
+        with contextlib.ExitStack() as transactions:
+            step = time.monotonic()
+            for alias in plan.aliases:
+                transactions.enter_context(transaction.atomic(using=alias))
+                take_reset_lock(alias, conf.lock_timeout)
+            result.timings["lock"] = time.monotonic() - step
+            _apply_files(plan, result, log)
+            for alias in plan.aliases:
+                prefix = f"[{alias}] " if len(plan.aliases) > 1 else ""
+                database = _rebuild(
+                    plan, alias, result, terminate_blockers, log, migrate_output, prefix
+                )
+                result.databases.append(database)
+            for alias in plan.aliases:
+                postgres.check_deferred_constraints(connections[alias])
+    except BaseException as exc:
+        _undo(result.migrations, exc, log)
+        raise
+
+
+def _from_snapshot(
+    plan: ResetPlan, result: ResetResult, terminate_blockers: bool, log: Log
+) -> bool:
+    """Restore the plan's snapshot; False when it cannot be used this time (then the
+    files may be regenerated already, and the rebuild goes on from there)."""
+    cache = plan.snapshot
+    assert cache is not None and cache.existing is not None
+    kept = cache.existing
+    timings: dict[str, float] = {}
+
+    def inside() -> None:
+        with transaction.atomic(using=cache.alias):
+            if "migrations" in result.timings:
+                timings["migrations"] = result.timings["migrations"]
+            post_reset.send(
+                sender=ResetPlan, alias=cache.alias, plan=plan, timings=timings, snapshot=kept.name
+            )
+
+    try:
+        _apply_files(plan, result, log)
+        seconds = snapshots.restore(
+            cache, terminate_blockers=terminate_blockers, log=_indented(log, 0), inside=inside
+        )
+    except snapshots.NotRestorable as exc:
+        log(f"  snapshot    not used: {exc}", 1)
+        return False
+    except BaseException as exc:
+        _undo(result.migrations, exc, log)
+        raise
+    timings["snapshot"] = seconds
+    log(
+        f"  snapshot    restored {kept.name} (kept {kept.created[:19].replace('T', ' ')}) in "
+        f"{seconds:.2f} s",
+        1,
+    )
+    result.databases.append(
+        DatabaseResult(
+            cache.alias,
+            cache.target,
+            timings=timings,
+            tables=kept.tables,
+            seeded=plan.seeds is not None,
+            rows=kept.rows,
+            snapshot=kept.name,
+        )
+    )
+    return True
+
+
+def _keep(plan: ResetPlan, cache: snapshots.SnapshotPlan, result: ResetResult, log: Log) -> None:
+    """Keep a snapshot of the database just rebuilt; a failure here is only reported."""
+    (database,) = result.databases
+    seeds = None if plan.seeds is None else plan.seeds[cache.alias]
+    snapshots.refresh(cache, plan.targets[0], plan.migrations, seeds)
+    if cache.unusable:
+        log(f"  snapshot    not kept: {cache.unusable}", 1)
+        return
+    if snapshots.find(cache.alias, cache.target, cache.fingerprint) is not None:
+        return  # kept already: it could not be restored this time, but it is good
+    try:
+        seconds, dropped = snapshots.keep(
+            cache, tables=database.tables, rows=database.rows, log=log
+        )
+    except ResetError as exc:
+        log(f"  snapshot    not kept: {exc}", 1)
+        return
+    result.timings["snapshot"] = seconds
+    older = f"; dropped {len(dropped)} older" if dropped else ""
+    log(f"  snapshot    kept {cache.name} in {seconds:.2f} s{older}", 1)
+
+
+def _undo(applied: AppliedPlan | None, exc: BaseException, log: Log) -> None:
+    """Put the migration files back after ``exc``, and raise the one-line error for it
+    (a ``KeyboardInterrupt`` or ``ResetError`` with no file to put back goes on as it is)."""
+    where = ""
+    if applied is not None and applied.backup is not None:
+        undo_plan(applied, log)
+        where = f"the migration files were put back from backup {str(applied.backup.path)!r}"
     if isinstance(exc, KeyboardInterrupt):
-        raise ResetError(
-            f"Interrupted; the transaction was rolled back and {where}.", returncode=INTERRUPTED
-        ) from exc
-    if isinstance(exc, ResetError):
-        raise ResetError(f"{str(exc).rstrip('.')}; {where}.", returncode=exc.returncode) from exc
-    if isinstance(exc, Exception):
-        raise ResetError(_database_error(exc, where)) from exc
+        if where:
+            raise ResetError(
+                f"Interrupted; the transaction was rolled back and {where}.",
+                returncode=INTERRUPTED,
+            ) from exc
+    elif isinstance(exc, ResetError):
+        if where:
+            message = f"{str(exc).rstrip('.')}; {where}."
+            raise ResetError(message, returncode=exc.returncode) from exc
+    elif isinstance(exc, Exception):
+        raise ResetError(_database_error(exc, where or "nothing was changed")) from exc
 
 
 def _migrations_line(applied: AppliedPlan, seconds: float) -> str:
@@ -321,7 +459,7 @@ def _rebuild(
     timings = dict(db.timings)
     if "migrations" in result.timings:
         timings["migrations"] = result.timings["migrations"]
-    post_reset.send(sender=ResetPlan, alias=alias, plan=plan, timings=timings)
+    post_reset.send(sender=ResetPlan, alias=alias, plan=plan, timings=timings, snapshot=None)
     return db
 
 
@@ -343,6 +481,13 @@ def dry_run_lines(plan: ResetPlan) -> list[str]:
     lines = [f"{COMMAND} would do this (dry run, nothing is changed):"]
     for target in plan.targets:
         lines += target.lines()
+        if plan.restoring:
+            assert plan.snapshot is not None
+            lines.append(f"SQL on the maintenance database, for {target.database!r}:")
+            lines += [
+                f"  {statement};" for statement in snapshots.planned_statements(plan.snapshot)
+            ]
+            continue
         lines.append(f"SQL for database {target.database!r} (alias {target.alias!r}):")
         lines.append("  BEGIN;")
         lines += [f"  {statement};" for statement in planned_statements(target.alias, plan.schemas)]

@@ -29,7 +29,7 @@ DEFAULT_ACL_OBJECT_TYPES = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "
 PRIVILEGES = frozenset(
     {
         "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER",
-        "EXECUTE", "USAGE", "CREATE", "MAINTAIN",
+        "EXECUTE", "USAGE", "CREATE", "MAINTAIN", "CONNECT", "TEMPORARY",
     }
 )  # fmt: skip
 
@@ -499,3 +499,295 @@ def copy_rows(
     ):
         for row in rows:
             copy.write_row(row)
+
+
+# Databases ------------------------------------------------------------------
+# Snapshots and swaps work on whole databases, from a session on the maintenance database
+# (``postgres``): a database cannot be created from, renamed or dropped while anyone,
+# this process included, is connected to it.
+
+
+@dataclass(frozen=True)
+class DatabaseProperties:
+    """What belongs to a database itself rather than to its contents: a copy made with
+    ``CREATE DATABASE ... TEMPLATE`` has the contents, these must be carried over."""
+
+    owner: str
+    encoding: str
+    collate: str
+    ctype: str
+    tablespace: str
+    connection_limit: int
+    acl: tuple[str, ...] | None  # None is the default ACL
+    acl_items: tuple[AclItem, ...]
+    comment: str | None
+    settings: tuple[tuple[str | None, tuple[str, ...]], ...]  # (role or None, "name=value"s)
+
+    def comparable(self) -> tuple[Any, ...]:
+        acl = None if self.acl is None else sorted(self.acl)
+        return (
+            self.owner, self.encoding, self.collate, self.ctype, self.tablespace,
+            self.connection_limit, acl, self.comment, self.settings,
+        )  # fmt: skip
+
+
+def database_properties(cursor: Any, name: str) -> DatabaseProperties:
+    cursor.execute(
+        "SELECT d.oid, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), "
+        "d.datcollate, d.datctype, t.spcname, d.datconnlimit, d.datacl::text[], "
+        "shobj_description(d.oid, 'pg_database') "
+        "FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace "
+        "WHERE d.datname = %s",
+        [name],
+    )
+    oid, owner, encoding, collate, ctype, tablespace, limit, acl, comment = cursor.fetchone()
+    cursor.execute(
+        "SELECT pg_get_userbyid(a.grantor), "
+        "CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, "
+        "a.privilege_type, a.is_grantable "
+        "FROM pg_database d, aclexplode(d.datacl) WITH ORDINALITY "
+        "AS a(grantor, grantee, privilege_type, is_grantable, position) "
+        "WHERE d.oid = %s ORDER BY a.position",
+        [oid],
+    )
+    items = tuple(AclItem(*row) for row in cursor.fetchall())
+    cursor.execute(
+        "SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, "
+        "s.setconfig FROM pg_db_role_setting s WHERE s.setdatabase = %s ORDER BY 1 NULLS FIRST",
+        [oid],
+    )
+    settings = tuple((role, tuple(sorted(config))) for role, config in cursor.fetchall())
+    return DatabaseProperties(
+        owner, encoding, collate, ctype, tablespace, int(limit),
+        None if acl is None else tuple(acl), items, comment, settings,
+    )  # fmt: skip
+
+
+# Settings whose values PostgreSQL stores as a list of quoted identifiers.
+_QUOTED_LISTS = frozenset(
+    {"search_path", "temp_tablespaces", "session_preload_libraries", "local_preload_libraries"}
+)
+
+
+def _list_items(value: str) -> list[str]:
+    """The items of a stored list value (``"$user", public``), unquoted."""
+    items: list[str] = []
+    current, quoted, index = "", False, 0
+    while index < len(value):
+        char = value[index]
+        if char == '"':
+            if quoted and value[index + 1 : index + 2] == '"':
+                current += '"'
+                index += 1
+            else:
+                quoted = not quoted
+        elif char == "," and not quoted:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += char
+        index += 1
+    items.append(current.strip())
+    return items
+
+
+def database_setting_sql(database: str, role: str | None, config: str) -> sql.Composable:
+    """The statement that stores ``config`` (``name=value``, as pg_db_role_setting holds
+    it) for ``database`` (and ``role``) again."""
+    name, _, value = config.partition("=")
+    values: sql.Composable
+    if name in _QUOTED_LISTS:
+        values = sql.SQL(", ").join(sql.Literal(item) for item in _list_items(value))
+    else:
+        values = sql.Literal(value)
+    target = sql.SQL("DATABASE {}").format(sql.Identifier(database))
+    if role is not None:
+        target = sql.SQL("ROLE {} IN DATABASE {}").format(
+            sql.Identifier(role), sql.Identifier(database)
+        )
+    return sql.SQL("ALTER {} SET {} TO {}").format(target, sql.Identifier(name), values)
+
+
+def database_properties_sql(
+    database: str, wanted: DatabaseProperties, current_user: str
+) -> list[sql.Composable]:
+    """Give ``database`` (a copy just made, with the default ACL and no settings) the
+    connection limit, grants, comment and settings of ``wanted``."""
+    name = sql.Identifier(database)
+    statements: list[sql.Composable] = []
+    if wanted.connection_limit != -1:
+        statements.append(
+            sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(
+                name, sql.Literal(wanted.connection_limit)
+            )
+        )
+    if wanted.acl is not None:
+        on = sql.SQL("DATABASE {}").format(name)
+        statements.append(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(name))
+        statements.append(
+            sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(name, sql.Identifier(wanted.owner))
+        )
+        by_grantor: dict[str, list[AclItem]] = {}
+        for item in wanted.acl_items:
+            by_grantor.setdefault(item.grantor, []).append(item)
+        for grantor in sorted(by_grantor, key=lambda g: g != wanted.owner):
+            if grantor != current_user:
+                statements.append(sql.SQL("SET ROLE {}").format(sql.Identifier(grantor)))
+            statements += _grants(on, by_grantor[grantor])
+            if grantor != current_user:
+                statements.append(sql.SQL("RESET ROLE"))
+    if wanted.comment is not None:
+        statements.append(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(name, sql.Literal(wanted.comment))
+        )
+    for role, configs in wanted.settings:
+        statements += [database_setting_sql(database, role, config) for config in configs]
+    return statements
+
+
+def create_database_sql(
+    name: str, template: str, owner: str, *, server_version: int
+) -> sql.Composable:
+    statement = sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
+        sql.Identifier(name), sql.Identifier(template), sql.Identifier(owner)
+    )
+    if server_version >= 150000:
+        # Copying the files beats writing every page to the WAL (the 15+ default) by far
+        # for the databases a reset makes.
+        statement += sql.SQL(" STRATEGY FILE_COPY")
+    return statement
+
+
+def rename_database_sql(name: str, new_name: str) -> sql.Composable:
+    return sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+        sql.Identifier(name), sql.Identifier(new_name)
+    )
+
+
+def drop_database_sql(name: str) -> sql.Composable:
+    return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+
+
+def snapshot_marks_sql(name: str, comment: str) -> list[sql.Composable]:
+    """Nobody connects to a snapshot; its comment says what it is."""
+    return [
+        sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)),
+        sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(comment)),
+    ]
+
+
+def run_on(cursor: Any, statements: Sequence[sql.Composable]) -> None:
+    """Run ``statements`` on a cursor of the maintenance database."""
+    for statement in statements:
+        cursor.execute(statement.as_string(cursor.connection))
+
+
+def databases_like(cursor: Any, prefix: str) -> list[tuple[str, str | None, int]]:
+    """Name, comment and size of the databases whose name starts with ``prefix``."""
+    cursor.execute(
+        "SELECT datname, shobj_description(oid, 'pg_database'), pg_database_size(oid) "
+        "FROM pg_database WHERE starts_with(datname, %s) ORDER BY datname",
+        [prefix],
+    )
+    return [(name, comment, int(size)) for name, comment, size in cursor.fetchall()]
+
+
+def database_sessions(cursor: Any, name: str) -> list[Session]:
+    cursor.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM pg_stat_activity a "
+        "WHERE a.datname = %s AND a.pid <> pg_backend_pid() ORDER BY a.pid",
+        [name],
+    )
+    return [Session(*row) for row in cursor.fetchall()]
+
+
+def terminate_on(cursor: Any, pids: Sequence[int]) -> None:
+    for pid in pids:
+        cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+
+
+def lock_database_name(cursor: Any, name: str, seconds: float) -> None:
+    """Session lock on the maintenance database for work on database ``name``: one
+    snapshot or swap at a time per database. Waits at most ``seconds``."""
+    key = zlib.crc32(f"django_resetdb:{name}".encode()) & 0x7FFFFFFF
+    milliseconds = max(1, round(seconds * 1000))
+    cursor.execute("SELECT set_config('lock_timeout', %s, false)", [f"{milliseconds}ms"])
+    cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    server_version: int
+    current_user: str
+    superuser: bool
+    create_database: bool
+    owns_database: bool
+
+
+def capabilities(connection: BaseDatabaseWrapper) -> Capabilities:
+    (version, user, superuser, createdb, owner) = _rows(
+        connection,
+        "SELECT current_setting('server_version_num')::int, current_user, r.rolsuper, "
+        "r.rolcreatedb, pg_has_role(current_user, d.datdba, 'MEMBER') "
+        "FROM pg_roles r, pg_database d "
+        "WHERE r.rolname = current_user AND d.datname = current_database()",
+    )[0]
+    return Capabilities(int(version), user, bool(superuser), bool(createdb), bool(owner))
+
+
+def whole_database_context(
+    connection: BaseDatabaseWrapper, schemas: Sequence[str]
+) -> tuple[list[str], list[Any]]:
+    """What a copy of the whole database would bring back besides ``schemas``.
+
+    Returns what would be lost (objects outside ``schemas`` that are not members of an
+    extension, large objects, event triggers, publications, subscriptions) and what
+    must be equal for two copies to be interchangeable (the other schemas, extensions,
+    database-wide default privileges).
+    """
+    lost: list[str] = []
+    outside = _rows(
+        connection,
+        "SELECT n.nspname, count(*) FROM pg_namespace n JOIN ("
+        "  SELECT relnamespace AS ns, 'pg_class'::regclass AS cls, oid FROM pg_class"
+        "  UNION ALL SELECT pronamespace, 'pg_proc'::regclass, oid FROM pg_proc"
+        "  UNION ALL SELECT typnamespace, 'pg_type'::regclass, oid FROM pg_type"
+        ") o ON o.ns = n.oid "
+        "WHERE NOT (n.nspname = ANY(%s)) AND n.nspname NOT IN ('information_schema', 'pg_toast') "
+        "AND n.nspname NOT LIKE 'pg\\_%%' "
+        "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = o.cls AND d.objid = o.oid "
+        "  AND d.deptype = 'e') "
+        "AND NOT EXISTS (SELECT 1 FROM pg_type t WHERE o.cls = 'pg_type'::regclass "
+        "  AND t.oid = o.oid AND (t.typrelid <> 0 OR t.typelem <> 0)) "
+        "GROUP BY n.nspname ORDER BY 1",
+        [list(schemas)],
+    )
+    lost += [f"{count} object(s) in schema {name!r}" for name, count in outside]
+    (large, triggers, publications, subscriptions) = _rows(
+        connection,
+        "SELECT (SELECT count(*) FROM pg_largeobject_metadata), "
+        "(SELECT count(*) FROM pg_event_trigger), (SELECT count(*) FROM pg_publication), "
+        "(SELECT count(*) FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+        " WHERE d.datname = current_database())",
+    )[0]
+    for count, what in (
+        (large, "large object(s)"),
+        (triggers, "event trigger(s)"),
+        (publications, "publication(s)"),
+        (subscriptions, "subscription(s)"),
+    ):
+        if count:
+            lost.append(f"{count} {what}")
+    context = _rows(
+        connection,
+        "SELECT 'schema', n.nspname, pg_get_userbyid(n.nspowner), n.nspacl::text "
+        "FROM pg_namespace n WHERE NOT (n.nspname = ANY(%s)) "
+        "AND n.nspname NOT IN ('information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_%%' "
+        "UNION ALL SELECT 'extension', e.extname, e.extversion, n.nspname FROM pg_extension e "
+        "JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "UNION ALL SELECT 'default acl', pg_get_userbyid(d.defaclrole), d.defaclobjtype::text, "
+        "d.defaclacl::text FROM pg_default_acl d WHERE d.defaclnamespace = 0 "
+        "ORDER BY 1, 2, 3",
+        [list(schemas)],
+    )
+    return lost, [list(row) for row in context]

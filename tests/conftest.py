@@ -66,6 +66,17 @@ class ScratchDatabase:
             return conn.execute(query, params).fetchall()
 
 
+def snapshots_of(name: str) -> list[str]:
+    """The snapshot databases kept for database ``name``, read from the catalog."""
+    with connect("postgres") as admin:
+        rows = admin.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, 'resetdb_snap_') "
+            "AND (shobj_description(oid, 'pg_database')::jsonb ->> 'target') = %s ORDER BY 1",
+            [name],
+        ).fetchall()
+    return [snapshot for (snapshot,) in rows]
+
+
 def _scratch_db() -> Iterator[ScratchDatabase]:
     name = f"resetdb_t_{uuid.uuid4().hex[:12]}"
     with connect("postgres") as admin:
@@ -73,10 +84,8 @@ def _scratch_db() -> Iterator[ScratchDatabase]:
     try:
         yield ScratchDatabase(name)
     finally:
-        with connect("postgres") as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        for database in [name, *snapshots_of(name)]:
+            drop_database(database)
 
 
 @pytest.fixture

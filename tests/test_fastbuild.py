@@ -44,7 +44,9 @@ def rows(db):
 
 
 def reset_and_migrate(project: ProjectCopy, fast_db, plain_db, *flags: str):
-    reset = project.manage("resetdb", "--no-input", "--no-seed", *flags, url=fast_db.url())
+    reset = project.manage(
+        "resetdb", "--no-input", "--no-seed", "--no-snapshot", *flags, url=fast_db.url()
+    )
     assert reset.returncode == 0, reset.stderr
     plain = project.manage("migrate", "--no-input", url=plain_db.url())
     assert plain.returncode == 0, plain.stderr

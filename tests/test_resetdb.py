@@ -33,8 +33,12 @@ pytestmark = pytest.mark.skipif(
 
 SEEDS = ["testproject.seeds.create_sample_users", "volunteers", "catalog", "events", "sales"]
 
-# Hashing the sample users' passwords the real way takes seconds; not what is tested here.
-FAST_HASHER = 'PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]\n'
+# Hashing the sample users' passwords the real way takes seconds; not what is tested
+# here, nor is the snapshot cache (see test_snapshots.py): every run rebuilds.
+FAST_SETTINGS = (
+    'PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]\n'
+    'DJANGO_RESETDB["SNAPSHOTS"] = 0\n'
+)
 
 CATALOG_0002 = "testproject/catalog/migrations/0002_category_name_index.py"
 CONCURRENT_INDEX = """\
@@ -97,7 +101,7 @@ def status(backup: Path) -> str:
 
 def prepare(project: ProjectCopy) -> ProjectCopy:
     baseline(project)
-    project.append("testproject/settings.py", FAST_HASHER)
+    project.append("testproject/settings.py", FAST_SETTINGS)
     shutil.copy(Path(__file__).with_name("fault_runner.py"), project.path("faults.py"))
     return project
 

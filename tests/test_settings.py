@@ -19,6 +19,7 @@ def test_defaults(settings):
         lock_timeout=5.0,
         backup_dir=Path(settings.BASE_DIR) / ".resetdb" / "backups",
         fast_build=True,
+        snapshots=3,
     )
     assert DEFAULT_HOSTS == ("", "localhost", "127.0.0.1", "::1", "/*")
 

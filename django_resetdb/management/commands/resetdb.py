@@ -5,7 +5,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from django_resetdb import pipeline
+from django_resetdb import guard, pipeline, snapshots
 from django_resetdb.management.base import ResetCommand
 
 
@@ -42,6 +42,21 @@ class Command(ResetCommand):
         )
         parser.add_argument("--no-seed", action="store_true", help="Do not run SEEDS.")
         parser.add_argument(
+            "--no-snapshot",
+            action="store_true",
+            help="Neither restore a snapshot nor keep one: rebuild, as if the cache were off.",
+        )
+        parser.add_argument(
+            "--list-snapshots",
+            action="store_true",
+            help="List the snapshots kept for the database, and change nothing.",
+        )
+        parser.add_argument(
+            "--drop-snapshots",
+            action="store_true",
+            help="Drop every snapshot kept for the database, and change nothing else.",
+        )
+        parser.add_argument(
             "--dry-run",
             action="store_true",
             help="Show the targets and the plan, change nothing.",
@@ -54,13 +69,20 @@ class Command(ResetCommand):
         interactive: bool,
         keep_migrations: bool,
         no_seed: bool,
+        no_snapshot: bool,
+        list_snapshots: bool,
+        drop_snapshots: bool,
         dry_run: bool,
         terminate_blockers: bool,
         verbosity: int,
         **options: Any,
     ) -> None:
+        aliases = databases or [DEFAULT_DB_ALIAS]
+        if list_snapshots or drop_snapshots:
+            self._snapshots(aliases, drop=drop_snapshots)
+            return
         plan = pipeline.plan_reset(
-            databases or [DEFAULT_DB_ALIAS], keep_migrations=keep_migrations, seed=not no_seed
+            aliases, keep_migrations=keep_migrations, seed=not no_seed, snapshot=not no_snapshot
         )
         if dry_run:
             for line in pipeline.dry_run_lines(plan):
@@ -76,3 +98,25 @@ class Command(ResetCommand):
         )
         if verbosity >= 1:
             self.stdout.write(self.style.SUCCESS(result.summary()))
+
+    def _snapshots(self, aliases: list[str], *, drop: bool) -> None:
+        for alias in aliases:
+            if drop:
+                target = guard.check(alias, "resetdb --drop-snapshots")
+                found = snapshots.listed(alias, target.database)
+                for snapshot in found:
+                    snapshots.drop(alias, snapshot.name)
+                self.stdout.write(
+                    f"Dropped {len(found)} snapshot(s) of database {target.database!r} "
+                    f"(alias {alias!r})."
+                )
+                continue
+            database = str(connections[alias].settings_dict["NAME"])
+            found = snapshots.listed(alias, database)
+            for snapshot in found:
+                self.stdout.write(f"  {snapshot.describe()}")
+            size = sum(s.size for s in found) / 2**20
+            self.stdout.write(
+                f"{len(found)} snapshot(s) of database {database!r} (alias {alias!r}), "
+                f"{size:.0f} MB in all."
+            )

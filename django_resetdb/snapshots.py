@@ -1,0 +1,430 @@
+"""Snapshots: a template database kept after a reset, restored by the next reset whose
+inputs are the same.
+
+A snapshot is a copy of the whole database, named after a fingerprint of everything that
+decides what a reset leaves: migration files, seeds (fixture files, the modules of
+callables), the settings that matter, Django's, PostgreSQL's and this package's versions,
+and the database around the reset schemas (the schemas' owners and grants, extensions,
+other schemas). A restore copies it into a new database (``CREATE DATABASE ... TEMPLATE``),
+gives the copy the target's owner, grants, comment and settings, checks them, then swaps
+the two names in one transaction and drops the old database: until the swap the target is
+untouched, after it the target is the copy.
+
+A copy of the whole database would also bring back, or lose, what lives outside the reset
+schemas; so the cache is only used when nothing is there but extensions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import inspect
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import django
+from django.conf import settings
+from django.db import connections
+from django.db.migrations.loader import MigrationLoader
+
+from django_resetdb import __version__, guard, postgres, seeding
+from django_resetdb.conf import SETTING_NAME, get_settings, project_root, user_settings
+from django_resetdb.exceptions import ResetError
+from django_resetdb.migrations_reset import MigrationPlan, normalized
+
+PREFIX = "resetdb_snap_"
+SWAP = "resetdb_swap_"
+
+# Settings that change what a reset leaves in the database.
+SETTINGS = (
+    "INSTALLED_APPS", "DATABASE_ROUTERS", "AUTH_USER_MODEL", "MIGRATION_MODULES",
+    "DEFAULT_AUTO_FIELD", "USE_TZ", "TIME_ZONE", "LANGUAGE_CODE", "PASSWORD_HASHERS",
+    "FIXTURE_DIRS", "SERIALIZATION_MODULES",
+)  # fmt: skip
+# Keys of DJANGO_RESETDB that change nothing in the result.
+NEUTRAL_KEYS = frozenset({"ENABLED", "HOSTS", "LOCK_TIMEOUT", "BACKUP_DIR", "SNAPSHOTS"})
+
+
+class NotRestorable(Exception):
+    """The snapshot cannot be used this time; the reset goes the normal way."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    name: str
+    target: str
+    fingerprint: str
+    created: str
+    tables: int
+    rows: int
+    size: int
+
+    @classmethod
+    def parse(cls, name: str, comment: str | None, size: int) -> Snapshot | None:
+        try:
+            data = json.loads(comment or "")
+            return cls(
+                name,
+                str(data["target"]),
+                str(data["fingerprint"]),
+                str(data["created"]),
+                int(data["tables"]),
+                int(data["rows"]),
+                size,
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}  {self.created[:19].replace('T', ' ')}  {self.size / 2**20:.0f} MB  "
+            f"{self.tables} table(s), {self.rows} row(s) seeded"
+        )
+
+
+@dataclass
+class SnapshotPlan:
+    alias: str
+    target: str
+    fingerprint: str
+    existing: Snapshot | None
+    unusable: str = ""  # why the cache is off this time, or ""
+
+    @property
+    def name(self) -> str:
+        return snapshot_name(self.target, self.fingerprint)
+
+
+def snapshot_name(target: str, fingerprint: str) -> str:
+    digest = hashlib.sha256(f"{target}\0{fingerprint}".encode()).hexdigest()
+    return f"{PREFIX}{digest[:24]}"
+
+
+def _swap_names(target: str) -> tuple[str, str]:
+    digest = hashlib.sha256(target.encode()).hexdigest()[:20]
+    return f"{SWAP}new_{digest}", f"{SWAP}old_{digest}"
+
+
+@contextlib.contextmanager
+def maintenance_cursor(alias: str) -> Iterator[Any]:
+    """A cursor on the server's maintenance database, in autocommit, as Django opens it
+    to create test databases."""
+    with connections[alias]._nodb_cursor() as cursor:
+        yield cursor
+
+
+def _sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _where(path: str | Path) -> str:
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(project_root()).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
+def _migration_sources(plan: MigrationPlan | None) -> list[tuple[str, str]]:
+    """(migration, sha256 of its text without the header) for every migration the
+    reset applies, the planned files in place of those they replace."""
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    changed = {app.label for app in plan.changed} if plan is not None else set()
+    sources = {}
+    for (label, name), migration in loader.disk_migrations.items():
+        if label not in changed:
+            module = sys.modules[type(migration).__module__]
+            text = Path(module.__file__ or "").read_text(encoding="utf-8")
+            sources[f"{label}.{name}"] = hashlib.sha256(normalized(text).encode()).hexdigest()
+    for app in plan.changed if plan is not None else []:
+        for new in app.new_files:
+            digest = hashlib.sha256(normalized(new.text).encode()).hexdigest()
+            sources[f"{app.label}.{new.path.stem}"] = digest
+    return sorted(sources.items())
+
+
+def _seed_sources(seeds: Sequence[seeding.Seed] | None) -> list[Any]:
+    if seeds is None:
+        return ["--no-seed"]
+    described: list[Any] = []
+    for seed in seeds:
+        if seed.function is None:
+            described.append([seed.entry, [[_where(f), _sha256(f)] for f in seed.files]])
+        else:
+            module = inspect.getmodule(seed.function)
+            source = getattr(module, "__file__", None)
+            described.append(
+                [seed.entry, _where(source) if source else "", _sha256(source) if source else ""]
+            )
+    return described
+
+
+def _settings() -> dict[str, Any]:
+    values = {name: getattr(settings, name, None) for name in SETTINGS}
+    raw = user_settings()
+    values[SETTING_NAME] = {
+        key: value
+        for key, value in (raw if isinstance(raw, dict) else {}).items()
+        if key not in NEUTRAL_KEYS
+    }
+    return values
+
+
+def fingerprint(
+    alias: str,
+    target: guard.Target,
+    context: list[Any],
+    migrations: MigrationPlan | None,
+    seeds: Sequence[seeding.Seed] | None,
+) -> str:
+    connection = connections[alias]
+    abilities = postgres.capabilities(connection)
+    states = [state.comparable() for state in postgres.schema_states(connection, target.schemas)]
+    inputs = {
+        "format": 1,
+        "versions": [__version__, django.get_version(), abilities.server_version],
+        "database": [target.database, target.user, list(target.schemas), states, context],
+        "settings": _settings(),
+        "migrations": _migration_sources(migrations),
+        "seeds": _seed_sources(seeds),
+    }
+    text = json.dumps(inputs, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def plan_snapshot(
+    target: guard.Target,
+    migrations: MigrationPlan | None,
+    seeds: Sequence[seeding.Seed] | None,
+    *,
+    several: bool,
+) -> SnapshotPlan | None:
+    """Whether a snapshot can be restored or kept for ``target``; None when the cache is
+    off (``SNAPSHOTS = 0``)."""
+    if get_settings().snapshots == 0:
+        return None
+    alias = target.alias
+    plan = SnapshotPlan(alias, target.database, "", None)
+    abilities = postgres.capabilities(connections[alias])
+    if several:
+        plan.unusable = "not used when several databases are reset together"
+    elif not (abilities.superuser or abilities.create_database):
+        plan.unusable = f"role {abilities.current_user!r} cannot create databases (CREATEDB)"
+    elif not (abilities.superuser or abilities.owns_database):
+        plan.unusable = f"role {abilities.current_user!r} does not own database {target.database!r}"
+    else:
+        refresh(plan, target, migrations, seeds)
+        if not plan.unusable:
+            plan.existing = find(alias, target.database, plan.fingerprint)
+    return plan
+
+
+def refresh(
+    plan: SnapshotPlan,
+    target: guard.Target,
+    migrations: MigrationPlan | None,
+    seeds: Sequence[seeding.Seed] | None,
+) -> None:
+    """Work out the fingerprint from the database as it is now.
+
+    Before a reset it is the key to look for; after a rebuild, the key the snapshot is
+    kept under. They differ when the reset itself changes the database around the
+    schemas (its first run creates the extensions the migrations ask for): a snapshot is
+    found by the next reset of a database that looks like the one it was taken of.
+    """
+    lost, context = postgres.whole_database_context(connections[plan.alias], target.schemas)
+    plan.fingerprint = fingerprint(plan.alias, target, context, migrations, seeds)
+    plan.existing = None
+    if lost:
+        plan.unusable = (
+            f"a copy of the whole database would also bring back {', '.join(lost)} outside "
+            f"{SETTING_NAME}['SCHEMAS']"
+        )
+
+
+def listed(alias: str, target: str | None = None) -> list[Snapshot]:
+    """The snapshots on ``alias``'s server (of database ``target``), oldest first."""
+    with maintenance_cursor(alias) as cursor:
+        rows = postgres.databases_like(cursor, PREFIX)
+    found = [Snapshot.parse(name, comment, size) for name, comment, size in rows]
+    return sorted(
+        (s for s in found if s is not None and (target is None or s.target == target)),
+        key=lambda s: (s.created, s.name),
+    )
+
+
+def find(alias: str, target: str, fingerprint: str) -> Snapshot | None:
+    name = snapshot_name(target, fingerprint)
+    return next(
+        (s for s in listed(alias, target) if s.name == name and s.fingerprint == fingerprint),
+        None,
+    )
+
+
+def _new_connection_to(alias: str, database: str) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def connected() -> Iterator[None]:
+        # As Django's test runner points a connection at the test database.
+        connection = connections[alias]
+        connection.close()
+        original = connection.settings_dict["NAME"]
+        connection.settings_dict["NAME"] = database
+        try:
+            yield
+        finally:
+            connection.close()
+            connection.settings_dict["NAME"] = original
+
+    return connected()
+
+
+def restore(
+    plan: SnapshotPlan,
+    *,
+    terminate_blockers: bool,
+    log: Callable[[str, int], None],
+    inside: Callable[[], None] = lambda: None,
+) -> float:
+    """Replace the target database with a copy of the snapshot; return the seconds.
+
+    ``inside`` runs connected to the copy, in a transaction, before the swap (the
+    post_reset signal). Raises :class:`NotRestorable` when the target cannot be swapped
+    this time (sessions connected), with nothing changed.
+    """
+    assert plan.existing is not None
+    started = time.monotonic()
+    alias, target = plan.alias, plan.target
+    new, old = _swap_names(target)
+    conf = get_settings()
+    connections[alias].close()
+    with maintenance_cursor(alias) as cursor:
+        postgres.lock_database_name(cursor, target, conf.lock_timeout)
+        # Left by a run that was killed half-way: only ours use these names.
+        postgres.run_on(cursor, [postgres.drop_database_sql(new), postgres.drop_database_sql(old)])
+        others = postgres.database_sessions(cursor, target)
+        if others and not terminate_blockers:
+            listed_sessions = "; ".join(s.describe() for s in others)
+            raise NotRestorable(
+                f"{len(others)} other session(s) connected to {target!r} ({listed_sessions}); "
+                "--terminate-blockers ends them"
+            )
+        wanted = postgres.database_properties(cursor, target)
+        version = cursor.connection.info.server_version
+        cursor.execute("SELECT current_user")
+        (current_user,) = cursor.fetchone()
+        postgres.run_on(
+            cursor,
+            [
+                postgres.create_database_sql(
+                    new, plan.existing.name, wanted.owner, server_version=version
+                )
+            ],
+        )
+        try:
+            postgres.run_on(cursor, postgres.database_properties_sql(new, wanted, current_user))
+            copied = postgres.database_properties(cursor, new)
+            if copied.comparable() != wanted.comparable():
+                raise NotRestorable(
+                    f"the copy's properties could not be made equal to {target!r}'s "
+                    f"({copied.comparable()!r} != {wanted.comparable()!r})"
+                )
+            with _new_connection_to(alias, new):
+                inside()
+            cursor.execute("BEGIN")
+            try:
+                if terminate_blockers:
+                    pids = [s.pid for s in postgres.database_sessions(cursor, target)]
+                    if pids:
+                        log(f"  terminating sessions: {', '.join(map(str, pids))}", 1)
+                        postgres.terminate_on(cursor, pids)
+                swap = [
+                    postgres.rename_database_sql(target, old),
+                    postgres.rename_database_sql(new, target),
+                ]
+                postgres.run_on(cursor, swap)
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+        except BaseException:
+            postgres.run_on(cursor, [postgres.drop_database_sql(new)])
+            raise
+        try:
+            postgres.run_on(cursor, [postgres.drop_database_sql(old)])
+        except Exception as exc:
+            log(f"  could not drop the replaced database {old!r} ({exc}); drop it by hand", 0)
+    return time.monotonic() - started
+
+
+def keep(
+    plan: SnapshotPlan, *, tables: int, rows: int, log: Callable[[str, int], None]
+) -> tuple[float, list[str]]:
+    """Copy the target database, just reset, into a snapshot; drop the oldest beyond
+    ``SNAPSHOTS``. Returns the seconds and the names dropped. Raises :class:`ResetError`
+    when the copy cannot be made (the reset itself is done)."""
+    started = time.monotonic()
+    alias, target = plan.alias, plan.target
+    connections[alias].close()
+    comment = json.dumps(
+        {
+            "django_resetdb": __version__,
+            "target": target,
+            "fingerprint": plan.fingerprint,
+            "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "tables": tables,
+            "rows": rows,
+        }
+    )
+    dropped: list[str] = []
+    with maintenance_cursor(alias) as cursor:
+        postgres.lock_database_name(cursor, target, get_settings().lock_timeout)
+        version = cursor.connection.info.server_version
+        cursor.execute("SELECT current_user")
+        (current_user,) = cursor.fetchone()
+        try:
+            copy = postgres.create_database_sql(
+                plan.name, target, current_user, server_version=version
+            )
+            postgres.run_on(cursor, [postgres.drop_database_sql(plan.name), copy])
+        except Exception as exc:
+            raise ResetError(" ".join(str(exc).split())) from exc
+        postgres.run_on(cursor, postgres.snapshot_marks_sql(plan.name, comment))
+    kept = listed(alias, target)
+    for snapshot in kept[: max(0, len(kept) - get_settings().snapshots)]:
+        drop(alias, snapshot.name)
+        dropped.append(snapshot.name)
+    return time.monotonic() - started, dropped
+
+
+def drop(alias: str, name: str) -> None:
+    if not name.startswith(PREFIX):
+        raise ResetError(f"{name!r} is not a snapshot of django_resetdb.")
+    with maintenance_cursor(alias) as cursor:
+        postgres.run_on(cursor, [postgres.drop_database_sql(name)])
+
+
+def planned_statements(plan: SnapshotPlan) -> list[str]:
+    """The statements a restore would send (for ``--dry-run``), as text."""
+    assert plan.existing is not None
+    new, old = _swap_names(plan.target)
+    with maintenance_cursor(plan.alias) as cursor:
+        wanted = postgres.database_properties(cursor, plan.target)
+        version = cursor.connection.info.server_version
+        cursor.execute("SELECT current_user")
+        (current_user,) = cursor.fetchone()
+        statements = [
+            postgres.create_database_sql(
+                new, plan.existing.name, wanted.owner, server_version=version
+            ),
+            *postgres.database_properties_sql(new, wanted, current_user),
+            postgres.rename_database_sql(plan.target, old),
+            postgres.rename_database_sql(new, plan.target),
+            postgres.drop_database_sql(old),
+        ]
+        return [s.as_string(cursor.connection) for s in statements]

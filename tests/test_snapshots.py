@@ -1,0 +1,304 @@
+"""The snapshot cache: kept after a rebuild, restored when nothing that decides the result
+changed, with the database's own properties carried over; all or nothing; off when it
+cannot be shown safe. Checked through the catalogs (the database's OID tells a restore
+from a rebuild) and the rows."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from bench.synthetic import Shape, generate
+from tests.conftest import (
+    ProjectCopy,
+    available_extensions,
+    connect,
+    database_state,
+    snapshots_of,
+)
+from tests.test_resetmigrations import add_nickname, baseline
+
+pytestmark = pytest.mark.skipif(
+    "vector" not in available_extensions(),
+    reason="the demo's catalog app needs the pgvector extension on the server",
+)
+
+FAST_HASHER = 'PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]\n'
+
+
+def database_oid(name: str) -> int:
+    with connect("postgres") as admin:
+        row = admin.execute("SELECT oid FROM pg_database WHERE datname = %s", [name]).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def leftovers() -> list[str]:
+    with connect("postgres") as admin:
+        rows = admin.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, 'resetdb_swap_')"
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+def properties(db) -> list[object]:
+    """The database's own properties, which a copy does not carry: read from pg_database."""
+    with connect("postgres") as admin:
+        row = admin.execute(
+            "SELECT pg_get_userbyid(datdba), datconnlimit, datacl::text[], "
+            "shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            [db.name],
+        ).fetchone()
+        settings = admin.execute(
+            "SELECT coalesce(pg_get_userbyid(nullif(s.setrole, 0)), ''), s.setconfig "
+            "FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+            "WHERE d.datname = %s ORDER BY 1",
+            [db.name],
+        ).fetchall()
+    return [row, settings]
+
+
+@pytest.fixture
+def cached(project: ProjectCopy, scratch_db):
+    """A copy of the demo whose database was rebuilt once, a snapshot kept."""
+    baseline(project)
+    project.append("testproject/settings.py", FAST_HASHER)
+    shutil.copy(Path(__file__).with_name("fault_runner.py"), project.path("faults.py"))
+    result = project.manage("resetdb", "--no-input", url=scratch_db.url())
+    assert result.returncode == 0, result.stderr
+    (kept,) = snapshots_of(scratch_db.name)
+    assert f"  snapshot    kept {kept} in " in result.stdout
+    project.kept = kept  # type: ignore[attr-defined]
+    project.state = database_state(scratch_db)  # type: ignore[attr-defined]
+    with scratch_db.connect() as conn:
+        conn.execute("INSERT INTO catalog_category (name, slug) VALUES ('Maps', 'maps')")
+    return project
+
+
+def test_an_unchanged_project_restores_its_snapshot(cached, scratch_db):
+    oid = database_oid(scratch_db.name)
+
+    result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[2].startswith(f"  snapshot    restored {cached.kept} (kept ")
+    assert lines[-1].startswith(
+        f"Rebuilt database {scratch_db.name!r} (alias 'default') from its snapshot: 18 "
+        "table(s), 31 row(s) seeded in "
+    )
+    # A new database (the copy) under the old name, with what the rebuild left.
+    assert database_oid(scratch_db.name) != oid
+    assert database_state(scratch_db) == cached.state
+    assert snapshots_of(scratch_db.name) == [cached.kept]
+    assert leftovers() == []
+
+
+def test_the_database_keeps_its_owner_grants_comment_and_settings(cached, scratch_db, scratch_role):
+    name = sql.Identifier(scratch_db.name)
+    role = sql.Identifier(scratch_role)
+    with connect("postgres") as admin:
+        for statement in (
+            "ALTER DATABASE {db} OWNER TO {role}",
+            "ALTER DATABASE {db} CONNECTION LIMIT 42",
+            "REVOKE ALL ON DATABASE {db} FROM PUBLIC",
+            "GRANT CONNECT ON DATABASE {db} TO {role} WITH GRANT OPTION",
+            "COMMENT ON DATABASE {db} IS 'the heritage site'",
+            'ALTER DATABASE {db} SET search_path TO "$user", public, "Odd ""name"""',
+            "ALTER DATABASE {db} SET work_mem TO '8MB'",
+            "ALTER ROLE {role} IN DATABASE {db} SET statement_timeout TO '5s'",
+        ):
+            admin.execute(sql.SQL(statement).format(db=name, role=role))
+    before = properties(scratch_db)
+
+    result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert "  snapshot    restored " in result.stdout
+    assert properties(scratch_db) == before
+
+
+def test_a_model_change_rebuilds_and_keeps_a_new_snapshot(cached, scratch_db):
+    cached.append("testproject/settings.py", 'DJANGO_RESETDB["SNAPSHOTS"] = 1\n')
+    add_nickname(cached)
+
+    result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert "  schema      dropped 18 table(s) of public" in result.stdout
+    (kept,) = snapshots_of(scratch_db.name)
+    assert kept != cached.kept
+    assert f"  snapshot    kept {kept} in " in result.stdout
+    assert result.stdout.splitlines()[-2].endswith("; dropped 1 older")
+
+
+def test_going_back_to_earlier_models_restores_their_snapshot(cached, scratch_db):
+    models = cached.path("testproject/account/models.py")
+    original = models.read_text()
+    add_nickname(cached)
+    changed = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+    assert changed.returncode == 0, changed.stderr
+    models.write_text(original)
+
+    result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert "  migrations  regenerated account (1 file(s)) in " in result.stdout
+    assert f"  snapshot    restored {cached.kept} (kept " in result.stdout
+    assert database_state(scratch_db) == cached.state
+
+
+def test_no_snapshot_rebuilds_and_keeps_nothing(cached, scratch_db):
+    result = cached.manage("resetdb", "--no-input", "--no-snapshot", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert "  schema      dropped 18 table(s) of public" in result.stdout
+    assert "snapshot" not in result.stdout
+    assert snapshots_of(scratch_db.name) == [cached.kept]
+
+
+def test_list_and_drop_snapshots(cached, scratch_db):
+    listed = cached.manage("resetdb", "--list-snapshots", url=scratch_db.url())
+
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].startswith(f"  {cached.kept}  ")
+    assert lines[0].endswith("  18 table(s), 31 row(s) seeded")
+    assert lines[1].startswith(f"1 snapshot(s) of database {scratch_db.name!r} (alias 'default'), ")
+
+    dropped = cached.manage("resetdb", "--drop-snapshots", url=scratch_db.url())
+
+    assert dropped.returncode == 0, dropped.stderr
+    assert dropped.stdout == (
+        f"Dropped 1 snapshot(s) of database {scratch_db.name!r} (alias 'default').\n"
+    )
+    assert snapshots_of(scratch_db.name) == []
+    assert scratch_db.query("SELECT count(*) FROM catalog_category WHERE slug = 'maps'") == [(1,)]
+
+
+def test_dry_run_shows_the_restore_and_changes_nothing(cached, scratch_db):
+    oid = database_oid(scratch_db.name)
+    before = database_state(scratch_db)
+
+    result = cached.manage("resetdb", "--dry-run", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"  snapshot    restore {cached.kept} (kept " in "\n".join(lines)
+    statements = [line for line in lines if line.startswith(("  CREATE DATABASE", "  ALTER"))]
+    assert statements[0].startswith('  CREATE DATABASE "resetdb_swap_new_')
+    assert f'TEMPLATE "{cached.kept}"' in statements[0]
+    assert f'  ALTER DATABASE "{scratch_db.name}" RENAME TO "resetdb_swap_old_' in statements[1]
+    assert (database_oid(scratch_db.name), database_state(scratch_db)) == (oid, before)
+    assert leftovers() == []
+
+
+def test_another_session_means_a_rebuild_unless_told_to_end_it(cached, scratch_db):
+    other = scratch_db.connect(application_name="psql")
+    pid = other.info.backend_pid
+    try:
+        result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+        assert result.returncode == 0, result.stderr
+        assert (
+            f"  snapshot    not used: 1 other session(s) connected to {scratch_db.name!r} "
+            f"(pid {pid} (user "
+        ) in result.stdout
+        assert "  schema      dropped 18 table(s) of public" in result.stdout
+        assert other.execute("SELECT 1").fetchone() == (1,)
+
+        ended = cached.manage("resetdb", "--no-input", "--terminate-blockers", url=scratch_db.url())
+    finally:
+        with contextlib.suppress(Exception):
+            other.close()
+
+    assert ended.returncode == 0, ended.stderr
+    assert f"    terminating sessions: {pid}" in ended.stdout
+    assert "  snapshot    restored " in ended.stdout
+
+
+@pytest.mark.parametrize("kind", ["error", "interrupt"])
+def test_a_failure_before_the_swap_changes_nothing(cached, scratch_db, kind):
+    oid = database_oid(scratch_db.name)
+    before = database_state(scratch_db)
+
+    result = cached.python(
+        "faults.py", "resetdb", "--no-input",
+        url=scratch_db.url(), env={"RESETDB_FAULT": f"post_reset:{kind}"},
+    )  # fmt: skip
+
+    assert result.returncode == (130 if kind == "interrupt" else 1), result.stderr
+    assert (database_oid(scratch_db.name), database_state(scratch_db)) == (oid, before)
+    assert leftovers() == []
+    assert snapshots_of(scratch_db.name) == [cached.kept]
+
+
+def test_killed_before_the_swap_changes_nothing_and_the_next_run_cleans_up(cached, scratch_db):
+    oid = database_oid(scratch_db.name)
+    before = database_state(scratch_db)
+    process = cached.start(
+        "faults.py", "resetdb", "--no-input",
+        url=scratch_db.url(), env={"RESETDB_FAULT": "post_reset:pause"},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.strip() == "PAUSED":
+                break
+        assert len(leftovers()) == 1
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+
+    assert (database_oid(scratch_db.name), database_state(scratch_db)) == (oid, before)
+
+    again = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert again.returncode == 0, again.stderr
+    assert "  snapshot    restored " in again.stdout
+    assert leftovers() == []
+    assert database_state(scratch_db) == cached.state
+
+
+def test_objects_outside_the_schemas_turn_the_cache_off(cached, scratch_db):
+    with scratch_db.connect() as conn:
+        conn.execute("CREATE SCHEMA reporting")
+        conn.execute("CREATE TABLE reporting.visits (n int)")
+        conn.execute("INSERT INTO reporting.visits VALUES (7)")
+
+    result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        "  snapshot    not used: a copy of the whole database would also bring back 1 "
+        "object(s) in schema 'reporting' outside DJANGO_RESETDB['SCHEMAS']"
+    ) in result.stdout.splitlines()
+    assert scratch_db.query("SELECT n FROM reporting.visits") == [(7,)]
+    assert snapshots_of(scratch_db.name) == [cached.kept]
+
+
+def test_a_role_that_cannot_create_databases_rebuilds(tmp_path, scratch_db, scratch_role):
+    # A project without extensions, so that a plain role can rebuild it.
+    generate(tmp_path / "synthetic", Shape(apps=2, models=3, rows=2))
+    with connect("postgres") as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(scratch_db.name), sql.Identifier(scratch_role)
+            )
+        )
+    project = ProjectCopy(
+        tmp_path / "synthetic", scratch_db.url(user=scratch_role), settings="synth.settings"
+    )
+
+    result = project.manage("resetdb", "--no-input")
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"  snapshot    not used: role {scratch_role!r} cannot create databases (CREATEDB)"
+    ) in result.stdout.splitlines()
+    assert snapshots_of(scratch_db.name) == []
