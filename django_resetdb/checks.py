@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.db import connections
 
-from django_resetdb.conf import DEFAULTS, SETTING_NAME, user_settings
+from django_resetdb.conf import DEFAULTS, SETTING_NAME, STRATEGIES, user_settings
 from django_resetdb.identifiers import schema_name_problem
 
 
@@ -35,6 +35,7 @@ _TYPES: dict[str, tuple[Any, str]] = {
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
         "a number of snapshots to keep (0 turns the cache off)",
     ),
+    "STRATEGY": (lambda v: v in STRATEGIES, f"one of {', '.join(map(repr, STRATEGIES))}"),
     "BACKUP_DIR": (
         lambda v: v is None or (isinstance(v, (str, PurePath)) and str(v) != ""),
         "None or a folder path",

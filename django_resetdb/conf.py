@@ -29,7 +29,11 @@ DEFAULTS: dict[str, Any] = {
     "BACKUP_DIR": None,
     "FAST_BUILD": True,
     "SNAPSHOTS": 3,
+    "STRATEGY": "auto",
 }
+
+# Where a reset builds: "auto" decides by the locks a reset in place would take.
+STRATEGIES = ("auto", "in-place", "new-database")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class ResetDBSettings:
     backup_dir: Path
     fast_build: bool
     snapshots: int
+    strategy: str
 
 
 def project_root() -> Path:
@@ -81,6 +86,7 @@ def get_settings() -> ResetDBSettings:
         ),
         fast_build=bool(merged["FAST_BUILD"]),
         snapshots=int(merged["SNAPSHOTS"]),
+        strategy=str(merged["STRATEGY"]),
     )
 
 

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connections, transaction
+from django.apps import apps
+from django.db import connections, router, transaction
 
 from django_resetdb import backups, guard, migrating, postgres, seeding, snapshots
 from django_resetdb.conf import get_settings
@@ -52,6 +53,8 @@ class ResetPlan:
     migrations: MigrationPlan | None  # None: --keep-migrations
     seeds: dict[str, list[seeding.Seed]] | None  # per alias; None: --no-seed
     snapshot: snapshots.SnapshotPlan | None = None  # None: the cache is off
+    swap: snapshots.SwapPlan | None = None  # set: build in a new database and swap it in
+    lock_warning: str = ""  # an in-place reset may run out of locks, and why
 
     @property
     def restoring(self) -> bool:
@@ -87,6 +90,12 @@ class ResetPlan:
                 f"{snapshot.existing.created[:19].replace('T', ' ')}) instead of rebuilding"
             )
             return lines
+        if self.swap is not None:
+            lines.append(
+                f"  database    build in a new database, then swap it in: {self.swap.reason}"
+            )
+        elif self.lock_warning:
+            lines.append(f"  database    in place, though {self.lock_warning}")
         lines.append(f"  schemas     drop and recreate {', '.join(self.schemas)}")
         lines.append("  migrate     apply every migration")
         if self.seeds is None:
@@ -167,6 +176,9 @@ def plan_reset(
     if seed:
         entries = seeding.configured_seeds()
         seeds = {alias: seeding.resolve_seeds(entries, database=alias) for alias in aliases}
+    swap, lock_warning = None, ""
+    if len(targets) == 1:
+        swap, lock_warning = snapshots.plan_swap(targets[0], models=_models_on(aliases[0]))
     cache = None
     if snapshot:
         cache = snapshots.plan_snapshot(
@@ -175,7 +187,20 @@ def plan_reset(
             None if seeds is None else seeds[aliases[0]],
             several=len(targets) > 1,
         )
-    return ResetPlan(targets, conf.schemas, migrations, seeds, cache)
+    return ResetPlan(targets, conf.schemas, migrations, seeds, cache, swap, lock_warning)
+
+
+def _models_on(alias: str) -> int:
+    """The tables migrate makes on ``alias``: its concrete, managed models, many-to-many
+    tables included."""
+    return sum(
+        1
+        for model in apps.get_models(include_auto_created=True)
+        if model._meta.managed
+        and not model._meta.proxy
+        and not model._meta.swapped
+        and router.allow_migrate_model(alias, model)
+    )
 
 
 def _refuse_same_database(targets: Sequence[guard.Target]) -> None:
@@ -233,9 +258,34 @@ def run_plan(
     for alias in plan.aliases:
         pre_reset.send(sender=ResetPlan, alias=alias, plan=plan)
 
-    conf = get_settings()
     started = time.monotonic()
     result = ResetResult(plan)
+    cache = plan.snapshot
+    sweeper = None
+    if (cache is not None and not cache.unusable) or plan.swap is not None:
+        target = plan.targets[0]
+        sweeper = snapshots.Sweeper(target.alias, target.database)
+        sweeper.start()
+    try:
+        restored = _carry_out(plan, result, terminate_blockers, log, migrate_output)
+    finally:
+        if sweeper is not None:
+            sweeper.finish(log)
+    if not restored and cache is not None and not cache.unusable:
+        _keep(plan, cache, result, log)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _carry_out(
+    plan: ResetPlan,
+    result: ResetResult,
+    terminate_blockers: bool,
+    log: Log,
+    migrate_output: Any | None,
+) -> bool:
+    """Restore or rebuild, with the files; True when a snapshot was restored."""
+    conf = get_settings()
     cache = plan.snapshot
     with backups.files_lock(conf.backup_dir, conf.lock_timeout):
         # Again, now that no other run can be half-way.
@@ -244,13 +294,14 @@ def run_plan(
         if not restored:
             if cache is not None and cache.unusable:
                 log(f"  snapshot    not used: {cache.unusable}", 1)
-            _rebuild_all(plan, result, terminate_blockers, log, migrate_output)
+            built = plan.swap is not None and _build_and_swap(
+                plan, result, terminate_blockers, log, migrate_output
+            )
+            if not built:
+                _rebuild_all(plan, result, terminate_blockers, log, migrate_output)
         if result.migrations is not None:
             finish_plan(result.migrations)
-    if not restored and cache is not None and not cache.unusable:
-        _keep(plan, cache, result, log)
-    result.seconds = time.monotonic() - started
-    return result
+    return restored
 
 
 def _apply_files(plan: ResetPlan, result: ResetResult, log: Log) -> None:
@@ -340,6 +391,46 @@ def _from_snapshot(
             snapshot=kept.name,
         )
     )
+    return True
+
+
+def _build_and_swap(
+    plan: ResetPlan,
+    result: ResetResult,
+    terminate_blockers: bool,
+    log: Log,
+    migrate_output: Any | None,
+) -> bool:
+    """Rebuild in a new database, step by step, and swap it in; False when that cannot
+    be done this time (then the rebuild goes on in place)."""
+    swap = plan.swap
+    assert swap is not None
+    log(f"  database    built in a new database, swapped in at the end: {swap.reason}", 1)
+    built: list[DatabaseResult] = []
+
+    def build() -> None:
+        # No transaction around it all: nobody sees this database until the swap, and
+        # a failure drops it.
+        built.append(
+            _rebuild(plan, swap.alias, result, terminate_blockers, log, migrate_output, "")
+        )
+
+    try:
+        _apply_files(plan, result, log)
+        seconds = snapshots.build_fresh(
+            swap, build=build, terminate_blockers=terminate_blockers, log=_indented(log, 0)
+        )
+    except snapshots.NotRestorable as exc:
+        log(f"  database    not built in a new one: {exc}; resetting in place", 1)
+        return False
+    except BaseException as exc:
+        _undo(result.migrations, exc, log)
+        raise
+    (database,) = built
+    database.database = swap.target
+    database.timings["swap"] = seconds
+    result.databases.append(database)
+    log(f"  swap        swapped the new database in ({seconds:.2f} s from its creation)", 1)
     return True
 
 
@@ -437,6 +528,8 @@ def _rebuild(
         f"table(s) in {db.timings['migrate']:.2f} s",
         1,
     )
+    if plan.seeds is None:
+        postgres.execute_batches(connection, migrated.later)
     if migrated.fallback:
         log(f"  {prefix}            plain migrate: {migrated.fallback}", 1)
     for note in migrated.adapted:
@@ -446,7 +539,9 @@ def _rebuild(
         step = time.monotonic()
         rows_before = postgres.count_rows(connection, plan.schemas)
         entries = [s.entry for s in plan.seeds[alias]]
-        seeded = seeding.seed(entries, database=alias, gates=False, log=_indented(log))
+        seeded = seeding.seed(
+            entries, database=alias, gates=False, log=_indented(log), then=migrated.later
+        )
         db.seeded = True
         db.objects = seeded.objects
         db.rows = postgres.count_rows(connection, plan.schemas) - rows_before
@@ -517,4 +612,10 @@ def _indented(log: Log, deeper: int = 1) -> Log:
 
 def _database_error(exc: BaseException, outcome: str) -> str:
     message = " ".join(str(exc).split())
+    if "max_locks_per_transaction" in message:
+        message += (
+            " (the reset needs more locks than the server's lock table holds: give the role "
+            "CREATEDB, so that resetdb builds in a new database and swaps it in, or raise "
+            "max_locks_per_transaction)"
+        )
     return f"{type(exc).__name__}: {message}; the transaction was rolled back, {outcome}."

@@ -154,11 +154,14 @@ def seed(
     exclude: Sequence[str] = (),
     log: Log = _quiet,
     gates: bool = True,
+    then: Sequence[str] = (),
 ) -> SeedResult:
     """Run ``labels`` (default: ``SEEDS``) into ``database`` in one transaction.
 
     With ``gates`` (the default) the guard's gates run first, so that sample data never
-    reaches a database a reset would not be allowed on.
+    reaches a database a reset would not be allowed on. ``then`` is SQL to run in the
+    same transaction once the rows are in (the foreign keys and indexes a reset builds
+    after loading); a foreign key it adds that a row breaks is reported as the seeds'.
     """
     entries = configured_seeds() if labels is None else tuple(labels)
     if gates:
@@ -199,6 +202,14 @@ def seed(
             raise ResetError(
                 f"Seeding failed: {str(exc).rstrip('.')}; nothing was written."
             ) from exc
+        if then:
+            try:
+                with transaction.atomic(using=database):
+                    postgres.execute_batches(connections[database], then)
+            except IntegrityError as exc:
+                raise ResetError(
+                    f"Seeding failed: {_dangling(loader, database, exc)}; nothing was written."
+                ) from exc
         # Before the sequences move: PostgreSQL does not roll back setval().
         _check_foreign_keys(loader, database)
         loader.reset_sequences()

@@ -7,8 +7,9 @@ callables), the settings that matter, Django's, PostgreSQL's and this package's 
 and the database around the reset schemas (the schemas' owners and grants, extensions,
 other schemas). A restore copies it into a new database (``CREATE DATABASE ... TEMPLATE``),
 gives the copy the target's owner, grants, comment and settings, checks them, then swaps
-the two names in one transaction and drops the old database: until the swap the target is
-untouched, after it the target is the copy.
+the two names in one transaction: until the swap the target is untouched, after it the
+target is the copy. The replaced database, closed to connections, is dropped by the next
+run, in the background while it plans.
 
 A copy of the whole database would also bring back, or lose, what lives outside the reset
 schemas; so the cache is only used when nothing is there but extensions.
@@ -22,7 +23,9 @@ import hashlib
 import inspect
 import json
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,9 +109,42 @@ def snapshot_name(target: str, fingerprint: str) -> str:
     return f"{PREFIX}{digest[:24]}"
 
 
-def _swap_names(target: str) -> tuple[str, str]:
+def swap_names(target: str) -> tuple[str, str]:
+    """The copy's name while it is made, and the prefix of the replaced databases'."""
     digest = hashlib.sha256(target.encode()).hexdigest()[:20]
-    return f"{SWAP}new_{digest}", f"{SWAP}old_{digest}"
+    return f"{SWAP}new_{digest}", f"{SWAP}old_{digest}_"
+
+
+class Sweeper(threading.Thread):
+    """Drops, in the background, the databases earlier restores replaced.
+
+    A restore swaps names and leaves the replaced database behind, closed to
+    connections, so as not to wait for its removal (on PostgreSQL 15+ ``DROP
+    DATABASE`` forces a checkpoint). The next run drops it while it plans.
+    """
+
+    def __init__(self, alias: str, target: str) -> None:
+        super().__init__(name="django_resetdb sweeper", daemon=True)
+        self.alias, self.target = alias, target
+        self.dropped: list[str] = []
+        self.error = ""
+
+    def run(self) -> None:
+        try:
+            # A connection of this thread's own: Django's may not cross threads.
+            with maintenance_cursor(self.alias) as cursor:
+                prefix = swap_names(self.target)[1]
+                for name, _, _ in postgres.databases_like(cursor, prefix):
+                    postgres.run_on(cursor, [postgres.drop_database_sql(name)])
+                    self.dropped.append(name)
+        except Exception as exc:
+            self.error = " ".join(str(exc).split())
+
+    def finish(self, log: Callable[[str, int], None]) -> None:
+        if self.is_alive():
+            self.join()
+        if self.error:
+            log(f"  could not drop a database an earlier restore replaced: {self.error}", 0)
 
 
 @contextlib.contextmanager
@@ -211,18 +247,25 @@ def plan_snapshot(
         return None
     alias = target.alias
     plan = SnapshotPlan(alias, target.database, "", None)
-    abilities = postgres.capabilities(connections[alias])
     if several:
         plan.unusable = "not used when several databases are reset together"
-    elif not (abilities.superuser or abilities.create_database):
-        plan.unusable = f"role {abilities.current_user!r} cannot create databases (CREATEDB)"
-    elif not (abilities.superuser or abilities.owns_database):
-        plan.unusable = f"role {abilities.current_user!r} does not own database {target.database!r}"
     else:
+        plan.unusable = _role_problem(target)
+    if not plan.unusable:
         refresh(plan, target, migrations, seeds)
         if not plan.unusable:
             plan.existing = find(alias, target.database, plan.fingerprint)
     return plan
+
+
+def _role_problem(target: guard.Target) -> str:
+    """Why the role cannot create, rename and drop databases for ``target``, or ""."""
+    abilities = postgres.capabilities(connections[target.alias])
+    if not (abilities.superuser or abilities.create_database):
+        return f"role {abilities.current_user!r} cannot create databases (CREATEDB)"
+    if not (abilities.superuser or abilities.owns_database):
+        return f"role {abilities.current_user!r} does not own database {target.database!r}"
+    return ""
 
 
 def refresh(
@@ -298,15 +341,46 @@ def restore(
     this time (sessions connected), with nothing changed.
     """
     assert plan.existing is not None
+    snapshot = plan.existing.name
+
+    def copy(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
+        postgres.run_on(cursor, [postgres.create_database_sql(name, snapshot, wanted.owner)])
+
+    return swap_in(
+        plan.alias,
+        plan.target,
+        make=copy,
+        inside=inside,
+        terminate_blockers=terminate_blockers,
+        log=log,
+    )
+
+
+def swap_in(
+    alias: str,
+    target: str,
+    *,
+    make: Callable[[Any, str, postgres.DatabaseProperties], None],
+    inside: Callable[[], None],
+    terminate_blockers: bool,
+    log: Callable[[str, int], None],
+) -> float:
+    """Make a new database (``make``), give it the target's own properties, run
+    ``inside`` connected to it, then swap the names in one transaction; return the
+    seconds. Until the swap the target is untouched; any failure drops the new database.
+
+    Raises :class:`NotRestorable` when the target cannot be swapped this time (sessions
+    connected, properties that cannot be carried over), with nothing changed.
+    """
     started = time.monotonic()
-    alias, target = plan.alias, plan.target
-    new, old = _swap_names(target)
+    new, old = swap_names(target)
+    old += uuid.uuid4().hex[:8]
     conf = get_settings()
     connections[alias].close()
     with maintenance_cursor(alias) as cursor:
         postgres.lock_database_name(cursor, target, conf.lock_timeout)
-        # Left by a run that was killed half-way: only ours use these names.
-        postgres.run_on(cursor, [postgres.drop_database_sql(new), postgres.drop_database_sql(old)])
+        # Left by a run that was killed half-way: only ours use this name.
+        postgres.run_on(cursor, [postgres.drop_database_sql(new)])
         others = postgres.database_sessions(cursor, target)
         if others and not terminate_blockers:
             listed_sessions = "; ".join(s.describe() for s in others)
@@ -315,23 +389,15 @@ def restore(
                 "--terminate-blockers ends them"
             )
         wanted = postgres.database_properties(cursor, target)
-        version = cursor.connection.info.server_version
         cursor.execute("SELECT current_user")
         (current_user,) = cursor.fetchone()
-        postgres.run_on(
-            cursor,
-            [
-                postgres.create_database_sql(
-                    new, plan.existing.name, wanted.owner, server_version=version
-                )
-            ],
-        )
+        make(cursor, new, wanted)
         try:
             postgres.run_on(cursor, postgres.database_properties_sql(new, wanted, current_user))
             copied = postgres.database_properties(cursor, new)
             if copied.comparable() != wanted.comparable():
                 raise NotRestorable(
-                    f"the copy's properties could not be made equal to {target!r}'s "
+                    f"the new database's properties could not be made equal to {target!r}'s "
                     f"({copied.comparable()!r} != {wanted.comparable()!r})"
                 )
             with _new_connection_to(alias, new):
@@ -346,6 +412,7 @@ def restore(
                 swap = [
                     postgres.rename_database_sql(target, old),
                     postgres.rename_database_sql(new, target),
+                    *postgres.replaced_marks_sql(old, target),
                 ]
                 postgres.run_on(cursor, swap)
                 cursor.execute("COMMIT")
@@ -355,10 +422,6 @@ def restore(
         except BaseException:
             postgres.run_on(cursor, [postgres.drop_database_sql(new)])
             raise
-        try:
-            postgres.run_on(cursor, [postgres.drop_database_sql(old)])
-        except Exception as exc:
-            log(f"  could not drop the replaced database {old!r} ({exc}); drop it by hand", 0)
     return time.monotonic() - started
 
 
@@ -384,13 +447,10 @@ def keep(
     dropped: list[str] = []
     with maintenance_cursor(alias) as cursor:
         postgres.lock_database_name(cursor, target, get_settings().lock_timeout)
-        version = cursor.connection.info.server_version
         cursor.execute("SELECT current_user")
         (current_user,) = cursor.fetchone()
         try:
-            copy = postgres.create_database_sql(
-                plan.name, target, current_user, server_version=version
-            )
+            copy = postgres.create_database_sql(plan.name, target, current_user)
             postgres.run_on(cursor, [postgres.drop_database_sql(plan.name), copy])
         except Exception as exc:
             raise ResetError(" ".join(str(exc).split())) from exc
@@ -412,19 +472,132 @@ def drop(alias: str, name: str) -> None:
 def planned_statements(plan: SnapshotPlan) -> list[str]:
     """The statements a restore would send (for ``--dry-run``), as text."""
     assert plan.existing is not None
-    new, old = _swap_names(plan.target)
+    new, old = swap_names(plan.target)
     with maintenance_cursor(plan.alias) as cursor:
         wanted = postgres.database_properties(cursor, plan.target)
-        version = cursor.connection.info.server_version
         cursor.execute("SELECT current_user")
         (current_user,) = cursor.fetchone()
         statements = [
-            postgres.create_database_sql(
-                new, plan.existing.name, wanted.owner, server_version=version
-            ),
+            postgres.create_database_sql(new, plan.existing.name, wanted.owner),
             *postgres.database_properties_sql(new, wanted, current_user),
-            postgres.rename_database_sql(plan.target, old),
+            postgres.rename_database_sql(plan.target, f"{old}XXXXXXXX"),
             postgres.rename_database_sql(new, plan.target),
-            postgres.drop_database_sql(old),
+            *postgres.replaced_marks_sql(f"{old}XXXXXXXX", plan.target),
         ]
         return [s.as_string(cursor.connection) for s in statements]
+
+
+# Building in a new database ---------------------------------------------------------
+# Dropping a schema locks every object it removes; with its new tables on top, a large
+# project needs more locks than PostgreSQL's shared lock table holds by default (64 per
+# connection slot), and the one transaction fails. A database nobody can see yet needs
+# no such transaction: it is built step by step, then swapped in like a snapshot.
+
+# Lock-table entries one model's table, indexes and constraints take when created.
+LOCKS_PER_MODEL = 6
+
+
+@dataclass
+class SwapPlan:
+    alias: str
+    target: str
+    reason: str  # why the reset builds in a new database
+    states: list[postgres.SchemaState]
+    extensions: list[postgres.Extension]
+    context: list[Any]  # the database around the schemas, as the new one must have it
+
+
+def plan_swap(target: guard.Target, *, models: int) -> tuple[SwapPlan | None, str]:
+    """A build in a new database when an in-place reset of ``target`` would need more
+    locks than the server has; else None, with a warning when it would but cannot."""
+    strategy = get_settings().strategy
+    if strategy == "in-place":
+        return None, ""
+    connection = connections[target.alias]
+    objects, capacity = postgres.lock_estimate(connection, target.schemas)
+    needed = objects + LOCKS_PER_MODEL * models
+    if strategy == "new-database":
+        reason = f"{SETTING_NAME}['STRATEGY'] is 'new-database'"
+    elif needed <= capacity:
+        return None, ""
+    else:
+        reason = (
+            f"a reset in place takes about {needed} locks, more than the {capacity} the "
+            "server's lock table holds (max_locks_per_transaction x max_connections)"
+        )
+    lost, context = postgres.whole_database_context(connection, target.schemas)
+    extensions = postgres.extensions(connection)
+    problem = _role_problem(target)
+    if not problem and lost:
+        problem = f"the database holds {', '.join(lost)} outside {SETTING_NAME}['SCHEMAS']"
+    if not problem:
+        kinds = {row[0] for row in context}
+        homes = (*target.schemas, "pg_catalog")
+        outside = [e.name for e in extensions if e.schema not in homes]
+        if "schema" in kinds:
+            names = ", ".join(repr(row[1]) for row in context if row[0] == "schema")
+            problem = f"it has other schemas than {SETTING_NAME}['SCHEMAS'] ({names})"
+        elif "default acl" in kinds:
+            problem = "it has database-wide default privileges"
+        elif outside:
+            problem = f"extension(s) {', '.join(outside)} live outside the reset schemas"
+    if problem and strategy == "new-database":
+        raise ResetError(
+            f"Cannot build in a new database as {SETTING_NAME}['STRATEGY'] asks: {problem}; "
+            "nothing was changed."
+        )
+    if problem:
+        return None, f"{reason}; building in a new database would avoid that, but {problem}"
+    states = postgres.schema_states(connection, target.schemas)
+    return SwapPlan(target.alias, target.database, reason, states, extensions, context), ""
+
+
+def build_fresh(
+    plan: SwapPlan,
+    *,
+    build: Callable[[], None],
+    terminate_blockers: bool,
+    log: Callable[[str, int], None],
+) -> float:
+    """Make an empty database like the target (owner, encoding, locale, schemas,
+    extensions), run ``build`` connected to it, and swap it in; return the seconds."""
+
+    def empty(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
+        if wanted.locale_provider not in ("c", "i"):
+            raise NotRestorable(
+                f"database {plan.target!r} uses the locale provider "
+                f"{wanted.locale_provider!r}, which a new database cannot be given here"
+            )
+        postgres.run_on(cursor, [postgres.create_empty_database_sql(name, wanted)])
+
+    def inside() -> None:
+        connection = connections[plan.alias]
+        names = [state.name for state in plan.states]
+        present = postgres.existing_schemas(connection, names)
+        present_extensions = {e.name for e in postgres.extensions(connection)}
+        current_user = postgres.privileges(connection).current_user
+        postgres.execute(
+            connection,
+            postgres.prepare_schemas_sql(
+                present, plan.states, plan.extensions, present_extensions, current_user
+            ),
+        )
+        _, context = postgres.whole_database_context(connection, names)
+        states = postgres.schema_states(connection, names)
+        if context != plan.context or [s.comparable() for s in states] != [
+            s.comparable() for s in plan.states
+        ]:
+            raise NotRestorable(
+                f"the new database could not be made like {plan.target!r} around the "
+                f"schemas ({context!r} != {plan.context!r})"
+            )
+        build()
+
+    return swap_in(
+        plan.alias,
+        plan.target,
+        make=empty,
+        inside=inside,
+        terminate_blockers=terminate_blockers,
+        log=log,
+    )

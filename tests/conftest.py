@@ -77,6 +77,17 @@ def snapshots_of(name: str) -> list[str]:
     return [snapshot for (snapshot,) in rows]
 
 
+def replaced_of(name: str) -> list[str]:
+    """The databases restores of database ``name`` replaced, not dropped yet."""
+    with connect("postgres") as admin:
+        rows = admin.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, 'resetdb_swap_') "
+            "AND shobj_description(oid, 'pg_database') LIKE %s ORDER BY 1",
+            [f"%the earlier {name},%"],
+        ).fetchall()
+    return [database for (database,) in rows]
+
+
 def _scratch_db() -> Iterator[ScratchDatabase]:
     name = f"resetdb_t_{uuid.uuid4().hex[:12]}"
     with connect("postgres") as admin:
@@ -84,7 +95,7 @@ def _scratch_db() -> Iterator[ScratchDatabase]:
     try:
         yield ScratchDatabase(name)
     finally:
-        for database in [name, *snapshots_of(name)]:
+        for database in [name, *snapshots_of(name), *replaced_of(name)]:
             drop_database(database)
 
 

@@ -51,7 +51,7 @@ def test_unknown_key(settings):
     assert messages[0].msg == "DJANGO_RESETDB has an unknown key 'SCHEMA'."
     assert messages[0].hint == (
         "Known keys: ENABLED, HOSTS, SCHEMAS, APPS, EXCLUDE_APPS, SEEDS, LOCK_TIMEOUT, BACKUP_DIR, "
-        "FAST_BUILD, SNAPSHOTS."
+        "FAST_BUILD, SNAPSHOTS, STRATEGY."
     )
 
 
@@ -74,6 +74,7 @@ def test_unknown_key(settings):
         ("FAST_BUILD", "yes", "a bool"),
         ("SNAPSHOTS", -1, "a number of snapshots to keep (0 turns the cache off)"),
         ("SNAPSHOTS", True, "a number of snapshots to keep (0 turns the cache off)"),
+        ("STRATEGY", "swap", "one of 'auto', 'in-place', 'new-database'"),
     ],
 )
 def test_wrong_types(settings, key, value, expected):

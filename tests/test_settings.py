@@ -20,6 +20,7 @@ def test_defaults(settings):
         backup_dir=Path(settings.BASE_DIR) / ".resetdb" / "backups",
         fast_build=True,
         snapshots=3,
+        strategy="auto",
     )
     assert DEFAULT_HOSTS == ("", "localhost", "127.0.0.1", "::1", "/*")
 

@@ -14,11 +14,13 @@ import pytest
 from psycopg import sql
 
 from bench.synthetic import Shape, generate
+from django_resetdb.snapshots import swap_names
 from tests.conftest import (
     ProjectCopy,
     available_extensions,
     connect,
     database_state,
+    replaced_of,
     snapshots_of,
 )
 from tests.test_resetmigrations import add_nickname, baseline
@@ -38,12 +40,23 @@ def database_oid(name: str) -> int:
     return int(row[0])
 
 
-def leftovers() -> list[str]:
+def copies_in_progress(db) -> list[str]:
+    """Copies a restore of ``db`` was making, found by their name."""
     with connect("postgres") as admin:
         rows = admin.execute(
-            "SELECT datname FROM pg_database WHERE starts_with(datname, 'resetdb_swap_')"
+            "SELECT datname FROM pg_database WHERE datname = %s", [swap_names(db.name)[0]]
         ).fetchall()
     return [name for (name,) in rows]
+
+
+def replaced(db) -> list[tuple[str, bool]]:
+    """Databases restores of ``db`` replaced, and whether they take connections."""
+    with connect("postgres") as admin:
+        rows = admin.execute(
+            "SELECT datname, datallowconn FROM pg_database WHERE datname = ANY(%s)",
+            [replaced_of(db.name)],
+        ).fetchall()
+    return [(name, allowed) for name, allowed in rows]
 
 
 def properties(db) -> list[object]:
@@ -96,7 +109,16 @@ def test_an_unchanged_project_restores_its_snapshot(cached, scratch_db):
     assert database_oid(scratch_db.name) != oid
     assert database_state(scratch_db) == cached.state
     assert snapshots_of(scratch_db.name) == [cached.kept]
-    assert leftovers() == []
+    assert copies_in_progress(scratch_db) == []
+    # The replaced database waits, closed, for the next run to drop it.
+    ((earlier, connectable),) = replaced(scratch_db)
+    assert not connectable
+
+    again = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert again.returncode == 0, again.stderr
+    assert earlier not in replaced_of(scratch_db.name)
+    assert len(replaced_of(scratch_db.name)) == 1
 
 
 def test_the_database_keeps_its_owner_grants_comment_and_settings(cached, scratch_db, scratch_role):
@@ -195,7 +217,7 @@ def test_dry_run_shows_the_restore_and_changes_nothing(cached, scratch_db):
     assert f'TEMPLATE "{cached.kept}"' in statements[0]
     assert f'  ALTER DATABASE "{scratch_db.name}" RENAME TO "resetdb_swap_old_' in statements[1]
     assert (database_oid(scratch_db.name), database_state(scratch_db)) == (oid, before)
-    assert leftovers() == []
+    assert (copies_in_progress(scratch_db), replaced(scratch_db)) == ([], [])
 
 
 def test_another_session_means_a_rebuild_unless_told_to_end_it(cached, scratch_db):
@@ -234,7 +256,7 @@ def test_a_failure_before_the_swap_changes_nothing(cached, scratch_db, kind):
 
     assert result.returncode == (130 if kind == "interrupt" else 1), result.stderr
     assert (database_oid(scratch_db.name), database_state(scratch_db)) == (oid, before)
-    assert leftovers() == []
+    assert (copies_in_progress(scratch_db), replaced(scratch_db)) == ([], [])
     assert snapshots_of(scratch_db.name) == [cached.kept]
 
 
@@ -250,7 +272,7 @@ def test_killed_before_the_swap_changes_nothing_and_the_next_run_cleans_up(cache
         for line in process.stdout:
             if line.strip() == "PAUSED":
                 break
-        assert len(leftovers()) == 1
+        assert len(copies_in_progress(scratch_db)) == 1
     finally:
         process.send_signal(signal.SIGKILL)
         process.communicate()
@@ -261,7 +283,7 @@ def test_killed_before_the_swap_changes_nothing_and_the_next_run_cleans_up(cache
 
     assert again.returncode == 0, again.stderr
     assert "  snapshot    restored " in again.stdout
-    assert leftovers() == []
+    assert copies_in_progress(scratch_db) == []
     assert database_state(scratch_db) == cached.state
 
 

@@ -106,6 +106,9 @@ class Command(ResetCommand):
                 found = snapshots.listed(alias, target.database)
                 for snapshot in found:
                     snapshots.drop(alias, snapshot.name)
+                sweeper = snapshots.Sweeper(alias, target.database)
+                sweeper.run()
+                sweeper.finish(self.log(1))
                 self.stdout.write(
                     f"Dropped {len(found)} snapshot(s) of database {target.database!r} "
                     f"(alias {alias!r})."

@@ -1,0 +1,215 @@
+"""Resets built in a new database and swapped in: what a project too large for one
+transaction's locks gets, and what ``STRATEGY = "new-database"`` asks for. All or
+nothing: the target keeps its OID and every row until the swap."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from bench.synthetic import Shape, generate
+from django_resetdb.snapshots import swap_names
+from tests.conftest import (
+    ProjectCopy,
+    available_extensions,
+    connect,
+    database_state,
+    replaced_of,
+)
+from tests.test_resetmigrations import ACCOUNT_0001, add_nickname, baseline
+
+needs_vector = pytest.mark.skipif(
+    "vector" not in available_extensions(),
+    reason="the demo's catalog app needs the pgvector extension on the server",
+)
+
+NEW_DATABASE = (
+    'PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]\n'
+    'DJANGO_RESETDB["SNAPSHOTS"] = 0\n'
+    'DJANGO_RESETDB["STRATEGY"] = "new-database"\n'
+)
+
+
+def database_oid(name: str) -> int:
+    with connect("postgres") as admin:
+        row = admin.execute("SELECT oid FROM pg_database WHERE datname = %s", [name]).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def in_progress(db) -> list[str]:
+    with connect("postgres") as admin:
+        rows = admin.execute(
+            "SELECT datname FROM pg_database WHERE datname = %s", [swap_names(db.name)[0]]
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+def lock_capacity() -> int:
+    with connect("postgres") as admin:
+        row = admin.execute(
+            "SELECT current_setting('max_locks_per_transaction')::int * "
+            "(current_setting('max_connections')::int "
+            "+ current_setting('max_prepared_transactions')::int)"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_project_of_1100_tables_resets_twice_at_default_settings(tmp_path, scratch_db):
+    if lock_capacity() > 64 * 100:
+        pytest.skip("the server's lock table is larger than PostgreSQL's default")
+    shape = Shape(apps=85, models=10, rows=2)
+    generate(tmp_path / "big", shape)
+    project = ProjectCopy(tmp_path / "big", scratch_db.url(), settings="synth.settings")
+
+    first = project.manage("resetdb", "--no-input", timeout=300)
+
+    assert first.returncode == 0, first.stdout + first.stderr
+    project.edit(
+        "app42/models.py",
+        "class Model00(models.Model):\n",
+        "class Model00(models.Model):\n    extra = models.IntegerField(null=True)\n",
+    )
+
+    second = project.manage("resetdb", "--no-input", timeout=300)
+
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "  database    built in a new database, swapped in at the end: a reset in place " in (
+        second.stdout
+    )
+    assert "  migrations  regenerated app42 (1 file(s)) in " in second.stdout
+    tables = scratch_db.query(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'app%%'"
+    )
+    assert tables == [(shape.tables,)] == [(1105,)]
+    assert scratch_db.query(
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = 'app42_model00' AND column_name = 'extra'"
+    ) == [(1,)]
+    assert scratch_db.query("SELECT count(*) FROM app84_model09") == [(2,)]
+    assert in_progress(scratch_db) == []
+    assert len(replaced_of(scratch_db.name)) == 1
+
+
+@pytest.fixture
+def aside(project: ProjectCopy, scratch_db):
+    """A copy of the demo, rebuilt once, that builds in a new database every time."""
+    baseline(project)
+    project.append("testproject/settings.py", NEW_DATABASE)
+    shutil.copy(Path(__file__).with_name("fault_runner.py"), project.path("faults.py"))
+    result = project.manage("resetdb", "--no-input", url=scratch_db.url())
+    assert result.returncode == 0, result.stderr
+    with scratch_db.connect() as conn:
+        conn.execute("INSERT INTO catalog_category (name, slug) VALUES ('Maps', 'maps')")
+    return project
+
+
+@needs_vector
+def test_a_model_change_is_built_aside_and_swapped_in(aside, scratch_db):
+    with connect("postgres") as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} SET work_mem TO '8MB'").format(
+                sql.Identifier(scratch_db.name)
+            )
+        )
+    oid = database_oid(scratch_db.name)
+    add_nickname(aside)
+
+    result = aside.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1] == (
+        "  database    built in a new database, swapped in at the end: "
+        "DJANGO_RESETDB['STRATEGY'] is 'new-database'"
+    )
+    assert lines[-2].startswith("  swap        swapped the new database in (")
+    assert database_oid(scratch_db.name) != oid
+    assert "nickname" in aside.path(ACCOUNT_0001).read_text()
+    assert scratch_db.query(
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_name = 'account_user' AND column_name = 'nickname'"
+    ) == [(1,)]
+    assert scratch_db.query("SELECT count(*) FROM catalog_category WHERE slug = 'maps'") == [(0,)]
+    assert scratch_db.query("SELECT count(*) FROM sales_ticket") == [(3,)]
+    assert scratch_db.query("SHOW work_mem") == [("8MB",)]
+
+
+@needs_vector
+@pytest.mark.parametrize("kind", ["error", "interrupt"])
+@pytest.mark.parametrize("point", ["schema", "migrate", "seed:sales", "post_reset"])
+def test_a_failure_while_building_aside_changes_nothing(aside, scratch_db, point, kind):
+    add_nickname(aside)
+    oid = database_oid(scratch_db.name)
+    before = database_state(scratch_db), aside.tree()
+
+    result = aside.python(
+        "faults.py", "resetdb", "--no-input",
+        url=scratch_db.url(), env={"RESETDB_FAULT": f"{point}:{kind}"},
+    )  # fmt: skip
+
+    assert result.returncode == (130 if kind == "interrupt" else 1), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert (database_oid(scratch_db.name), (database_state(scratch_db), aside.tree())) == (
+        oid,
+        before,
+    )
+    assert in_progress(scratch_db) == []
+
+
+@needs_vector
+def test_killed_while_building_aside_changes_nothing(aside, scratch_db):
+    add_nickname(aside)
+    oid = database_oid(scratch_db.name)
+    before = database_state(scratch_db)
+    process = aside.start(
+        "faults.py", "resetdb", "--no-input",
+        url=scratch_db.url(), env={"RESETDB_FAULT": "seed:sales:pause"},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.strip() == "PAUSED":
+                break
+        assert in_progress(scratch_db) == [swap_names(scratch_db.name)[0]]
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+
+    assert (database_oid(scratch_db.name), database_state(scratch_db)) == (oid, before)
+    restored = aside.manage("resetmigrations", "--restore")
+    assert restored.returncode == 0, restored.stderr
+
+    again = aside.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert again.returncode == 0, again.stderr
+    assert in_progress(scratch_db) == []
+    assert database_oid(scratch_db.name) != oid
+
+
+def test_asking_for_a_new_database_without_createdb_is_refused(tmp_path, scratch_db, scratch_role):
+    generate(tmp_path / "synthetic", Shape(apps=2, models=3, rows=2))
+    with connect("postgres") as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(scratch_db.name), sql.Identifier(scratch_role)
+            )
+        )
+    project = ProjectCopy(
+        tmp_path / "synthetic", scratch_db.url(user=scratch_role), settings="synth.settings"
+    )
+    project.append("synth/settings.py", 'DJANGO_RESETDB["STRATEGY"] = "new-database"\n')
+
+    result = project.manage("resetdb", "--no-input")
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "CommandError: Cannot build in a new database as DJANGO_RESETDB['STRATEGY'] asks: "
+        f"role {scratch_role!r} cannot create databases (CREATEDB); nothing was changed.\n"
+    )
+    assert scratch_db.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
