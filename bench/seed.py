@@ -146,15 +146,9 @@ def project(server: Server, shape: Shape) -> Iterator[Project]:
             made.drop_all()
 
 
-def run(options: argparse.Namespace) -> int:
-    server = Server(options.url)
-    shape = Shape(options.apps, options.models, options.rows)
-    rows = shape.fixture_rows
-    objects = shape.apps * shape.models * shape.rows
-    print(
-        f"Project: {shape.apps} app(s) x {shape.models} model(s) x {shape.rows} row(s): "
-        f"{shape.tables} tables, {objects} objects, {rows} rows with many-to-many."
-    )
+def measure_seed(server: Server, shape: Shape, repeat: int) -> dict[str, tuple[list[float], float]]:
+    """Seconds of each run and peak MiB of ``loaddata``, ``seed`` and ``seed`` on JSON
+    lines, into fresh copies of a migrated database; fails unless all leave the same rows."""
     times: dict[str, list[float]] = {"loaddata": [], "seed": [], "seed (jsonl)": []}
     peaks: dict[str, list[float]] = {name: [] for name in times}
     with project(server, shape) as made:
@@ -165,7 +159,7 @@ def run(options: argparse.Namespace) -> int:
             "seed (jsonl)": ("seed", *lines),
         }
         snapshots: dict[str, dict[str, Any]] = {}
-        for repetition in range(options.repeat):
+        for repetition in range(repeat):
             for name, command in commands.items():
                 database = made.fresh()
                 measured = made.measure(*command, database=database)
@@ -175,7 +169,24 @@ def run(options: argparse.Namespace) -> int:
                     snapshots[name] = server.snapshot(database)
                 server.drop(database)
                 made.databases.remove(database)
-        same = snapshots["seed"] == snapshots["loaddata"] == snapshots["seed (jsonl)"]
+    if not snapshots["seed"] == snapshots["loaddata"] == snapshots["seed (jsonl)"]:
+        raise SystemExit("seed and loaddata left different rows or sequences.")
+    return {name: (times[name], max(peaks[name])) for name in times}
+
+
+def run(options: argparse.Namespace) -> int:
+    server = Server(options.url)
+    shape = Shape(options.apps, options.models, options.rows)
+    rows = shape.fixture_rows
+    objects = shape.apps * shape.models * shape.rows
+    print(
+        f"Project: {shape.apps} app(s) x {shape.models} model(s) x {shape.rows} row(s): "
+        f"{shape.tables} tables, {objects} objects, {rows} rows with many-to-many."
+    )
+    measured_seed = measure_seed(server, shape, options.repeat)
+    times = {name: values for name, (values, _) in measured_seed.items()}
+    peaks = {name: [peak] for name, (_, peak) in measured_seed.items()}
+    same = True
     baseline = statistics.median(times["loaddata"])
     print(f"\nMedian of {options.repeat} run(s), each into a fresh copy of the migrated database:")
     print(f"  {'command':<14} {'seconds':>8} {'rows/s':>9} {'vs loaddata':>12} {'peak MiB':>9}")
