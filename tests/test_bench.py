@@ -13,6 +13,7 @@ from tests.conftest import (
     REPO,
     ProjectCopy,
     clone_database,
+    connect,
     data_snapshot,
     database_url,
     drop_database,
@@ -92,3 +93,34 @@ def test_seed_benchmark_runs_and_checks_both_leave_the_same_rows():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Same rows and sequences after loaddata and seed: yes." in result.stdout
     assert re.search(r"  seed +\d+\.\d\d +\d+ +\d+\.\dx +\d+\n", result.stdout)
+
+
+def test_reset_benchmark_runs_and_reports_every_ratio():
+    shape = ("--apps", "2", "--models", "3", "--rows", "4", "--repeat", "1", "--memory-check", "2")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.reset", *shape, "--url", database_url("postgres")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert re.search(r"  hand-written flow +\d+\.\d\d +1\.0x +\d+\n", out), out
+    assert re.search(r"  resetdb cold \(after a model change\) +\d+\.\d\d +\d+\.\dx faster", out)
+    assert re.search(r"  resetdb warm \(nothing changed\) +\d+\.\d\d +\d+\.\dx faster", out)
+    assert re.search(
+        r"  resetdb warm / \(clone \+ start-up\) +\d+\.\d\d +\d+\.\d\dx the floor", out
+    )
+    assert re.search(r"  seed +\d+\.\d\d +\d+\.\dx loaddata +\d+\n", out)
+    # The warm run restored the snapshot the cold run kept.
+    assert "    snapshot    restored resetdb_snap_" in out
+    assert out.count("Peak memory of a cold resetdb seeding ") == 2
+    # Every database it made is gone, snapshots and replaced databases included.
+    with connect("postgres") as admin:
+        left = admin.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, 'bench_') OR "
+            "shobj_description(oid, 'pg_database') LIKE '%bench_r_%'"
+        ).fetchall()
+    assert left == []

@@ -701,3 +701,34 @@ def test_the_api_goes_through_the_guard(built, scratch_db):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("3 resetdb refused: DJANGO_RESETDB['ENABLED'] is False")
     assert state(built, scratch_db) == before
+
+
+DANGLING = (
+    '[{"model": "catalog.artifact", "pk": 90, "fields": {"category": 999, "name": "Lost", '
+    '"description": "", "replica_price": null, "embedding": null, '
+    '"added": "2024-03-01T10:00:00Z"}}]'
+)
+
+
+def test_a_seed_naming_a_missing_row_is_reported_after_the_fast_build(built, scratch_db):
+    # The fast build adds foreign keys once the rows are in: the broken one is still
+    # reported with its file and position, and nothing changes.
+    add_nickname(built)
+    built.append("testproject/catalog/fixtures/dangling.json", DANGLING)
+    settings_line(built, with_seeds("dangling"))
+    before = state(built, scratch_db)
+
+    result = built.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("CommandError: Seeding failed: ")
+    assert (
+        "testproject/catalog/fixtures/dangling.json, object 1 (catalog.artifact, pk=90): "
+        "category = 999 names a catalog.category that does not exist; nothing was written; "
+        "the migration files were put back from backup "
+    ) in result.stderr
+    assert state(built, scratch_db) == before
+
+
+def with_seeds(*seeds: str) -> str:
+    return f"DJANGO_RESETDB['SEEDS'] = [*DJANGO_RESETDB['SEEDS'], {', '.join(map(repr, seeds))}]\n"
