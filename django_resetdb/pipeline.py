@@ -264,7 +264,8 @@ def run_plan(
     sweeper = None
     if (cache is not None and not cache.unusable) or plan.swap is not None:
         target = plan.targets[0]
-        sweeper = snapshots.Sweeper(target.alias, target.database)
+        spare = {cache.existing.name} if cache is not None and cache.existing else set()
+        sweeper = snapshots.Sweeper(target.alias, target.database, spare)
         sweeper.start()
     try:
         restored = _carry_out(plan, result, terminate_blockers, log, migrate_output)
@@ -375,6 +376,7 @@ def _from_snapshot(
         _undo(result.migrations, exc, log)
         raise
     timings["snapshot"] = seconds
+    snapshots.mark_used(cache.alias, kept)
     log(
         f"  snapshot    restored {kept.name} (kept {kept.created[:19].replace('T', ' ')}) in "
         f"{seconds:.2f} s",
@@ -445,14 +447,12 @@ def _keep(plan: ResetPlan, cache: snapshots.SnapshotPlan, result: ResetResult, l
     if snapshots.find(cache.alias, cache.target, cache.fingerprint) is not None:
         return  # kept already: it could not be restored this time, but it is good
     try:
-        seconds, dropped = snapshots.keep(
-            cache, tables=database.tables, rows=database.rows, log=log
-        )
+        seconds, stale = snapshots.keep(cache, tables=database.tables, rows=database.rows, log=log)
     except ResetError as exc:
         log(f"  snapshot    not kept: {exc}", 1)
         return
     result.timings["snapshot"] = seconds
-    older = f"; dropped {len(dropped)} older" if dropped else ""
+    older = f"; the next run drops {stale} older one(s)" if stale else ""
     log(f"  snapshot    kept {cache.name} in {seconds:.2f} s{older}", 1)
 
 

@@ -747,11 +747,17 @@ def drop_database_sql(name: str) -> sql.Composable:
     return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
 
 
+def comment_on_database_sql(name: str, comment: str) -> sql.Composable:
+    return sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+        sql.Identifier(name), sql.Literal(comment)
+    )
+
+
 def snapshot_marks_sql(name: str, comment: str) -> list[sql.Composable]:
     """Nobody connects to a snapshot; its comment says what it is."""
     return [
         sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)),
-        sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(comment)),
+        comment_on_database_sql(name, comment),
     ]
 
 

@@ -64,9 +64,11 @@ class Snapshot:
     target: str
     fingerprint: str
     created: str
+    used: str  # when a reset last restored it (or made it)
     tables: int
     rows: int
     size: int
+    data: dict[str, Any]  # its comment, as stored
 
     @classmethod
     def parse(cls, name: str, comment: str | None, size: int) -> Snapshot | None:
@@ -77,9 +79,11 @@ class Snapshot:
                 str(data["target"]),
                 str(data["fingerprint"]),
                 str(data["created"]),
+                str(data.get("used", data["created"])),
                 int(data["tables"]),
                 int(data["rows"]),
                 size,
+                data,
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -89,6 +93,16 @@ class Snapshot:
             f"{self.name}  {self.created[:19].replace('T', ' ')}  {self.size / 2**20:.0f} MB  "
             f"{self.tables} table(s), {self.rows} row(s) seeded"
         )
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _stale(snapshots: Sequence[Snapshot], spare: set[str]) -> list[Snapshot]:
+    """The snapshots beyond ``SNAPSHOTS``, least recently used first, but ``spare``."""
+    by_use = sorted(snapshots, key=lambda s: (s.used, s.name), reverse=True)
+    return [s for s in by_use[get_settings().snapshots :] if s.name not in spare]
 
 
 @dataclass
@@ -116,16 +130,19 @@ def swap_names(target: str) -> tuple[str, str]:
 
 
 class Sweeper(threading.Thread):
-    """Drops, in the background, the databases earlier restores replaced.
+    """Drops, in the background, what earlier runs left to drop: the databases restores
+    replaced and the snapshots beyond ``SNAPSHOTS`` (least recently used first).
 
-    A restore swaps names and leaves the replaced database behind, closed to
-    connections, so as not to wait for its removal (on PostgreSQL 15+ ``DROP
-    DATABASE`` forces a checkpoint). The next run drops it while it plans.
+    Neither a restore nor a rebuild waits for a database's removal (on PostgreSQL 15+
+    ``DROP DATABASE`` forces a checkpoint, which right after a rebuild has much to
+    write); the next run drops them while it plans. ``spare`` names a snapshot this run
+    is about to restore.
     """
 
-    def __init__(self, alias: str, target: str) -> None:
+    def __init__(self, alias: str, target: str, spare: set[str] | None = None) -> None:
         super().__init__(name="django_resetdb sweeper", daemon=True)
         self.alias, self.target = alias, target
+        self.spare = spare or set()
         self.dropped: list[str] = []
         self.error = ""
 
@@ -133,18 +150,33 @@ class Sweeper(threading.Thread):
         try:
             # A connection of this thread's own: Django's may not cross threads.
             with maintenance_cursor(self.alias) as cursor:
-                prefix = swap_names(self.target)[1]
-                for name, _, _ in postgres.databases_like(cursor, prefix):
+                names = [name for name, _, _ in postgres.databases_like(cursor, self.prefix)]
+                kept = [
+                    snapshot
+                    for snapshot in (
+                        Snapshot.parse(name, comment, size)
+                        for name, comment, size in postgres.databases_like(cursor, PREFIX)
+                    )
+                    if snapshot is not None and snapshot.target == self.target
+                ]
+                names += [snapshot.name for snapshot in _stale(kept, self.spare)]
+                for name in names:
                     postgres.run_on(cursor, [postgres.drop_database_sql(name)])
                     self.dropped.append(name)
         except Exception as exc:
             self.error = " ".join(str(exc).split())
 
+    @property
+    def prefix(self) -> str:
+        return swap_names(self.target)[1]
+
     def finish(self, log: Callable[[str, int], None]) -> None:
         if self.is_alive():
             self.join()
+        for name in self.dropped:
+            log(f"  dropped {name}, left by an earlier run", 2)
         if self.error:
-            log(f"  could not drop a database an earlier restore replaced: {self.error}", 0)
+            log(f"  could not drop what an earlier run left: {self.error}", 0)
 
 
 @contextlib.contextmanager
@@ -302,6 +334,13 @@ def listed(alias: str, target: str | None = None) -> list[Snapshot]:
     )
 
 
+def mark_used(alias: str, snapshot: Snapshot) -> None:
+    """Record that a reset restored ``snapshot`` now: the least recently used go first."""
+    comment = json.dumps({**snapshot.data, "used": _now()})
+    with maintenance_cursor(alias) as cursor:
+        postgres.run_on(cursor, [postgres.comment_on_database_sql(snapshot.name, comment)])
+
+
 def find(alias: str, target: str, fingerprint: str) -> Snapshot | None:
     name = snapshot_name(target, fingerprint)
     return next(
@@ -427,10 +466,10 @@ def swap_in(
 
 def keep(
     plan: SnapshotPlan, *, tables: int, rows: int, log: Callable[[str, int], None]
-) -> tuple[float, list[str]]:
-    """Copy the target database, just reset, into a snapshot; drop the oldest beyond
-    ``SNAPSHOTS``. Returns the seconds and the names dropped. Raises :class:`ResetError`
-    when the copy cannot be made (the reset itself is done)."""
+) -> tuple[float, int]:
+    """Copy the target database, just reset, into a snapshot. Returns the seconds and
+    how many snapshots are now beyond ``SNAPSHOTS``, for the next run to drop. Raises
+    :class:`ResetError` when the copy cannot be made (the reset itself is done)."""
     started = time.monotonic()
     alias, target = plan.alias, plan.target
     connections[alias].close()
@@ -439,12 +478,11 @@ def keep(
             "django_resetdb": __version__,
             "target": target,
             "fingerprint": plan.fingerprint,
-            "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "created": _now(),
             "tables": tables,
             "rows": rows,
         }
     )
-    dropped: list[str] = []
     with maintenance_cursor(alias) as cursor:
         postgres.lock_database_name(cursor, target, get_settings().lock_timeout)
         cursor.execute("SELECT current_user")
@@ -455,11 +493,8 @@ def keep(
         except Exception as exc:
             raise ResetError(" ".join(str(exc).split())) from exc
         postgres.run_on(cursor, postgres.snapshot_marks_sql(plan.name, comment))
-    kept = listed(alias, target)
-    for snapshot in kept[: max(0, len(kept) - get_settings().snapshots)]:
-        drop(alias, snapshot.name)
-        dropped.append(snapshot.name)
-    return time.monotonic() - started, dropped
+    # The oldest beyond SNAPSHOTS are dropped by the next run, in the background.
+    return time.monotonic() - started, len(_stale(listed(alias, target), {plan.name}))
 
 
 def drop(alias: str, name: str) -> None:
