@@ -265,7 +265,10 @@ def run_plan(
     if (cache is not None and not cache.unusable) or plan.swap is not None:
         target = plan.targets[0]
         spare = {cache.existing.name} if cache is not None and cache.existing else set()
-        sweeper = snapshots.Sweeper(target.alias, target.database, spare)
+        # A run that will keep a snapshot makes room for it now, before it dirties the
+        # server's cache: dropping a database later would have to write all of that.
+        room = int(cache is not None and not cache.unusable and cache.existing is None)
+        sweeper = snapshots.Sweeper(target.alias, target.database, spare, room)
         sweeper.start()
     try:
         restored = _carry_out(plan, result, terminate_blockers, log, migrate_output)

@@ -99,10 +99,12 @@ def _now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def _stale(snapshots: Sequence[Snapshot], spare: set[str]) -> list[Snapshot]:
-    """The snapshots beyond ``SNAPSHOTS``, least recently used first, but ``spare``."""
+def _stale(snapshots: Sequence[Snapshot], spare: set[str], room: int = 0) -> list[Snapshot]:
+    """The snapshots beyond ``SNAPSHOTS`` (less ``room`` for ones about to be kept),
+    least recently used first, but ``spare``."""
     by_use = sorted(snapshots, key=lambda s: (s.used, s.name), reverse=True)
-    return [s for s in by_use[get_settings().snapshots :] if s.name not in spare]
+    keep = max(0, get_settings().snapshots - room)
+    return [s for s in by_use[keep:] if s.name not in spare]
 
 
 @dataclass
@@ -135,14 +137,18 @@ class Sweeper(threading.Thread):
 
     Neither a restore nor a rebuild waits for a database's removal (on PostgreSQL 15+
     ``DROP DATABASE`` forces a checkpoint, which right after a rebuild has much to
-    write); the next run drops them while it plans. ``spare`` names a snapshot this run
-    is about to restore.
+    write); the next run drops them while it plans, before it writes much itself.
+    ``spare`` names a snapshot this run is about to restore; ``room`` makes room for
+    one it is about to keep.
     """
 
-    def __init__(self, alias: str, target: str, spare: set[str] | None = None) -> None:
+    def __init__(
+        self, alias: str, target: str, spare: set[str] | None = None, room: int = 0
+    ) -> None:
         super().__init__(name="django_resetdb sweeper", daemon=True)
         self.alias, self.target = alias, target
         self.spare = spare or set()
+        self.room = room
         self.dropped: list[str] = []
         self.error = ""
 
@@ -159,7 +165,7 @@ class Sweeper(threading.Thread):
                     )
                     if snapshot is not None and snapshot.target == self.target
                 ]
-                names += [snapshot.name for snapshot in _stale(kept, self.spare)]
+                names += [snapshot.name for snapshot in _stale(kept, self.spare, self.room)]
                 for name in names:
                     postgres.run_on(cursor, [postgres.drop_database_sql(name)])
                     self.dropped.append(name)

@@ -153,15 +153,10 @@ def test_a_model_change_rebuilds_and_keeps_a_new_snapshot(cached, scratch_db):
 
     assert result.returncode == 0, result.stderr
     assert "  schema      dropped 18 table(s) of public" in result.stdout
-    (kept,) = set(snapshots_of(scratch_db.name)) - {cached.kept}
-    assert f"  snapshot    kept {kept} in " in result.stdout
-    assert result.stdout.splitlines()[-2].endswith("; the next run drops 1 older one(s)")
-
-    again = cached.manage("resetdb", "--no-input", url=scratch_db.url())
-
-    assert again.returncode == 0, again.stderr
-    assert f"  snapshot    restored {kept} " in again.stdout
-    assert snapshots_of(scratch_db.name) == [kept]
+    # The run made room for the snapshot it kept, before rebuilding.
+    (kept,) = snapshots_of(scratch_db.name)
+    assert kept != cached.kept
+    assert result.stdout.splitlines()[-2].startswith(f"  snapshot    kept {kept} in ")
 
 
 def test_going_back_to_earlier_models_restores_their_snapshot(cached, scratch_db):
