@@ -181,6 +181,7 @@ class BulkLoader:
         self._deferred: list[tuple[DeserializedObject, Where]] = []
         self._exact: dict[type[models.Model], bool] = {}
         self._allowed: dict[type[models.Model], bool] = {}
+        self._skipped_labels: dict[str, bool] = {}
         self._closures: dict[type[models.Model], frozenset[type[models.Model]]] = {}
         self._lookups: dict[str, tuple[Any, dict[str, tuple[str, Any]]]] = {}
         self._plans: dict[str, Plan | None] = {}
@@ -380,21 +381,25 @@ class BulkLoader:
 
     def _wanted(self, model: type[models.Model]) -> bool:
         """Whether objects of ``model`` go into this database (not excluded, routers)."""
-        if model._meta.app_config in self.excluded_apps or model in self.excluded_models:
-            return False
         if model not in self._allowed:
-            self._allowed[model] = router.allow_migrate_model(self.using, model)
+            self._allowed[model] = not (
+                model._meta.app_config in self.excluded_apps or model in self.excluded_models
+            ) and router.allow_migrate_model(self.using, model)
         return self._allowed[model]
 
-    def _skipped(self, label: Any) -> bool:
+    def _skipped(self, label: object) -> bool:
         """Whether the objects of model ``label`` are left out here. Decided before they
         are read, so that a natural key naming a table that lives in another database is
         never looked up (``loaddata`` would look it up, then leave the object out)."""
-        try:
-            model = apps.get_model(label)
-        except Exception:
-            return False  # the deserializer says what is wrong with it
-        return not self._wanted(model)
+        if not isinstance(label, str):
+            return False  # malformed: the deserializer says what is wrong with it
+        if label not in self._skipped_labels:
+            try:
+                model = apps.get_model(label)
+            except Exception:
+                return False  # the deserializer says what is wrong with it
+            self._skipped_labels[label] = not self._wanted(model)
+        return self._skipped_labels[label]
 
     def _add(self, loaded: DeserializedObject | Entry) -> bool:
         model = loaded.model if isinstance(loaded, Entry) else type(loaded.object)
