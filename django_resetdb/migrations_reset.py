@@ -179,7 +179,7 @@ def _summary(operation: Operation) -> str:
 
 
 def _scan(
-    loader: MigrationLoader, selected: Sequence[SelectedApp]
+    migrations: dict[tuple[str, str], Migration], selected: Sequence[SelectedApp]
 ) -> tuple[list[HandWritten], dict[str, list[Operation]]]:
     """Hand-written content of the files that would be deleted, and extension operations
     to carry, per app, in migration order."""
@@ -187,7 +187,7 @@ def _scan(
     labels = {app.label for app in selected}
     hand_written: list[HandWritten] = []
     extensions: dict[str, list[Operation]] = {}
-    for (label, name), migration in sorted(loader.disk_migrations.items()):
+    for (label, name), migration in sorted(migrations.items()):
         if label not in labels:
             continue
         path = _migration_file(migration)
@@ -223,12 +223,14 @@ class _LoaderWithout(MigrationLoader):
     def __init__(self, labels: frozenset[str]) -> None:
         self._without = labels
         self.dangling: list[tuple[tuple[str, str], tuple[str, str]]] = []
+        # The selected apps' migrations as they are on disk: the files to be replaced.
+        self.removed: dict[tuple[str, str], Migration] = {}
         super().__init__(None, ignore_no_migrations=True)
 
     def load_disk(self) -> None:
         super().load_disk()
         for key in [key for key in self.disk_migrations if key[0] in self._without]:
-            del self.disk_migrations[key]
+            self.removed[key] = self.disk_migrations.pop(key)
         for key, migration in self.disk_migrations.items():
             kept = []
             for dependency in migration.dependencies:
@@ -313,12 +315,8 @@ def plan_migrations(labels: Sequence[str] = ()) -> MigrationPlan:
     # Files may have changed since this process imported them (an earlier reset).
     _forget_modules(app.module for app in selected)
 
-    current = _load(
-        lambda: MigrationLoader(None, ignore_no_migrations=True), "the current migrations"
-    )
-    hand_written, extensions = _scan(current, selected)
-
-    without = _load(lambda: _LoaderWithout(frozenset(names)), "the migrations of other apps")
+    without = _load(lambda: _LoaderWithout(frozenset(names)), "the migrations")
+    hand_written, extensions = _scan(without.removed, selected)
     changes = _detect(without, names)
     strays = sorted(set(changes) - names)
     if strays:

@@ -776,10 +776,14 @@ def run_on(cursor: Any, statements: Sequence[sql.Composable]) -> None:
         cursor.execute(statement.as_string(cursor.connection))
 
 
-def databases_like(cursor: Any, prefix: str) -> list[tuple[str, str | None, int]]:
-    """Name, comment and size of the databases whose name starts with ``prefix``."""
+def databases_like(
+    cursor: Any, prefix: str, *, sizes: bool = False
+) -> list[tuple[str, str | None, int]]:
+    """Name, comment and (with ``sizes``; it reads every file's size) size of the
+    databases whose name starts with ``prefix``."""
+    size = "pg_database_size(oid)" if sizes else "0"
     cursor.execute(
-        "SELECT datname, shobj_description(oid, 'pg_database'), pg_database_size(oid) "
+        "SELECT datname, shobj_description(oid, 'pg_database'), " + size + " "
         "FROM pg_database WHERE starts_with(datname, %s) ORDER BY datname",
         [prefix],
     )

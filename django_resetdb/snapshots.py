@@ -329,10 +329,11 @@ def refresh(
         )
 
 
-def listed(alias: str, target: str | None = None) -> list[Snapshot]:
-    """The snapshots on ``alias``'s server (of database ``target``), oldest first."""
+def listed(alias: str, target: str | None = None, *, sizes: bool = False) -> list[Snapshot]:
+    """The snapshots on ``alias``'s server (of database ``target``), oldest first;
+    ``size`` is 0 unless ``sizes``."""
     with maintenance_cursor(alias) as cursor:
-        rows = postgres.databases_like(cursor, PREFIX)
+        rows = postgres.databases_like(cursor, PREFIX, sizes=sizes)
     found = [Snapshot.parse(name, comment, size) for name, comment, size in rows]
     return sorted(
         (s for s in found if s is not None and (target is None or s.target == target)),

@@ -115,7 +115,7 @@ class Command(ResetCommand):
                 )
                 continue
             database = str(connections[alias].settings_dict["NAME"])
-            found = snapshots.listed(alias, database)
+            found = snapshots.listed(alias, database, sizes=True)
             for snapshot in found:
                 self.stdout.write(f"  {snapshot.describe()}")
             size = sum(s.size for s in found) / 2**20
