@@ -101,6 +101,9 @@ class MigrationPlan:
     apps: list[AppPlan]
     skipped: list[Skipped]
     hand_written: list[HandWritten]
+    # Every migration file on disk, the project's and the installed apps', as the
+    # planning found them; None when no app was selected (nothing was loaded).
+    files: dict[tuple[str, str], Path] | None = None
 
     @property
     def changed(self) -> list[AppPlan]:
@@ -356,7 +359,11 @@ def plan_migrations(labels: Sequence[str] = ()) -> MigrationPlan:
                 f"{dependency[0]}.{dependency[1]}, which the regenerated files would not "
                 f"provide; select {label!r} too."
             )
-    return MigrationPlan(root, plans, skipped, hand_written)
+    files = {
+        key: _migration_file(migration)
+        for key, migration in [*without.disk_migrations.items(), *without.removed.items()]
+    }
+    return MigrationPlan(root, plans, skipped, hand_written, files)
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """The whole rebuild: migrations regenerated, schemas reset, migrate, seeds; all or nothing.
 
-Each database is rebuilt in one transaction of its own, holding its reset lock; the
-transactions commit together at the end, one after the other. The migration files are
-backed up before they change and put back on any failure or Ctrl-C; until the databases
-have committed, the backup stays "in progress", so that a run killed in between is
-noticed by the next one.
+In place, each database is rebuilt in one transaction of its own, holding its reset lock;
+the transactions commit together at the end, one after the other. A snapshot restore, or
+a build in a new database when one transaction would need too many locks, ends with a swap
+of names in one transaction instead (see ``snapshots``). The migration files are backed
+up before they change and put back on any failure or Ctrl-C; until the databases have
+committed, the backup stays "in progress", so that a run killed in between is noticed by
+the next one.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ class ResetPlan:
     snapshot: snapshots.SnapshotPlan | None = None  # None: the cache is off
     swap: snapshots.SwapPlan | None = None  # set: build in a new database and swap it in
     lock_warning: str = ""  # an in-place reset may run out of locks, and why
+    # The snapshot's quick key matched: the migrations were not planned, as regenerating
+    # them would change nothing (migrations is None then, without --keep-migrations).
+    unchanged: bool = False
 
     @property
     def restoring(self) -> bool:
@@ -72,7 +77,11 @@ class ResetPlan:
     def lines(self) -> list[str]:
         """The steps, one line each, and the files the regeneration touches."""
         lines = []
-        if self.migrations is None:
+        if self.unchanged:
+            lines.append(
+                "  migrations  no changes since the snapshot was kept (the same models and files)"
+            )
+        elif self.migrations is None:
             lines.append("  migrations  kept as they are (--keep-migrations)")
         elif not self.migrations.apps:
             lines.append("  migrations  no app of the project to regenerate")
@@ -163,31 +172,39 @@ def plan_reset(
     targets = [guard.check(alias, COMMAND, conf.schemas) for alias in aliases]
     _refuse_same_database(targets)
     refuse_interrupted(conf.backup_dir, COMMAND)
-    migrations = None
-    if not keep_migrations:
-        migrations = plan_migrations()
-        refuse_hand_written(
-            migrations,
-            COMMAND,
-            "pass --keep-migrations to migrate with the files as they are, or run "
-            "'manage.py resetmigrations --force' first",
-        )
     seeds = None
     if seed:
         entries = seeding.configured_seeds()
         seeds = {alias: seeding.resolve_seeds(entries, database=alias) for alias in aliases}
+    first_seeds = None if seeds is None else seeds[aliases[0]]
+    cache = None
+    if snapshot and not keep_migrations and len(targets) == 1:
+        cache = snapshots.find_quick(targets[0], first_seeds)
+    unchanged = cache is not None and cache.existing is not None
+    migrations = None
+    if not keep_migrations and not unchanged:
+        migrations = _plan_migrations()
     swap, lock_warning = None, ""
     if len(targets) == 1:
         swap, lock_warning = snapshots.plan_swap(targets[0], models=_models_on(aliases[0]))
-    cache = None
-    if snapshot:
+    if snapshot and not unchanged:
         cache = snapshots.plan_snapshot(
-            targets[0],
-            migrations,
-            None if seeds is None else seeds[aliases[0]],
-            several=len(targets) > 1,
+            targets[0], migrations, first_seeds, several=len(targets) > 1
         )
-    return ResetPlan(targets, conf.schemas, migrations, seeds, cache, swap, lock_warning)
+    plan = ResetPlan(targets, conf.schemas, migrations, seeds, cache, swap, lock_warning)
+    plan.unchanged = unchanged
+    return plan
+
+
+def _plan_migrations() -> MigrationPlan:
+    migrations = plan_migrations()
+    refuse_hand_written(
+        migrations,
+        COMMAND,
+        "pass --keep-migrations to migrate with the files as they are, or run "
+        "'manage.py resetmigrations --force' first",
+    )
+    return migrations
 
 
 def _models_on(alias: str) -> int:
@@ -295,6 +312,9 @@ def _carry_out(
         # Again, now that no other run can be half-way.
         refuse_interrupted(conf.backup_dir, COMMAND)
         restored = plan.restoring and _from_snapshot(plan, result, terminate_blockers, log)
+        if not restored and plan.unchanged:
+            # Restoring was the point of skipping the plan; rebuilding needs it.
+            plan.migrations, plan.unchanged = _plan_migrations(), False
         if not restored:
             if cache is not None and cache.unusable:
                 log(f"  snapshot    not used: {cache.unusable}", 1)
@@ -302,6 +322,8 @@ def _carry_out(
                 plan, result, terminate_blockers, log, migrate_output
             )
             if not built:
+                if plan.lock_warning:
+                    log(f"  database    in place, though {plan.lock_warning}", 1)
                 _rebuild_all(plan, result, terminate_blockers, log, migrate_output)
         if result.migrations is not None:
             finish_plan(result.migrations)
@@ -367,6 +389,8 @@ def _from_snapshot(
                 sender=ResetPlan, alias=cache.alias, plan=plan, timings=timings, snapshot=kept.name
             )
 
+    if plan.unchanged:
+        log("  migrations  no changes since the snapshot was kept (the same models and files)", 1)
     try:
         _apply_files(plan, result, log)
         seconds = snapshots.restore(
@@ -379,7 +403,11 @@ def _from_snapshot(
         _undo(result.migrations, exc, log)
         raise
     timings["snapshot"] = seconds
-    snapshots.mark_used(cache.alias, kept)
+    if not cache.quick:
+        # Found by its fingerprint: next time, let its quick key find it.
+        seeds = None if plan.seeds is None else plan.seeds[cache.alias]
+        snapshots.refresh(cache, plan.targets[0], plan.migrations, seeds, quick=True)
+    snapshots.mark_used(cache.alias, kept, cache.quick)
     log(
         f"  snapshot    restored {kept.name} (kept {kept.created[:19].replace('T', ' ')}) in "
         f"{seconds:.2f} s",
@@ -443,14 +471,16 @@ def _keep(plan: ResetPlan, cache: snapshots.SnapshotPlan, result: ResetResult, l
     """Keep a snapshot of the database just rebuilt; a failure here is only reported."""
     (database,) = result.databases
     seeds = None if plan.seeds is None else plan.seeds[cache.alias]
-    snapshots.refresh(cache, plan.targets[0], plan.migrations, seeds)
+    snapshots.refresh(cache, plan.targets[0], plan.migrations, seeds, quick=True)
     if cache.unusable:
         log(f"  snapshot    not kept: {cache.unusable}", 1)
         return
     if snapshots.find(cache.alias, cache.target, cache.fingerprint) is not None:
         return  # kept already: it could not be restored this time, but it is good
     try:
-        seconds, stale = snapshots.keep(cache, tables=database.tables, rows=database.rows, log=log)
+        seconds, stale = snapshots.keep(
+            cache, tables=database.tables, rows=database.rows, quick=cache.quick, log=log
+        )
     except ResetError as exc:
         log(f"  snapshot    not kept: {exc}", 1)
         return
@@ -586,9 +616,19 @@ def dry_run_lines(plan: ResetPlan) -> list[str]:
                 f"  {statement};" for statement in snapshots.planned_statements(plan.snapshot)
             ]
             continue
-        lines.append(f"SQL for database {target.database!r} (alias {target.alias!r}):")
-        lines.append("  BEGIN;")
-        lines += [f"  {statement};" for statement in planned_statements(target.alias, plan.schemas)]
+        swap: list[str] = []
+        if plan.swap is not None:
+            before, prepare, swap = snapshots.planned_build(plan.swap)
+            lines.append(f"SQL on the maintenance database, for {target.database!r}:")
+            lines += [f"  {statement};" for statement in before]
+            lines.append("SQL in the new database, each step committing on its own:")
+            lines += [f"  {statement};" for statement in prepare]
+        else:
+            lines.append(f"SQL for database {target.database!r} (alias {target.alias!r}):")
+            lines.append("  BEGIN;")
+            lines += [
+                f"  {statement};" for statement in planned_statements(target.alias, plan.schemas)
+            ]
         for name, statements in migrating.planned_sql(target.alias, plan.migrations):
             lines.append(f"  -- migrate: {name}")
             lines += [f"  {statement}" for statement in statements]
@@ -597,7 +637,11 @@ def dry_run_lines(plan: ResetPlan) -> list[str]:
                 f"  -- seed: {len(plan.seeds[target.alias])} seed(s), rows written with COPY "
                 "and INSERT (not shown)"
             )
-        lines.append("  COMMIT;")
+        if plan.swap is not None:
+            lines.append(f"SQL on the maintenance database, to swap it in for {target.database!r}:")
+            lines += [f"  {statement};" for statement in swap]
+        else:
+            lines.append("  COMMIT;")
     lines.append("Steps:")
     lines += plan.lines()
     return lines

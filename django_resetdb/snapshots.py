@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import importlib.util
 import inspect
 import json
+import os
 import sys
 import threading
 import time
@@ -32,9 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import django
+from django.apps import apps
 from django.conf import settings
 from django.db import connections
+from django.db.migrations.autodetector import MigrationAutodetector
 from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.state import ProjectState
 
 from django_resetdb import __version__, guard, postgres, seeding
 from django_resetdb.conf import SETTING_NAME, get_settings, project_root, user_settings
@@ -50,8 +55,11 @@ SETTINGS = (
     "DEFAULT_AUTO_FIELD", "USE_TZ", "TIME_ZONE", "LANGUAGE_CODE", "PASSWORD_HASHERS",
     "FIXTURE_DIRS", "SERIALIZATION_MODULES",
 )  # fmt: skip
-# Keys of DJANGO_RESETDB that change nothing in the result.
-NEUTRAL_KEYS = frozenset({"ENABLED", "HOSTS", "LOCK_TIMEOUT", "BACKUP_DIR", "SNAPSHOTS"})
+# Keys of DJANGO_RESETDB that change nothing in the result (the fast build and a build
+# in a new database leave what the plain ways leave).
+NEUTRAL_KEYS = frozenset(
+    {"ENABLED", "HOSTS", "LOCK_TIMEOUT", "BACKUP_DIR", "SNAPSHOTS", "FAST_BUILD", "STRATEGY"}
+)
 
 
 class NotRestorable(Exception):
@@ -65,6 +73,7 @@ class Snapshot:
     fingerprint: str
     created: str
     used: str  # when a reset last restored it (or made it)
+    quick: str  # its quick key, see quick_key()
     tables: int
     rows: int
     size: int
@@ -80,6 +89,7 @@ class Snapshot:
                 str(data["fingerprint"]),
                 str(data["created"]),
                 str(data.get("used", data["created"])),
+                str(data.get("quick", "")),
                 int(data["tables"]),
                 int(data["rows"]),
                 size,
@@ -114,6 +124,7 @@ class SnapshotPlan:
     fingerprint: str
     existing: Snapshot | None
     unusable: str = ""  # why the cache is off this time, or ""
+    quick: str = ""  # found by its quick key, without planning the migrations
 
     @property
     def name(self) -> str:
@@ -208,13 +219,18 @@ def _where(path: str | Path) -> str:
 def _migration_sources(plan: MigrationPlan | None) -> list[tuple[str, str]]:
     """(migration, sha256 of its text without the header) for every migration the
     reset applies, the planned files in place of those they replace."""
-    loader = MigrationLoader(None, ignore_no_migrations=True)
+    files = plan.files if plan is not None else None
+    if files is None:
+        loader = MigrationLoader(None, ignore_no_migrations=True)
+        files = {
+            key: Path(sys.modules[type(migration).__module__].__file__ or "")
+            for key, migration in loader.disk_migrations.items()
+        }
     changed = {app.label for app in plan.changed} if plan is not None else set()
     sources = {}
-    for (label, name), migration in loader.disk_migrations.items():
+    for (label, name), path in files.items():
         if label not in changed:
-            module = sys.modules[type(migration).__module__]
-            text = Path(module.__file__ or "").read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
             sources[f"{label}.{name}"] = hashlib.sha256(normalized(text).encode()).hexdigest()
     for app in plan.changed if plan is not None else []:
         for new in app.new_files:
@@ -250,6 +266,24 @@ def _settings() -> dict[str, Any]:
     return values
 
 
+def _inputs(alias: str, target: guard.Target, context: list[Any]) -> dict[str, Any]:
+    """What the result depends on besides the migration files and the seeds."""
+    connection = connections[alias]
+    abilities = postgres.capabilities(connection)
+    states = [state.comparable() for state in postgres.schema_states(connection, target.schemas)]
+    return {
+        "format": 1,
+        "versions": [__version__, django.get_version(), abilities.server_version],
+        "database": [target.database, target.user, list(target.schemas), states, context],
+        "settings": _settings(),
+    }
+
+
+def _digest(inputs: dict[str, Any]) -> str:
+    text = json.dumps(inputs, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def fingerprint(
     alias: str,
     target: guard.Target,
@@ -257,19 +291,71 @@ def fingerprint(
     migrations: MigrationPlan | None,
     seeds: Sequence[seeding.Seed] | None,
 ) -> str:
-    connection = connections[alias]
-    abilities = postgres.capabilities(connection)
-    states = [state.comparable() for state in postgres.schema_states(connection, target.schemas)]
-    inputs = {
-        "format": 1,
-        "versions": [__version__, django.get_version(), abilities.server_version],
-        "database": [target.database, target.user, list(target.schemas), states, context],
-        "settings": _settings(),
-        "migrations": _migration_sources(migrations),
-        "seeds": _seed_sources(seeds),
-    }
-    text = json.dumps(inputs, sort_keys=True, default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()
+    inputs = _inputs(alias, target, context)
+    inputs["migrations"] = _migration_sources(migrations)
+    inputs["seeds"] = _seed_sources(seeds)
+    return _digest(inputs)
+
+
+def _canonical(value: Any) -> Any:
+    """A stable stand-in for a deconstructed field's argument: what repr() would give,
+    but naming functions and classes rather than showing their memory address."""
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if inspect.isfunction(value) or inspect.isclass(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+def _models_state() -> str:
+    """A digest of the project's models as the autodetector compares them."""
+    state = ProjectState.from_apps(apps)
+    autodetector = MigrationAutodetector(state, state)
+    described = [
+        [
+            list(key),
+            [[name, _canonical(autodetector.deep_deconstruct(f))] for name, f in m.fields.items()],
+            _canonical(sorted(m.options.items(), key=str)),
+            _canonical(list(m.bases)),
+            _canonical([[name, manager.__class__] for name, manager in m.managers]),
+        ]
+        for key, m in sorted(state.models.items())
+    ]
+    return _digest({"models": described})
+
+
+def _migration_files() -> list[list[Any]]:
+    """Every migration package's files, with their size and modification time."""
+    found = []
+    for app_config in apps.get_app_configs():
+        module, _ = MigrationLoader.migrations_module(app_config.label)
+        try:
+            spec = importlib.util.find_spec(module) if module else None
+        except (ImportError, ValueError):
+            continue
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            for entry in os.scandir(folder):
+                if entry.name.endswith(".py"):
+                    stat = entry.stat()
+                    found.append([entry.path, stat.st_size, stat.st_mtime_ns])
+    return sorted(found)
+
+
+def quick_key(
+    target: guard.Target, context: list[Any], seeds: Sequence[seeding.Seed] | None
+) -> str:
+    """A key for the snapshot that can be worked out without planning the migrations:
+    the fingerprint's inputs, with the models' state and the migration files' sizes and
+    times in place of the files' planned text. Equal keys mean the files are what the
+    last regeneration wrote and the models have not moved since: regenerating would
+    change nothing."""
+    inputs = _inputs(target.alias, target, context)
+    inputs["models"] = _models_state()
+    inputs["files"] = _migration_files()
+    inputs["seeds"] = _seed_sources(seeds)
+    return _digest(inputs)
 
 
 def plan_snapshot(
@@ -296,6 +382,24 @@ def plan_snapshot(
     return plan
 
 
+def find_quick(target: guard.Target, seeds: Sequence[seeding.Seed] | None) -> SnapshotPlan | None:
+    """The snapshot whose quick key is this run's, if the cache is usable: then the
+    migrations need no planning. None otherwise."""
+    if get_settings().snapshots == 0 or _role_problem(target):
+        return None
+    lost, context = postgres.whole_database_context(connections[target.alias], target.schemas)
+    if lost:
+        return None
+    key = quick_key(target, context, seeds)
+    found = [s for s in listed(target.alias, target.database) if s.quick == key]
+    if not found:
+        plan = SnapshotPlan(target.alias, target.database, "", None)
+        plan.quick = key
+        return plan
+    snapshot = found[-1]
+    return SnapshotPlan(target.alias, target.database, snapshot.fingerprint, snapshot, "", key)
+
+
 def _role_problem(target: guard.Target) -> str:
     """Why the role cannot create, rename and drop databases for ``target``, or ""."""
     abilities = postgres.capabilities(connections[target.alias])
@@ -311,6 +415,8 @@ def refresh(
     target: guard.Target,
     migrations: MigrationPlan | None,
     seeds: Sequence[seeding.Seed] | None,
+    *,
+    quick: bool = False,
 ) -> None:
     """Work out the fingerprint from the database as it is now.
 
@@ -321,6 +427,7 @@ def refresh(
     """
     lost, context = postgres.whole_database_context(connections[plan.alias], target.schemas)
     plan.fingerprint = fingerprint(plan.alias, target, context, migrations, seeds)
+    plan.quick = quick_key(target, context, seeds) if quick else ""
     plan.existing = None
     if lost:
         plan.unusable = (
@@ -341,9 +448,10 @@ def listed(alias: str, target: str | None = None, *, sizes: bool = False) -> lis
     )
 
 
-def mark_used(alias: str, snapshot: Snapshot) -> None:
-    """Record that a reset restored ``snapshot`` now: the least recently used go first."""
-    comment = json.dumps({**snapshot.data, "used": _now()})
+def mark_used(alias: str, snapshot: Snapshot, quick: str) -> None:
+    """Record that a reset restored ``snapshot`` now (the least recently used go first),
+    and the quick key it was restored for."""
+    comment = json.dumps({**snapshot.data, "used": _now(), "quick": quick or snapshot.quick})
     with maintenance_cursor(alias) as cursor:
         postgres.run_on(cursor, [postgres.comment_on_database_sql(snapshot.name, comment)])
 
@@ -472,7 +580,7 @@ def swap_in(
 
 
 def keep(
-    plan: SnapshotPlan, *, tables: int, rows: int, log: Callable[[str, int], None]
+    plan: SnapshotPlan, *, tables: int, rows: int, quick: str, log: Callable[[str, int], None]
 ) -> tuple[float, int]:
     """Copy the target database, just reset, into a snapshot. Returns the seconds and
     how many snapshots are now beyond ``SNAPSHOTS``, for the next run to drop. Raises
@@ -488,6 +596,7 @@ def keep(
             "created": _now(),
             "tables": tables,
             "rows": rows,
+            "quick": quick,
         }
     )
     with maintenance_cursor(alias) as cursor:
@@ -514,19 +623,38 @@ def drop(alias: str, name: str) -> None:
 def planned_statements(plan: SnapshotPlan) -> list[str]:
     """The statements a restore would send (for ``--dry-run``), as text."""
     assert plan.existing is not None
-    new, old = swap_names(plan.target)
-    with maintenance_cursor(plan.alias) as cursor:
-        wanted = postgres.database_properties(cursor, plan.target)
+    snapshot = plan.existing.name
+    before, swap = _planned_swap(
+        plan.alias,
+        plan.target,
+        lambda new, wanted: postgres.create_database_sql(new, snapshot, wanted.owner),
+    )
+    return before + swap
+
+
+def _planned_swap(
+    alias: str,
+    target: str,
+    make: Callable[[str, postgres.DatabaseProperties], Any],
+) -> tuple[list[str], list[str]]:
+    """The statements that make the new database and give it the target's properties,
+    and those that swap it in, as text."""
+    new, old = swap_names(target)
+    old += "XXXXXXXX"
+    with maintenance_cursor(alias) as cursor:
+        wanted = postgres.database_properties(cursor, target)
         cursor.execute("SELECT current_user")
         (current_user,) = cursor.fetchone()
-        statements = [
-            postgres.create_database_sql(new, plan.existing.name, wanted.owner),
-            *postgres.database_properties_sql(new, wanted, current_user),
-            postgres.rename_database_sql(plan.target, f"{old}XXXXXXXX"),
-            postgres.rename_database_sql(new, plan.target),
-            *postgres.replaced_marks_sql(f"{old}XXXXXXXX", plan.target),
+        before = [make(new, wanted), *postgres.database_properties_sql(new, wanted, current_user)]
+        swap = [
+            postgres.rename_database_sql(target, old),
+            postgres.rename_database_sql(new, target),
+            *postgres.replaced_marks_sql(old, target),
         ]
-        return [s.as_string(cursor.connection) for s in statements]
+        return (
+            [s.as_string(cursor.connection) for s in before],
+            [s.as_string(cursor.connection) for s in swap],
+        )
 
 
 # Building in a new database ---------------------------------------------------------
@@ -643,3 +771,16 @@ def build_fresh(
         terminate_blockers=terminate_blockers,
         log=log,
     )
+
+
+def planned_build(plan: SwapPlan) -> tuple[list[str], list[str], list[str]]:
+    """For ``--dry-run``: the statements that make the new database, those that prepare
+    it (assuming ``template0`` has its usual ``public`` schema and ``plpgsql``), and those
+    that swap it in, as text."""
+    before, swap = _planned_swap(plan.alias, plan.target, postgres.create_empty_database_sql)
+    connection = connections[plan.alias]
+    current_user = postgres.privileges(connection).current_user
+    prepare = postgres.prepare_schemas_sql(
+        {"public"}, plan.states, plan.extensions, {"plpgsql"}, current_user
+    )
+    return before, [postgres.render(connection, s) for s in prepare], swap

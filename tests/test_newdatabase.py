@@ -213,3 +213,35 @@ def test_asking_for_a_new_database_without_createdb_is_refused(tmp_path, scratch
         f"role {scratch_role!r} cannot create databases (CREATEDB); nothing was changed.\n"
     )
     assert scratch_db.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+
+
+@needs_vector
+def test_dry_run_shows_the_build_aside_and_changes_nothing(aside, scratch_db):
+    add_nickname(aside)
+    oid = database_oid(scratch_db.name)
+    before = database_state(scratch_db), aside.tree()
+
+    result = aside.manage("resetdb", "--dry-run", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    start = lines.index(f"SQL on the maintenance database, for {scratch_db.name!r}:")
+    new = swap_names(scratch_db.name)[0]
+    assert lines[start + 1].startswith(f'  CREATE DATABASE "{new}" TEMPLATE template0 OWNER ')
+    prepare = lines.index("SQL in the new database, each step committing on its own:")
+    assert lines[prepare + 1 : prepare + 3] == [
+        '  DROP SCHEMA "public";',
+        '  CREATE SCHEMA "public";',
+    ]
+    assert "  -- migrate: account.0001_initial" in lines
+    swap = lines.index(f"SQL on the maintenance database, to swap it in for {scratch_db.name!r}:")
+    assert lines[swap + 1].startswith(
+        f'  ALTER DATABASE "{scratch_db.name}" RENAME TO "resetdb_swap_old_'
+    )
+    assert lines[swap + 2] == f'  ALTER DATABASE "{new}" RENAME TO "{scratch_db.name}";'
+    assert lines[-1] == "Dry run: nothing was changed."
+    assert (database_oid(scratch_db.name), (database_state(scratch_db), aside.tree())) == (
+        oid,
+        before,
+    )
+    assert in_progress(scratch_db) == []

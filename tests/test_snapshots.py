@@ -23,7 +23,7 @@ from tests.conftest import (
     replaced_of,
     snapshots_of,
 )
-from tests.test_resetmigrations import add_nickname, baseline
+from tests.test_resetmigrations import ACCOUNT_0001, add_nickname, baseline
 
 pytestmark = pytest.mark.skipif(
     "vector" not in available_extensions(),
@@ -324,3 +324,23 @@ def test_a_role_that_cannot_create_databases_rebuilds(tmp_path, scratch_db, scra
         f"  snapshot    not used: role {scratch_role!r} cannot create databases (CREATEDB)"
     ) in result.stdout.splitlines()
     assert snapshots_of(scratch_db.name) == []
+
+
+def test_a_touched_migration_file_is_planned_again_and_still_restores(cached, scratch_db):
+    # A new modification time misses the quick key; the files' text still matches.
+    first = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+    assert "  migrations  no changes since the snapshot was kept" in first.stdout
+    cached.path(ACCOUNT_0001).touch()
+
+    result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("  migrations  no changes in account, catalog, event, sales in ")
+    assert lines[2].startswith(f"  snapshot    restored {cached.kept} (kept ")
+
+    again = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert again.stdout.splitlines()[1] == (
+        "  migrations  no changes since the snapshot was kept (the same models and files)"
+    )
