@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -309,8 +310,10 @@ def _canonical(value: Any) -> Any:
     return repr(value)
 
 
+@functools.cache
 def _models_state() -> str:
-    """A digest of the project's models as the autodetector compares them."""
+    """A digest of the project's models as the autodetector compares them (they do not
+    change while a process runs: a reset regenerates files, not models)."""
     state = ProjectState.from_apps(apps)
     autodetector = MigrationAutodetector(state, state)
     described = [
