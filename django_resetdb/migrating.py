@@ -192,7 +192,7 @@ def planned_sql(alias: str, plan: MigrationPlan | None) -> list[tuple[str, list[
     connection = connections[alias]
     loader = PlannedLoader(plan)
     graph = loader.graph
-    order = [graph.nodes[key] for key in _forwards_order(graph)]
+    order = [graph.nodes[key] for key in _forwards(graph)]
     sql: list[tuple[str, list[str]]] = []
     state = None
     for migration in order:
@@ -203,18 +203,6 @@ def planned_sql(alias: str, plan: MigrationPlan | None) -> list[tuple[str, list[
             state = migration.apply(state, editor, collect_sql=True)
         sql.append((f"{migration.app_label}.{migration.name}", list(editor.collected_sql)))
     return sql
-
-
-def _forwards_order(graph: Any) -> list[tuple[str, str]]:
-    # The order migrate applies them in from a clean start.
-    seen: set[tuple[str, str]] = set()
-    order: list[tuple[str, str]] = []
-    for leaf in graph.leaf_nodes():
-        for key in graph.forwards_plan(leaf):
-            if key not in seen:
-                seen.add(key)
-                order.append(key)
-    return order
 
 
 # What makemigrations writes in a project's first migrations; the fast build knows how

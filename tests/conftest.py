@@ -518,3 +518,22 @@ def schema_dump(db: ScratchDatabase) -> str:
         if not line.startswith(("\\restrict", "\\unrestrict"))
     )
     return ATTVER.sub("", kept)
+
+
+def database_oid(name: str) -> int:
+    """The OID of database ``name``: a new one means the database was replaced."""
+    with connect("postgres") as admin:
+        row = admin.execute("SELECT oid FROM pg_database WHERE datname = %s", [name]).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def swaps_in_progress(name: str) -> list[str]:
+    """The new database a restore or a build aside of ``name`` was making, if any."""
+    from django_resetdb.snapshots import swap_names
+
+    with connect("postgres") as admin:
+        rows = admin.execute(
+            "SELECT datname FROM pg_database WHERE datname = %s", [swap_names(name)[0]]
+        ).fetchall()
+    return [database for (database,) in rows]

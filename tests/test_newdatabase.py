@@ -17,8 +17,10 @@ from tests.conftest import (
     ProjectCopy,
     available_extensions,
     connect,
+    database_oid,
     database_state,
     replaced_of,
+    swaps_in_progress,
 )
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname, baseline
 
@@ -32,21 +34,6 @@ NEW_DATABASE = (
     'DJANGO_RESETDB["SNAPSHOTS"] = 0\n'
     'DJANGO_RESETDB["STRATEGY"] = "new-database"\n'
 )
-
-
-def database_oid(name: str) -> int:
-    with connect("postgres") as admin:
-        row = admin.execute("SELECT oid FROM pg_database WHERE datname = %s", [name]).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def in_progress(db) -> list[str]:
-    with connect("postgres") as admin:
-        rows = admin.execute(
-            "SELECT datname FROM pg_database WHERE datname = %s", [swap_names(db.name)[0]]
-        ).fetchall()
-    return [name for (name,) in rows]
 
 
 def lock_capacity() -> int:
@@ -92,7 +79,7 @@ def test_a_project_of_1100_tables_resets_twice_at_default_settings(tmp_path, scr
         "WHERE table_name = 'app42_model00' AND column_name = 'extra'"
     ) == [(1,)]
     assert scratch_db.query("SELECT count(*) FROM app84_model09") == [(2,)]
-    assert in_progress(scratch_db) == []
+    assert swaps_in_progress(scratch_db.name) == []
     assert len(replaced_of(scratch_db.name)) == 1
 
 
@@ -159,7 +146,7 @@ def test_a_failure_while_building_aside_changes_nothing(aside, scratch_db, point
         oid,
         before,
     )
-    assert in_progress(scratch_db) == []
+    assert swaps_in_progress(scratch_db.name) == []
 
 
 @needs_vector
@@ -176,7 +163,7 @@ def test_killed_while_building_aside_changes_nothing(aside, scratch_db):
         for line in process.stdout:
             if line.strip() == "PAUSED":
                 break
-        assert in_progress(scratch_db) == [swap_names(scratch_db.name)[0]]
+        assert swaps_in_progress(scratch_db.name) == [swap_names(scratch_db.name)[0]]
     finally:
         process.send_signal(signal.SIGKILL)
         process.communicate()
@@ -188,7 +175,7 @@ def test_killed_while_building_aside_changes_nothing(aside, scratch_db):
     again = aside.manage("resetdb", "--no-input", url=scratch_db.url())
 
     assert again.returncode == 0, again.stderr
-    assert in_progress(scratch_db) == []
+    assert swaps_in_progress(scratch_db.name) == []
     assert database_oid(scratch_db.name) != oid
 
 
@@ -244,4 +231,4 @@ def test_dry_run_shows_the_build_aside_and_changes_nothing(aside, scratch_db):
         oid,
         before,
     )
-    assert in_progress(scratch_db) == []
+    assert swaps_in_progress(scratch_db.name) == []

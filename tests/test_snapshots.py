@@ -14,14 +14,15 @@ import pytest
 from psycopg import sql
 
 from bench.synthetic import Shape, generate
-from django_resetdb.snapshots import swap_names
 from tests.conftest import (
     ProjectCopy,
     available_extensions,
     connect,
+    database_oid,
     database_state,
     replaced_of,
     snapshots_of,
+    swaps_in_progress,
 )
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname, baseline
 
@@ -31,22 +32,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 FAST_HASHER = 'PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]\n'
-
-
-def database_oid(name: str) -> int:
-    with connect("postgres") as admin:
-        row = admin.execute("SELECT oid FROM pg_database WHERE datname = %s", [name]).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def copies_in_progress(db) -> list[str]:
-    """Copies a restore of ``db`` was making, found by their name."""
-    with connect("postgres") as admin:
-        rows = admin.execute(
-            "SELECT datname FROM pg_database WHERE datname = %s", [swap_names(db.name)[0]]
-        ).fetchall()
-    return [name for (name,) in rows]
 
 
 def replaced(db) -> list[tuple[str, bool]]:
@@ -109,7 +94,7 @@ def test_an_unchanged_project_restores_its_snapshot(cached, scratch_db):
     assert database_oid(scratch_db.name) != oid
     assert database_state(scratch_db) == cached.state
     assert snapshots_of(scratch_db.name) == [cached.kept]
-    assert copies_in_progress(scratch_db) == []
+    assert swaps_in_progress(scratch_db.name) == []
     # The replaced database waits, closed, for the next run to drop it.
     ((earlier, connectable),) = replaced(scratch_db)
     assert not connectable
@@ -217,7 +202,7 @@ def test_dry_run_shows_the_restore_and_changes_nothing(cached, scratch_db):
     assert f'TEMPLATE "{cached.kept}"' in statements[0]
     assert f'  ALTER DATABASE "{scratch_db.name}" RENAME TO "resetdb_swap_old_' in statements[1]
     assert (database_oid(scratch_db.name), database_state(scratch_db)) == (oid, before)
-    assert (copies_in_progress(scratch_db), replaced(scratch_db)) == ([], [])
+    assert (swaps_in_progress(scratch_db.name), replaced(scratch_db)) == ([], [])
 
 
 def test_another_session_means_a_rebuild_unless_told_to_end_it(cached, scratch_db):
@@ -256,7 +241,7 @@ def test_a_failure_before_the_swap_changes_nothing(cached, scratch_db, kind):
 
     assert result.returncode == (130 if kind == "interrupt" else 1), result.stderr
     assert (database_oid(scratch_db.name), database_state(scratch_db)) == (oid, before)
-    assert (copies_in_progress(scratch_db), replaced(scratch_db)) == ([], [])
+    assert (swaps_in_progress(scratch_db.name), replaced(scratch_db)) == ([], [])
     assert snapshots_of(scratch_db.name) == [cached.kept]
 
 
@@ -272,7 +257,7 @@ def test_killed_before_the_swap_changes_nothing_and_the_next_run_cleans_up(cache
         for line in process.stdout:
             if line.strip() == "PAUSED":
                 break
-        assert len(copies_in_progress(scratch_db)) == 1
+        assert len(swaps_in_progress(scratch_db.name)) == 1
     finally:
         process.send_signal(signal.SIGKILL)
         process.communicate()
@@ -283,7 +268,7 @@ def test_killed_before_the_swap_changes_nothing_and_the_next_run_cleans_up(cache
 
     assert again.returncode == 0, again.stderr
     assert "  snapshot    restored " in again.stdout
-    assert copies_in_progress(scratch_db) == []
+    assert swaps_in_progress(scratch_db.name) == []
     assert database_state(scratch_db) == cached.state
 
 

@@ -29,6 +29,9 @@ class ResetCommand(BaseCommand):
 
     def add_database_arguments(self, parser: ArgumentParser) -> None:
         self.add_database_argument(parser)
+        self.add_input_arguments(parser)
+
+    def add_input_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "--no-input",
             "--noinput",

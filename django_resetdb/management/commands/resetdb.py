@@ -23,18 +23,7 @@ class Command(ResetCommand):
             choices=tuple(connections),
             help="Database alias to rebuild; repeat for several. Default: 'default'.",
         )
-        parser.add_argument(
-            "--no-input",
-            "--noinput",
-            action="store_false",
-            dest="interactive",
-            help="Do not prompt for the database name. Never skips the other guards.",
-        )
-        parser.add_argument(
-            "--terminate-blockers",
-            action="store_true",
-            help="Terminate sessions holding locks in the schemas instead of failing.",
-        )
+        self.add_input_arguments(parser)
         parser.add_argument(
             "--keep-migrations",
             action="store_true",
