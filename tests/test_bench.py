@@ -80,15 +80,20 @@ def test_seed_leaves_what_loaddata_leaves_on_a_synthetic_project(tmp_path, scrat
         drop_database(by_seed.name)
 
 
-def test_seed_benchmark_runs_and_checks_both_leave_the_same_rows():
-    shape = ("--apps", "2", "--models", "3", "--rows", "5", "--repeat", "1")
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.seed", *shape, "--url", database_url("postgres")],
+def run_benchmark(module: str, *options: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """``python -m module`` on a small shape, against the test server."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *options, "--url", database_url("postgres")],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
+
+
+def test_seed_benchmark_runs_and_checks_both_leave_the_same_rows():
+    shape = ("--apps", "2", "--models", "3", "--rows", "5", "--repeat", "1")
+    result = run_benchmark("bench.seed", *shape, timeout=300)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Same rows and sequences after loaddata and seed: yes." in result.stdout
@@ -97,13 +102,7 @@ def test_seed_benchmark_runs_and_checks_both_leave_the_same_rows():
 
 def test_reset_benchmark_runs_and_reports_every_ratio():
     shape = ("--apps", "2", "--models", "3", "--rows", "4", "--repeat", "1", "--memory-check", "2")
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.reset", *shape, "--url", database_url("postgres")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_benchmark("bench.reset", *shape, timeout=600)
 
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout

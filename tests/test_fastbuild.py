@@ -9,13 +9,8 @@ import difflib
 import pytest
 
 from bench.synthetic import Shape, generate
-from tests.conftest import ProjectCopy, available_extensions, schema_dump
+from tests.conftest import ProjectCopy, needs_vector, schema_dump
 from tests.test_resetmigrations import add_nickname, baseline
-
-needs_vector = pytest.mark.skipif(
-    "vector" not in available_extensions(),
-    reason="the demo's catalog app needs the pgvector extension on the server",
-)
 
 CYCLE = (
     "    address = models.CharField(max_length=200, blank=True)\n",

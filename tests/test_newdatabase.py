@@ -4,9 +4,7 @@ nothing: the target keeps its OID and every row until the swap."""
 
 from __future__ import annotations
 
-import shutil
 import signal
-from pathlib import Path
 
 import pytest
 from psycopg import sql
@@ -15,25 +13,17 @@ from bench.synthetic import Shape, generate
 from django_resetdb.snapshots import swap_names
 from tests.conftest import (
     ProjectCopy,
-    available_extensions,
     connect,
     database_oid,
     database_state,
+    needs_vector,
     replaced_of,
     swaps_in_progress,
 )
-from tests.test_resetmigrations import ACCOUNT_0001, add_nickname, baseline
+from tests.test_resetdb import FAST_SETTINGS, add_row_by_hand, rebuild_once
+from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
 
-needs_vector = pytest.mark.skipif(
-    "vector" not in available_extensions(),
-    reason="the demo's catalog app needs the pgvector extension on the server",
-)
-
-NEW_DATABASE = (
-    'PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]\n'
-    'DJANGO_RESETDB["SNAPSHOTS"] = 0\n'
-    'DJANGO_RESETDB["STRATEGY"] = "new-database"\n'
-)
+NEW_DATABASE = FAST_SETTINGS + 'DJANGO_RESETDB["STRATEGY"] = "new-database"\n'
 
 
 def lock_capacity() -> int:
@@ -86,13 +76,8 @@ def test_a_project_of_1100_tables_resets_twice_at_default_settings(tmp_path, scr
 @pytest.fixture
 def aside(project: ProjectCopy, scratch_db):
     """A copy of the demo, rebuilt once, that builds in a new database every time."""
-    baseline(project)
-    project.append("testproject/settings.py", NEW_DATABASE)
-    shutil.copy(Path(__file__).with_name("fault_runner.py"), project.path("faults.py"))
-    result = project.manage("resetdb", "--no-input", url=scratch_db.url())
-    assert result.returncode == 0, result.stderr
-    with scratch_db.connect() as conn:
-        conn.execute("INSERT INTO catalog_category (name, slug) VALUES ('Maps', 'maps')")
+    rebuild_once(project, scratch_db, NEW_DATABASE)
+    add_row_by_hand(scratch_db)
     return project
 
 

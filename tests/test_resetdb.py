@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,27 +19,23 @@ from django_resetdb import backups
 from django_resetdb.postgres import ADVISORY_LOCK_KEY
 from tests.conftest import (
     ProjectCopy,
-    available_extensions,
+    ScratchDatabase,
     database_state,
+    needs_vector,
     target_host,
     target_port,
     target_user,
 )
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname, baseline
 
-pytestmark = pytest.mark.skipif(
-    "vector" not in available_extensions(),
-    reason="the demo's catalog app needs the pgvector extension on the server",
-)
+pytestmark = needs_vector
 
 SEEDS = ["testproject.seeds.create_sample_users", "volunteers", "catalog", "events", "sales"]
 
 # Hashing the sample users' passwords the real way takes seconds; not what is tested
 # here, nor is the snapshot cache (see test_snapshots.py): every run rebuilds.
-FAST_SETTINGS = (
-    'PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]\n'
-    'DJANGO_RESETDB["SNAPSHOTS"] = 0\n'
-)
+FAST_HASHER = 'PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]\n'
+FAST_SETTINGS = FAST_HASHER + 'DJANGO_RESETDB["SNAPSHOTS"] = 0\n'
 
 CATALOG_0002 = "testproject/catalog/migrations/0002_category_name_index.py"
 CONCURRENT_INDEX = """\
@@ -99,21 +96,34 @@ def status(backup: Path) -> str:
     return str(json.loads((backup / "manifest.json").read_text())["status"])
 
 
-def prepare(project: ProjectCopy) -> ProjectCopy:
+def prepare(project: ProjectCopy, settings: str = FAST_SETTINGS) -> ProjectCopy:
+    """The demo at its baseline, with ``settings`` added and the fault runner beside it."""
     baseline(project)
-    project.append("testproject/settings.py", FAST_SETTINGS)
+    project.append("testproject/settings.py", settings)
     shutil.copy(Path(__file__).with_name("fault_runner.py"), project.path("faults.py"))
     return project
+
+
+def rebuild_once(
+    project: ProjectCopy, db: ScratchDatabase, settings: str = FAST_SETTINGS
+) -> subprocess.CompletedProcess[str]:
+    """Prepare the demo, then rebuild its database once; the run must succeed."""
+    prepare(project, settings)
+    result = project.manage("resetdb", "--no-input", url=db.url())
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def add_row_by_hand(db: ScratchDatabase) -> None:
+    with db.connect() as conn:
+        conn.execute("INSERT INTO catalog_category (name, slug) VALUES ('Maps', 'maps')")
 
 
 @pytest.fixture
 def built(project: ProjectCopy, scratch_db):
     """A copy of the demo with its database rebuilt once, and a row added by hand since."""
-    prepare(project)
-    result = project.manage("resetdb", "--no-input", url=scratch_db.url())
-    assert result.returncode == 0, result.stderr
-    with scratch_db.connect() as conn:
-        conn.execute("INSERT INTO catalog_category (name, slug) VALUES ('Maps', 'maps')")
+    rebuild_once(project, scratch_db)
+    add_row_by_hand(scratch_db)
     return project
 
 

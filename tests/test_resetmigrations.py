@@ -19,6 +19,7 @@ from tests.conftest import (
     available_extensions,
     installed_migrations,
     last_line,
+    needs_vector,
     tree,
 )
 
@@ -26,11 +27,6 @@ ACCOUNT_MODELS = "testproject/account/models.py"
 ACCOUNT_0001 = "testproject/account/migrations/0001_initial.py"
 MEMBER_SINCE = "    member_since = models.DateField(null=True, blank=True)\n"
 NICKNAME = "    nickname = models.CharField(max_length=50, blank=True)\n"
-
-needs_vector = pytest.mark.skipif(
-    "vector" not in available_extensions(),
-    reason="the demo's catalog app needs the pgvector extension on the server",
-)
 
 
 @pytest.fixture(autouse=True)

@@ -6,9 +6,7 @@ from a rebuild) and the rows."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
-from pathlib import Path
 
 import pytest
 from psycopg import sql
@@ -16,22 +14,18 @@ from psycopg import sql
 from bench.synthetic import Shape, generate
 from tests.conftest import (
     ProjectCopy,
-    available_extensions,
     connect,
     database_oid,
     database_state,
+    needs_vector,
     replaced_of,
     snapshots_of,
     swaps_in_progress,
 )
-from tests.test_resetmigrations import ACCOUNT_0001, add_nickname, baseline
+from tests.test_resetdb import FAST_HASHER, rebuild_once
+from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
 
-pytestmark = pytest.mark.skipif(
-    "vector" not in available_extensions(),
-    reason="the demo's catalog app needs the pgvector extension on the server",
-)
-
-FAST_HASHER = 'PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]\n'
+pytestmark = needs_vector
 
 
 def replaced(db) -> list[tuple[str, bool]]:
@@ -64,11 +58,7 @@ def properties(db) -> list[object]:
 @pytest.fixture
 def cached(project: ProjectCopy, scratch_db):
     """A copy of the demo whose database was rebuilt once, a snapshot kept."""
-    baseline(project)
-    project.append("testproject/settings.py", FAST_HASHER)
-    shutil.copy(Path(__file__).with_name("fault_runner.py"), project.path("faults.py"))
-    result = project.manage("resetdb", "--no-input", url=scratch_db.url())
-    assert result.returncode == 0, result.stderr
+    result = rebuild_once(project, scratch_db, FAST_HASHER)
     (kept,) = snapshots_of(scratch_db.name)
     assert f"  snapshot    kept {kept} in " in result.stdout
     project.kept = kept  # type: ignore[attr-defined]
