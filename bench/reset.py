@@ -31,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,7 +40,7 @@ from pathlib import Path
 
 from psycopg import sql
 
-from bench.seed import DEFAULT_URL, REPO, Server, measure_seed
+from bench.seed import REPO, Server, measure_seed, parse_options
 from bench.synthetic import Shape, generate
 
 
@@ -269,14 +268,7 @@ def run(options: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=textwrap.dedent(__doc__ or "").strip())
-    parser.add_argument("--apps", type=int, default=20)
-    parser.add_argument("--models", type=int, default=10)
-    parser.add_argument("--rows", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--memory-check", type=int, default=0, metavar="N")
-    parser.add_argument("--url", default=os.environ.get("DATABASE_URL") or DEFAULT_URL)
-    raise SystemExit(run(parser.parse_args(argv)))
+    raise SystemExit(run(parse_options(__doc__ or "", argv)))
 
 
 if __name__ == "__main__":

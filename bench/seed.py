@@ -211,15 +211,21 @@ def run(options: argparse.Namespace) -> int:
     return 0 if same else 1
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=textwrap.dedent(__doc__ or "").strip())
+def parse_options(description: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options every benchmark takes: the project's shape, repetitions, the memory
+    check and the server."""
+    parser = argparse.ArgumentParser(description=textwrap.dedent(description).strip())
     parser.add_argument("--apps", type=int, default=20)
     parser.add_argument("--models", type=int, default=10)
     parser.add_argument("--rows", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory-check", type=int, default=0, metavar="N")
     parser.add_argument("--url", default=os.environ.get("DATABASE_URL") or DEFAULT_URL)
-    raise SystemExit(run(parser.parse_args(argv)))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    raise SystemExit(run(parse_options(__doc__ or "", argv)))
 
 
 if __name__ == "__main__":
