@@ -74,6 +74,10 @@ class ResetPlan:
     def aliases(self) -> list[str]:
         return [target.alias for target in self.targets]
 
+    def seeds_on(self, alias: str) -> list[seeding.Seed] | None:
+        """The seeds that run on ``alias``; None with --no-seed."""
+        return None if self.seeds is None else self.seeds[alias]
+
     def lines(self) -> list[str]:
         """The steps, one line each, and the files the regeneration touches."""
         lines = []
@@ -96,7 +100,7 @@ class ResetPlan:
             assert snapshot is not None and snapshot.existing is not None
             lines.append(
                 f"  snapshot    restore {snapshot.existing.name} (kept "
-                f"{snapshot.existing.created[:19].replace('T', ' ')}) instead of rebuilding"
+                f"{snapshot.existing.kept_on}) instead of rebuilding"
             )
             return lines
         if self.swap is not None:
@@ -191,9 +195,9 @@ def plan_reset(
         cache = snapshots.plan_snapshot(
             targets[0], migrations, first_seeds, several=len(targets) > 1
         )
-    plan = ResetPlan(targets, conf.schemas, migrations, seeds, cache, swap, lock_warning)
-    plan.unchanged = unchanged
-    return plan
+    return ResetPlan(
+        targets, conf.schemas, migrations, seeds, cache, swap, lock_warning, unchanged=unchanged
+    )
 
 
 def _plan_migrations() -> MigrationPlan:
@@ -405,12 +409,11 @@ def _from_snapshot(
     timings["snapshot"] = seconds
     if not cache.quick:
         # Found by its fingerprint: next time, let its quick key find it.
-        seeds = None if plan.seeds is None else plan.seeds[cache.alias]
+        seeds = plan.seeds_on(cache.alias)
         snapshots.refresh(cache, plan.targets[0], plan.migrations, seeds, quick=True)
     snapshots.mark_used(cache.alias, kept, cache.quick)
     log(
-        f"  snapshot    restored {kept.name} (kept {kept.created[:19].replace('T', ' ')}) in "
-        f"{seconds:.2f} s",
+        f"  snapshot    restored {kept.name} (kept {kept.kept_on}) in {seconds:.2f} s",
         1,
     )
     result.databases.append(
@@ -470,7 +473,7 @@ def _build_and_swap(
 def _keep(plan: ResetPlan, cache: snapshots.SnapshotPlan, result: ResetResult, log: Log) -> None:
     """Keep a snapshot of the database just rebuilt; a failure here is only reported."""
     (database,) = result.databases
-    seeds = None if plan.seeds is None else plan.seeds[cache.alias]
+    seeds = plan.seeds_on(cache.alias)
     snapshots.refresh(cache, plan.targets[0], plan.migrations, seeds, quick=True)
     if cache.unusable:
         log(f"  snapshot    not kept: {cache.unusable}", 1)

@@ -99,9 +99,14 @@ class Snapshot:
         except (ValueError, KeyError, TypeError):
             return None
 
+    @property
+    def kept_on(self) -> str:
+        """When it was kept, to the second, as the listings show it."""
+        return self.created[:19].replace("T", " ")
+
     def describe(self) -> str:
         return (
-            f"{self.name}  {self.created[:19].replace('T', ' ')}  {self.size / 2**20:.0f} MB  "
+            f"{self.name}  {self.kept_on}  {self.size / 2**20:.0f} MB  "
             f"{self.tables} table(s), {self.rows} row(s) seeded"
         )
 
