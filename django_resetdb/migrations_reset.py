@@ -145,7 +145,7 @@ def display(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _migration_file(migration: Migration) -> Path:
+def migration_file(migration: Migration) -> Path:
     module = sys.modules[type(migration).__module__]
     return Path(module.__file__ or "").resolve()
 
@@ -193,7 +193,7 @@ def _scan(
     for (label, name), migration in sorted(migrations.items()):
         if label not in labels:
             continue
-        path = _migration_file(migration)
+        path = migration_file(migration)
         if path not in deleted:
             continue
 
@@ -360,7 +360,7 @@ def plan_migrations(labels: Sequence[str] = ()) -> MigrationPlan:
                 f"provide; select {label!r} too."
             )
     files = {
-        key: _migration_file(migration)
+        key: migration_file(migration)
         for key, migration in [*without.disk_migrations.items(), *without.removed.items()]
     }
     return MigrationPlan(root, plans, skipped, hand_written, files)

@@ -25,7 +25,6 @@ import importlib.util
 import inspect
 import json
 import os
-import sys
 import threading
 import time
 import uuid
@@ -45,7 +44,7 @@ from django.db.migrations.state import ProjectState
 from django_resetdb import __version__, guard, postgres, seeding
 from django_resetdb.conf import SETTING_NAME, get_settings, project_root, user_settings
 from django_resetdb.exceptions import ResetError
-from django_resetdb.migrations_reset import MigrationPlan, normalized
+from django_resetdb.migrations_reset import MigrationPlan, migration_file, normalized
 
 PREFIX = "resetdb_snap_"
 SWAP = "resetdb_swap_"
@@ -229,8 +228,7 @@ def _migration_sources(plan: MigrationPlan | None) -> list[tuple[str, str]]:
     if files is None:
         loader = MigrationLoader(None, ignore_no_migrations=True)
         files = {
-            key: Path(sys.modules[type(migration).__module__].__file__ or "")
-            for key, migration in loader.disk_migrations.items()
+            key: migration_file(migration) for key, migration in loader.disk_migrations.items()
         }
     changed = {app.label for app in plan.changed} if plan is not None else set()
     sources = {}
