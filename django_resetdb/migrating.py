@@ -22,6 +22,7 @@ from typing import Any
 from django.apps import apps as global_apps
 from django.core.management import call_command
 from django.core.management.base import OutputWrapper
+from django.core.management.commands.migrate import Command as MigrateCommand
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
 from django.db import DatabaseError, connections
 from django.db.migrations import Migration, operations
@@ -110,6 +111,22 @@ class _Tee(io.StringIO):
         return super().write(text)
 
 
+class _Migrate(MigrateCommand):
+    """Django's ``migrate``, ending each migration as its commit would (see
+    ``postgres.end_of_migration``): the reset runs them all in one transaction."""
+
+    def __init__(self, alias: str) -> None:
+        super().__init__()
+        self.alias = alias
+
+    def migration_progress_callback(
+        self, action: str, migration: Migration | None = None, fake: bool = False
+    ) -> None:
+        super().migration_progress_callback(action, migration, fake)
+        if action == "apply_success":
+            postgres.end_of_migration(connections[self.alias])
+
+
 def migrate(alias: str, *, output: Any | None = None) -> MigrateResult:
     """Run ``migrate`` on ``alias`` in the caller's transaction; see the module's doc."""
     result = MigrateResult()
@@ -129,7 +146,9 @@ def migrate(alias: str, *, output: Any | None = None) -> MigrateResult:
     printed = _Tee(output)
     pre_migrate.connect(before, weak=False, dispatch_uid=f"django_resetdb.migrate.{alias}")
     try:
-        call_command("migrate", database=alias, interactive=False, verbosity=1, stdout=printed)
+        call_command(
+            _Migrate(alias), database=alias, interactive=False, verbosity=1, stdout=printed
+        )
     except DatabaseError as exc:
         started = APPLYING.findall(printed.getvalue())
         where = f" in migration {started[-1]}" if started else ""
@@ -344,11 +363,15 @@ def build(alias: str, build_plan: BuildPlan, *, output: Any | None = None) -> Mi
             else:
                 printed.write(f"  Applying {current}...")
                 state = executor.apply_migration(state, migration)
+                postgres.end_of_migration(connection)
                 printed.write(" OK\n")
             result.applied.append(current)
         if waiting is not None:
             current = "the regenerated apps"
             result.later = _create_tables(connection, final, build_plan)
+        # A squashed migration counts as applied once all it replaces are, as migrate
+        # records it.
+        executor.check_replacements()
     except DatabaseError as exc:
         raise ResetError(
             f"migrate failed in {current}: {type(exc).__name__}: {_one_line(exc)}; "

@@ -170,6 +170,26 @@ def check_deferred_constraints(connection: BaseDatabaseWrapper) -> None:
     _run(connection, sql.SQL("SET CONSTRAINTS ALL IMMEDIATE"))
 
 
+def end_of_migration(connection: BaseDatabaseWrapper) -> None:
+    """Do in the reset's one transaction what the commit after each migration does for
+    plain ``migrate``: fire the deferred checks the migration left pending (PostgreSQL
+    refuses to ALTER a table with pending trigger events), then put every deferrable
+    constraint back to its initial mode, as a new transaction would have it."""
+    _run(connection, sql.SQL("SET CONSTRAINTS ALL IMMEDIATE"))
+    _run(connection, sql.SQL("SET CONSTRAINTS ALL DEFERRED"))
+    immediate = _rows(
+        connection,
+        "SELECT n.nspname, c.conname FROM pg_constraint c "
+        "JOIN pg_namespace n ON n.oid = c.connamespace "
+        "WHERE c.condeferrable AND NOT c.condeferred ORDER BY 1, 2",
+    )
+    if immediate:
+        names = sql.SQL(", ").join(
+            sql.Identifier(schema, name) for schema, name in dict.fromkeys(immediate)
+        )
+        _run(connection, sql.SQL("SET CONSTRAINTS {} IMMEDIATE").format(names))
+
+
 _SESSION_COLUMNS = (
     "a.pid, a.usename, coalesce(a.application_name, ''), a.state, coalesce(a.query, '')"
 )
