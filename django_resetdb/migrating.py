@@ -36,7 +36,7 @@ from psycopg import errors
 
 from django_resetdb import postgres
 from django_resetdb.exceptions import ResetError
-from django_resetdb.migrations_reset import MigrationPlan
+from django_resetdb.migrations_reset import MigrationPlan, is_database_level
 
 # The line migrate prints before applying each migration, at verbosity 1.
 APPLYING = re.compile(r"^\s*Applying (\S+)\.\.\.", re.MULTILINE)
@@ -191,8 +191,9 @@ class PlannedLoader(MigrationLoader):
         if self._plan is None:
             return
         for app in self._plan.changed:
-            for key in [key for key in self.disk_migrations if key[0] == app.label]:
-                del self.disk_migrations[key]
+            if not app.kept:  # a kept app's files stay; its new ones come on top
+                for key in [key for key in self.disk_migrations if key[0] == app.label]:
+                    del self.disk_migrations[key]
             for new in app.new_files:
                 module = types.ModuleType(f"{app.app.module}.{new.path.stem}")
                 module.__file__ = str(new.path)
@@ -236,14 +237,6 @@ _BUILT_OPERATIONS: tuple[type[Operation], ...] = (
 )
 
 
-def _is_extension(operation: Operation) -> bool:
-    try:
-        from django.contrib.postgres.operations import CreateExtension
-    except ImportError:
-        return False
-    return isinstance(operation, CreateExtension)
-
-
 @dataclass
 class BuildPlan:
     """How to bring a new, empty schema to what ``migrate`` would make of it."""
@@ -276,7 +269,7 @@ def plan_build(alias: str, labels: Sequence[str]) -> tuple[BuildPlan | None, str
         if not migration.atomic or migration.run_before or migration.replaces:
             return None, f"{name} is not a plain initial migration"
         for operation in migration.operations:
-            if not isinstance(operation, _BUILT_OPERATIONS) and not _is_extension(operation):
+            if not isinstance(operation, _BUILT_OPERATIONS) and not is_database_level(operation):
                 return None, f"{name} has a {type(operation).__name__} operation"
     state = loader.project_state()
     for model_state in state.models.values():
@@ -399,10 +392,10 @@ def _create_tables(connection: Any, final: ProjectState, build_plan: BuildPlan) 
     models = final.apps
     fast = [m for m in build_plan.plan if (m.app_label, m.name) in build_plan.fast]
     with connection.schema_editor(atomic=False) as editor:
-        # Extensions first, for real: the tables may use their types.
+        # Extensions and collations first, for real: the tables may use them.
         for migration in fast:
             for operation in migration.operations:
-                if _is_extension(operation):
+                if is_database_level(operation):
                     operation.database_forwards(migration.app_label, editor, final, final)
     with connection.schema_editor(collect_sql=True, atomic=False) as editor:
         for migration in fast:

@@ -9,6 +9,7 @@ and puts the backup back on any failure or Ctrl-C.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import re
 import shutil
@@ -89,10 +90,30 @@ class AppPlan:
     new_files: list[NewFile]
     carried: list[str] = field(default_factory=list)
     changed: bool = True
+    # Why the app's migrations are kept as they are (only a migration for its pending
+    # model changes is added, as makemigrations would write it); "" when regenerated.
+    kept: str = ""
 
     @property
     def label(self) -> str:
         return self.app.label
+
+    def file_lines(self, verbosity: int = 1) -> list[str]:
+        """The files this app's plan deletes, writes and carries into, one a line."""
+        if not self.changed:
+            return []
+        lines = []
+        if not self.kept:
+            old_names = [path.name for path in self.old_files] or ["(no migration files)"]
+            lines.append(f"      delete  {', '.join(old_names)}")
+        for new in self.new_files:
+            pending = " (its pending model changes)" if self.kept else ""
+            lines.append(f"      write   {new.path.name}{pending}")
+            if verbosity >= 2:
+                lines += [f"                {operation}" for operation in new.operations]
+        for carried in self.carried:
+            lines.append(f"      carry   {carried} into {self.new_files[0].path.name}")
+        return lines
 
 
 @dataclass
@@ -113,23 +134,27 @@ class MigrationPlan:
     def unchanged(self) -> list[AppPlan]:
         return [app for app in self.apps if not app.changed]
 
+    @property
+    def regenerated(self) -> list[AppPlan]:
+        """The apps whose migrations are (or already are) what makemigrations writes
+        for their models from nothing."""
+        return [app for app in self.apps if not app.kept]
+
+    @property
+    def kept(self) -> list[AppPlan]:
+        return [app for app in self.apps if app.kept]
+
     def lines(self, verbosity: int = 1) -> list[str]:
         """The plan: app, migrations folder, files to delete and write, why it is included."""
         lines = []
         for app in self.apps:
             folder = display(app.app.directory, self.root)
-            state = "" if app.changed else " - no changes, left as it is"
-            lines.append(f"  {app.label}  {folder}  ({app.app.reason}){state}")
-            if not app.changed:
-                continue
-            old_names = [path.name for path in app.old_files] or ["(no migration files)"]
-            lines.append(f"      delete  {', '.join(old_names)}")
-            for new in app.new_files:
-                lines.append(f"      write   {new.path.name}")
-                if verbosity >= 2:
-                    lines += [f"                {operation}" for operation in new.operations]
-            for carried in app.carried:
-                lines.append(f"      carry   {carried} into {app.new_files[0].path.name}")
+            if app.kept:
+                lines.append(f"  {app.label}  {folder}  kept as it is: {app.kept}")
+            else:
+                state = "" if app.changed else " - no changes, left as it is"
+                lines.append(f"  {app.label}  {folder}  ({app.app.reason}){state}")
+            lines += app.file_lines(verbosity)
         if verbosity >= 2:
             lines += [f"  {skip.label}  skipped: {skip.reason}" for skip in self.skipped]
         return lines
@@ -150,12 +175,15 @@ def migration_file(migration: Migration) -> Path:
     return Path(module.__file__ or "").resolve()
 
 
-def _is_extension(operation: Operation) -> bool:
+def is_database_level(operation: Operation) -> bool:
+    """Whether ``operation`` makes something the models need but do not describe
+    (an extension, a collation): makemigrations never writes it again, so a
+    regeneration carries it into the new files."""
     try:
-        from django.contrib.postgres.operations import CreateExtension
-    except ImportError:  # psycopg missing: then no migration can use it either
+        from django.contrib.postgres.operations import CreateCollation, CreateExtension
+    except ImportError:  # psycopg missing: then no migration can use them either
         return False
-    return isinstance(operation, CreateExtension)
+    return isinstance(operation, (CreateExtension, CreateCollation))
 
 
 def _hand_written_kind(operation: Operation) -> str | None:
@@ -203,7 +231,7 @@ def _scan(
         if not migration.atomic:
             found.append(("atomic = False", None, ""))
         for position, operation in enumerate(migration.operations, start=1):
-            if _is_extension(operation):
+            if is_database_level(operation):
                 known = extensions.setdefault(label, [])
                 if all(o.deconstruct() != operation.deconstruct() for o in known):
                     known.append(operation)
@@ -308,8 +336,17 @@ def _load(loader_factory: Callable[[], LoaderT], what: str) -> LoaderT:
         raise ResetError(f"Cannot load {what}: {type(exc).__name__}: {exc}") from exc
 
 
-def plan_migrations(labels: Sequence[str] = ()) -> MigrationPlan:
-    """Work out a regeneration of the selected apps' migrations, changing nothing."""
+def plan_migrations(
+    labels: Sequence[str] = (), *, keep_hand_written: bool = False
+) -> MigrationPlan:
+    """Work out a regeneration of the selected apps' migrations, changing nothing.
+
+    With ``keep_hand_written`` (what ``resetdb`` does), an app whose migrations hold
+    hand-written content is kept as it is, and so is an app another kept or installed
+    app depends on by a migration the regeneration would remove: a kept app only gets a
+    migration for its pending model changes. Without it, hand-written content is listed
+    in ``hand_written`` for the caller to refuse or force.
+    """
     root = project_root()
     selected, skipped = select_apps(labels)
     if not selected:
@@ -320,6 +357,66 @@ def plan_migrations(labels: Sequence[str] = ()) -> MigrationPlan:
 
     without = _load(lambda: _LoaderWithout(frozenset(names)), "the migrations")
     hand_written, extensions = _scan(without.removed, selected)
+    kept: dict[str, str] = {}
+    if keep_hand_written:
+        kept = _hand_written_reasons(hand_written, root)
+        hand_written = []
+    while True:
+        regenerated = names - set(kept)
+        if len(regenerated) < len(names):
+            without = _load(
+                functools.partial(_LoaderWithout, frozenset(regenerated)), "the migrations"
+            )
+        plans = _plan_apps(selected, without, names, kept, extensions)
+        new_names = {(app.label, new.path.stem) for app in plans for new in app.new_files}
+        missing = [(key, dep) for key, dep in without.dangling if dep not in new_names]
+        if not missing:
+            break
+        if not keep_hand_written:
+            (label, name), dependency = missing[0]
+            raise ResetError(
+                f"Cannot regenerate the migrations of {dependency[0]!r} without those of "
+                f"{label!r}: its migration {label}.{name} depends on "
+                f"{dependency[0]}.{dependency[1]}, which the regenerated files would not "
+                f"provide; select {label!r} too."
+            )
+        for (label, name), (app_label, needed) in missing:
+            kept.setdefault(
+                app_label,
+                f"migration {label}.{name} depends on its {needed}, which regenerating "
+                "would remove",
+            )
+    files = {
+        key: migration_file(migration)
+        for key, migration in [*without.disk_migrations.items(), *without.removed.items()]
+    }
+    return MigrationPlan(root, plans, skipped, hand_written, files)
+
+
+def _hand_written_reasons(found: Sequence[HandWritten], root: Path) -> dict[str, str]:
+    """Per app, one phrase saying which of its files hold hand-written content."""
+    kinds: dict[str, dict[Path, list[str]]] = {}
+    for item in found:
+        listed = kinds.setdefault(item.app, {}).setdefault(item.file, [])
+        if item.kind not in listed:
+            listed.append(item.kind)
+    reasons = {}
+    for app, files in kinds.items():
+        described = [f"{path.name} ({', '.join(k)})" for path, k in files.items()]
+        reasons[app] = f"hand-written content in {', '.join(described)}"
+    return reasons
+
+
+def _plan_apps(
+    selected: Sequence[SelectedApp],
+    without: _LoaderWithout,
+    names: set[str],
+    kept: dict[str, str],
+    extensions: dict[str, list[Operation]],
+) -> list[AppPlan]:
+    """The new files of each selected app: from nothing for the regenerated ones, the
+    pending changes only for the kept ones; makemigrations' autodetector runs once for
+    all of them, so that the new files name each other as makemigrations would."""
     changes = _detect(without, names)
     strays = sorted(set(changes) - names)
     if strays:
@@ -328,10 +425,13 @@ def plan_migrations(labels: Sequence[str] = ()) -> MigrationPlan:
             f"which is not selected: the selected apps depend on its model changes; select it "
             f"too, or run makemigrations for it first."
         )
-
     plans = []
     for app in selected:
         migrations = list(changes.get(app.label, []))
+        if app.label in kept:
+            new_files = _render([(app.directory / f"{m.name}.py", m) for m in migrations])
+            plans.append(AppPlan(app, [], new_files, changed=bool(new_files), kept=kept[app.label]))
+            continue
         carried = extensions.get(app.label, [])
         if carried:
             if not migrations:
@@ -350,20 +450,7 @@ def plan_migrations(labels: Sequence[str] = ()) -> MigrationPlan:
                 changed=not _same(old_files, new_files),
             )
         )
-    new_names = {(app.label, new.path.stem) for app in plans for new in app.new_files}
-    for (label, name), dependency in without.dangling:
-        if dependency not in new_names:
-            raise ResetError(
-                f"Cannot regenerate the migrations of {dependency[0]!r} without those of "
-                f"{label!r}: its migration {label}.{name} depends on "
-                f"{dependency[0]}.{dependency[1]}, which the regenerated files would not "
-                f"provide; select {label!r} too."
-            )
-    files = {
-        key: migration_file(migration)
-        for key, migration in [*without.disk_migrations.items(), *without.removed.items()]
-    }
-    return MigrationPlan(root, plans, skipped, hand_written, files)
+    return plans
 
 
 @dataclass
@@ -380,10 +467,11 @@ def refuse_hand_written(
     allow: str = "pass --force to go ahead (the files stay in the backup)",
 ) -> None:
     if plan.hand_written:
-        found = "; ".join(item.describe(plan.root) for item in plan.hand_written)
+        first, *more = plan.hand_written
+        others = f", and {len(more)} more listed above" if more else ""
         raise Refused(
-            f"{command} refused: regenerating would lose hand-written migration "
-            f"content: {found}; {allow}."
+            f"{command} refused: regenerating would lose hand-written migration content "
+            f"({first.describe(plan.root)}{others}); {allow}."
         )
 
 

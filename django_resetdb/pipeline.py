@@ -30,7 +30,6 @@ from django_resetdb.migrations_reset import (
     apply_plan,
     finish_plan,
     plan_migrations,
-    refuse_hand_written,
     refuse_interrupted,
     undo_plan,
 )
@@ -92,9 +91,15 @@ class ResetPlan:
         elif not self.migrations.changed:
             lines.append("  migrations  no changes: the files already match the models")
         else:
-            changed = ", ".join(app.label for app in self.migrations.changed)
-            lines.append(f"  migrations  regenerate {changed} (backed up first)")
-            lines += [f"  {line}" for line in self.migrations.lines() if "no changes" not in line]
+            regenerate = [app for app in self.migrations.changed if not app.kept]
+            if regenerate:
+                names = ", ".join(app.label for app in regenerate)
+                lines.append(f"  migrations  regenerate {names} (backed up first)")
+                lines += [f"  {line}" for app in regenerate for line in app.file_lines()]
+        if self.migrations is not None:
+            for app in self.migrations.kept:
+                lines.append(f"  migrations  kept {app.label} as it is: {app.kept}")
+                lines += [f"  {line}" for line in app.file_lines()]
         snapshot = self.snapshot
         if self.restoring:
             assert snapshot is not None and snapshot.existing is not None
@@ -201,14 +206,9 @@ def plan_reset(
 
 
 def _plan_migrations() -> MigrationPlan:
-    migrations = plan_migrations()
-    refuse_hand_written(
-        migrations,
-        COMMAND,
-        "pass --keep-migrations to migrate with the files as they are, or run "
-        "'manage.py resetmigrations --force' first",
-    )
-    return migrations
+    # Apps with hand-written migrations are kept as they are, not refused: what the
+    # reset leaves is what their migrations make.
+    return plan_migrations(keep_hand_written=True)
 
 
 def _models_on(alias: str) -> int:
@@ -342,7 +342,8 @@ def _apply_files(plan: ResetPlan, result: ResetResult, log: Log) -> None:
         plan.migrations, log=_indented(log), command=COMMAND, finish=False
     )
     result.timings["migrations"] = time.monotonic() - step
-    log(_migrations_line(result.migrations, result.timings["migrations"]), 1)
+    for line in _migrations_lines(result.migrations, result.timings["migrations"]):
+        log(line, 1)
 
 
 def _rebuild_all(
@@ -513,15 +514,24 @@ def _undo(applied: AppliedPlan | None, exc: BaseException, log: Log) -> None:
         raise ResetError(_database_error(exc, where or "nothing was changed")) from exc
 
 
-def _migrations_line(applied: AppliedPlan, seconds: float) -> str:
-    changed = [app.label for app in applied.plan.changed]
-    if not applied.plan.apps:
+def _migrations_lines(applied: AppliedPlan, seconds: float) -> list[str]:
+    plan = applied.plan
+    changed = [app.label for app in plan.changed if not app.kept]
+    if not plan.apps:
         what = "no app of the project to regenerate"
+    elif not plan.regenerated:
+        what = "no app regenerated"
     elif not changed:
-        what = f"no changes in {', '.join(app.label for app in applied.plan.apps)}"
+        what = f"no changes in {', '.join(app.label for app in plan.regenerated)}"
     else:
-        what = f"regenerated {', '.join(changed)} ({len(applied.written)} file(s))"
-    return f"  migrations  {what} in {seconds:.2f} s"
+        regenerated = [new for app in plan.changed if not app.kept for new in app.new_files]
+        what = f"regenerated {', '.join(changed)} ({len(regenerated)} file(s))"
+    lines = [f"  migrations  {what} in {seconds:.2f} s"]
+    for app in plan.kept:
+        added = ", ".join(new.path.name for new in app.new_files)
+        pending = f"; added {added} for its pending model changes" if added else ""
+        lines.append(f"              kept {app.label} as it is: {app.kept}{pending}")
+    return lines
 
 
 def _rebuild(
@@ -598,7 +608,8 @@ def _migrate(plan: ResetPlan, alias: str, output: Any | None) -> migrating.Migra
     """The fast build when the regenerated apps allow it, else Django's migrate."""
     if plan.migrations is None or not get_settings().fast_build:
         return migrating.migrate(alias, output=output)
-    build_plan, why = migrating.plan_build(alias, [app.label for app in plan.migrations.apps])
+    regenerated = [app.label for app in plan.migrations.regenerated]
+    build_plan, why = migrating.plan_build(alias, regenerated)
     if build_plan is None:
         result = migrating.migrate(alias, output=output)
         result.fallback = why

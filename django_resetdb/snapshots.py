@@ -230,13 +230,14 @@ def _migration_sources(plan: MigrationPlan | None) -> list[tuple[str, str]]:
         files = {
             key: migration_file(migration) for key, migration in loader.disk_migrations.items()
         }
-    changed = {app.label for app in plan.changed} if plan is not None else set()
+    changed = plan.changed if plan is not None else []
+    replaced = {app.label for app in changed if not app.kept}
     sources = {}
     for (label, name), path in files.items():
-        if label not in changed:
+        if label not in replaced:
             text = path.read_text(encoding="utf-8")
             sources[f"{label}.{name}"] = hashlib.sha256(normalized(text).encode()).hexdigest()
-    for app in plan.changed if plan is not None else []:
+    for app in changed:
         for new in app.new_files:
             digest = hashlib.sha256(normalized(new.text).encode()).hexdigest()
             sources[f"{app.label}.{new.path.stem}"] = digest
@@ -350,14 +351,21 @@ def _migration_files() -> list[list[Any]]:
 
 
 def quick_key(
-    target: guard.Target, context: list[Any], seeds: Sequence[seeding.Seed] | None
+    target: guard.Target,
+    context: list[Any],
+    seeds: Sequence[seeding.Seed] | None,
+    *,
+    regenerating: bool = True,
 ) -> str:
     """A key for the snapshot that can be worked out without planning the migrations:
     the fingerprint's inputs, with the models' state and the migration files' sizes and
     times in place of the files' planned text. Equal keys mean the files are what the
     last regeneration wrote and the models have not moved since: regenerating would
-    change nothing."""
+    change nothing. A snapshot kept by a run with ``--keep-migrations`` gets a key of
+    its own: its files need not match the models, so a regenerating run must not find it
+    by this key (its fingerprint still finds it when regenerating would change nothing)."""
     inputs = _inputs(target.alias, target, context)
+    inputs["regenerating"] = regenerating
     inputs["models"] = _models_state()
     inputs["files"] = _migration_files()
     inputs["seeds"] = _seed_sources(seeds)
@@ -433,7 +441,8 @@ def refresh(
     """
     lost, context = postgres.whole_database_context(connections[plan.alias], target.schemas)
     plan.fingerprint = fingerprint(plan.alias, target, context, migrations, seeds)
-    plan.quick = quick_key(target, context, seeds) if quick else ""
+    regenerating = migrations is not None
+    plan.quick = quick_key(target, context, seeds, regenerating=regenerating) if quick else ""
     plan.existing = None
     if lost:
         plan.unusable = (

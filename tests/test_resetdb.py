@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 
 from django_resetdb import backups
+from django_resetdb.migrations_reset import normalized
 from django_resetdb.postgres import ADVISORY_LOCK_KEY
 from tests.conftest import (
     ProjectCopy,
@@ -396,22 +397,101 @@ def test_keep_migrations_and_no_seed(built, scratch_db):
     )
 
 
-def test_hand_written_migrations_are_refused_unless_kept(built, scratch_db):
-    built.path(CATALOG_0002).write_text(CONCURRENT_INDEX)
-    before = state(built, scratch_db)
+def index_by_hand(project: ProjectCopy) -> None:
+    """A hand-written migration adding an index the models declare too."""
+    project.path(CATALOG_0002).write_text(CONCURRENT_INDEX)
+    project.edit(
+        "testproject/catalog/models.py",
+        'verbose_name_plural = "categories"',
+        'verbose_name_plural = "categories"\n'
+        '        indexes = [models.Index(fields=["name"], name="category_name_idx")]',
+    )
+
+
+def test_an_app_with_hand_written_migrations_is_kept_and_the_others_regenerated(built, scratch_db):
+    index_by_hand(built)
+    add_nickname(built)
+    catalog = {k: v for k, v in built.tree().items() if "/catalog/migrations/" in k}
 
     result = built.manage("resetdb", "--no-input", url=scratch_db.url())
 
-    assert result.returncode == 3
-    assert result.stderr == (
-        "CommandError: resetdb refused: regenerating would lose hand-written migration "
-        f"content: {CATALOG_0002} (atomic = False); {CATALOG_0002} (operation 1, custom "
-        "operation django.contrib.postgres.operations.AddIndexConcurrently): Concurrently "
-        "create index category_name_idx on field(s) name of model category; pass "
-        "--keep-migrations to migrate with "
-        "the files as they are, or run 'manage.py resetmigrations --force' first.\n"
+    assert result.returncode == 0, result.stderr
+    lines = timeless(result.stdout)
+    # The regenerated apps' new files name catalog's latest migration.
+    assert "  migrations  regenerated account, event, sales (3 file(s)) in X s" in lines
+    assert (
+        "              kept catalog as it is: hand-written content in "
+        "0002_category_name_index.py (atomic = False, custom operation "
+        "django.contrib.postgres.operations.AddIndexConcurrently)"
+    ) in lines
+    assert {k: v for k, v in built.tree().items() if "/catalog/migrations/" in k} == catalog
+    assert "nickname" in columns(scratch_db, "account_user")
+    assert len(index_definition(scratch_db, "category_name_idx")) == 1
+    assert ("catalog", "0002_category_name_index") in applied(scratch_db)
+    check = built.manage("makemigrations", "--check", "--dry-run", url=scratch_db.url())
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_an_app_a_kept_migration_depends_on_is_kept_too(built, scratch_db):
+    add_nickname(built)
+    built.path("testproject/account/migrations/0002_user_nickname.py").write_text(
+        "from django.db import migrations, models\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        '    dependencies = [("account", "0001_initial")]\n'
+        "    operations = [\n"
+        '        migrations.AddField("user", "nickname", '
+        "models.CharField(blank=True, max_length=50)),\n"
+        "    ]\n"
     )
-    assert state(built, scratch_db) == before
+    built.path("testproject/catalog/migrations/0002_by_hand.py").write_text(
+        "from django.db import migrations\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        '    dependencies = [("catalog", "0001_initial"), ("account", "0002_user_nickname")]\n'
+        "    operations = [migrations.RunSQL('SELECT 1', migrations.RunSQL.noop)]\n"
+    )
+    files = built.tree("testproject/account"), built.tree("testproject/catalog")
+
+    result = built.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    lines = timeless(result.stdout)
+    assert (
+        "              kept account as it is: migration catalog.0002_by_hand depends on its "
+        "0002_user_nickname, which regenerating would remove"
+    ) in lines
+    assert (
+        "              kept catalog as it is: hand-written content in 0002_by_hand.py (RunSQL)"
+    ) in lines
+    assert (built.tree("testproject/account"), built.tree("testproject/catalog")) == files
+    assert {("account", "0002_user_nickname"), ("catalog", "0002_by_hand")} <= set(
+        applied(scratch_db)
+    )
+    assert "nickname" in columns(scratch_db, "account_user")
+
+
+def test_a_kept_app_gets_a_migration_for_its_pending_changes(built, scratch_db, other_db):
+    index_by_hand(built)
+    built.append(
+        "testproject/catalog/models.py",
+        "\nCategory.add_to_class('note', models.CharField(max_length=20, null=True))\n",
+    )
+
+    result = built.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    new = "testproject/catalog/migrations/0003_category_note.py"
+    assert built.path(new).is_file()
+    assert "              kept catalog as it is: hand-written content in " in result.stdout
+    assert "; added 0003_category_note.py for its pending model changes" in result.stdout
+    assert "note" in columns(scratch_db, "catalog_category")
+    # The new file is what makemigrations writes for the same change, from the files
+    # as they were before the reset.
+    ours = built.path(new).read_text()
+    assert built.manage("resetmigrations", "--restore", url=other_db.url()).returncode == 0
+    assert not built.path(new).exists()
+    written = built.manage("makemigrations", "catalog", url=other_db.url())
+    assert written.returncode == 0, written.stderr
+    assert normalized(built.path(new).read_text()) == normalized(ours)
 
 
 def index_definition(db, name):

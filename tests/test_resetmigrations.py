@@ -200,7 +200,11 @@ def test_hand_written_operation_is_refused_naming_the_file(project, kind):
     assert result.returncode == 3, result.stdout + result.stderr
     assert last_line(result.stderr).startswith(
         "CommandError: resetmigrations refused: regenerating would lose hand-written "
-        f"migration content: {name} {described}"
+        f"migration content ({name} {described}"
+    )
+    assert any(
+        line.startswith(f"  hand-written: {name} {described}")
+        for line in result.stderr.splitlines()
     )
     assert last_line(result.stderr).endswith(
         "; pass --force to go ahead (the files stay in the backup)."
@@ -225,6 +229,11 @@ def test_force_goes_ahead_and_keeps_the_hand_written_file_in_the_backup(project)
 
     assert result.returncode == 0, result.stderr
     assert f"  hand-written: {name} (operation 1, RunPython)" in result.stderr
+    assert (
+        "--force: the hand-written content above is not carried into the new files; its "
+        "data migrations will not run again, and the rows they create will be missing from "
+        "a database built from the new files."
+    ) in result.stderr
     assert not project.path(name).exists()
     assert "RunPython" not in project.path(ACCOUNT_0001).read_text()
     (backup,) = project.backups()
@@ -259,6 +268,46 @@ def test_extension_operations_are_carried_before_the_models(project, scratch_db)
         assert scratch_db.query(
             "SELECT extname FROM pg_extension WHERE extname IN ('hstore', 'pg_trgm') ORDER BY 1"
         ) == [("hstore",), ("pg_trgm",)]
+
+
+def test_a_collation_the_models_use_is_carried_before_them(project, scratch_db):
+    baseline(project)
+    project.path("testproject/account/migrations/0002_collation.py").write_text(
+        "from django.contrib.postgres.operations import CreateCollation\n"
+        "from django.db import migrations, models\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        '    dependencies = [("account", "0001_initial")]\n'
+        "    operations = [\n"
+        '        CreateCollation("resetdb_nocase", provider="icu", locale="und-u-ks-level2", '
+        "deterministic=False),\n"
+        '        migrations.AddField("user", "nickname", models.CharField(blank=True, '
+        'max_length=50, db_collation="resetdb_nocase")),\n'
+        "    ]\n"
+    )
+    project.edit(
+        ACCOUNT_MODELS,
+        MEMBER_SINCE,
+        MEMBER_SINCE
+        + "    nickname = models.CharField(\n"
+        + '        max_length=50, blank=True, db_collation="resetdb_nocase"\n'
+        + "    )\n",
+    )
+
+    result = project.manage("resetmigrations", "--no-input", "account")
+
+    assert result.returncode == 0, result.stderr
+    assert "      carry   + Create collation resetdb_nocase into 0001_initial.py" in (
+        result.stdout.splitlines()
+    )
+    text = project.path(ACCOUNT_0001).read_text()
+    assert text.index("CreateCollation(") < text.index("migrations.CreateModel(")
+    # The regenerated file builds a database: the collation exists before the column.
+    migrate = project.manage("migrate", "--no-input", url=scratch_db.url())
+    assert migrate.returncode == 0, migrate.stderr
+    assert scratch_db.query(
+        "SELECT c.collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation "
+        "WHERE a.attrelid = 'account_user'::regclass AND a.attname = 'nickname'"
+    ) == [("resetdb_nocase",)]
 
 
 @needs_vector
@@ -697,7 +746,7 @@ def test_hand_written_migration_attributes_are_refused(project, attribute, descr
     result = project.manage("resetmigrations", "--no-input")
 
     assert result.returncode == 3, result.stdout + result.stderr
-    assert f"hand-written migration content: {name} {described};" in last_line(result.stderr)
+    assert f"hand-written migration content ({name} {described});" in last_line(result.stderr)
     assert project.tree() == before
 
 

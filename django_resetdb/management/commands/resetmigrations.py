@@ -108,6 +108,13 @@ class Command(ResetCommand):
                 self.stderr.write(f"  hand-written: {item.describe(plan.root)}")
             if not force:
                 migrations_reset.refuse_hand_written(plan)
+            self.stderr.write(
+                self.style.WARNING(
+                    "--force: the hand-written content above is not carried into the new "
+                    "files; its data migrations will not run again, and the rows they "
+                    "create will be missing from a database built from the new files."
+                )
+            )
         if not plan.changed:
             log(
                 self.style.SUCCESS(
