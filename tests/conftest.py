@@ -25,6 +25,9 @@ from psycopg import sql
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The Wagtail site's fixtures (a generated project, migrated once per session).
+pytest_plugins = ["tests.wagtailsite"]
+
 
 def _server() -> dict[str, Any]:
     entry = settings.DATABASES["default"]
