@@ -52,8 +52,28 @@ DATABASES = {
         "PORT": str(_url.port or ""),
     }
 }
-INSTALLED_APPS = [*INSTALLED_APPS, "django_resetdb"]
+INSTALLED_APPS = [*INSTALLED_APPS, "blog", "django_resetdb"]
 DEBUG = True
+"""
+
+# An app of the project's own beside ``home``, with foreign keys into wagtail's tables and
+# into home's: resetdb regenerates it and builds its tables from the models.
+BLOG_MODELS = """\
+from django.db import models
+
+
+class Author(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    home = models.ForeignKey("home.HomePage", null=True, blank=True, on_delete=models.SET_NULL)
+
+
+class Post(models.Model):
+    author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="posts")
+    page = models.ForeignKey("wagtailcore.Page", null=True, blank=True, on_delete=models.SET_NULL)
+    title = models.CharField(max_length=200)
+
+    class Meta:
+        indexes = [models.Index(fields=["title"], name="blog_post_title_idx")]
 """
 
 # Content made through Wagtail's own API, so the rows are the ones an editor would make.
@@ -142,13 +162,19 @@ def make_site(root: Path) -> WagtailSite:
     subprocess.run([*wagtail, "start", "mysite", str(template)], check=True, capture_output=True)
     with (template / "mysite" / "settings" / "dev.py").open("a") as handle:
         handle.write(LOCAL_SETTINGS)
+    (template / "blog" / "migrations").mkdir(parents=True)
+    for name in ("blog/__init__.py", "blog/migrations/__init__.py"):
+        (template / name).touch()
+    (template / "blog" / "models.py").write_text(BLOG_MODELS)
 
     database = f"resetdb_t_{uuid.uuid4().hex[:12]}"
     with connect("postgres") as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     site = WagtailSite(template, database, root / "site_content.json")
     try:
-        _run(ProjectCopy(template, ScratchDatabase(database).url(), settings=SETTINGS), "migrate")
+        made = ProjectCopy(template, ScratchDatabase(database).url(), settings=SETTINGS)
+        _run(made, "makemigrations", "blog")
+        _run(made, "migrate")
 
         # The content is made in a copy, so that the image file stays out of the template.
         editing, content_db = copy_site(site, root / "editing")
