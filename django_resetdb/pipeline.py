@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -617,48 +617,62 @@ def _migrate(plan: ResetPlan, alias: str, output: Any | None) -> migrating.Migra
     return migrating.build(alias, build_plan, output=output)
 
 
-def dry_run_lines(plan: ResetPlan) -> list[str]:
-    """What ``resetdb --dry-run`` prints: targets, the SQL per database, the steps and
-    files; reads the catalogs and the migration files, changes nothing."""
-    lines = [f"{COMMAND} would do this (dry run, nothing is changed):"]
+def dry_run_lines(plan: ResetPlan) -> Iterator[str]:
+    """What ``resetdb --dry-run`` prints: the targets, the steps and files, then the SQL per
+    database; reads the catalogs and the migration files, changes nothing.
+
+    Lines come as they are worked out, the plan first: rendering the migrations' SQL is
+    the slow part, and what it cannot show it says in a line of its own.
+    """
+    yield f"{COMMAND} would do this (dry run, nothing is changed):"
     for target in plan.targets:
-        lines += target.lines()
-        if plan.restoring:
-            assert plan.snapshot is not None
-            lines.append(f"SQL on the maintenance database, for {target.database!r}:")
-            lines += [
-                f"  {statement};" for statement in snapshots.planned_statements(plan.snapshot)
-            ]
+        yield from target.lines()
+    yield "Steps:"
+    yield from plan.lines()
+    for target in plan.targets:
+        yield from _dry_run_sql(plan, target)
+
+
+def _dry_run_sql(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
+    if plan.restoring:
+        assert plan.snapshot is not None
+        yield f"SQL on the maintenance database, for {target.database!r}:"
+        for statement in snapshots.planned_statements(plan.snapshot):
+            yield f"  {statement};"
+        return
+    swap: list[str] = []
+    if plan.swap is not None:
+        before, prepare, swap = snapshots.planned_build(plan.swap)
+        yield f"SQL on the maintenance database, for {target.database!r}:"
+        yield from (f"  {statement};" for statement in before)
+        yield "SQL in the new database, each step committing on its own:"
+        yield from (f"  {statement};" for statement in prepare)
+    else:
+        yield f"SQL for database {target.database!r} (alias {target.alias!r}):"
+        yield "  BEGIN;"
+        for statement in planned_statements(target.alias, plan.schemas):
+            yield f"  {statement};"
+    for planned in migrating.planned_sql(target.alias, plan.migrations):
+        if planned.not_shown:
+            yield f"  -- migrate: {planned.name}: SQL not shown ({planned.not_shown})"
             continue
-        swap: list[str] = []
-        if plan.swap is not None:
-            before, prepare, swap = snapshots.planned_build(plan.swap)
-            lines.append(f"SQL on the maintenance database, for {target.database!r}:")
-            lines += [f"  {statement};" for statement in before]
-            lines.append("SQL in the new database, each step committing on its own:")
-            lines += [f"  {statement};" for statement in prepare]
-        else:
-            lines.append(f"SQL for database {target.database!r} (alias {target.alias!r}):")
-            lines.append("  BEGIN;")
-            lines += [
-                f"  {statement};" for statement in planned_statements(target.alias, plan.schemas)
-            ]
-        for name, statements in migrating.planned_sql(target.alias, plan.migrations):
-            lines.append(f"  -- migrate: {name}")
-            lines += [f"  {statement}" for statement in statements]
-        if plan.seeds is not None and plan.seeds[target.alias]:
-            lines.append(
-                f"  -- seed: {len(plan.seeds[target.alias])} seed(s), rows written with COPY "
-                "and INSERT (not shown)"
+        yield f"  -- migrate: {planned.name}"
+        if planned.looked_up:
+            yield (
+                "  -- (names of existing constraints or sequences were looked up in the "
+                "database as it is now, not as the earlier migrations leave it)"
             )
-        if plan.swap is not None:
-            lines.append(f"SQL on the maintenance database, to swap it in for {target.database!r}:")
-            lines += [f"  {statement};" for statement in swap]
-        else:
-            lines.append("  COMMIT;")
-    lines.append("Steps:")
-    lines += plan.lines()
-    return lines
+        yield from (f"  {statement}" for statement in planned.statements)
+    if plan.seeds is not None and plan.seeds[target.alias]:
+        yield (
+            f"  -- seed: {len(plan.seeds[target.alias])} seed(s), rows written with COPY "
+            "and INSERT (not shown)"
+        )
+    if plan.swap is not None:
+        yield f"SQL on the maintenance database, to swap it in for {target.database!r}:"
+        yield from (f"  {statement};" for statement in swap)
+    else:
+        yield "  COMMIT;"
 
 
 def _indented(log: Log, deeper: int = 1) -> Log:
