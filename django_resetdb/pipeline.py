@@ -626,9 +626,11 @@ def dry_run_lines(plan: ResetPlan) -> Iterator[str]:
     """
     yield f"{COMMAND} would do this (dry run, nothing is changed):"
     for target in plan.targets:
-        yield from target.lines()
+        for line in target.lines():
+            yield from _one_item_per_line(line)
     yield "Steps:"
-    yield from plan.lines()
+    for line in plan.lines():
+        yield from _one_item_per_line(line)
     for target in plan.targets:
         yield from _dry_run_sql(plan, target)
 
@@ -662,7 +664,8 @@ def _dry_run_sql(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
                 "  -- (names of existing constraints or sequences were looked up in the "
                 "database as it is now, not as the earlier migrations leave it)"
             )
-        yield from (f"  {statement}" for statement in planned.statements)
+        for statement in planned.statements:
+            yield from _wrapped_statement(f"  {statement}")
     if plan.seeds is not None and plan.seeds[target.alias]:
         yield (
             f"  -- seed: {len(plan.seeds[target.alias])} seed(s), rows written with COPY "
@@ -673,6 +676,58 @@ def _dry_run_sql(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
         yield from (f"  {statement};" for statement in swap)
     else:
         yield "  COMMIT;"
+
+
+# Past this width a dry run's line is broken up: a list of a large project's apps or files,
+# or a table of many columns, would otherwise make lines kilobytes long.
+WIDTH = 100
+
+
+def _one_item_per_line(line: str) -> list[str]:
+    """``line`` as it is, or, when it is too long, the comma-separated list in it with one
+    item per line, each under the first."""
+    first = line.find(", ")
+    if len(line) <= WIDTH or first < 0:
+        return [line]
+    column = line.rfind(" ", 0, first) + 1
+    items = line[column:].split(", ")
+    lines = [f"{line[:column]}{items[0]},"]
+    lines += [f"{' ' * column}{item}," for item in items[1:-1]]
+    lines.append(f"{' ' * column}{items[-1]}")
+    return lines
+
+
+def _wrapped_statement(line: str) -> list[str]:
+    """A long ``CREATE TABLE`` with one column or constraint per line; other statements as
+    they are. Breaks only after the commas between the table's elements, never inside a
+    quoted name or a literal, so the statement still runs as it is."""
+    if len(line) <= WIDTH or not line.lstrip().startswith("CREATE TABLE "):
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip()) + 4)
+    lines: list[str] = []
+    depth, quote, start = 0, "", 0
+    for position, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = ""  # a doubled quote closes and reopens: the same as going on
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+            if depth == 1:
+                lines.append(line[: position + 1])
+                start = position + 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                break  # the table's elements end here; the rest stays on the last line
+        elif char == "," and depth == 1:
+            lines.append(indent + line[start : position + 1].strip())
+            start = position + 1
+    else:
+        return [line]  # not the shape expected: shown as it is
+    lines.append(indent + line[start:].strip())
+    return lines
 
 
 def _indented(log: Log, deeper: int = 1) -> Log:

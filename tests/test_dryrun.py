@@ -134,3 +134,33 @@ def test_a_migration_whose_sql_needs_the_database_is_named_and_the_rest_shown(
     assert lines[-2:] == ["  COMMIT;", "Dry run: nothing was changed."]
     assert (database_state(scratch_db), project.tree(), project.tree("../vendor")) == before
     assert project.backups() == []
+
+
+def test_long_lists_and_tables_come_one_item_per_line(tmp_path, scratch_db, other_db):
+    project = shelves_project(tmp_path, scratch_db, Shape(apps=30, models=1, rows=1))
+    project.edit(
+        "app07/models.py",
+        "    name = models.CharField(max_length=60)\n",
+        "".join(f"    extra{n:02d} = models.CharField(max_length=60)\n" for n in range(40)),
+    )
+
+    result = project.manage("resetdb", "--dry-run", "--no-snapshot")
+
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) < 400
+    start = lines.index("  migrations  regenerate app00,")
+    assert lines[start + 1 : start + 30] == [
+        *(f"                         app{n:02d}," for n in range(1, 29)),
+        "                         app29 (backed up first)",
+    ]
+    create = lines.index('  CREATE TABLE "app07_model00" (')
+    end = next(i for i in range(create, len(lines)) if lines[i].endswith(");"))
+    assert lines[create + 2] == '      "extra00" varchar(60) NOT NULL,'
+    assert end - create == 45  # id, 40 extras, number, code, created, upstream
+    # Broken up, the statement still runs as it is.
+    with other_db.connect() as conn:
+        conn.execute("\n".join(lines[create : end + 1]))
+    assert other_db.query(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'app07_model00'"
+    ) == [(45,)]
