@@ -680,7 +680,7 @@ def _dry_run_sql(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
 
 # Past this width a dry run's line is broken up: a list of a large project's apps or files,
 # or a table of many columns, would otherwise make lines kilobytes long.
-WIDTH = 100
+WIDTH = 160
 
 
 def _one_item_per_line(line: str) -> list[str]:
