@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import re
 import types
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,24 +205,91 @@ class PlannedLoader(MigrationLoader):
             self.unmigrated_apps.discard(app.label)
 
 
-def planned_sql(alias: str, plan: MigrationPlan | None) -> list[tuple[str, list[str]]]:
+@dataclass
+class PlannedSQL:
+    """One migration's SQL as a dry run shows it."""
+
+    name: str  # app_label.name
+    statements: list[str] = field(default_factory=list)
+    not_shown: str = ""  # why its SQL cannot be shown
+    # The schema editor asked the database for names (of constraints, indexes,
+    # sequences): the answer describes the database as it is now, not as the earlier
+    # migrations would leave a new schema.
+    looked_up: bool = False
+
+
+# Lookups of the database as it is, which the schema editor makes to name what it drops.
+_LOOKUPS = ("_constraint_names", "_get_sequence_name")
+
+
+def planned_sql(alias: str, plan: MigrationPlan | None) -> Iterator[PlannedSQL]:
     """The SQL ``migrate`` would run on a new, empty schema of ``alias``, per migration,
     once ``plan`` (``None``: the files as they are) is applied. What cannot be written as
-    SQL (``RunPython``) shows as Django's comment for it."""
+    SQL (``RunPython``) shows as Django's comment for it.
+
+    Rendering a migration can fail where it needs the database as the earlier migrations
+    leave it (Django looks constraint names up in the database to drop them): then that
+    migration comes with the reason instead of its SQL, the planned state moves on
+    without it, and the next migrations render. Nothing is written to the database.
+    """
     connection = connections[alias]
-    loader = PlannedLoader(plan)
-    graph = loader.graph
-    order = [graph.nodes[key] for key in _forwards(graph)]
-    sql: list[tuple[str, list[str]]] = []
-    state = None
+    try:
+        loader = PlannedLoader(plan)
+        graph = loader.graph
+        order = [graph.nodes[key] for key in _forwards(graph)]
+    except Exception as exc:  # a dry run shows what it can; the reset itself will fail
+        cause = f"{type(exc).__name__}: {_one_line(exc)}"
+        yield PlannedSQL("(every migration)", not_shown=f"the migrations cannot be loaded: {cause}")
+        return
+    if not order:
+        return
+    first = order[0]
+    state = loader.project_state((first.app_label, first.name), at_end=False)
     for migration in order:
+        planned = PlannedSQL(f"{migration.app_label}.{migration.name}")
         adapt(migration)
-        with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:
-            if state is None:
-                state = loader.project_state((migration.app_label, migration.name), at_end=False)
-            state = migration.apply(state, editor, collect_sql=True)
-        sql.append((f"{migration.app_label}.{migration.name}", list(editor.collected_sql)))
-    return sql
+        before = state.clone()
+        try:
+            with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:
+                _note_lookups(editor, planned)
+                state = migration.apply(state, editor, collect_sql=True)
+        except Exception as exc:  # whatever stops one migration's SQL, show the rest
+            planned.not_shown = _not_shown(exc)
+            try:
+                state = migration.mutate_state(before, preserve=False)
+            except Exception:  # its models stay out; what needs them says so in turn
+                state = before
+        else:
+            planned.statements = list(editor.collected_sql)
+        yield planned
+
+
+def _note_lookups(editor: Any, planned: PlannedSQL) -> None:
+    for name in _LOOKUPS:
+        method = getattr(editor, name, None)
+        if method is None:
+            continue
+
+        def noted(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            planned.looked_up = True
+            return _method(*args, **kwargs)
+
+        setattr(editor, name, noted)
+
+
+def _not_shown(exc: BaseException) -> str:
+    cause = f"{type(exc).__name__}: {_one_line(exc)}"
+    if isinstance(exc, ValueError) and str(exc).startswith("Found wrong number"):
+        return (
+            "it looks up constraint names in the database, which a dry run cannot do "
+            f"before the earlier migrations ran: {cause}"
+        )
+    if isinstance(exc, DatabaseError):
+        return (
+            "it reads the database, which a dry run cannot do before the earlier "
+            f"migrations ran: {cause}"
+        )
+    return cause
 
 
 # What makemigrations writes in a project's first migrations; the fast build knows how

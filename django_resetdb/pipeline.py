@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -617,47 +617,116 @@ def _migrate(plan: ResetPlan, alias: str, output: Any | None) -> migrating.Migra
     return migrating.build(alias, build_plan, output=output)
 
 
-def dry_run_lines(plan: ResetPlan) -> list[str]:
-    """What ``resetdb --dry-run`` prints: targets, the SQL per database, the steps and
-    files; reads the catalogs and the migration files, changes nothing."""
-    lines = [f"{COMMAND} would do this (dry run, nothing is changed):"]
+def dry_run_lines(plan: ResetPlan) -> Iterator[str]:
+    """What ``resetdb --dry-run`` prints: the targets, the steps and files, then the SQL per
+    database; reads the catalogs and the migration files, changes nothing.
+
+    Lines come as they are worked out, the plan first: rendering the migrations' SQL is
+    the slow part, and what it cannot show it says in a line of its own.
+    """
+    yield f"{COMMAND} would do this (dry run, nothing is changed):"
     for target in plan.targets:
-        lines += target.lines()
-        if plan.restoring:
-            assert plan.snapshot is not None
-            lines.append(f"SQL on the maintenance database, for {target.database!r}:")
-            lines += [
-                f"  {statement};" for statement in snapshots.planned_statements(plan.snapshot)
-            ]
+        for line in target.lines():
+            yield from _one_item_per_line(line)
+    yield "Steps:"
+    for line in plan.lines():
+        yield from _one_item_per_line(line)
+    for target in plan.targets:
+        yield from _dry_run_sql(plan, target)
+
+
+def _dry_run_sql(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
+    if plan.restoring:
+        assert plan.snapshot is not None
+        yield f"SQL on the maintenance database, for {target.database!r}:"
+        for statement in snapshots.planned_statements(plan.snapshot):
+            yield f"  {statement};"
+        return
+    swap: list[str] = []
+    if plan.swap is not None:
+        before, prepare, swap = snapshots.planned_build(plan.swap)
+        yield f"SQL on the maintenance database, for {target.database!r}:"
+        yield from (f"  {statement};" for statement in before)
+        yield "SQL in the new database, each step committing on its own:"
+        yield from (f"  {statement};" for statement in prepare)
+    else:
+        yield f"SQL for database {target.database!r} (alias {target.alias!r}):"
+        yield "  BEGIN;"
+        for statement in planned_statements(target.alias, plan.schemas):
+            yield f"  {statement};"
+    for planned in migrating.planned_sql(target.alias, plan.migrations):
+        if planned.not_shown:
+            yield f"  -- migrate: {planned.name}: SQL not shown ({planned.not_shown})"
             continue
-        swap: list[str] = []
-        if plan.swap is not None:
-            before, prepare, swap = snapshots.planned_build(plan.swap)
-            lines.append(f"SQL on the maintenance database, for {target.database!r}:")
-            lines += [f"  {statement};" for statement in before]
-            lines.append("SQL in the new database, each step committing on its own:")
-            lines += [f"  {statement};" for statement in prepare]
-        else:
-            lines.append(f"SQL for database {target.database!r} (alias {target.alias!r}):")
-            lines.append("  BEGIN;")
-            lines += [
-                f"  {statement};" for statement in planned_statements(target.alias, plan.schemas)
-            ]
-        for name, statements in migrating.planned_sql(target.alias, plan.migrations):
-            lines.append(f"  -- migrate: {name}")
-            lines += [f"  {statement}" for statement in statements]
-        if plan.seeds is not None and plan.seeds[target.alias]:
-            lines.append(
-                f"  -- seed: {len(plan.seeds[target.alias])} seed(s), rows written with COPY "
-                "and INSERT (not shown)"
+        yield f"  -- migrate: {planned.name}"
+        if planned.looked_up:
+            yield (
+                "  -- (names of existing constraints or sequences were looked up in the "
+                "database as it is now, not as the earlier migrations leave it)"
             )
-        if plan.swap is not None:
-            lines.append(f"SQL on the maintenance database, to swap it in for {target.database!r}:")
-            lines += [f"  {statement};" for statement in swap]
-        else:
-            lines.append("  COMMIT;")
-    lines.append("Steps:")
-    lines += plan.lines()
+        for statement in planned.statements:
+            yield from _wrapped_statement(f"  {statement}")
+    if plan.seeds is not None and plan.seeds[target.alias]:
+        yield (
+            f"  -- seed: {len(plan.seeds[target.alias])} seed(s), rows written with COPY "
+            "and INSERT (not shown)"
+        )
+    if plan.swap is not None:
+        yield f"SQL on the maintenance database, to swap it in for {target.database!r}:"
+        yield from (f"  {statement};" for statement in swap)
+    else:
+        yield "  COMMIT;"
+
+
+# Past this width a dry run's line is broken up: a list of a large project's apps or files,
+# or a table of many columns, would otherwise make lines kilobytes long.
+WIDTH = 160
+
+
+def _one_item_per_line(line: str) -> list[str]:
+    """``line`` as it is, or, when it is too long, the comma-separated list in it with one
+    item per line, each under the first."""
+    first = line.find(", ")
+    if len(line) <= WIDTH or first < 0:
+        return [line]
+    column = line.rfind(" ", 0, first) + 1
+    items = line[column:].split(", ")
+    lines = [f"{line[:column]}{items[0]},"]
+    lines += [f"{' ' * column}{item}," for item in items[1:-1]]
+    lines.append(f"{' ' * column}{items[-1]}")
+    return lines
+
+
+def _wrapped_statement(line: str) -> list[str]:
+    """A long ``CREATE TABLE`` with one column or constraint per line; other statements as
+    they are. Breaks only after the commas between the table's elements, never inside a
+    quoted name or a literal, so the statement still runs as it is."""
+    if len(line) <= WIDTH or not line.lstrip().startswith("CREATE TABLE "):
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip()) + 4)
+    lines: list[str] = []
+    depth, quote, start = 0, "", 0
+    for position, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = ""  # a doubled quote closes and reopens: the same as going on
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+            if depth == 1:
+                lines.append(line[: position + 1])
+                start = position + 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                break  # the table's elements end here; the rest stays on the last line
+        elif char == "," and depth == 1:
+            lines.append(indent + line[start : position + 1].strip())
+            start = position + 1
+    else:
+        return [line]  # not the shape expected: shown as it is
+    lines.append(indent + line[start:].strip())
     return lines
 
 

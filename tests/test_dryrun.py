@@ -1,0 +1,165 @@
+"""``resetdb --dry-run`` on projects whose migrations Django cannot render as SQL without
+the database the earlier migrations would leave: the plan is printed, the SQL of each
+other migration too, one line says what cannot be shown, the exit status is 0 and the
+database and files are as they were (checked through the catalogs and the checksums)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.synthetic import Shape, generate
+from tests.conftest import ProjectCopy, ScratchDatabase, database_state
+
+# A third-party app (installed outside the project folder) whose second migration drops a
+# unique_together: Django finds the constraint's name by asking the database.
+SHELVES_0001 = """\
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    initial = True
+    operations = [
+        migrations.CreateModel(
+            name="Shelf",
+            fields=[
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("name", models.CharField(max_length=40, unique=True)),
+                ("code", models.CharField(max_length=10)),
+                ("size", models.IntegerField()),
+            ],
+            options={"unique_together": {("code", "size")}},
+        ),
+    ]
+"""
+SHELVES_0002 = """\
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("shelves", "0001_initial")]
+    operations = [
+        migrations.AlterUniqueTogether(name="shelf", unique_together=set()),
+        migrations.AddField("shelf", "label", models.CharField(max_length=20, default="")),
+    ]
+"""
+SHELVES_0003 = """\
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("shelves", "0002_drop_unique_together")]
+    operations = [
+        migrations.RemoveField("shelf", "label"),
+        migrations.AlterField("shelf", "name", models.CharField(max_length=40)),
+    ]
+"""
+NOT_SHOWN = (
+    "  -- migrate: shelves.0002_drop_unique_together: SQL not shown (it looks up constraint "
+    "names in the database, which a dry run cannot do before the earlier migrations ran: "
+    "ValueError: Found wrong number (0) of constraints for shelves_shelf(code, size))"
+)
+LOOKED_UP = (
+    "  -- (names of existing constraints or sequences were looked up in the database as it "
+    "is now, not as the earlier migrations leave it)"
+)
+
+
+def shelves_project(tmp_path: Path, db: ScratchDatabase, shape: Shape) -> ProjectCopy:
+    generate(tmp_path / "synthetic", shape)
+    vendor = tmp_path / "vendor" / "shelves"
+    (vendor / "migrations").mkdir(parents=True)
+    (vendor / "__init__.py").write_text("")
+    (vendor / "models.py").write_text(
+        "from django.db import models\n\n\n"
+        "class Shelf(models.Model):\n"
+        "    name = models.CharField(max_length=40)\n"
+        "    code = models.CharField(max_length=10)\n"
+        "    size = models.IntegerField()\n"
+    )
+    migrations = vendor / "migrations"
+    (migrations / "__init__.py").write_text("")
+    (migrations / "0001_initial.py").write_text(SHELVES_0001)
+    (migrations / "0002_drop_unique_together.py").write_text(SHELVES_0002)
+    (migrations / "0003_plain_name.py").write_text(SHELVES_0003)
+    project = ProjectCopy(
+        tmp_path / "synthetic",
+        db.url(),
+        pythonpath=(tmp_path / "vendor",),
+        settings="synth.settings",
+    )
+    project.append("synth/settings.py", 'INSTALLED_APPS += ["shelves"]\n')
+    return project
+
+
+@pytest.mark.parametrize("migrated", [False, True], ids=["empty", "migrated"])
+@pytest.mark.parametrize("flag", ["--keep-migrations", "--no-snapshot"])
+def test_a_migration_whose_sql_needs_the_database_is_named_and_the_rest_shown(
+    tmp_path, scratch_db, flag, migrated
+):
+    project = shelves_project(tmp_path, scratch_db, Shape(apps=1, models=2, rows=1))
+    if migrated:
+        done = project.manage("migrate", "--no-input")
+        assert done.returncode == 0, done.stderr
+    before = database_state(scratch_db), project.tree(), project.tree("../vendor")
+
+    result = project.manage("resetdb", "--dry-run", flag)
+
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert lines[0] == "resetdb would do this (dry run, nothing is changed):"
+    assert f"  database  {scratch_db.name}" in lines
+    steps = lines.index("Steps:")
+    sql = lines.index(f"SQL for database {scratch_db.name!r} (alias 'default'):")
+    assert steps < sql
+    if flag == "--keep-migrations":
+        assert lines[steps + 1] == "  migrations  kept as they are (--keep-migrations)"
+    else:
+        assert lines[steps + 1 : steps + 4] == [
+            "  migrations  regenerate app00 (backed up first)",
+            "        delete  (no migration files)",
+            "        write   0001_initial.py",
+        ]
+        assert "  -- migrate: app00.0001_initial" in lines
+    # The one that cannot be shown, in a line of its own; the migrations before and
+    # after it rendered from the planned state, which moved on past it (0003 removes the
+    # column 0002 added).
+    assert NOT_SHOWN in lines
+    assert "  -- migrate: shelves.0001_initial" in lines
+    third = lines.index("  -- migrate: shelves.0003_plain_name")
+    assert '  ALTER TABLE "shelves_shelf" DROP COLUMN "label" CASCADE;' in lines[third:]
+    assert lines[third + 1] == LOOKED_UP
+    assert lines[-2:] == ["  COMMIT;", "Dry run: nothing was changed."]
+    assert (database_state(scratch_db), project.tree(), project.tree("../vendor")) == before
+    assert project.backups() == []
+
+
+def test_long_lists_and_tables_come_one_item_per_line(tmp_path, scratch_db, other_db):
+    project = shelves_project(tmp_path, scratch_db, Shape(apps=30, models=1, rows=1))
+    project.edit(
+        "app07/models.py",
+        "    name = models.CharField(max_length=60)\n",
+        "".join(f"    extra{n:02d} = models.CharField(max_length=60)\n" for n in range(40)),
+    )
+
+    result = project.manage("resetdb", "--dry-run", "--no-snapshot")
+
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) < 400
+    start = lines.index("  migrations  regenerate app00,")
+    assert lines[start + 1 : start + 30] == [
+        *(f"                         app{n:02d}," for n in range(1, 29)),
+        "                         app29 (backed up first)",
+    ]
+    create = lines.index('  CREATE TABLE "app07_model00" (')
+    end = next(i for i in range(create, len(lines)) if lines[i].endswith(");"))
+    assert lines[create + 2] == '      "extra00" varchar(60) NOT NULL,'
+    assert end - create == 45  # id, 40 extras, number, code, created, upstream
+    # Broken up, the statement still runs as it is.
+    with other_db.connect() as conn:
+        conn.execute("\n".join(lines[create : end + 1]))
+    assert other_db.query(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'app07_model00'"
+    ) == [(45,)]
