@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# First: without the process's start from the OS, the summaries count from here.
+from django_resetdb import clock  # noqa: F401
+
 __version__ = "0.1.0.dev0"
 
 __all__ = ["Refused", "ResetError", "reset", "reset_migrations", "reset_schemas", "seed"]

@@ -84,6 +84,8 @@ class RestoreResult:
     removed: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
     displaced: list[tuple[Path, Path]] = field(default_factory=list)
+    # The folder the displaced files went to (under the backup), when there are any.
+    aside: Path | None = None
     strangers: list[Path] = field(default_factory=list)
 
 
@@ -126,11 +128,13 @@ class Backup:
         originals: Iterable[tuple[str, Path]],
         planned: Iterable[tuple[Path, bytes]],
         created_dirs: Iterable[Path] = (),
+        project: Path | None = None,
     ) -> Backup:
         """Copy ``originals`` (app label, path) into a new backup folder under ``root``.
 
         ``planned`` are the files the reset will write, with their content, so that a
-        restore can tell the reset's files from files written since.
+        restore can tell the reset's files from files written since. ``project`` is the
+        project's folder: files kept aside by a restore are named relative to it.
         """
         path = _new_folder(root)
         files: list[dict[str, Any]] = []
@@ -160,6 +164,7 @@ class Backup:
                 {"path": str(target), "sha256": sha256_bytes(data)} for target, data in planned
             ],
             "created_dirs": [str(directory) for directory in created_dirs],
+            "project": str(project) if project is not None else None,
             "history": [],
         }
         backup = cls(path, manifest)
@@ -203,11 +208,13 @@ class Backup:
 
         def displace(path: Path) -> None:
             if path.is_file() and sha256(path) != reset_wrote.get(str(path)):
-                target = aside / path.parent.name / path.name
+                taken = {copy for _, copy in result.displaced}
+                target = _free_name(aside / self._relative(path), taken)
                 if not dry_run:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(path, target)
                 result.displaced.append((path, target))
+                result.aside = aside
 
         for entry in self.planned:
             path = Path(entry["path"])
@@ -252,6 +259,15 @@ class Backup:
                 log(f"  {verbs[3]} {path}: neither the backup nor the reset wrote it", 1)
         return result
 
+    def _relative(self, path: Path) -> Path:
+        # The full path under the project, so that two apps' "0001_initial.py" (or a
+        # file outside the project, named by its absolute path) never share a name.
+        project = self.manifest.get("project")
+        if project:
+            with contextlib.suppress(ValueError):
+                return path.relative_to(project)
+        return path.relative_to(path.anchor)
+
     def _strangers(self) -> list[Path]:
         known = {entry["path"] for entry in self.originals}
         folders = {Path(entry["path"]).parent for entry in [*self.originals, *self.planned]}
@@ -262,6 +278,16 @@ class Backup:
             for path in folder.iterdir()
             if MIGRATION_FILE.match(path.name) and str(path) not in known
         )
+
+
+def _free_name(target: Path, taken: set[Path]) -> Path:
+    """``target``, or ``target`` with a number added, naming no file there or taken."""
+    candidate = target
+    number = 1
+    while candidate in taken or candidate.exists():
+        number += 1
+        candidate = target.with_name(f"{target.name}.{number}")
+    return candidate
 
 
 def _remove_created_folder(directory: Path) -> None:

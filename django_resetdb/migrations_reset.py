@@ -514,6 +514,7 @@ def apply_plan(
         originals=[(app.label, path) for app in changed for path in app.old_files],
         planned=[(new.path, new.data) for app in changed for new in app.new_files],
         created_dirs=created_dirs,
+        project=plan.root,
     )
     log(f"Backed up {len(plan.files_to_delete())} file(s) to {backup.path}", 2)
     applied = AppliedPlan(plan, backup)

@@ -20,7 +20,7 @@ from typing import Any
 from django.apps import apps
 from django.db import connections, router, transaction
 
-from django_resetdb import backups, guard, migrating, postgres, seeding, snapshots
+from django_resetdb import backups, clock, guard, migrating, postgres, seeding, snapshots
 from django_resetdb.conf import get_settings
 from django_resetdb.exceptions import ResetError
 from django_resetdb.migrations_reset import (
@@ -159,11 +159,15 @@ class ResetResult:
     migrations: AppliedPlan | None = None
     databases: list[DatabaseResult] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # From the moment run_plan was given as ``started`` (the command: the process's
+    # start; reset(): its call) to the end, waits and the prompt included.
     seconds: float = 0.0
 
     def summary(self) -> str:
         parts = "; ".join(db.summary() for db in self.databases)
-        return f"Rebuilt {parts} in {self.seconds:.2f} s."
+        prompt = self.timings.get("prompt")
+        answer = f" ({prompt:.2f} s of it waiting for the answer)" if prompt is not None else ""
+        return f"Rebuilt {parts} in {self.seconds:.2f} s{answer}."
 
 
 def plan_reset(
@@ -252,11 +256,18 @@ def reset(
     restore a snapshot).
 
     Either every database is rebuilt and the new migration files are in place, or the
-    databases and the files are as they were.
+    databases and the files are as they were. The result's ``seconds`` count from this
+    call, planning included.
     """
+    started = time.monotonic()
     plan = plan_reset(databases, keep_migrations=keep_migrations, seed=seed, snapshot=snapshot)
     return run_plan(
-        plan, interactive=interactive, terminate_blockers=terminate_blockers, log=log, ask=ask
+        plan,
+        interactive=interactive,
+        terminate_blockers=terminate_blockers,
+        log=log,
+        ask=ask,
+        started=started,
     )
 
 
@@ -268,19 +279,27 @@ def run_plan(
     log: Log = _quiet,
     ask: Callable[[str], str] = input,
     migrate_output: Any | None = None,
+    started: float | None = None,
 ) -> ResetResult:
-    """Carry out ``plan``: confirm, lock, regenerate, then rebuild every database."""
+    """Carry out ``plan``: confirm, lock, regenerate, then rebuild every database.
+
+    The result's ``seconds`` count from ``started`` (a :func:`time.monotonic` value),
+    by default from this call.
+    """
+    started = time.monotonic() if started is None else started
+    result = ResetResult(plan)
+    asking = time.monotonic()
     for target in plan.targets:
         if interactive:
             steps = plan.lines() if target is plan.targets[-1] else []
             guard.confirm(target, COMMAND, write=lambda line: log(line, 0), ask=ask, plan=steps)
         else:
             log(target.one_line(), 1)
+    if interactive:
+        result.timings["prompt"] = time.monotonic() - asking
     for alias in plan.aliases:
         pre_reset.send(sender=ResetPlan, alias=alias, plan=plan)
 
-    started = time.monotonic()
-    result = ResetResult(plan)
     cache = plan.snapshot
     sweeper = None
     if (cache is not None and not cache.unusable) or plan.swap is not None:
@@ -295,7 +314,9 @@ def run_plan(
         restored = _carry_out(plan, result, terminate_blockers, log, migrate_output)
     finally:
         if sweeper is not None:
-            sweeper.finish(log)
+            waited = sweeper.finish(log)
+            if waited:
+                result.timings["sweep"] = waited
     if not restored and cache is not None and not cache.unusable:
         _keep(plan, cache, result, log)
     result.seconds = time.monotonic() - started
@@ -312,7 +333,9 @@ def _carry_out(
     """Restore or rebuild, with the files; True when a snapshot was restored."""
     conf = get_settings()
     cache = plan.snapshot
+    step = time.monotonic()
     with backups.files_lock(conf.backup_dir, conf.lock_timeout):
+        _log_wait(log, time.monotonic() - step, "for another run changing the migration files")
         # Again, now that no other run can be half-way.
         refuse_interrupted(conf.backup_dir, COMMAND)
         restored = plan.restoring and _from_snapshot(plan, result, terminate_blockers, log)
@@ -362,6 +385,7 @@ def _rebuild_all(
                 transactions.enter_context(transaction.atomic(using=alias))
                 take_reset_lock(alias, conf.lock_timeout)
             result.timings["lock"] = time.monotonic() - step
+            _log_wait(log, result.timings["lock"], "for another reset of the database")
             _apply_files(plan, result, log)
             for alias in plan.aliases:
                 prefix = f"[{alias}] " if len(plan.aliases) > 1 else ""
@@ -491,6 +515,13 @@ def _keep(plan: ResetPlan, cache: snapshots.SnapshotPlan, result: ResetResult, l
     result.timings["snapshot"] = seconds
     older = f"; the next run drops {stale} older one(s)" if stale else ""
     log(f"  snapshot    kept {cache.name} in {seconds:.2f} s{older}", 1)
+
+
+def _log_wait(log: Log, seconds: float, what: str) -> None:
+    # An uncontended lock takes a millisecond: a line only when someone else held it,
+    # so that the output of an ordinary run stays the same.
+    if seconds >= clock.WAIT_SHOWN:
+        log(f"  lock        waited {seconds:.2f} s {what}", 1)
 
 
 def _undo(applied: AppliedPlan | None, exc: BaseException, log: Log) -> None:

@@ -41,7 +41,7 @@ from django.db.migrations.autodetector import MigrationAutodetector
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ProjectState
 
-from django_resetdb import __version__, guard, postgres, seeding
+from django_resetdb import __version__, clock, guard, postgres, seeding
 from django_resetdb.conf import SETTING_NAME, get_settings, project_root, user_settings
 from django_resetdb.exceptions import ResetError
 from django_resetdb.migrations_reset import MigrationPlan, migration_file, normalized
@@ -192,13 +192,27 @@ class Sweeper(threading.Thread):
     def prefix(self) -> str:
         return swap_names(self.target)[1]
 
-    def finish(self, log: Callable[[str, int], None]) -> None:
+    def finish(self, log: Callable[[str, int], None]) -> float:
+        """Wait for the drops to end; return the seconds waited, and say so when any."""
+        waited = 0.0
         if self.is_alive():
+            step = time.monotonic()
             self.join()
+            waited = time.monotonic() - step
+            level = 1 if waited >= clock.WAIT_SHOWN else 2
+            log(f"  snapshot    waited {waited:.2f} s for {self._what()} to be dropped", level)
         for name in self.dropped:
             log(f"  dropped {name}, left by an earlier run", 2)
         if self.error:
             log(f"  could not drop what an earlier run left: {self.error}", 0)
+        return waited
+
+    def _what(self) -> str:
+        if len(self.dropped) == 1:
+            return "the earlier database"
+        if self.dropped:
+            return f"{len(self.dropped)} earlier databases"
+        return "what earlier runs left"
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -344,7 +345,22 @@ def test_the_prompt_answered_with_the_name_goes_ahead(built, scratch_db):
     result = built.manage("resetdb", url=scratch_db.url(), input=f"{scratch_db.name}\n")
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1].startswith(f"Rebuilt database {scratch_db.name!r}")
+    summary = result.stdout.splitlines()[-1]
+    assert summary.startswith(f"Rebuilt database {scratch_db.name!r}")
+    assert re.search(r" in \d+\.\d\d s \(\d+\.\d\d s of it waiting for the answer\)\.$", summary)
+
+
+def test_the_summary_counts_the_whole_command_from_the_process_start(built, scratch_db):
+    started = time.monotonic()
+    result = built.manage("resetdb", "--no-input", url=scratch_db.url())
+    wall = time.monotonic() - started
+
+    assert result.returncode == 0, result.stderr
+    found = re.search(r" in (\d+\.\d\d) s\.$", result.stdout.splitlines()[-1])
+    assert found, result.stdout
+    # Python's and Django's start-up count; only the exit after the summary does not.
+    # The summary rounds to hundredths.
+    assert 0.8 * wall <= float(found[1]) <= wall + 0.005
 
 
 def test_dry_run_shows_sql_and_files_and_changes_nothing(built, scratch_db):

@@ -27,6 +27,10 @@ ACCOUNT_MODELS = "testproject/account/models.py"
 ACCOUNT_0001 = "testproject/account/migrations/0001_initial.py"
 MEMBER_SINCE = "    member_since = models.DateField(null=True, blank=True)\n"
 NICKNAME = "    nickname = models.CharField(max_length=50, blank=True)\n"
+CATALOG_MODELS = "testproject/catalog/models.py"
+CATALOG_0001 = "testproject/catalog/migrations/0001_initial.py"
+CATEGORY_SLUG = "    slug = models.SlugField(unique=True)\n"
+CATEGORY_NOTE = "    note = models.CharField(max_length=50, blank=True)\n"
 
 
 @pytest.fixture(autouse=True)
@@ -572,9 +576,37 @@ def test_restore_keeps_files_edited_since_aside(project):
 
     assert result.returncode == 0, result.stderr
     assert project.tree() == after_edit
-    (aside,) = backup.glob("displaced-*/migrations/0001_initial.py")
+    (aside,) = backup.glob(f"displaced-*/{ACCOUNT_0001}")
     assert aside.read_bytes() == edited
-    assert f"kept aside {project.path(ACCOUNT_0001)}" in result.stdout
+    assert f"kept aside {project.path(ACCOUNT_0001)} (edited since the reset) as {aside}" in (
+        result.stdout
+    )
+
+
+def test_restore_keeps_two_apps_edited_files_aside_under_their_full_paths(project):
+    baseline(project)
+    add_nickname(project)
+    project.edit(CATALOG_MODELS, CATEGORY_SLUG, CATEGORY_SLUG + CATEGORY_NOTE)
+    after_edit = project.tree()
+    assert project.manage("resetmigrations", "--no-input").returncode == 0
+    (backup,) = project.backups()
+    project.append(ACCOUNT_0001, "# my note on accounts\n")
+    project.append(CATALOG_0001, "# my note on the catalog\n")
+    edited = {name: project.tree()[name] for name in (ACCOUNT_0001, CATALOG_0001)}
+
+    result = project.manage("resetmigrations", "--restore", backup.name)
+
+    assert result.returncode == 0, result.stderr
+    assert project.tree() == after_edit
+    (aside,) = backup.glob("displaced-*")
+    assert tree(aside) == edited
+    for name in edited:
+        line = f"  kept aside {project.path(name)} (edited since the reset) as {aside / name}"
+        assert line in result.stdout.splitlines()
+    assert last_line(result.stdout) == (
+        f"Restored backup {backup.name}: 2 file(s) put back, 0 removed, 0 already equal. "
+        f"2 file(s) edited since the reset kept aside in {aside}."
+    )
 
 
 def test_list_backups(project):

@@ -22,7 +22,7 @@ from tests.conftest import (
     snapshots_of,
     swaps_in_progress,
 )
-from tests.test_resetdb import FAST_HASHER, rebuild_once
+from tests.test_resetdb import FAST_HASHER, rebuild_once, timeless
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
 
 pytestmark = needs_vector
@@ -94,6 +94,39 @@ def test_an_unchanged_project_restores_its_snapshot(cached, scratch_db):
     assert again.returncode == 0, again.stderr
     assert earlier not in replaced_of(scratch_db.name)
     assert len(replaced_of(scratch_db.name)) == 1
+
+
+def test_a_run_that_waits_for_the_earlier_database_to_be_dropped_says_so(cached, scratch_db):
+    assert cached.manage("resetdb", "--no-input", url=scratch_db.url()).returncode == 0
+    (earlier,) = replaced_of(scratch_db.name)
+
+    with connect("postgres") as blocker:
+        # An open transaction that commented on the replaced database holds a lock that
+        # DROP DATABASE waits for; the server ends it if the test is stuck.
+        blocker.execute("SET idle_in_transaction_session_timeout = '120s'")
+        blocker.execute("BEGIN")
+        blocker.execute(sql.SQL("COMMENT ON DATABASE {} IS 'held'").format(sql.Identifier(earlier)))
+        run = cached.start(
+            "manage.py", "resetdb", "--no-input", "-v", "2",
+            url=scratch_db.url(), env={"PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        assert run.stdout is not None
+        lines = []
+        for line in run.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("  snapshot    restored "):
+                break
+        # The restore is done; the drop is still waiting for this transaction.
+        blocker.execute("ROLLBACK")
+    rest, errors = run.communicate(timeout=120)
+
+    assert run.returncode == 0, errors
+    lines += rest.splitlines()
+    assert "  snapshot    waited X s for the earlier database to be dropped" in timeless(
+        "\n".join(lines)
+    )
+    assert f"  dropped {earlier}, left by an earlier run" in lines
+    assert earlier not in replaced_of(scratch_db.name)
 
 
 def test_the_database_keeps_its_owner_grants_comment_and_settings(cached, scratch_db, scratch_role):

@@ -192,10 +192,17 @@ class Command(ResetCommand):
                 f"was changed."
             )
         elif verbosity >= 1:
+            aside = (
+                f" {len(result.displaced)} file(s) edited since the reset kept aside in "
+                f"{result.aside}."
+                if result.displaced
+                else ""
+            )
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Restored backup {backup.name}: {len(result.restored)} file(s) put back, "
                     f"{len(result.removed)} removed, {len(result.unchanged)} already equal."
+                    f"{aside}"
                 )
             )
 
