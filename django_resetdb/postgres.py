@@ -176,6 +176,14 @@ def end_of_migration(connection: BaseDatabaseWrapper) -> None:
     refuses to ALTER a table with pending trigger events), then put every deferrable
     constraint back to its initial mode, as a new transaction would have it."""
     _run(connection, sql.SQL("SET CONSTRAINTS ALL IMMEDIATE"))
+    restore_constraint_modes(connection)
+
+
+def restore_constraint_modes(connection: BaseDatabaseWrapper) -> None:
+    """Put every deferrable constraint back in the mode it was declared with, as a new
+    transaction has it. Django's schema editor leaves some checked immediately for the
+    rest of the transaction (a foreign key it adds to an existing table, and all of them
+    once it fills in the empty values of a column it makes ``NOT NULL``)."""
     _run(connection, sql.SQL("SET CONSTRAINTS ALL DEFERRED"))
     immediate = _rows(
         connection,

@@ -179,6 +179,10 @@ def seed(
     started = time.monotonic()
     finder = FixtureFinder(database)
     with transaction.atomic(using=database):
+        # Foreign keys are checked once every seed is in, as loaddata's are at commit: an
+        # object may name one that comes later in its file or in a later seed, even when
+        # a migrate earlier in the caller's transaction left some checked immediately.
+        postgres.restore_constraint_modes(connections[database])
         loader = BulkLoader(database, excluded_models=excluded_models, excluded_apps=excluded_apps)
         for item in seeds:
             step = time.monotonic()

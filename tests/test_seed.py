@@ -12,11 +12,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import (
+    REPO,
     Manage,
+    ProjectCopy,
     ScratchDatabase,
     clone_database,
     data_snapshot,
     drop_database,
+    needs_vector,
 )
 
 SEEDCASES = 'INSTALLED_APPS = [*INSTALLED_APPS, "tests.seedcases.apps.SeedCasesConfig"]\n'
@@ -357,6 +360,141 @@ def test_the_settings_seeds_are_the_default(cases):
     ]
     assert data_snapshot(db) == once
     assert db.query("SELECT count(*) FROM sales_ticket") == [(3,)]
+
+
+# Objects that name later ones, loaded the way each command loads them. ``migrate`` adds
+# seedcases.Book.publisher with an ALTER TABLE in 0002, which leaves that foreign key
+# checked immediately for the rest of the transaction: resetdb migrates and seeds in one.
+
+FORWARD_FIRST = [
+    book(1, "By pk", 1, publisher=5),  # publisher 5: later in this file
+    book(2, "By natural key", 1, publisher=["Later Press"], editor=["Bo"]),  # Bo: next file
+    book(3, "Across files", 2, publisher=6),  # author 2 and publisher 6: next file
+    obj("author", 1, name="Ann", born=1950),
+    obj("publisher", 5, name="Five"),
+    obj("publisher", name="Later Press"),  # natural primary key, as --natural-primary
+]
+FORWARD_SECOND = [
+    obj("author", 2, name="Bo", born=None),
+    obj("publisher", 6, name="Six"),
+]
+FORWARD_BOOKS = [
+    (1, "By pk", "Ann", None, "Five"),
+    (2, "By natural key", "Ann", "Bo", "Later Press"),
+    (3, "Across files", "Bo", None, "Six"),
+]
+
+
+def seedcases_data(db: ScratchDatabase) -> dict[str, Any]:
+    """The seed cases' rows and sequences: the rest of a rebuilt database differs from a
+    migrated one in what it must (migration times)."""
+    snapshot = data_snapshot(db)
+    return {
+        k: v for k, v in snapshot.items() if k.removeprefix("sequence ").startswith("seedcases_")
+    }
+
+
+def books_as_read(db: ScratchDatabase) -> list[Any]:
+    return db.query(
+        "SELECT b.id, b.title, a.name, e.name, p.name FROM seedcases_book b "
+        "JOIN seedcases_author a ON a.id = b.author_id "
+        "LEFT JOIN seedcases_author e ON e.id = b.editor_id "
+        "LEFT JOIN seedcases_publisher p ON p.id = b.publisher_id ORDER BY b.id"
+    )
+
+
+def forward_cases(cases: Cases) -> ScratchDatabase:
+    """Both fixtures written, and loaded by ``loaddata`` into a migrated database."""
+    cases.write("first.json", FORWARD_FIRST)
+    cases.write("second.json", FORWARD_SECOND)
+    by_loaddata = cases.database()
+    cases.ok("loaddata", "first", "second", db=by_loaddata)
+    assert books_as_read(by_loaddata) == FORWARD_BOOKS
+    return by_loaddata
+
+
+SEED_FORWARD = "DJANGO_RESETDB = {'SEEDS': ['first', 'second']}\n"
+
+
+@pytest.mark.parametrize(
+    "how",
+    [("seed", "first", "second"), ("resetdb", "--no-input", "--no-snapshot", "--keep-migrations")],
+    ids=["seed", "keep-migrations"],
+)
+def test_forward_references_in_a_file_and_across_seeds_as_loaddata(cases, how):
+    by_loaddata = forward_cases(cases)
+    by_seed = cases.database()
+
+    result = cases.run(*how, db=by_seed, settings=SEED_FORWARD)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert books_as_read(by_seed) == FORWARD_BOOKS
+    assert seedcases_data(by_seed) == seedcases_data(by_loaddata)
+
+
+@needs_vector
+def test_forward_references_with_the_fast_build_as_loaddata(cases, project):
+    # The demo's apps are regenerated and built from the models; the seed cases, whose
+    # code lies outside the copied project, are migrated in the same transaction.
+    by_loaddata = forward_cases(cases)
+    by_seed = cases.database()
+    project.append(
+        "testproject/settings.py",
+        SEEDCASES + f"FIXTURE_DIRS = [{str(cases.folder)!r}]\n" + SEED_FORWARD,
+    )
+    copy = ProjectCopy(project.root, by_seed.url(), pythonpath=(REPO,))
+
+    result = copy.manage("resetdb", "--no-input", "--no-snapshot")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " built from the models)" in result.stdout
+    assert books_as_read(by_seed) == FORWARD_BOOKS
+    assert seedcases_data(by_seed) == seedcases_data(by_loaddata)
+
+
+MIGRATE_THEN_SEED = """
+from django.core.management import call_command
+from django.db import transaction
+
+import django_resetdb
+
+with transaction.atomic():
+    call_command("migrate", verbosity=0)
+    django_resetdb.seed(["first", "second"])
+"""
+
+
+def test_forward_references_when_seeding_in_the_transaction_that_migrated(cases):
+    # The caller's own transaction: Django's migrate, run inside it, leaves the foreign
+    # key that 0002 adds checked immediately.
+    by_loaddata = forward_cases(cases)
+    by_seed = clone_database("template0")
+    cases.databases.append(by_seed)
+
+    cases.ok("shell", "-c", MIGRATE_THEN_SEED, db=by_seed)
+
+    assert books_as_read(by_seed) == FORWARD_BOOKS
+    assert seedcases_data(by_seed) == seedcases_data(by_loaddata)
+
+
+def test_a_missing_key_after_a_forward_reference_is_refused_with_kept_migrations(cases):
+    cases.write("first.json", FORWARD_FIRST)
+    cases.write("second.json", FORWARD_SECOND)
+    path = cases.write("dangling.json", [book(30, "Lost", 1, publisher=9)])
+    db = cases.database()
+    before = data_snapshot(db, sequences=False)
+    settings = "DJANGO_RESETDB = {'SEEDS': ['first', 'dangling', 'second']}\n"
+
+    result = cases.run(
+        "resetdb", "--no-input", "--no-snapshot", "--keep-migrations", db=db, settings=settings
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == (
+        f"CommandError: Seeding failed: {path}, object 1 (seedcases.book, pk=30): publisher = "
+        "9 names a seedcases.publisher that does not exist; nothing was written.\n"
+    )
+    assert data_snapshot(db, sequences=False) == before
 
 
 # Bad input: one clear error naming the file and the object, and nothing written. Rows

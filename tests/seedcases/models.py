@@ -42,12 +42,33 @@ class Tag(models.Model):
         return (self.label,)
 
 
+class PublisherManager(models.Manager["Publisher"]):
+    def get_by_natural_key(self, name: str) -> Publisher:
+        return self.get(name=name)
+
+
+class Publisher(models.Model):
+    """Added with a later migration, as is Book.publisher: ``migrate`` adds that foreign
+    key with an ``ALTER TABLE``, which leaves it checked immediately for the rest of the
+    transaction."""
+
+    name = models.CharField(max_length=50, unique=True)
+
+    objects = PublisherManager()
+
+    def natural_key(self) -> tuple[Any, ...]:
+        return (self.name,)
+
+
 class Book(models.Model):
     title = models.CharField(max_length=100)
     author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="books")
     editor = models.ForeignKey(Author, null=True, on_delete=models.SET_NULL, related_name="+")
     sequel = models.ForeignKey("self", null=True, on_delete=models.SET_NULL, related_name="+")
     tags = models.ManyToManyField(Tag, blank=True, related_name="books")
+    publisher = models.ForeignKey(
+        Publisher, null=True, on_delete=models.SET_NULL, related_name="books"
+    )
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
