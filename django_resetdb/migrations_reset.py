@@ -98,6 +98,14 @@ class AppPlan:
     def label(self) -> str:
         return self.app.label
 
+    def header(self, root: Path) -> str:
+        """The app, its migrations folder, and why it is included or kept."""
+        folder = display(self.app.directory, root)
+        if self.kept:
+            return f"  {self.label}  {folder}  kept as it is: {self.kept}"
+        state = "" if self.changed else " - no changes, left as it is"
+        return f"  {self.label}  {folder}  ({self.app.reason}){state}"
+
     def file_lines(self, verbosity: int = 1) -> list[str]:
         """The files this app's plan deletes, writes and carries into, one a line."""
         if not self.changed:
@@ -148,12 +156,7 @@ class MigrationPlan:
         """The plan: app, migrations folder, files to delete and write, why it is included."""
         lines = []
         for app in self.apps:
-            folder = display(app.app.directory, self.root)
-            if app.kept:
-                lines.append(f"  {app.label}  {folder}  kept as it is: {app.kept}")
-            else:
-                state = "" if app.changed else " - no changes, left as it is"
-                lines.append(f"  {app.label}  {folder}  ({app.app.reason}){state}")
+            lines.append(app.header(self.root))
             lines += app.file_lines(verbosity)
         if verbosity >= 2:
             lines += [f"  {skip.label}  skipped: {skip.reason}" for skip in self.skipped]

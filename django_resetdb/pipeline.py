@@ -95,7 +95,9 @@ class ResetPlan:
             if regenerate:
                 names = ", ".join(app.label for app in regenerate)
                 lines.append(f"  migrations  regenerate {names} (backed up first)")
-                lines += [f"  {line}" for app in regenerate for line in app.file_lines()]
+                root = self.migrations.root
+                for app in regenerate:
+                    lines += [f"  {line}" for line in [app.header(root), *app.file_lines()]]
         if self.migrations is not None:
             for app in self.migrations.kept:
                 lines.append(f"  migrations  kept {app.label} as it is: {app.kept}")

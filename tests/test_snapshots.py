@@ -22,7 +22,7 @@ from tests.conftest import (
     snapshots_of,
     swaps_in_progress,
 )
-from tests.test_resetdb import FAST_HASHER, rebuild_once, timeless
+from tests.test_resetdb import FAST_HASHER, columns, rebuild_once, timeless
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
 
 pytestmark = needs_vector
@@ -352,3 +352,21 @@ def test_a_touched_migration_file_is_planned_again_and_still_restores(cached, sc
     assert again.stdout.splitlines()[1] == (
         "  migrations  no changes since the snapshot was kept (the same models and files)"
     )
+
+
+def test_a_snapshot_kept_with_the_files_as_they_are_does_not_answer_a_regenerating_run(
+    cached, scratch_db
+):
+    add_nickname(cached)
+    kept = cached.manage("resetdb", "--no-input", "--keep-migrations", url=scratch_db.url())
+    assert kept.returncode == 0, kept.stderr
+    assert "nickname" not in columns(scratch_db, "account_user")
+    oid = database_oid(scratch_db.name)
+
+    result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert "  snapshot    restored " not in result.stdout
+    assert "  migrations  regenerated account (1 file(s)) in X s" in timeless(result.stdout)
+    assert "nickname" in columns(scratch_db, "account_user")
+    assert database_oid(scratch_db.name) == oid  # rebuilt in place, not restored
