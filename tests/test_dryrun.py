@@ -116,8 +116,9 @@ def test_a_migration_whose_sql_needs_the_database_is_named_and_the_rest_shown(
     if flag == "--keep-migrations":
         assert lines[steps + 1] == "  migrations  kept as they are (--keep-migrations)"
     else:
-        assert lines[steps + 1 : steps + 4] == [
+        assert lines[steps + 1 : steps + 5] == [
             "  migrations  regenerate app00 (backed up first)",
+            "    app00  app00/migrations  (the project's own app)",
             "        delete  (no migration files)",
             "        write   0001_initial.py",
         ]
