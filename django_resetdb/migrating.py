@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import re
-import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +26,6 @@ from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrat
 from django.db import DatabaseError, connections
 from django.db.migrations import Migration, operations
 from django.db.migrations.executor import MigrationExecutor
-from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations import AddIndex, RemoveIndex
 from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ModelState, ProjectState
@@ -36,7 +34,7 @@ from psycopg import errors
 
 from django_resetdb import postgres
 from django_resetdb.exceptions import ResetError
-from django_resetdb.migrations_reset import MigrationPlan, is_database_level
+from django_resetdb.migrations_reset import MigrationPlan, PlannedLoader, is_database_level
 
 # The line migrate prints before applying each migration, at verbosity 1.
 APPLYING = re.compile(r"^\s*Applying (\S+)\.\.\.", re.MULTILINE)
@@ -176,33 +174,6 @@ def _refused_in_transaction(exc: BaseException) -> bool:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
-
-
-class PlannedLoader(MigrationLoader):
-    """The migration graph as it will be once ``plan`` is applied, built from the
-    planned files' text without writing them."""
-
-    def __init__(self, plan: MigrationPlan | None) -> None:
-        self._plan = plan
-        super().__init__(None, ignore_no_migrations=True)
-
-    def load_disk(self) -> None:
-        super().load_disk()
-        if self._plan is None:
-            return
-        for app in self._plan.changed:
-            if not app.kept:  # a kept app's files stay; its new ones come on top
-                for key in [key for key in self.disk_migrations if key[0] == app.label]:
-                    del self.disk_migrations[key]
-            for new in app.new_files:
-                module = types.ModuleType(f"{app.app.module}.{new.path.stem}")
-                module.__file__ = str(new.path)
-                exec(compile(new.text, str(new.path), "exec"), module.__dict__)
-                self.disk_migrations[app.label, new.path.stem] = module.Migration(
-                    new.path.stem, app.label
-                )
-            self.migrated_apps.add(app.label)
-            self.unmigrated_apps.discard(app.label)
 
 
 @dataclass

@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import tempfile
+import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from django.core.management.utils import run_formatters
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations import Migration
 from django.db.migrations.autodetector import MigrationAutodetector
+from django.db.migrations.exceptions import CircularDependencyError
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations.base import Operation
 from django.db.migrations.operations.special import RunPython, RunSQL, SeparateDatabaseAndState
@@ -277,6 +279,33 @@ class _LoaderWithout(MigrationLoader):
             migration.dependencies = kept  # type: ignore[misc]
 
 
+class PlannedLoader(MigrationLoader):
+    """The migration graph as it will be once ``plan`` is applied, built from the
+    planned files' text without writing them."""
+
+    def __init__(self, plan: MigrationPlan | None) -> None:
+        self._plan = plan
+        super().__init__(None, ignore_no_migrations=True)
+
+    def load_disk(self) -> None:
+        super().load_disk()
+        if self._plan is None:
+            return
+        for app in self._plan.changed:
+            if not app.kept:  # a kept app's files stay; its new ones come on top
+                for key in [key for key in self.disk_migrations if key[0] == app.label]:
+                    del self.disk_migrations[key]
+            for new in app.new_files:
+                module = types.ModuleType(f"{app.app.module}.{new.path.stem}")
+                module.__file__ = str(new.path)
+                exec(compile(new.text, str(new.path), "exec"), module.__dict__)
+                self.disk_migrations[app.label, new.path.stem] = module.Migration(
+                    new.path.stem, app.label
+                )
+            self.migrated_apps.add(app.label)
+            self.unmigrated_apps.discard(app.label)
+
+
 def _detect(loader: MigrationLoader, labels: set[str]) -> dict[str, list[Any]]:
     # dry_run: the questioner must not ask or report, it only answers defaults.
     questioner = NonInteractiveMigrationQuestioner(specified_apps=labels, dry_run=True, verbosity=0)
@@ -374,7 +403,20 @@ def plan_migrations(
         new_names = {(app.label, new.path.stem) for app in plans for new in app.new_files}
         missing = [(key, dep) for key, dep in without.dangling if dep not in new_names]
         if not missing:
-            break
+            cycle = _cycle(MigrationPlan(root, plans, skipped, []))
+            if not cycle:
+                break
+            caught = {label for label, _ in cycle} & regenerated
+            loop = ", ".join(f"{label}.{name}" for label, name in cycle)
+            if not keep_hand_written or not caught:
+                raise ResetError(
+                    f"Cannot regenerate the migrations: the new files would make a "
+                    f"dependency cycle ({loop}); select every project app of the cycle, "
+                    "or regenerate fewer apps."
+                )
+            for label in sorted(caught):
+                kept[label] = f"regenerating it would make a dependency cycle ({loop})"
+            continue
         if not keep_hand_written:
             (label, name), dependency = missing[0]
             raise ResetError(
@@ -394,6 +436,19 @@ def plan_migrations(
         for key, migration in [*without.disk_migrations.items(), *without.removed.items()]
     }
     return MigrationPlan(root, plans, skipped, hand_written, files)
+
+
+def _cycle(plan: MigrationPlan) -> list[tuple[str, str]]:
+    """The migrations of a dependency cycle the planned files would make, or []."""
+    try:
+        PlannedLoader(plan)
+    except CircularDependencyError as exc:
+        # Django names the cycle's migrations as "app.name, app.name, ...".
+        return [
+            (label, name)
+            for label, _, name in (node.partition(".") for node in str(exc).split(", "))
+        ]
+    return []
 
 
 def _hand_written_reasons(found: Sequence[HandWritten], root: Path) -> dict[str, str]:

@@ -28,7 +28,13 @@ from tests.conftest import (
     target_port,
     target_user,
 )
-from tests.test_resetmigrations import ACCOUNT_0001, add_nickname, baseline
+from tests.test_resetmigrations import (
+    ACCOUNT_0001,
+    ACCOUNT_MODELS,
+    MEMBER_SINCE,
+    add_nickname,
+    baseline,
+)
 
 pytestmark = needs_vector
 
@@ -483,6 +489,37 @@ def test_an_app_a_kept_migration_depends_on_is_kept_too(built, scratch_db):
         applied(scratch_db)
     )
     assert "nickname" in columns(scratch_db, "account_user")
+
+
+def test_an_app_whose_new_files_would_make_a_cycle_with_a_kept_app_is_kept(built, scratch_db):
+    # event is kept (hand-written) and needs the user model; a user that points at a
+    # venue would give account a new 0001 needing event's latest migration: a cycle.
+    built.path("testproject/event/migrations/0002_by_hand.py").write_text(
+        "from django.db import migrations\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        '    dependencies = [("event", "0001_initial")]\n'
+        "    operations = [migrations.RunSQL('SELECT 1', migrations.RunSQL.noop)]\n"
+    )
+    built.edit(
+        ACCOUNT_MODELS,
+        MEMBER_SINCE,
+        MEMBER_SINCE + '    venue = models.ForeignKey("event.Venue", null=True, blank=True, '
+        "on_delete=models.SET_NULL)\n",
+    )
+    account = built.tree("testproject/account/migrations")
+
+    result = built.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    kept = [line for line in timeless(result.stdout) if "kept account as it is" in line]
+    assert len(kept) == 1, result.stdout
+    assert "regenerating it would make a dependency cycle (" in kept[0]
+    assert "; added 0002_user_venue.py for its pending model changes" in kept[0]
+    after = built.tree("testproject/account/migrations")
+    assert {name: after[name] for name in account} == account
+    assert "venue_id" in columns(scratch_db, "account_user")
+    check = built.manage("makemigrations", "--check", "--dry-run", url=scratch_db.url())
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_a_kept_app_gets_a_migration_for_its_pending_changes(built, scratch_db, other_db):
