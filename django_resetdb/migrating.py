@@ -328,13 +328,29 @@ def plan_build(alias: str, labels: Sequence[str]) -> tuple[BuildPlan | None, str
         ),
         len(plan),
     )
-    for key in fast:
-        late = [k for k in needs[key] if k not in fast and position[k] >= build_at]
-        if late:
+    first = plan[build_at] if build_at < len(plan) else None
+    for key in sorted(fast, key=position.__getitem__):
+        late = sorted(
+            (k for k in needs[key] if k not in fast and position[k] >= build_at),
+            key=position.__getitem__,
+        )
+        if not late:
+            continue
+        # Name the chain that forces it: a migration run for real between two regenerated
+        # apps, or else one that the plan runs after the point the tables are built at.
+        between = next((k for k in late if needs[k] & fast), None)
+        if between is not None:
+            needed = min(needs[between] & fast, key=position.__getitem__)
             return None, (
-                f"{key[0]}.{key[1]} needs {late[0][0]}.{late[0][1]}, which needs a "
-                "regenerated app itself"
+                f"{key[0]}.{key[1]} needs {between[0]}.{between[1]}, which needs "
+                f"{needed[0]}.{needed[1]}: the regenerated apps' tables are built in one step"
             )
+        assert first is not None
+        return None, (
+            f"{key[0]}.{key[1]} needs {late[-1][0]}.{late[-1][1]}, which migrate runs "
+            f"after {first.app_label}.{first.name}, the first migration that needs the "
+            "regenerated apps' tables"
+        )
     return BuildPlan(plan, fast, build_at, executor), ""
 
 
