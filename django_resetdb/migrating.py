@@ -210,7 +210,13 @@ def planned_sql(alias: str, plan: MigrationPlan | None) -> Iterator[PlannedSQL]:
         order = [graph.nodes[key] for key in _forwards(graph)]
     except Exception as exc:  # a dry run shows what it can; the reset itself will fail
         cause = f"{type(exc).__name__}: {_one_line(exc)}"
-        yield PlannedSQL("(every migration)", not_shown=f"the migrations cannot be loaded: {cause}")
+        yield PlannedSQL(
+            "(every migration)",
+            not_shown=(
+                f"the planned migrations cannot be loaded: {cause}; resetdb would fail "
+                "here, roll back and put the migration files back"
+            ),
+        )
         return
     if not order:
         return
