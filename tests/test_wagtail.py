@@ -71,9 +71,12 @@ ResetSite = tuple[ProjectCopy, ScratchDatabase, subprocess.CompletedProcess[str]
 def reset_site(
     wagtail_site: WagtailSite, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ResetSite]:
-    """The site, its migrated database reset once in place with the default settings."""
+    """The site, its migrated database reset once in place with the default settings and
+    the forward-referencing fixture as its seed."""
     project, db = copy_site(wagtail_site, tmp_path_factory.mktemp("reset") / "mysite")
     try:
+        seeds = f"DJANGO_RESETDB = {{'SEEDS': [{str(wagtail_site.fixture)!r}]}}\n"
+        project.append("mysite/settings/dev.py", seeds)
         before = project.tree(HOME_MIGRATIONS)
         result = project.manage("resetdb", "--no-input")
         yield project, db, result, before
@@ -92,7 +95,9 @@ def test_resetdb_on_the_wagtail_site_succeeds_in_place(reset_site):
     assert "[ ]" not in shown.stdout
     assert project.manage("migrate", "--check").returncode == 0
     assert project.manage("makemigrations", "--check", "--dry-run").returncode == 0
-    assert db.query("SELECT count(*) FROM home_homepage") == [(1,)]
+    # The seed's pages are in: root, home and the two the fixture adds.
+    assert db.query("SELECT count(*) FROM wagtailcore_page") == [(4,)]
+    assert db.query("SELECT count(*) FROM home_homepage") == [(3,)]
     # blog is regenerated and its tables built from the models; squashed migrations
     # of wagtail are recorded as migrate records them.
     assert re.search(
