@@ -234,9 +234,9 @@ def test_force_goes_ahead_and_keeps_the_hand_written_file_in_the_backup(project)
     assert result.returncode == 0, result.stderr
     assert f"  hand-written: {name} (operation 1, RunPython)" in result.stderr
     assert (
-        "--force: the hand-written content above is not carried into the new files; its "
+        "--force: the hand-written content above is not carried into the new files; these "
         "data migrations will not run again, and the rows they create will be missing from "
-        "a database built from the new files."
+        f"a database built from the new files: {name} (RunPython)."
     ) in result.stderr
     assert not project.path(name).exists()
     assert "RunPython" not in project.path(ACCOUNT_0001).read_text()
