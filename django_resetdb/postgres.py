@@ -229,7 +229,8 @@ def other_sessions(connection: BaseDatabaseWrapper) -> list[Session]:
         connection,
         f"SELECT {_SESSION_COLUMNS} FROM pg_stat_activity a "
         "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
-        "AND a.backend_type = 'client backend' ORDER BY a.pid",
+        # A role sees no backend_type for another role's sessions; they count.
+        "AND coalesce(a.backend_type, 'client backend') = 'client backend' ORDER BY a.pid",
     )
     return [Session(*row) for row in rows]
 

@@ -465,6 +465,43 @@ def test_a_role_that_cannot_create_databases_rebuilds(tmp_path, scratch_db, scra
     assert snapshots_of(scratch_db.name) == []
 
 
+def test_a_session_the_role_may_not_end_is_named_as_a_blocker(tmp_path, scratch_role, scratch_db):
+    # (The role comes first so that the database and its snapshots go before it.)
+    generate(tmp_path / "synthetic", Shape(apps=2, models=3, rows=2))
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(scratch_role)))
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(scratch_db.name), sql.Identifier(scratch_role)
+            )
+        )
+    project = ProjectCopy(
+        tmp_path / "synthetic", scratch_db.url(user=scratch_role), settings="synth.settings"
+    )
+    first = project.manage("resetdb", "--no-input")
+    assert first.returncode == 0, first.stderr
+    assert "  snapshot    kept " in first.stdout
+    oid = database_oid(scratch_db.name)
+
+    # A superuser's idle session, which a role without superuser may not end.
+    with scratch_db.connect(application_name="psql") as other:
+        pid = other.info.backend_pid
+
+        result = project.manage("resetdb", "--no-input", "--terminate-blockers")
+
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        # The role may not see what the session does, but sees it is there.
+        assert lines[0].endswith(": 16 table(s), 1 other session(s).")
+        assert lines[2].startswith(
+            f"  snapshot    not used: 1 session on {scratch_db.name!r} that this role may not "
+            f"end (pid {pid} (user {target_user()!r}, application 'psql', "
+        )
+        assert "sessions    ended" not in result.stdout
+        assert other.execute("SELECT 1").fetchone() == (1,)
+    assert database_oid(scratch_db.name) == oid
+
+
 def test_a_touched_migration_file_is_planned_again_and_still_restores(cached, scratch_db):
     # A new modification time misses the quick key; the files' text still matches.
     first = cached.manage("resetdb", "--no-input", url=scratch_db.url())
