@@ -269,6 +269,7 @@ def idle_session(kind: str, project: ProjectCopy, db) -> Iterator[tuple[str, int
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            text=True,
         )
     else:
         project.append("testproject/settings.py", PERSISTENT_SETTINGS)
