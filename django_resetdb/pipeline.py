@@ -82,23 +82,18 @@ class ResetPlan:
         if not (self.restoring or self.swap is not None):
             return []
         target = self.targets[0]
-        ending, blocking = snapshots.split_sessions(
-            target.sessions, terminate_blockers=terminate_blockers
+        instead = (
+            "the reset would rebuild in place instead of restoring the snapshot"
+            if self.restoring
+            else "the reset would rebuild in place instead of in a new database"
         )
-        if blocking:
-            instead = (
-                "the snapshot would not be used, and the reset would rebuild in place"
-                if self.restoring
-                else "the reset would rebuild in place"
-            )
-            sentence = snapshots.blockers_sentence(target.database, blocking)
-            return [f"  sessions    {sentence}; {instead}"]
-        groups = [[s for s in ending if s.idle], [s for s in ending if not s.idle]]
-        return [
-            f"  {snapshots.ending_line(target.database, group, done=False)}"
-            for group in groups
-            if group
-        ]
+        lines = snapshots.planned_session_lines(
+            target.database,
+            target.sessions,
+            terminate_blockers=terminate_blockers,
+            instead=instead,
+        )
+        return [f"  {line}" for line in lines]
 
     def lines(self, *, terminate_blockers: bool = False) -> list[str]:
         """The steps, one line each, and the files the regeneration touches."""

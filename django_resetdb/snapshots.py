@@ -555,32 +555,61 @@ def _count(sessions: Sequence[postgres.Session], kind: str) -> str:
     return f"{len(sessions)} {kind}session{'' if len(sessions) == 1 else 's'}"
 
 
-def ending_line(target: str, sessions: Sequence[postgres.Session], *, done: bool) -> str:
+def _pid(session: postgres.Session) -> str:
+    return f"pid {session.pid}"
+
+
+def ending_line(
+    target: str,
+    sessions: Sequence[postgres.Session],
+    *,
+    done: bool,
+    name: Callable[[postgres.Session], str] = postgres.Session.label,
+) -> str:
     """The line naming the sessions a swap ends (``done``) or would end."""
     idle = all(s.idle for s in sessions)
     kind = "idle " if idle else ""
     how = "" if idle else " (--terminate-blockers)"
     verb = "ended" if done else "end"
-    named = "; ".join(s.label() for s in sessions)
+    named = "; ".join(name(s) for s in sessions)
     later = "" if done else " before the swap"
     return f"sessions    {verb} {_count(sessions, kind)} on {target!r}{later}{how} ({named})"
 
 
-def blockers_sentence(target: str, sessions: Sequence[postgres.Session]) -> str:
-    """Why ``sessions`` keep a swap of ``target`` from happening, naming each."""
+def blocker_parts(
+    target: str,
+    sessions: Sequence[postgres.Session],
+    name: Callable[[postgres.Session], str] = postgres.Session.describe,
+) -> list[str]:
+    """Why ``sessions`` keep a swap of ``target`` from happening, naming each: one part
+    for those in a transaction or a query, one for those the role may not end."""
     busy = [s for s in sessions if s.endable]
     foreign = [s for s in sessions if not s.endable]
     parts = []
     if busy:
-        named = "; ".join(s.describe() for s in busy)
+        named = "; ".join(name(s) for s in busy)
         parts.append(
             f"{_count(busy, '')} on {target!r} in a transaction or a query ({named}), "
             "which --terminate-blockers ends"
         )
     if foreign:
-        named = "; ".join(s.describe() for s in foreign)
+        named = "; ".join(name(s) for s in foreign)
         parts.append(f"{_count(foreign, '')} on {target!r} that this role may not end ({named})")
-    return "; ".join(parts)
+    return parts
+
+
+def planned_session_lines(
+    target: str, sessions: Sequence[postgres.Session], *, terminate_blockers: bool, instead: str
+) -> list[str]:
+    """For the plan: what a swap would do with ``sessions``, connected now (the target's
+    lines describe each; these name them by pid). ``instead`` says what the reset would do
+    if they keep the swap from happening."""
+    ending, blocking = split_sessions(sessions, terminate_blockers=terminate_blockers)
+    if blocking:
+        lines = [f"sessions    {part}" for part in blocker_parts(target, blocking, _pid)]
+        return [*lines, f"            with them connected, {instead}"]
+    groups = [[s for s in ending if s.idle], [s for s in ending if not s.idle]]
+    return [ending_line(target, group, done=False, name=_pid) for group in groups if group]
 
 
 def _refuse_blockers(cursor: Any, target: str, terminate_blockers: bool) -> list[postgres.Session]:
@@ -589,7 +618,7 @@ def _refuse_blockers(cursor: Any, target: str, terminate_blockers: bool) -> list
     sessions = postgres.database_sessions(cursor, target)
     ending, blocking = split_sessions(sessions, terminate_blockers=terminate_blockers)
     if blocking:
-        raise NotRestorable(blockers_sentence(target, blocking))
+        raise NotRestorable("; ".join(blocker_parts(target, blocking)))
     return ending
 
 

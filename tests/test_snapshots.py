@@ -357,30 +357,40 @@ def test_a_session_in_a_transaction_is_named_and_not_ended(cached, scratch_db):
 
 
 def test_dry_run_says_what_it_would_do_with_the_sessions(cached, scratch_db):
+    name = scratch_db.name
     with scratch_db.connect(application_name="psql") as other:
         pid = other.info.backend_pid
-        client = sessions_on(scratch_db.name)[pid][2]
 
         result = cached.manage("resetdb", "--dry-run", url=scratch_db.url())
 
         assert result.returncode == 0, result.stderr
-        assert (
-            f"  sessions    end 1 idle session on {scratch_db.name!r} before the swap (pid "
-            f"{pid}, user {target_user()!r}, application 'psql', {client})"
-        ) in result.stdout.splitlines()
+        lines = result.stdout.splitlines()
+        assert f"            pid {pid} (user {target_user()!r}, application 'psql', " in (
+            result.stdout
+        )
+        assert f"  sessions    end 1 idle session on {name!r} before the swap (pid {pid})" in lines
         assert other.execute("SELECT 1").fetchone() == (1,)
 
         other.execute("BEGIN")
         busy = cached.manage("resetdb", "--dry-run", url=scratch_db.url())
+        told = cached.manage("resetdb", "--dry-run", "--terminate-blockers", url=scratch_db.url())
 
         assert busy.returncode == 0, busy.stderr
-        assert (
-            f"  sessions    1 session on {scratch_db.name!r} in a transaction or a query "
-            f"(pid {pid} (user "
-        ) in busy.stdout
-        assert busy.stdout.splitlines()[-2].endswith(
-            "; the snapshot would not be used, and the reset would rebuild in place"
+        lines = busy.stdout.splitlines()
+        start = lines.index(
+            f"  sessions    1 session on {name!r} in a transaction or a query (pid {pid}), "
+            "which --terminate-blockers ends"
         )
+        assert lines[start + 1] == (
+            "              with them connected, the reset would rebuild in place instead of "
+            "restoring the snapshot"
+        )
+        assert told.returncode == 0, told.stderr
+        assert (
+            f"  sessions    end 1 session on {name!r} before the swap (--terminate-blockers) "
+            f"(pid {pid})"
+        ) in told.stdout.splitlines()
+        assert other.execute("SELECT 1").fetchone() == (1,)
         other.execute("ROLLBACK")
 
 
