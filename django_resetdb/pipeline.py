@@ -77,7 +77,25 @@ class ResetPlan:
         """The seeds that run on ``alias``; None with --no-seed."""
         return None if self.seeds is None else self.seeds[alias]
 
-    def lines(self) -> list[str]:
+    def session_lines(self, *, terminate_blockers: bool = False) -> list[str]:
+        """What a swap would do with the other sessions connected now."""
+        if not (self.restoring or self.swap is not None):
+            return []
+        target = self.targets[0]
+        instead = (
+            "the reset would rebuild in place instead of restoring the snapshot"
+            if self.restoring
+            else "the reset would rebuild in place instead of in a new database"
+        )
+        lines = snapshots.planned_session_lines(
+            target.database,
+            target.sessions,
+            terminate_blockers=terminate_blockers,
+            instead=instead,
+        )
+        return [f"  {line}" for line in lines]
+
+    def lines(self, *, terminate_blockers: bool = False) -> list[str]:
         """The steps, one line each, and the files the regeneration touches."""
         lines = []
         if self.unchanged:
@@ -109,11 +127,12 @@ class ResetPlan:
                 f"  snapshot    restore {snapshot.existing.name} (kept "
                 f"{snapshot.existing.kept_on}) instead of rebuilding"
             )
-            return lines
+            return lines + self.session_lines(terminate_blockers=terminate_blockers)
         if self.swap is not None:
             lines.append(
                 f"  database    build in a new database, then swap it in: {self.swap.reason}"
             )
+            lines += self.session_lines(terminate_blockers=terminate_blockers)
         elif self.lock_warning:
             lines.append(f"  database    in place, though {self.lock_warning}")
         lines.append(f"  schemas     drop and recreate {', '.join(self.schemas)}")
@@ -293,7 +312,11 @@ def run_plan(
     asking = time.monotonic()
     for target in plan.targets:
         if interactive:
-            steps = plan.lines() if target is plan.targets[-1] else []
+            steps = (
+                plan.lines(terminate_blockers=terminate_blockers)
+                if target is plan.targets[-1]
+                else []
+            )
             guard.confirm(target, COMMAND, write=lambda line: log(line, 0), ask=ask, plan=steps)
         else:
             log(target.one_line(), 1)
@@ -468,8 +491,14 @@ def _build_and_swap(
     be done this time (then the rebuild goes on in place)."""
     swap = plan.swap
     assert swap is not None
-    log(f"  database    built in a new database, swapped in at the end: {swap.reason}", 1)
     built: list[DatabaseResult] = []
+    started: list[bool] = []
+
+    def ready() -> None:
+        # Said only once the sessions connected now allow the swap.
+        started.append(True)
+        log(f"  database    building in a new database, to swap it in at the end: {swap.reason}", 1)
+        _apply_files(plan, result, log)
 
     def build() -> None:
         # No transaction around it all: nobody sees this database until the swap, and
@@ -479,12 +508,22 @@ def _build_and_swap(
         )
 
     try:
-        _apply_files(plan, result, log)
         seconds = snapshots.build_fresh(
-            swap, build=build, terminate_blockers=terminate_blockers, log=_indented(log, 0)
+            swap,
+            build=build,
+            terminate_blockers=terminate_blockers,
+            log=_indented(log, 0),
+            ready=ready,
         )
     except snapshots.NotRestorable as exc:
-        log(f"  database    not built in a new one: {exc}; resetting in place", 1)
+        if started:
+            log(
+                f"  database    the new database was dropped, not swapped in: {exc}; "
+                "resetting in place",
+                1,
+            )
+        else:
+            log(f"  database    not built in a new one: {exc}; resetting in place", 1)
         return False
     except BaseException as exc:
         _undo(result.migrations, exc, log)
@@ -650,7 +689,7 @@ def _migrate(plan: ResetPlan, alias: str, output: Any | None) -> migrating.Migra
     return migrating.build(alias, build_plan, output=output)
 
 
-def dry_run_lines(plan: ResetPlan) -> Iterator[str]:
+def dry_run_lines(plan: ResetPlan, *, terminate_blockers: bool = False) -> Iterator[str]:
     """What ``resetdb --dry-run`` prints: the targets, the steps and files, then the SQL per
     database; reads the catalogs and the migration files, changes nothing.
 
@@ -662,7 +701,7 @@ def dry_run_lines(plan: ResetPlan) -> Iterator[str]:
         for line in target.lines():
             yield from _one_item_per_line(line)
     yield "Steps:"
-    for line in plan.lines():
+    for line in plan.lines(terminate_blockers=terminate_blockers):
         yield from _one_item_per_line(line)
     for target in plan.targets:
         yield from _dry_run_sql(plan, target)

@@ -41,6 +41,20 @@ class Session:
     application: str
     state: str | None
     query: str
+    client: str = ""  # the client's address; "" over a Unix socket
+    # A client backend the current role may end (its own role's, or any but a
+    # superuser's with pg_signal_backend, or any for a superuser).
+    endable: bool = False
+
+    @property
+    def idle(self) -> bool:
+        """Waiting for its next command, outside any transaction: ending it loses
+        nothing but the connection, which a client such as Django opens again."""
+        return self.state == "idle"
+
+    def label(self) -> str:
+        client = f"client {self.client}" if self.client else "local socket"
+        return f"pid {self.pid}, user {self.user!r}, application {self.application!r}, {client}"
 
     def describe(self) -> str:
         query = " ".join(self.query.split())
@@ -199,7 +213,14 @@ def restore_constraint_modes(connection: BaseDatabaseWrapper) -> None:
 
 
 _SESSION_COLUMNS = (
-    "a.pid, a.usename, coalesce(a.application_name, ''), a.state, coalesce(a.query, '')"
+    "a.pid, a.usename, coalesce(a.application_name, ''), a.state, coalesce(a.query, ''), "
+    "coalesce(host(a.client_addr), ''), "
+    # What pg_terminate_backend() allows (a superuser's sessions only to a superuser).
+    "coalesce(a.backend_type = 'client backend' AND CASE "
+    "  WHEN (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = a.usesysid) "
+    "  THEN (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) "
+    "  ELSE pg_has_role(current_user, a.usesysid, 'USAGE') "
+    "    OR pg_has_role(current_user, 'pg_signal_backend', 'USAGE') END, false)"
 )
 
 
@@ -208,7 +229,8 @@ def other_sessions(connection: BaseDatabaseWrapper) -> list[Session]:
         connection,
         f"SELECT {_SESSION_COLUMNS} FROM pg_stat_activity a "
         "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
-        "AND a.backend_type = 'client backend' ORDER BY a.pid",
+        # A role sees no backend_type for another role's sessions; they count.
+        "AND coalesce(a.backend_type, 'client backend') = 'client backend' ORDER BY a.pid",
     )
     return [Session(*row) for row in rows]
 
@@ -830,6 +852,33 @@ def database_sessions(cursor: Any, name: str) -> list[Session]:
 def terminate_on(cursor: Any, pids: Sequence[int]) -> None:
     for pid in pids:
         cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+
+
+def terminate_idle_on(cursor: Any, pids: Sequence[int]) -> None:
+    """End the sessions ``pids`` that are still idle: one that began a transaction since
+    it was listed is left alone (and then blocks the swap)."""
+    for pid in pids:
+        cursor.execute(
+            "SELECT pg_terminate_backend(a.pid, 5000) FROM pg_stat_activity a "
+            "WHERE a.pid = %s AND a.state = 'idle'",
+            [pid],
+        )
+
+
+def swap_databases(cursor: Any, statements: Sequence[sql.Composable]) -> bool:
+    """Run the renames of a swap in one transaction; False, with nothing changed, when a
+    session connected to one of the databases meanwhile."""
+    cursor.execute("BEGIN")
+    try:
+        run_on(cursor, statements)
+        cursor.execute("COMMIT")
+    except BaseException as exc:
+        cursor.execute("ROLLBACK")
+        # Django's cursor wraps psycopg's error in its own.
+        if isinstance(exc, errors.ObjectInUse) or isinstance(exc.__cause__, errors.ObjectInUse):
+            return False
+        raise
+    return True
 
 
 def lock_database_name(cursor: Any, name: str, seconds: float) -> None:

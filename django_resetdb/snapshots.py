@@ -521,7 +521,7 @@ def restore(
 
     ``inside`` runs connected to the copy, in a transaction, before the swap (the
     post_reset signal). Raises :class:`NotRestorable` when the target cannot be swapped
-    this time (sessions connected), with nothing changed.
+    this time (sessions that may not be ended), with nothing changed.
     """
     assert plan.existing is not None
     snapshot = plan.existing.name
@@ -539,6 +539,94 @@ def restore(
     )
 
 
+def split_sessions(
+    sessions: Sequence[postgres.Session], *, terminate_blockers: bool
+) -> tuple[list[postgres.Session], list[postgres.Session]]:
+    """The sessions a swap ends first, and those that keep it from happening.
+
+    Idle sessions are ended: they lose nothing but a connection that is opened again.
+    A session in a transaction or a query is ended only with ``--terminate-blockers``;
+    one the role may not end never is."""
+    ending = [s for s in sessions if s.endable and (s.idle or terminate_blockers)]
+    return ending, [s for s in sessions if s not in ending]
+
+
+def _count(sessions: Sequence[postgres.Session], kind: str) -> str:
+    return f"{len(sessions)} {kind}session{'' if len(sessions) == 1 else 's'}"
+
+
+def _pid(session: postgres.Session) -> str:
+    return f"pid {session.pid}"
+
+
+def ending_line(
+    target: str,
+    sessions: Sequence[postgres.Session],
+    *,
+    done: bool,
+    name: Callable[[postgres.Session], str] = postgres.Session.label,
+) -> str:
+    """The line naming the sessions a swap ends (``done``) or would end."""
+    idle = all(s.idle for s in sessions)
+    kind = "idle " if idle else ""
+    how = "" if idle else " (--terminate-blockers)"
+    verb = "ended" if done else "end"
+    named = "; ".join(name(s) for s in sessions)
+    later = "" if done else " before the swap"
+    return f"sessions    {verb} {_count(sessions, kind)} on {target!r}{later}{how} ({named})"
+
+
+def blocker_parts(
+    target: str,
+    sessions: Sequence[postgres.Session],
+    name: Callable[[postgres.Session], str] = postgres.Session.describe,
+) -> list[str]:
+    """Why ``sessions`` keep a swap of ``target`` from happening, naming each: one part
+    for those in a transaction or a query, one for those the role may not end."""
+    busy = [s for s in sessions if s.endable]
+    foreign = [s for s in sessions if not s.endable]
+    parts = []
+    if busy:
+        named = "; ".join(name(s) for s in busy)
+        parts.append(
+            f"{_count(busy, '')} on {target!r} in a transaction or a query ({named}), "
+            "which --terminate-blockers ends"
+        )
+    if foreign:
+        named = "; ".join(name(s) for s in foreign)
+        parts.append(f"{_count(foreign, '')} on {target!r} that this role may not end ({named})")
+    return parts
+
+
+def planned_session_lines(
+    target: str, sessions: Sequence[postgres.Session], *, terminate_blockers: bool, instead: str
+) -> list[str]:
+    """For the plan: what a swap would do with ``sessions``, connected now (the target's
+    lines describe each; these name them by pid). ``instead`` says what the reset would do
+    if they keep the swap from happening."""
+    ending, blocking = split_sessions(sessions, terminate_blockers=terminate_blockers)
+    if blocking:
+        lines = [f"sessions    {part}" for part in blocker_parts(target, blocking, _pid)]
+        return [*lines, f"            with them connected, {instead}"]
+    groups = [[s for s in ending if s.idle], [s for s in ending if not s.idle]]
+    return [ending_line(target, group, done=False, name=_pid) for group in groups if group]
+
+
+def _refuse_blockers(cursor: Any, target: str, terminate_blockers: bool) -> list[postgres.Session]:
+    """The sessions to end before the swap; raises :class:`NotRestorable` naming those
+    that would keep it from happening."""
+    sessions = postgres.database_sessions(cursor, target)
+    ending, blocking = split_sessions(sessions, terminate_blockers=terminate_blockers)
+    if blocking:
+        raise NotRestorable("; ".join(blocker_parts(target, blocking)))
+    return ending
+
+
+# A session that connects between the sessions' ending and the renames makes the swap
+# fail; it is tried again this many times, ending the newcomers if they are idle.
+SWAP_ATTEMPTS = 3
+
+
 def swap_in(
     alias: str,
     target: str,
@@ -547,13 +635,17 @@ def swap_in(
     inside: Callable[[], None],
     terminate_blockers: bool,
     log: Callable[[str, int], None],
+    ready: Callable[[], None] = lambda: None,
 ) -> float:
     """Make a new database (``make``), give it the target's own properties, run
-    ``inside`` connected to it, then swap the names in one transaction; return the
-    seconds. Until the swap the target is untouched; any failure drops the new database.
+    ``inside`` connected to it, then end the sessions on the target that may be ended
+    (see :func:`split_sessions`) and swap the names in one transaction; return the
+    seconds. ``ready`` runs once the sessions connected now allow the swap, before
+    anything is made. Until the swap the target is untouched; any failure drops the new
+    database.
 
     Raises :class:`NotRestorable` when the target cannot be swapped this time (sessions
-    connected, properties that cannot be carried over), with nothing changed.
+    that may not be ended, properties that cannot be carried over), with nothing changed.
     """
     started = time.monotonic()
     new, old = swap_names(target)
@@ -564,13 +656,9 @@ def swap_in(
         postgres.lock_database_name(cursor, target, conf.lock_timeout)
         # Left by a run that was killed half-way: only ours use this name.
         postgres.run_on(cursor, [postgres.drop_database_sql(new)])
-        others = postgres.database_sessions(cursor, target)
-        if others and not terminate_blockers:
-            listed_sessions = "; ".join(s.describe() for s in others)
-            raise NotRestorable(
-                f"{len(others)} other session(s) connected to {target!r} ({listed_sessions}); "
-                "--terminate-blockers ends them"
-            )
+        # Before anything is made: a build in a new database may take minutes.
+        _refuse_blockers(cursor, target, terminate_blockers)
+        ready()
         wanted = postgres.database_properties(cursor, target)
         cursor.execute("SELECT current_user")
         (current_user,) = cursor.fetchone()
@@ -585,23 +673,28 @@ def swap_in(
                 )
             with _new_connection_to(alias, new):
                 inside()
-            cursor.execute("BEGIN")
-            try:
-                if terminate_blockers:
-                    pids = [s.pid for s in postgres.database_sessions(cursor, target)]
-                    if pids:
-                        log(f"  terminating sessions: {', '.join(map(str, pids))}", 1)
-                        postgres.terminate_on(cursor, pids)
-                swap = [
-                    postgres.rename_database_sql(target, old),
-                    postgres.rename_database_sql(new, target),
-                    *postgres.replaced_marks_sql(old, target),
-                ]
-                postgres.run_on(cursor, swap)
-                cursor.execute("COMMIT")
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
+            swap = [
+                postgres.rename_database_sql(target, old),
+                postgres.rename_database_sql(new, target),
+                *postgres.replaced_marks_sql(old, target),
+            ]
+            for _ in range(SWAP_ATTEMPTS):
+                # Again: sessions may have come or gone while the new database was made.
+                ending = _refuse_blockers(cursor, target, terminate_blockers)
+                if ending:
+                    idle = [s for s in ending if s.idle]
+                    busy = [s for s in ending if not s.idle]
+                    postgres.terminate_idle_on(cursor, [s.pid for s in idle])
+                    postgres.terminate_on(cursor, [s.pid for s in busy])
+                    for group in (idle, busy):
+                        if group:
+                            log(ending_line(target, group, done=True), 1)
+                if postgres.swap_databases(cursor, swap):
+                    break
+            else:
+                raise NotRestorable(
+                    f"sessions kept connecting to {target!r} while it was being swapped"
+                )
         except BaseException:
             postgres.run_on(cursor, [postgres.drop_database_sql(new)])
             raise
@@ -757,9 +850,11 @@ def build_fresh(
     build: Callable[[], None],
     terminate_blockers: bool,
     log: Callable[[str, int], None],
+    ready: Callable[[], None] = lambda: None,
 ) -> float:
     """Make an empty database like the target (owner, encoding, locale, schemas,
-    extensions), run ``build`` connected to it, and swap it in; return the seconds."""
+    extensions), run ``build`` connected to it, and swap it in; return the seconds.
+    ``ready`` is as for :func:`swap_in`."""
 
     def empty(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
         if wanted.locale_provider not in ("c", "i"):
@@ -799,6 +894,7 @@ def build_fresh(
         inside=inside,
         terminate_blockers=terminate_blockers,
         log=log,
+        ready=ready,
     )
 
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -546,3 +547,40 @@ def swaps_in_progress(name: str) -> list[str]:
             "SELECT datname FROM pg_database WHERE datname = %s", [swap_names(name)[0]]
         ).fetchall()
     return [database for (database,) in rows]
+
+
+def sessions_on(name: str) -> dict[int, tuple[str, str, str]]:
+    """The client sessions on database ``name``: pid -> (application, state, client as
+    a reset names it), read from pg_stat_activity."""
+    with connect("postgres") as admin:
+        return _sessions_on(admin, name)
+
+
+def _sessions_on(admin: psycopg.Connection[Any], name: str) -> dict[int, tuple[str, str, str]]:
+    rows = admin.execute(
+        "SELECT pid, application_name, coalesce(state, ''), host(client_addr) "
+        "FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'",
+        [name],
+    ).fetchall()
+    return {
+        pid: (application, state, f"client {client}" if client else "local socket")
+        for pid, application, state, client in rows
+    }
+
+
+def wait_for_session(name: str, application: str, state: str = "idle") -> int:
+    """The pid of the session of ``application`` on database ``name`` once it is in
+    ``state``, polling pg_stat_activity (each statement in autocommit sees it afresh)
+    for at most 30 s."""
+    deadline = time.monotonic() + 30
+    with connect("postgres") as admin:
+        while time.monotonic() < deadline:
+            found = [
+                pid
+                for pid, (app, now, _) in _sessions_on(admin, name).items()
+                if app == application and now == state
+            ]
+            if found:
+                (pid,) = found
+                return pid
+    raise AssertionError(f"no {state!r} session of {application!r} on {name!r} within 30 s")

@@ -18,7 +18,10 @@ from tests.conftest import (
     database_state,
     needs_vector,
     replaced_of,
+    sessions_on,
     swaps_in_progress,
+    target_user,
+    wait_for_session,
 )
 from tests.test_resetdb import FAST_SETTINGS, add_row_by_hand, rebuild_once
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
@@ -56,8 +59,9 @@ def test_a_project_of_1100_tables_resets_twice_at_default_settings(tmp_path, scr
     second = project.manage("resetdb", "--no-input", timeout=300)
 
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "  database    built in a new database, swapped in at the end: a reset in place " in (
-        second.stdout
+    assert (
+        "  database    building in a new database, to swap it in at the end: a reset in place "
+        in (second.stdout)
     )
     assert "  migrations  regenerated app42 (1 file(s)) in " in second.stdout
     tables = scratch_db.query(
@@ -97,7 +101,7 @@ def test_a_model_change_is_built_aside_and_swapped_in(aside, scratch_db):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[1] == (
-        "  database    built in a new database, swapped in at the end: "
+        "  database    building in a new database, to swap it in at the end: "
         "DJANGO_RESETDB['STRATEGY'] is 'new-database'"
     )
     # The last step is the swap, perhaps followed by a wait for the background drop.
@@ -112,6 +116,59 @@ def test_a_model_change_is_built_aside_and_swapped_in(aside, scratch_db):
     assert scratch_db.query("SELECT count(*) FROM catalog_category WHERE slug = 'maps'") == [(0,)]
     assert scratch_db.query("SELECT count(*) FROM sales_ticket") == [(3,)]
     assert scratch_db.query("SHOW work_mem") == [("8MB",)]
+
+
+@needs_vector
+def test_an_idle_session_is_ended_and_the_new_database_swapped_in(aside, scratch_db):
+    oid = database_oid(scratch_db.name)
+    add_nickname(aside)
+    with scratch_db.connect(application_name="psql") as other:
+        pid = other.info.backend_pid
+        client = sessions_on(scratch_db.name)[pid][2]
+
+        result = aside.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("  database    building in a new database, to swap it in at the ")
+    assert lines[-3:-1] == [
+        f"  sessions    ended 1 idle session on {scratch_db.name!r} (pid {pid}, user "
+        f"{target_user()!r}, application 'psql', {client})",
+        lines[-2],
+    ]
+    assert lines[-2].startswith("  swap        swapped the new database in (")
+    assert "not built" not in result.stdout
+    assert pid not in sessions_on(scratch_db.name)
+    assert database_oid(scratch_db.name) != oid
+    assert scratch_db.query("SELECT count(*) FROM catalog_category WHERE slug = 'maps'") == [(0,)]
+
+
+@needs_vector
+def test_a_session_in_a_transaction_means_a_reset_in_place_said_once(aside, scratch_db):
+    oid = database_oid(scratch_db.name)
+    add_nickname(aside)
+    with scratch_db.connect(application_name="report") as other:
+        other.execute("BEGIN")
+        other.execute("SELECT 1")
+        pid = wait_for_session(scratch_db.name, "report", "idle in transaction")
+
+        result = aside.manage("resetdb", "--no-input", url=scratch_db.url())
+
+        assert result.returncode == 0, result.stderr
+        assert other.execute("SELECT 2").fetchone() == (2,)
+        other.execute("ROLLBACK")
+
+    lines = result.stdout.splitlines()
+    assert lines[1] == (
+        f"  database    not built in a new one: 1 session on {scratch_db.name!r} in a "
+        f"transaction or a query (pid {pid} (user {target_user()!r}, application 'report', "
+        "state 'idle in transaction', query 'SELECT 1')), which --terminate-blockers ends; "
+        "resetting in place"
+    )
+    assert not [line for line in lines if "building in a new database" in line]
+    assert "  schema      dropped 18 table(s) of public, " in result.stdout
+    assert database_oid(scratch_db.name) == oid
+    assert scratch_db.query("SELECT count(*) FROM catalog_category WHERE slug = 'maps'") == [(0,)]
 
 
 @needs_vector

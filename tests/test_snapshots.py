@@ -6,7 +6,11 @@ from a rebuild) and the rows."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import subprocess
+from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 from psycopg import sql
@@ -19,8 +23,11 @@ from tests.conftest import (
     database_state,
     needs_vector,
     replaced_of,
+    sessions_on,
     snapshots_of,
     swaps_in_progress,
+    target_user,
+    wait_for_session,
 )
 from tests.test_resetdb import FAST_HASHER, columns, rebuild_once, timeless
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
@@ -228,28 +235,163 @@ def test_dry_run_shows_the_restore_and_changes_nothing(cached, scratch_db):
     assert (swaps_in_progress(scratch_db.name), replaced(scratch_db)) == ([], [])
 
 
-def test_another_session_means_a_rebuild_unless_told_to_end_it(cached, scratch_db):
-    other = scratch_db.connect(application_name="psql")
-    pid = other.info.backend_pid
+# A Django process holding its connection between requests, as a dev server does with
+# CONN_MAX_AGE; on a line on stdin it does what Django does at a request's start, and
+# prints the pid of the session it then queries through.
+PERSISTENT = """
+import sys
+from django.db import close_old_connections, connection
+connection.ensure_connection()
+sys.stdin.readline()
+close_old_connections()
+with connection.cursor() as cursor:
+    cursor.execute("SELECT pg_backend_pid()")
+    print(cursor.fetchone()[0], flush=True)
+"""
+PERSISTENT_SETTINGS = """
+DATABASES["default"]["CONN_MAX_AGE"] = None
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+"""
+
+
+@contextlib.contextmanager
+def idle_session(kind: str, project: ProjectCopy, db) -> Iterator[tuple[str, int]]:
+    """An idle session on ``db`` of the kind a developer leaves open: its application
+    name and pid."""
+    application = {"psycopg": "psql", "psql": "psql", "django": "dev server"}[kind]
+    if kind == "psycopg":
+        with db.connect(application_name=application) as conn:
+            yield application, conn.info.backend_pid
+        return
+    if kind == "psql":
+        process = subprocess.Popen(
+            ["psql", "-X", "-q", f"{db.url()}?application_name={quote(application)}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+    else:
+        project.append("testproject/settings.py", PERSISTENT_SETTINGS)
+        process = project.start(
+            "manage.py", "shell", "-c", PERSISTENT,
+            url=db.url(), env={"PGAPPNAME": application},
+        )  # fmt: skip
     try:
+        pid = wait_for_session(db.name, application)
+        yield application, pid
+        if kind == "django":
+            # The next request finds the connection gone, and opens another.
+            output, errors = process.communicate("\n", timeout=60)
+            assert process.returncode == 0, errors
+            assert int(output.split()[-1]) != pid
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+        process.communicate(timeout=60)
+
+
+@pytest.mark.parametrize("kind", ["psycopg", "psql", "django"])
+def test_an_idle_session_is_ended_and_the_snapshot_restored(cached, scratch_db, kind):
+    oid = database_oid(scratch_db.name)
+
+    with idle_session(kind, cached, scratch_db) as (application, pid):
+        client = sessions_on(scratch_db.name)[pid][2]
+        result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+        assert result.returncode == 0, result.stderr
+        assert pid not in sessions_on(scratch_db.name)
+        assert (
+            f"  sessions    ended 1 idle session on {scratch_db.name!r} (pid {pid}, user "
+            f"{target_user()!r}, application {application!r}, {client})"
+        ) in result.stdout.splitlines()
+        assert f"  snapshot    restored {cached.kept} (kept " in result.stdout
+        assert "not used" not in result.stdout
+        assert database_oid(scratch_db.name) != oid
+        assert scratch_db.query("SELECT count(*) FROM catalog_category WHERE slug = 'maps'") == [
+            (0,)
+        ]
+        assert database_state(scratch_db) == cached.state
+
+
+def test_a_session_in_a_transaction_is_named_and_not_ended(cached, scratch_db):
+    idle = scratch_db.connect(application_name="psql")
+    busy = scratch_db.connect(application_name="report")
+    try:
+        busy.execute("BEGIN")
+        busy.execute("SELECT 1")
+        pid = wait_for_session(scratch_db.name, "report", "idle in transaction")
+
         result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
 
         assert result.returncode == 0, result.stderr
         assert (
-            f"  snapshot    not used: 1 other session(s) connected to {scratch_db.name!r} "
-            f"(pid {pid} (user "
-        ) in result.stdout
+            f"  snapshot    not used: 1 session on {scratch_db.name!r} in a transaction or a "
+            f"query (pid {pid} (user {target_user()!r}, application 'report', state "
+            "'idle in transaction', query 'SELECT 1')), which --terminate-blockers ends"
+        ) in result.stdout.splitlines()
         assert "  schema      dropped 18 table(s) of public" in result.stdout
-        assert other.execute("SELECT 1").fetchone() == (1,)
+        # The reset went on in place: neither session was ended.
+        assert "sessions    ended" not in result.stdout
+        assert busy.execute("SELECT 2").fetchone() == (2,)
+        assert idle.execute("SELECT 3").fetchone() == (3,)
+        busy.execute("ROLLBACK")
+        busy.execute("BEGIN")
+        busy.execute("SELECT 1")
+        wait_for_session(scratch_db.name, "report", "idle in transaction")
 
         ended = cached.manage("resetdb", "--no-input", "--terminate-blockers", url=scratch_db.url())
-    finally:
-        with contextlib.suppress(Exception):
-            other.close()
 
-    assert ended.returncode == 0, ended.stderr
-    assert f"    terminating sessions: {pid}" in ended.stdout
-    assert "  snapshot    restored " in ended.stdout
+        assert ended.returncode == 0, ended.stderr
+        assert (
+            f"  sessions    ended 1 session on {scratch_db.name!r} (--terminate-blockers) (pid "
+            f"{pid}, user {target_user()!r}, application 'report', "
+        ) in ended.stdout
+        assert "  sessions    ended 1 idle session on " in ended.stdout
+        assert "  snapshot    restored " in ended.stdout
+        assert sessions_on(scratch_db.name) == {}
+    finally:
+        for conn in (idle, busy):
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+def test_dry_run_says_what_it_would_do_with_the_sessions(cached, scratch_db):
+    name = scratch_db.name
+    with scratch_db.connect(application_name="psql") as other:
+        pid = other.info.backend_pid
+
+        result = cached.manage("resetdb", "--dry-run", url=scratch_db.url())
+
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert f"            pid {pid} (user {target_user()!r}, application 'psql', " in (
+            result.stdout
+        )
+        assert f"  sessions    end 1 idle session on {name!r} before the swap (pid {pid})" in lines
+        assert other.execute("SELECT 1").fetchone() == (1,)
+
+        other.execute("BEGIN")
+        busy = cached.manage("resetdb", "--dry-run", url=scratch_db.url())
+        told = cached.manage("resetdb", "--dry-run", "--terminate-blockers", url=scratch_db.url())
+
+        assert busy.returncode == 0, busy.stderr
+        lines = busy.stdout.splitlines()
+        start = lines.index(
+            f"  sessions    1 session on {name!r} in a transaction or a query (pid {pid}), "
+            "which --terminate-blockers ends"
+        )
+        assert lines[start + 1] == (
+            "              with them connected, the reset would rebuild in place instead of "
+            "restoring the snapshot"
+        )
+        assert told.returncode == 0, told.stderr
+        assert (
+            f"  sessions    end 1 session on {name!r} before the swap (--terminate-blockers) "
+            f"(pid {pid})"
+        ) in told.stdout.splitlines()
+        assert other.execute("SELECT 1").fetchone() == (1,)
+        other.execute("ROLLBACK")
 
 
 @pytest.mark.parametrize("kind", ["error", "interrupt"])
@@ -332,6 +474,43 @@ def test_a_role_that_cannot_create_databases_rebuilds(tmp_path, scratch_db, scra
         f"  snapshot    not used: role {scratch_role!r} cannot create databases (CREATEDB)"
     ) in result.stdout.splitlines()
     assert snapshots_of(scratch_db.name) == []
+
+
+def test_a_session_the_role_may_not_end_is_named_as_a_blocker(tmp_path, scratch_role, scratch_db):
+    # (The role comes first so that the database and its snapshots go before it.)
+    generate(tmp_path / "synthetic", Shape(apps=2, models=3, rows=2))
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(scratch_role)))
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(scratch_db.name), sql.Identifier(scratch_role)
+            )
+        )
+    project = ProjectCopy(
+        tmp_path / "synthetic", scratch_db.url(user=scratch_role), settings="synth.settings"
+    )
+    first = project.manage("resetdb", "--no-input")
+    assert first.returncode == 0, first.stderr
+    assert "  snapshot    kept " in first.stdout
+    oid = database_oid(scratch_db.name)
+
+    # A superuser's idle session, which a role without superuser may not end.
+    with scratch_db.connect(application_name="psql") as other:
+        pid = other.info.backend_pid
+
+        result = project.manage("resetdb", "--no-input", "--terminate-blockers")
+
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        # The role may not see what the session does, but sees it is there.
+        assert lines[0].endswith(": 16 table(s), 1 other session(s).")
+        assert lines[2].startswith(
+            f"  snapshot    not used: 1 session on {scratch_db.name!r} that this role may not "
+            f"end (pid {pid} (user {target_user()!r}, application 'psql', "
+        )
+        assert "sessions    ended" not in result.stdout
+        assert other.execute("SELECT 1").fetchone() == (1,)
+    assert database_oid(scratch_db.name) == oid
 
 
 def test_a_touched_migration_file_is_planned_again_and_still_restores(cached, scratch_db):

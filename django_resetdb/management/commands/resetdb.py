@@ -74,7 +74,7 @@ class Command(ResetCommand):
             aliases, keep_migrations=keep_migrations, seed=not no_seed, snapshot=not no_snapshot
         )
         if dry_run:
-            for line in pipeline.dry_run_lines(plan):
+            for line in pipeline.dry_run_lines(plan, terminate_blockers=terminate_blockers):
                 self.stdout.write(line)
             self.stdout.write("Dry run: nothing was changed.")
             return
