@@ -20,7 +20,16 @@ from typing import Any
 from django.apps import apps
 from django.db import connections, router, transaction
 
-from django_resetdb import backups, clock, guard, migrating, postgres, seeding, snapshots
+from django_resetdb import (
+    backups,
+    clock,
+    dependencies,
+    guard,
+    migrating,
+    postgres,
+    seeding,
+    snapshots,
+)
 from django_resetdb.conf import get_settings
 from django_resetdb.exceptions import ResetError
 from django_resetdb.migrations_reset import (
@@ -164,6 +173,8 @@ class DatabaseResult:
     objects: int = 0
     rows: int = 0
     snapshot: str = ""  # the snapshot restored, if one was
+    # What the seeds read, kept with a snapshot of this database.
+    reads: dependencies.Reads = field(default_factory=dependencies.Reads)
 
     def summary(self) -> str:
         seeded = f"{self.rows} row(s) seeded" if self.seeded else "not seeded"
@@ -548,7 +559,12 @@ def _keep(plan: ResetPlan, cache: snapshots.SnapshotPlan, result: ResetResult, l
         return  # kept already: it could not be restored this time, but it is good
     try:
         seconds, stale = snapshots.keep(
-            cache, tables=database.tables, rows=database.rows, quick=cache.quick, log=log
+            cache,
+            tables=database.tables,
+            rows=database.rows,
+            quick=cache.quick,
+            log=log,
+            reads=database.reads,
         )
     except ResetError as exc:
         log(f"  snapshot    not kept: {exc}", 1)
@@ -661,6 +677,7 @@ def _rebuild(
             entries, database=alias, gates=False, log=_indented(log), then=migrated.later
         )
         db.seeded = True
+        db.reads = seeded.reads
         db.objects = seeded.objects
         db.rows = postgres.count_rows(connection, plan.schemas) - rows_before
         db.timings["seed"] = time.monotonic() - step

@@ -18,7 +18,7 @@ from django.core.management.utils import parse_apps_and_model_labels
 from django.db import IntegrityError, connections, models, transaction
 from django.utils.module_loading import import_string
 
-from django_resetdb import guard, postgres
+from django_resetdb import dependencies, guard, postgres
 from django_resetdb.conf import get_settings, project_root
 from django_resetdb.exceptions import ResetError
 from django_resetdb.fixtureload import BulkLoader, FixtureFinder, Where, read_dicts
@@ -71,6 +71,8 @@ class SeedResult:
     database: str
     reports: list[SeedReport] = field(default_factory=list)
     seconds: float = 0.0
+    # The files and environment variables the seeds read, for the snapshot cache.
+    reads: dependencies.Reads = field(default_factory=dependencies.Reads)
 
     @property
     def objects(self) -> int:
@@ -178,7 +180,7 @@ def seed(
     width = max((len(s.entry) for s in seeds), default=0)
     started = time.monotonic()
     finder = FixtureFinder(database)
-    with transaction.atomic(using=database):
+    with dependencies.record() as result.reads, transaction.atomic(using=database):
         # Foreign keys are checked once every seed is in, as loaddata's are at commit: an
         # object may name one that comes later in its file or in a later seed, even when
         # a migrate earlier in the caller's transaction left some checked immediately.

@@ -25,6 +25,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -41,20 +42,19 @@ from django.db.migrations.autodetector import MigrationAutodetector
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ProjectState
 
-from django_resetdb import __version__, clock, guard, postgres, seeding
+from django_resetdb import __version__, clock, dependencies, guard, postgres, seeding
 from django_resetdb.conf import SETTING_NAME, get_settings, project_root, user_settings
 from django_resetdb.exceptions import ResetError
 from django_resetdb.migrations_reset import MigrationPlan, migration_file, normalized
 
 PREFIX = "resetdb_snap_"
+ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 SWAP = "resetdb_swap_"
 
-# Settings that change what a reset leaves in the database.
-SETTINGS = (
-    "INSTALLED_APPS", "DATABASE_ROUTERS", "AUTH_USER_MODEL", "MIGRATION_MODULES",
-    "DEFAULT_AUTO_FIELD", "USE_TZ", "TIME_ZONE", "LANGUAGE_CODE", "PASSWORD_HASHERS",
-    "FIXTURE_DIRS", "SERIALIZATION_MODULES",
-)  # fmt: skip
+# Keys of a DATABASES entry that say where and how to connect, not what is built.
+CONNECTION_KEYS = frozenset(
+    {"NAME", "USER", "PASSWORD", "HOST", "PORT", "CONN_MAX_AGE", "CONN_HEALTH_CHECKS", "TEST"}
+)
 # Keys of DJANGO_RESETDB that change nothing in the result (the fast build and a build
 # in a new database leave what the plain ways leave).
 NEUTRAL_KEYS = frozenset(
@@ -102,6 +102,14 @@ class Snapshot:
     def kept_on(self) -> str:
         """When it was kept, to the second, as the listings show it."""
         return self.created[:19].replace("T", " ")
+
+    def stale(self) -> str:
+        """What the seeds read that differs now (see dependencies.Reads), or "": a
+        snapshot whose seeds' reads are not known is stale too."""
+        reads = dependencies.Reads.from_json(self.data.get("reads"))
+        if reads is None:
+            return "what the seeds read when it was kept is not known"
+        return reads.changed()
 
     def describe(self) -> str:
         return (
@@ -275,10 +283,21 @@ def _seed_sources(seeds: Sequence[seeding.Seed] | None) -> list[Any]:
 
 
 def _settings() -> dict[str, Any]:
-    values = {name: getattr(settings, name, None) for name in SETTINGS}
+    """Every setting, as the settings module's source is not part of the code covered:
+    a seed may read any of them. The connection's own keys are left out (the target is
+    covered by what it is), and DJANGO_RESETDB's keys that change nothing."""
+    values: dict[str, Any] = {}
+    for name in dir(settings):
+        if name.isupper() and name not in ("DATABASES", SETTING_NAME):
+            values[name] = _canonical(getattr(settings, name, None))
+    values["DATABASES"] = {
+        alias: _canonical({k: v for k, v in entry.items() if k not in CONNECTION_KEYS})
+        for alias, entry in sorted(getattr(settings, "DATABASES", {}).items())
+        if isinstance(entry, dict)
+    }
     raw = user_settings()
     values[SETTING_NAME] = {
-        key: value
+        key: _canonical(value)
         for key, value in (raw if isinstance(raw, dict) else {}).items()
         if key not in NEUTRAL_KEYS
     }
@@ -291,8 +310,9 @@ def _inputs(alias: str, target: guard.Target, context: list[Any]) -> dict[str, A
     abilities = postgres.capabilities(connection)
     states = [state.comparable() for state in postgres.schema_states(connection, target.schemas)]
     return {
-        "format": 1,
+        "format": 2,
         "versions": [__version__, django.get_version(), abilities.server_version],
+        "installed": dependencies.installed_distributions(),
         "database": [target.database, target.user, list(target.schemas), states, context],
         "settings": _settings(),
     }
@@ -313,6 +333,7 @@ def fingerprint(
     inputs = _inputs(alias, target, context)
     inputs["migrations"] = _migration_sources(migrations)
     inputs["seeds"] = _seed_sources(seeds)
+    inputs["code"] = dependencies.code_digests()
     return _digest(inputs)
 
 
@@ -321,11 +342,14 @@ def _canonical(value: Any) -> Any:
     but naming functions and classes rather than showing their memory address."""
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_canonical(v) for v in value), key=repr)
     if isinstance(value, dict):
         return {str(k): _canonical(v) for k, v in value.items()}
     if inspect.isfunction(value) or inspect.isclass(value):
         return f"{value.__module__}.{value.__qualname__}"
-    return repr(value)
+    # An object's default repr shows where it lives in memory, which no other run shares.
+    return ADDRESS.sub("", repr(value))
 
 
 @functools.cache
@@ -383,6 +407,7 @@ def quick_key(
     inputs["models"] = _models_state()
     inputs["files"] = _migration_files()
     inputs["seeds"] = _seed_sources(seeds)
+    inputs["code"] = dependencies.code_stats()
     return _digest(inputs)
 
 
@@ -419,7 +444,7 @@ def find_quick(target: guard.Target, seeds: Sequence[seeding.Seed] | None) -> Sn
     if lost:
         return None
     key = quick_key(target, context, seeds)
-    found = [s for s in listed(target.alias, target.database) if s.quick == key]
+    found = [s for s in listed(target.alias, target.database) if s.quick == key and not s.stale()]
     if not found:
         plan = SnapshotPlan(target.alias, target.database, "", None)
         plan.quick = key
@@ -486,9 +511,15 @@ def mark_used(alias: str, snapshot: Snapshot, quick: str) -> None:
 
 
 def find(alias: str, target: str, fingerprint: str) -> Snapshot | None:
+    """The snapshot kept under ``fingerprint``, unless what its seeds read has changed
+    since (a rebuild then keeps a new one in its place)."""
     name = snapshot_name(target, fingerprint)
     return next(
-        (s for s in listed(alias, target) if s.name == name and s.fingerprint == fingerprint),
+        (
+            s
+            for s in listed(alias, target)
+            if s.name == name and s.fingerprint == fingerprint and not s.stale()
+        ),
         None,
     )
 
@@ -702,7 +733,13 @@ def swap_in(
 
 
 def keep(
-    plan: SnapshotPlan, *, tables: int, rows: int, quick: str, log: Callable[[str, int], None]
+    plan: SnapshotPlan,
+    *,
+    tables: int,
+    rows: int,
+    quick: str,
+    log: Callable[[str, int], None],
+    reads: dependencies.Reads | None = None,
 ) -> tuple[float, int]:
     """Copy the target database, just reset, into a snapshot. Returns the seconds and
     how many snapshots are now beyond ``SNAPSHOTS``, for the next run to drop. Raises
@@ -719,6 +756,8 @@ def keep(
             "tables": tables,
             "rows": rows,
             "quick": quick,
+            # Checked again before a restore: the seeds may read them again.
+            "reads": (reads or dependencies.Reads()).as_json(),
         }
     )
     with maintenance_cursor(alias) as cursor:

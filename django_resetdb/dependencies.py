@@ -1,0 +1,299 @@
+"""What a build depends on besides its declared inputs, for the snapshot cache: the code
+imported in the process, and what the seeds read while they run.
+
+Code that is not installed (the project's own modules, and any other folder on the
+path) is covered by its files: their sizes and modification times for the quick key,
+their contents for the fingerprint. Installed code is covered by the names and versions
+of the installed distributions, and the Python version. The seeds' reads are recorded
+while they run (the files they open for reading, through an audit hook; the environment
+variables they look up, through ``os.environ``) and kept with the snapshot, to be
+compared with what is there when a reset would restore it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.util
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.db import router
+from django.db.migrations.loader import MigrationLoader
+
+from django_resetdb.conf import project_root
+from django_resetdb.projectapps import install_folders
+
+# What an open() of these reads is not a file the seeds' result depends on.
+_SYSTEM_FOLDERS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+@functools.cache
+def _installed() -> tuple[tuple[Path, ...], Path]:
+    """The installation folders that do not contain the project (see projectapps), and
+    the project folder, looked up once: the quick key must stay quick."""
+    root = project_root()
+    folders = tuple(f for f in install_folders() if not (f == root or f in root.parents))
+    return folders, root
+
+
+def _is_installed(path: Path) -> bool:
+    if "site-packages" in path.parts or "dist-packages" in path.parts:
+        return True
+    folders, _ = _installed()
+    return any(path == folder or folder in path.parents for folder in folders)
+
+
+@functools.cache
+def _installed_prefixes() -> tuple[str, ...]:
+    folders, _ = _installed()
+    return tuple(str(folder) + os.sep for folder in folders)
+
+
+def _plainly_installed(filename: str) -> bool:
+    """Whether ``filename``, as a module names it, is installed code, told from the text
+    alone: most imported modules are, and resolving each path would take a while."""
+    return (
+        f"{os.sep}site-packages{os.sep}" in filename
+        or f"{os.sep}dist-packages{os.sep}" in filename
+        or filename.startswith(_installed_prefixes())
+    )
+
+
+def _migration_packages() -> tuple[str, ...]:
+    """Dotted names of the migration packages: their files are covered, as planned, by
+    the migration sources; the reset itself rewrites them."""
+    names = []
+    for app_config in apps.get_app_configs():
+        module, _ = MigrationLoader.migrations_module(app_config.label)
+        if module:
+            names.append(module)
+    return tuple(names)
+
+
+@functools.cache
+def code_files() -> tuple[Path, ...]:
+    """The files of the modules imported in this process that are not installed code,
+    settled the first time a reset asks (it decides with what is imported by then; the
+    same modules are imported at that point of every run of the same project).
+
+    The routers are loaded first: Django imports them on first use. The settings
+    module is left out: settings are covered by their values (see snapshots)."""
+    router.routers  # noqa: B018 (imports DATABASE_ROUTERS)
+    migrations = _migration_packages()
+    settings_module = getattr(settings, "SETTINGS_MODULE", None)
+    found: set[Path] = set()
+    for name, module in list(sys.modules.items()):
+        if name == settings_module or any(
+            name == package or name.startswith(package + ".") for package in migrations
+        ):
+            continue
+        filename = getattr(module, "__file__", None)
+        if not isinstance(filename, str) or not filename:
+            continue
+        if _plainly_installed(filename):
+            continue
+        path = Path(os.path.abspath(filename))
+        if path.suffix == ".pyc" and path.parent.name == "__pycache__":
+            with contextlib.suppress(ValueError):
+                path = Path(importlib.util.source_from_cache(str(path)))
+        if not _is_installed(path.resolve()):
+            found.add(path)
+    return tuple(sorted(found))
+
+
+def _stat(path: Path) -> list[Any]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return [str(path), None, None]
+    return [str(path), stat.st_size, stat.st_mtime_ns]
+
+
+def code_stats() -> list[list[Any]]:
+    """For the quick key: each code file's size and modification time."""
+    return [_stat(path) for path in code_files()]
+
+
+def file_digest(path: str | Path) -> str:
+    """The SHA-256 of a file's contents, or "" when it cannot be read."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _shown(path: Path) -> str:
+    _, root = _installed()
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def code_digests() -> list[list[str]]:
+    """For the fingerprint: each code file's contents, by digest."""
+    return [[_shown(path), file_digest(path)] for path in code_files()]
+
+
+@functools.cache
+def installed_distributions() -> tuple[str, ...]:
+    """The Python version and the installed distributions on the path, by name and
+    version (as their metadata folders are named): what installed code is covered by.
+    Listing the folders is quick, which reading each distribution's metadata is not."""
+    found = {sys.version}
+    for entry in sys.path:
+        folder = Path(os.path.abspath(entry or "."))
+        if not folder.is_dir() or not _is_installed(folder.resolve()):
+            continue
+        with contextlib.suppress(OSError):
+            for item in os.scandir(folder):
+                if item.name.endswith((".dist-info", ".egg-info")):
+                    found.add(item.name)
+    return tuple(sorted(found))
+
+
+# Recording the seeds' reads ---------------------------------------------------------
+
+
+def _value_digest(value: str | None) -> str:
+    return (
+        ""
+        if value is None
+        else hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+    )
+
+
+@dataclass
+class Reads:
+    """What the seeds read: file path -> digest of its contents, variable name -> digest
+    of its value; "" for a file or a variable that was not there."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    environ: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, dict[str, str]]:
+        return {
+            "files": dict(sorted(self.files.items())),
+            "environ": dict(sorted(self.environ.items())),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Reads | None:
+        if not isinstance(data, dict):
+            return None
+        files, environ = data.get("files"), data.get("environ")
+        if not isinstance(files, dict) or not isinstance(environ, dict):
+            return None
+        return cls(
+            {str(k): str(v) for k, v in files.items()}, {str(k): str(v) for k, v in environ.items()}
+        )
+
+    def changed(self) -> str:
+        """What differs now from what the seeds read, or "" when nothing does."""
+        for path, digest in self.files.items():
+            if file_digest(path) != digest:
+                return f"file {path!r}, read by the seeds, changed"
+        for name, digest in self.environ.items():
+            if _value_digest(os.environ.get(name)) != digest:
+                return f"environment variable {name!r}, read by the seeds, changed"
+        return ""
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+        self.opened: list[str] = []
+        self.environ: dict[str, str | None] = {}
+
+
+# The recording under way, if any. Audit hooks cannot be removed: the hook stays, and
+# does nothing unless a recording is active.
+_active: _Recorder | None = None
+_hooked = False
+_WRITING = os.O_WRONLY | os.O_RDWR
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    recorder = _active
+    if recorder is None or event != "open" or threading.get_ident() != recorder.thread:
+        return
+    path, mode, flags = (*args, None, None)[:3]
+    if isinstance(mode, str):
+        if any(c in mode for c in "wax+"):
+            return
+    elif isinstance(flags, int) and flags & _WRITING:
+        return
+    if isinstance(path, (str, bytes, os.PathLike)):
+        recorder.opened.append(os.path.abspath(os.fsdecode(path)))
+
+
+class _RecordingEnviron(os._Environ):  # type: ignore[type-arg]
+    """``os.environ`` while the seeds run: every look-up (``[]``, ``get``, ``in``,
+    ``os.getenv``) goes through ``__getitem__``, which notes the name and the value."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: Any) -> Any:
+        recorder = _active
+        try:
+            value = super().__getitem__(key)
+        except KeyError:
+            if recorder is not None and threading.get_ident() == recorder.thread:
+                recorder.environ.setdefault(str(key), None)
+            raise
+        if recorder is not None and threading.get_ident() == recorder.thread:
+            recorder.environ.setdefault(str(key), value)
+        return value
+
+
+def _reading(path: Path) -> str | None:
+    """The file ``path``'s read stands for, or None when it is covered otherwise."""
+    if path.suffix == ".pyc" and path.parent.name == "__pycache__":
+        # A module imported from its cached bytecode: its source decides.
+        with contextlib.suppress(ValueError):
+            path = Path(importlib.util.source_from_cache(str(path)))
+    resolved = path.resolve()
+    if any(resolved == f or f in resolved.parents for f in _SYSTEM_FOLDERS):
+        return None
+    if resolved.is_dir() or _is_installed(resolved):
+        return None
+    return str(path)
+
+
+@contextlib.contextmanager
+def record() -> Iterator[Reads]:
+    """Record, on this thread, the files opened for reading and the environment
+    variables looked up until the block ends; the result is filled in then."""
+    global _active, _hooked
+    reads = Reads()
+    if _active is not None:
+        # A seed run inside a recording (a seed callable calling seed()): the outer
+        # recording sees it all.
+        yield reads
+        return
+    if not _hooked:
+        sys.addaudithook(_audit)
+        _hooked = True
+    recorder = _Recorder()
+    original = type(os.environ)
+    _active = recorder
+    os.environ.__class__ = _RecordingEnviron
+    try:
+        yield reads
+    finally:
+        os.environ.__class__ = original
+        _active = None
+    for opened in dict.fromkeys(recorder.opened):
+        shown = _reading(Path(opened))
+        if shown is not None:
+            reads.files[shown] = file_digest(shown) if os.path.isfile(shown) else ""
+    reads.environ = {name: _value_digest(value) for name, value in recorder.environ.items()}
