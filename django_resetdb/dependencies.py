@@ -86,13 +86,15 @@ def code_files() -> tuple[Path, ...]:
     same modules are imported at that point of every run of the same project).
 
     The routers are loaded first: Django imports them on first use. The settings
-    module is left out: settings are covered by their values (see snapshots)."""
+    module is left out, as settings are covered by their values (see snapshots); so is
+    the script that was run (``manage.py``, or one that calls ``reset()``), so that the
+    same project gets the same key whichever way its reset is started."""
     router.routers  # noqa: B018 (imports DATABASE_ROUTERS)
     migrations = _migration_packages()
     settings_module = getattr(settings, "SETTINGS_MODULE", None)
     found: set[Path] = set()
     for name, module in list(sys.modules.items()):
-        if name == settings_module or any(
+        if name in ("__main__", settings_module) or any(
             name == package or name.startswith(package + ".") for package in migrations
         ):
             continue
@@ -285,12 +287,17 @@ def record() -> Iterator[Reads]:
         _hooked = True
     recorder = _Recorder()
     original = type(os.environ)
+    # Only the standard mapping can be given the recording class; a replaced one (a
+    # test tool's) is left alone, and its look-ups go unrecorded.
+    swapped = original is os._Environ
     _active = recorder
-    os.environ.__class__ = _RecordingEnviron
+    if swapped:
+        os.environ.__class__ = _RecordingEnviron
     try:
         yield reads
     finally:
-        os.environ.__class__ = original
+        if swapped:
+            os.environ.__class__ = original
         _active = None
     for opened in dict.fromkeys(recorder.opened):
         shown = _reading(Path(opened))
