@@ -3,12 +3,16 @@ inputs are the same.
 
 A snapshot is a copy of the whole database, named after a fingerprint of everything that
 decides what a reset leaves: migration files, seeds (fixture files, the modules of
-callables), the settings that matter, Django's, PostgreSQL's and this package's versions,
-and the database around the reset schemas (the schemas' owners and grants, extensions,
-other schemas). A restore copies it into a new database (``CREATE DATABASE ... TEMPLATE``),
-gives the copy the target's owner, grants, comment and settings, checks them, then swaps
-the two names in one transaction: until the swap the target is untouched, after it the
-target is the copy. The replaced database, closed to connections, is dropped by the next
+callables), the code imported and the installed distributions (see ``dependencies``),
+every setting, Django's, PostgreSQL's and this package's versions, and the database
+around the reset schemas (the schemas' owners and grants, extensions, other schemas).
+What the seeds read while they ran (files, environment variables) is kept with the
+snapshot and checked again before it is restored.
+
+A restore copies it into a new database (``CREATE DATABASE ... TEMPLATE``), gives the
+copy the target's owner, grants, comment and settings, checks them, then swaps the two
+names in one transaction: until the swap the target is untouched, after it the target is
+the copy. The replaced database, closed to connections, is dropped by the next
 run, in the background while it plans.
 
 A copy of the whole database would also bring back, or lose, what lives outside the reset
@@ -48,8 +52,9 @@ from django_resetdb.exceptions import ResetError
 from django_resetdb.migrations_reset import MigrationPlan, migration_file, normalized
 
 PREFIX = "resetdb_snap_"
-ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 SWAP = "resetdb_swap_"
+# Where an object's default repr says it lives in memory.
+ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 # Keys of a DATABASES entry that say where and how to connect, not what is built.
 CONNECTION_KEYS = frozenset(
