@@ -212,21 +212,23 @@ class Reads:
 
 class _Recorder:
     def __init__(self) -> None:
-        self.thread = threading.get_ident()
         self.opened: list[str] = []
         self.environ: dict[str, str | None] = {}
 
 
-# The recording under way, if any. Audit hooks cannot be removed: the hook stays, and
-# does nothing unless a recording is active.
-_active: _Recorder | None = None
+# The recordings under way, by thread: two resets may run at once in one process. Audit
+# hooks cannot be removed: the hook stays, and does nothing unless a recording is active.
+_recorders: dict[int, _Recorder] = {}
+_lock = threading.Lock()
 _hooked = False
 _WRITING = os.O_WRONLY | os.O_RDWR
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    recorder = _active
-    if recorder is None or event != "open" or threading.get_ident() != recorder.thread:
+    if not _recorders or event != "open":
+        return
+    recorder = _recorders.get(threading.get_ident())
+    if recorder is None:
         return
     path, mode, flags = (*args, None, None)[:3]
     if isinstance(mode, str):
@@ -239,20 +241,20 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 
 class _RecordingEnviron(os._Environ):  # type: ignore[type-arg]
-    """``os.environ`` while the seeds run: every look-up (``[]``, ``get``, ``in``,
+    """``os.environ`` while seeds run: every look-up (``[]``, ``get``, ``in``,
     ``os.getenv``) goes through ``__getitem__``, which notes the name and the value."""
 
     __slots__ = ()
 
     def __getitem__(self, key: Any) -> Any:
-        recorder = _active
+        recorder = _recorders.get(threading.get_ident())
         try:
             value = super().__getitem__(key)
         except KeyError:
-            if recorder is not None and threading.get_ident() == recorder.thread:
+            if recorder is not None:
                 recorder.environ.setdefault(str(key), None)
             raise
-        if recorder is not None and threading.get_ident() == recorder.thread:
+        if recorder is not None:
             recorder.environ.setdefault(str(key), value)
         return value
 
@@ -275,30 +277,31 @@ def _reading(path: Path) -> str | None:
 def record() -> Iterator[Reads]:
     """Record, on this thread, the files opened for reading and the environment
     variables looked up until the block ends; the result is filled in then."""
-    global _active, _hooked
+    global _hooked
     reads = Reads()
-    if _active is not None:
+    thread = threading.get_ident()
+    if thread in _recorders:
         # A seed run inside a recording (a seed callable calling seed()): the outer
         # recording sees it all.
         yield reads
         return
-    if not _hooked:
-        sys.addaudithook(_audit)
-        _hooked = True
     recorder = _Recorder()
-    original = type(os.environ)
-    # Only the standard mapping can be given the recording class; a replaced one (a
-    # test tool's) is left alone, and its look-ups go unrecorded.
-    swapped = original is os._Environ
-    _active = recorder
-    if swapped:
-        os.environ.__class__ = _RecordingEnviron
+    with _lock:
+        if not _hooked:
+            sys.addaudithook(_audit)
+            _hooked = True
+        # Only the standard mapping can be given the recording class; a replaced one (a
+        # test tool's) is left alone, and its look-ups go unrecorded.
+        if type(os.environ) is os._Environ:
+            os.environ.__class__ = _RecordingEnviron
+        _recorders[thread] = recorder
     try:
         yield reads
     finally:
-        if swapped:
-            os.environ.__class__ = original
-        _active = None
+        with _lock:
+            del _recorders[thread]
+            if not _recorders and type(os.environ) is _RecordingEnviron:
+                os.environ.__class__ = os._Environ
     for opened in dict.fromkeys(recorder.opened):
         shown = _reading(Path(opened))
         if shown is not None:
