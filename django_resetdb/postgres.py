@@ -45,12 +45,14 @@ class Session:
     # A client backend the current role may end (its own role's, or any but a
     # superuser's with pg_signal_backend, or any for a superuser).
     endable: bool = False
+    advisory: bool = False  # holds an advisory lock
 
     @property
     def idle(self) -> bool:
-        """Waiting for its next command, outside any transaction: ending it loses
-        nothing but the connection, which a client such as Django opens again."""
-        return self.state == "idle"
+        """Waiting for its next command, outside any transaction and holding no lock:
+        ending it loses the connection (which a client such as Django opens again) and
+        its session state, which a rebuilt database would not match anyway."""
+        return self.state == "idle" and not self.advisory
 
     def label(self) -> str:
         client = f"client {self.client}" if self.client else "local socket"
@@ -220,8 +222,14 @@ _SESSION_COLUMNS = (
     "  WHEN (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = a.usesysid) "
     "  THEN (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) "
     "  ELSE pg_has_role(current_user, a.usesysid, 'USAGE') "
-    "    OR pg_has_role(current_user, 'pg_signal_backend', 'USAGE') END, false)"
+    "    OR pg_has_role(current_user, 'pg_signal_backend', 'USAGE') END, false), "
+    # A session-level advisory lock is held outside any transaction: an idle session
+    # holding one coordinates work that ending it would break.
+    "EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory')"
 )
+# Client sessions only: PostgreSQL itself ends the autovacuum workers of a database it
+# renames or drops, and a parallel worker belongs to a client session's query.
+_CLIENT_BACKEND = "coalesce(a.backend_type, 'client backend') = 'client backend'"
 
 
 def other_sessions(connection: BaseDatabaseWrapper) -> list[Session]:
@@ -230,7 +238,7 @@ def other_sessions(connection: BaseDatabaseWrapper) -> list[Session]:
         f"SELECT {_SESSION_COLUMNS} FROM pg_stat_activity a "
         "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
         # A role sees no backend_type for another role's sessions; they count.
-        "AND coalesce(a.backend_type, 'client backend') = 'client backend' ORDER BY a.pid",
+        f"AND {_CLIENT_BACKEND} ORDER BY a.pid",
     )
     return [Session(*row) for row in rows]
 
@@ -843,7 +851,8 @@ def databases_like(
 def database_sessions(cursor: Any, name: str) -> list[Session]:
     cursor.execute(
         f"SELECT {_SESSION_COLUMNS} FROM pg_stat_activity a "
-        "WHERE a.datname = %s AND a.pid <> pg_backend_pid() ORDER BY a.pid",
+        f"WHERE a.datname = %s AND a.pid <> pg_backend_pid() AND {_CLIENT_BACKEND} "
+        "ORDER BY a.pid",
         [name],
     )
     return [Session(*row) for row in cursor.fetchall()]
@@ -860,7 +869,8 @@ def terminate_idle_on(cursor: Any, pids: Sequence[int]) -> None:
     for pid in pids:
         cursor.execute(
             "SELECT pg_terminate_backend(a.pid, 5000) FROM pg_stat_activity a "
-            "WHERE a.pid = %s AND a.state = 'idle'",
+            "WHERE a.pid = %s AND a.state = 'idle' AND NOT EXISTS "
+            "(SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory')",
             [pid],
         )
 

@@ -544,9 +544,10 @@ def split_sessions(
 ) -> tuple[list[postgres.Session], list[postgres.Session]]:
     """The sessions a swap ends first, and those that keep it from happening.
 
-    Idle sessions are ended: they lose nothing but a connection that is opened again.
-    A session in a transaction or a query is ended only with ``--terminate-blockers``;
-    one the role may not end never is."""
+    Idle sessions holding no lock are ended: they lose their connection, which a client
+    such as Django opens again. A session in a transaction or a query, or holding an
+    advisory lock, is ended only with ``--terminate-blockers``; one the role may not end
+    never is."""
     ending = [s for s in sessions if s.endable and (s.idle or terminate_blockers)]
     return ending, [s for s in sessions if s not in ending]
 
@@ -582,10 +583,18 @@ def blocker_parts(
     name: Callable[[postgres.Session], str] = postgres.Session.describe,
 ) -> list[str]:
     """Why ``sessions`` keep a swap of ``target`` from happening, naming each: one part
-    for those in a transaction or a query, one for those the role may not end."""
-    busy = [s for s in sessions if s.endable]
+    for those in a transaction or a query, one for those holding an advisory lock, one
+    for those the role may not end."""
+    locking = [s for s in sessions if s.endable and s.state == "idle" and s.advisory]
+    busy = [s for s in sessions if s.endable and s not in locking]
     foreign = [s for s in sessions if not s.endable]
     parts = []
+    if locking:
+        named = "; ".join(name(s) for s in locking)
+        parts.append(
+            f"{_count(locking, 'idle ')} on {target!r} holding an advisory lock ({named}), "
+            "which --terminate-blockers ends"
+        )
     if busy:
         named = "; ".join(name(s) for s in busy)
         parts.append(

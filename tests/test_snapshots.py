@@ -314,6 +314,31 @@ def test_an_idle_session_is_ended_and_the_snapshot_restored(cached, scratch_db, 
         assert database_state(scratch_db) == cached.state
 
 
+def test_an_idle_session_holding_an_advisory_lock_is_not_ended(cached, scratch_db):
+    worker = scratch_db.connect(application_name="worker")
+    try:
+        worker.execute("SELECT pg_advisory_lock(4242)")
+        pid = wait_for_session(scratch_db.name, "worker", "idle")
+
+        result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+        assert result.returncode == 0, result.stderr
+        assert (
+            f"  snapshot    not used: 1 idle session on {scratch_db.name!r} holding an "
+            f"advisory lock (pid {pid} (user {target_user()!r}, application 'worker', "
+            "state 'idle', query 'SELECT pg_advisory_lock(4242)')), which "
+            "--terminate-blockers ends"
+        ) in result.stdout.splitlines()
+        assert "sessions    ended" not in result.stdout
+        # Still connected, still holding its lock.
+        assert worker.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 "
+            "AND pid = pg_backend_pid()"
+        ).fetchone() == (1,)
+    finally:
+        worker.close()
+
+
 def test_a_session_in_a_transaction_is_named_and_not_ended(cached, scratch_db):
     idle = scratch_db.connect(application_name="psql")
     busy = scratch_db.connect(application_name="report")
