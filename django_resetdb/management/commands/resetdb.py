@@ -5,7 +5,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from django_resetdb import clock, guard, pipeline, snapshots
+from django_resetdb import guard, pipeline, snapshots
 from django_resetdb.management.base import ResetCommand
 
 
@@ -84,8 +84,8 @@ class Command(ResetCommand):
             terminate_blockers=terminate_blockers,
             log=self.log(verbosity),
             migrate_output=self.stdout if verbosity >= 2 else None,
-            # What the user waited for: Python's and Django's start-up and the planning too.
-            started=clock.PROCESS_STARTED,
+            # What the user waited for: start-up (from the command line) and planning too.
+            started=self.started,
         )
         if verbosity >= 1:
             self.stdout.write(self.style.SUCCESS(result.summary()))
