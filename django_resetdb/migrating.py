@@ -120,9 +120,10 @@ class _Migrate(MigrateCommand):
     def migration_progress_callback(
         self, action: str, migration: Migration | None = None, fake: bool = False
     ) -> None:
-        super().migration_progress_callback(action, migration, fake)
+        # Before migrate prints " OK": the checks fired here belong to the migration.
         if action == "apply_success":
             postgres.end_of_migration(connections[self.alias])
+        super().migration_progress_callback(action, migration, fake)
 
 
 def migrate(alias: str, *, output: Any | None = None) -> MigrateResult:
@@ -214,7 +215,8 @@ def planned_sql(alias: str, plan: MigrationPlan | None) -> Iterator[PlannedSQL]:
             "(every migration)",
             not_shown=(
                 f"the planned migrations cannot be loaded: {cause}; resetdb would fail "
-                "here, roll back and put the migration files back"
+                "here and roll back"
+                + (", and put the migration files back" if plan is not None else "")
             ),
         )
         return

@@ -203,9 +203,17 @@ def restore_constraint_modes(connection: BaseDatabaseWrapper) -> None:
     _run(connection, sql.SQL("SET CONSTRAINTS ALL DEFERRED"))
     immediate = _rows(
         connection,
-        "SELECT n.nspname, c.conname FROM pg_constraint c "
+        "SELECT DISTINCT n.nspname, c.conname FROM pg_constraint c "
         "JOIN pg_namespace n ON n.oid = c.connamespace "
-        "WHERE c.condeferrable AND NOT c.condeferred ORDER BY 1, 2",
+        "WHERE c.condeferrable AND NOT c.condeferred "
+        # Only names this session can use: SET CONSTRAINTS needs the schema's USAGE, and
+        # another session's temporary schema is not this session's to name.
+        "AND has_schema_privilege(n.oid, 'USAGE') "
+        "AND (n.nspname NOT LIKE 'pg\\_temp\\_%%' OR n.oid = pg_my_temp_schema()) "
+        # SET CONSTRAINTS names every constraint of that name in the schema: where one
+        # of them is initially deferred, deferred is the mode that refuses nothing early.
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint d WHERE d.connamespace = "
+        "c.connamespace AND d.conname = c.conname AND d.condeferred) ORDER BY 1, 2",
     )
     if immediate:
         names = sql.SQL(", ").join(
