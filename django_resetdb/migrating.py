@@ -188,6 +188,8 @@ class PlannedSQL:
     # sequences): the answer describes the database as it is now, not as the earlier
     # migrations would leave a new schema.
     looked_up: bool = False
+    # It asked and the database had none: what would drop them is missing from the SQL.
+    found_none: bool = False
 
 
 # Lookups of the database as it is, which the schema editor makes to name what it drops.
@@ -250,8 +252,12 @@ def _note_lookups(editor: Any, planned: PlannedSQL) -> None:
             continue
 
         def noted(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
-            planned.looked_up = True
-            return _method(*args, **kwargs)
+            found = _method(*args, **kwargs)
+            if found:
+                planned.looked_up = True
+            else:
+                planned.found_none = True
+            return found
 
         setattr(editor, name, noted)
 

@@ -736,6 +736,12 @@ def _dry_run_sql(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
                 "  -- (names of existing constraints or sequences were looked up in the "
                 "database as it is now, not as the earlier migrations leave it)"
             )
+        if planned.found_none:
+            yield (
+                "  -- (names of existing constraints or sequences were looked up in the "
+                "database as it is now and some were not there: the statements that would "
+                "drop or rename them are missing here)"
+            )
         for statement in planned.statements:
             yield from _wrapped_statement(f"  {statement}")
     if plan.seeds is not None and plan.seeds[target.alias]:
