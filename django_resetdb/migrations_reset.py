@@ -448,6 +448,10 @@ def _cycle(plan: MigrationPlan) -> list[tuple[str, str]]:
             (label, name)
             for label, _, name in (node.partition(".") for node in str(exc).split(", "))
         ]
+    except Exception as exc:
+        raise ResetError(
+            f"Cannot load the planned migrations: {type(exc).__name__}: {exc}; no file was changed."
+        ) from exc
     return []
 
 
@@ -531,6 +535,29 @@ def refuse_hand_written(
             f"{command} refused: regenerating would lose hand-written migration content "
             f"({first.describe(plan.root)}{others}); {allow}."
         )
+
+
+def forced_loss(plan: MigrationPlan) -> str:
+    """What ``--force`` loses, in one sentence naming the data migrations."""
+    data = sorted(
+        {
+            f"{display(item.file, plan.root)} ({item.kind})"
+            for item in plan.hand_written
+            if item.kind == "RunPython"
+        }
+    )
+    sentence = "--force: the hand-written content above is not carried into the new files"
+    if data:
+        sentence += (
+            f"; these data migrations will not run again, and the rows they create will be "
+            f"missing from a database built from the new files: {'; '.join(data)}"
+        )
+    if any(item.kind != "RunPython" for item in plan.hand_written):
+        sentence += (
+            "; nor will the other operations listed (what RunSQL writes, a custom "
+            "operation's effect, run_before ordering)"
+        )
+    return sentence + "."
 
 
 def refuse_interrupted(backup_root: Path, command: str = "resetmigrations") -> None:

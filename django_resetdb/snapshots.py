@@ -645,6 +645,7 @@ def swap_in(
     terminate_blockers: bool,
     log: Callable[[str, int], None],
     ready: Callable[[], None] = lambda: None,
+    check: Callable[[postgres.DatabaseProperties], None] = lambda wanted: None,
 ) -> float:
     """Make a new database (``make``), give it the target's own properties, run
     ``inside`` connected to it, then end the sessions on the target that may be ended
@@ -667,8 +668,9 @@ def swap_in(
         postgres.run_on(cursor, [postgres.drop_database_sql(new)])
         # Before anything is made: a build in a new database may take minutes.
         _refuse_blockers(cursor, target, terminate_blockers)
-        ready()
         wanted = postgres.database_properties(cursor, target)
+        check(wanted)  # may raise NotRestorable: still nothing made, nothing said
+        ready()
         cursor.execute("SELECT current_user")
         (current_user,) = cursor.fetchone()
         make(cursor, new, wanted)
@@ -865,12 +867,14 @@ def build_fresh(
     extensions), run ``build`` connected to it, and swap it in; return the seconds.
     ``ready`` is as for :func:`swap_in`."""
 
-    def empty(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
+    def possible(wanted: postgres.DatabaseProperties) -> None:
         if wanted.locale_provider not in ("c", "i"):
             raise NotRestorable(
                 f"database {plan.target!r} uses the locale provider "
                 f"{wanted.locale_provider!r}, which a new database cannot be given here"
             )
+
+    def empty(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
         postgres.run_on(cursor, [postgres.create_empty_database_sql(name, wanted)])
 
     def inside() -> None:
@@ -904,6 +908,7 @@ def build_fresh(
         terminate_blockers=terminate_blockers,
         log=log,
         ready=ready,
+        check=possible,
     )
 
 

@@ -583,4 +583,5 @@ def wait_for_session(name: str, application: str, state: str = "idle") -> int:
             if found:
                 (pid,) = found
                 return pid
+            admin.execute("SELECT pg_sleep(0.02)")  # a short pause on the server, not a busy loop
     raise AssertionError(f"no {state!r} session of {application!r} on {name!r} within 30 s")

@@ -465,6 +465,8 @@ def test_an_app_with_hand_written_migrations_is_kept_and_the_others_regenerated(
     lines = timeless(result.stdout)
     # The regenerated apps' new files name catalog's latest migration.
     assert "  migrations  regenerated account, event, sales (3 file(s)) in X s" in lines
+    event = built.path("testproject/event/migrations/0001_initial.py").read_text()
+    assert "('catalog', '0002_category_name_index')" in event.replace('"', "'")
     assert (
         "              kept catalog as it is: hand-written content in "
         "0002_category_name_index.py (atomic = False, custom operation "
