@@ -11,10 +11,11 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connections
 
 from django_resetdb import postgres
-from django_resetdb.conf import SETTING_NAME, get_settings
+from django_resetdb.conf import SETTING_NAME, get_settings, user_settings
 from django_resetdb.exceptions import Refused, ResetError
 
 PROTECTED_VALUES = frozenset({"on", "true", "yes", "1"})
@@ -65,12 +66,27 @@ def host_allowed(host: str, patterns: Sequence[str]) -> bool:
 
 def check_enabled(command: str) -> None:
     """The first gate, and the only one for commands that touch no database."""
-    if not get_settings().enabled:
+    if get_settings().enabled:
+        return
+    raw = user_settings()
+    enabled = raw.get("ENABLED") if isinstance(raw, dict) else None
+    debug = settings.DEBUG
+    if enabled is None and debug is not False:
         raise Refused(
-            f"{command} refused: {SETTING_NAME}['ENABLED'] is False for this project "
-            f"(it defaults to DEBUG); set it to True in a development or CI settings "
+            f"{command} refused: {SETTING_NAME}['ENABLED'] defaults to DEBUG, which is "
+            f"{debug!r}, not True; set ENABLED to True in a development or CI settings "
             f"module to allow resets."
         )
+    if enabled is not None and enabled is not False:
+        raise Refused(
+            f"{command} refused: {SETTING_NAME}['ENABLED'] is {enabled!r}, not the bool "
+            f"True; set it to True in a development or CI settings module to allow resets."
+        )
+    raise Refused(
+        f"{command} refused: {SETTING_NAME}['ENABLED'] is False for this project "
+        f"(it defaults to DEBUG); set it to True in a development or CI settings "
+        f"module to allow resets."
+    )
 
 
 def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:

@@ -3,6 +3,9 @@ whether or not ``--no-input`` is given; the prompt wants the database name."""
 
 from __future__ import annotations
 
+import json
+import textwrap
+
 import pytest
 from psycopg import sql
 
@@ -166,4 +169,106 @@ def test_prompt_shows_the_target_and_accepts_the_database_name(db, manage):
     ]
     assert lines[9].startswith(f"            pid {other_pid} (user {user!r}, application 'psql'")
     assert lines[10].startswith(f"Type the database name ({db.name!r}) to continue: Reset ")
+    assert relations(db) == []
+
+
+# --- ENABLED counts only as a real True ---------------------------------------------------
+
+NOT_TRUE = ["false", "true", 1, "yes"]
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["DEBUG-False", "DEBUG-True"])
+@pytest.mark.parametrize("enabled", NOT_TRUE)
+def test_enabled_not_a_bool_refuses_without_the_checks(db, manage, enabled, debug):
+    before = relations(db)
+
+    result = manage(
+        "resetschema", "--no-input", "--skip-checks", db=db,
+        resetdb_settings={"ENABLED": enabled}, extra_settings=f"DEBUG = {debug}\n",
+    )  # fmt: skip
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"CommandError: resetschema refused: DJANGO_RESETDB['ENABLED'] is {enabled!r}, not "
+        "the bool True; set it to True in a development or CI settings module to allow "
+        "resets.\n"
+    )
+    assert_untouched(db, before)
+
+
+def test_debug_not_a_bool_does_not_enable(db, manage):
+    before = relations(db)
+
+    result = manage(
+        "resetschema", "--no-input", "--skip-checks", db=db,
+        resetdb_settings={}, extra_settings="DEBUG = 'False'\n",
+    )  # fmt: skip
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        "CommandError: resetschema refused: DJANGO_RESETDB['ENABLED'] defaults to DEBUG, which "
+        "is 'False', not True; set ENABLED to True in a development or CI settings module to "
+        "allow resets.\n"
+    )
+    assert_untouched(db, before)
+
+
+# Each case changes the settings in one process, as override_settings in a user's script
+# or test would; call_command and reset() run no system checks.
+PYTHON_CASES = [*((enabled, debug) for enabled in NOT_TRUE for debug in (False, True))]
+SCRIPT = """
+import json, django
+django.setup()
+from django.core.management import call_command
+from django.test.utils import override_settings
+import django_resetdb
+
+results = []
+for enabled, debug in {cases!r}:
+    with override_settings(DJANGO_RESETDB={{"ENABLED": enabled}}, DEBUG=debug):
+        try:
+            if {channel!r} == "call_command":
+                call_command("resetschema", "--no-input", verbosity=0)
+            else:
+                django_resetdb.reset(keep_migrations=True, seed=False, snapshot=False)
+            results.append("reset")
+        except Exception as exc:
+            results.append([type(exc).__name__, getattr(exc, "returncode", None), str(exc)])
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.parametrize("channel", ["call_command", "reset"])
+def test_enabled_not_a_bool_refuses_from_python(db, manage, tmp_path, channel):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(SCRIPT.format(cases=PYTHON_CASES, channel=channel)))
+    before = relations(db)
+
+    result = manage.python(str(script), db=db, resetdb_settings={})
+
+    assert result.returncode == 0, result.stderr
+    command = "resetschema" if channel == "call_command" else "resetdb"
+    kind = "CommandError" if channel == "call_command" else "Refused"
+    assert json.loads(result.stdout) == [
+        [
+            kind, 3,
+            f"{command} refused: DJANGO_RESETDB['ENABLED'] is {enabled!r}, not the bool True; "
+            "set it to True in a development or CI settings module to allow resets.",
+        ]
+        for enabled, _ in PYTHON_CASES
+    ]  # fmt: skip
+    assert_untouched(db, before)
+
+
+@pytest.mark.parametrize(
+    ("enabled", "debug"), [(True, False), (None, True)], ids=["True", "None-DEBUG-True"]
+)
+def test_enabled_true_or_debug_allows_from_python(db, manage, tmp_path, enabled, debug):
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT.format(cases=[(enabled, debug)], channel="call_command"))
+
+    result = manage.python(str(script), db=db, resetdb_settings={})
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["reset"]
     assert relations(db) == []
