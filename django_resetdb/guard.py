@@ -13,12 +13,21 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_resetdb import postgres
 from django_resetdb.conf import SETTING_NAME, get_settings, user_settings
 from django_resetdb.exceptions import Refused, ResetError
 
-PROTECTED_VALUES = frozenset({"on", "true", "yes", "1"})
+# (word, meaning, fewest letters of it that count): "o" alone is neither on nor off.
+BOOL_WORDS = (
+    ("true", True, 1),
+    ("yes", True, 1),
+    ("on", True, 2),
+    ("false", False, 1),
+    ("no", False, 1),
+    ("off", False, 2),
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,42 @@ def check_enabled(command: str) -> None:
     )
 
 
+def parse_bool(value: str) -> bool | None:
+    """``value`` read as PostgreSQL reads a boolean setting (its ``parse_bool``): any
+    prefix of true, yes, false or no, at least two letters of on or off, 1 or 0, in any
+    case, surrounding spaces ignored; ``None`` when it is neither true nor false."""
+    word = value.strip().lower()
+    if word in ("1", "0"):
+        return word == "1"
+    for spelling, meaning, shortest in BOOL_WORDS:
+        if len(word) >= shortest and spelling.startswith(word):
+            return meaning
+    return None
+
+
+def check_protected(connection: BaseDatabaseWrapper, database: str, command: str) -> None:
+    """The third gate: the marker a DBA stored; a value that is neither true nor false
+    protects too, since it says someone meant something."""
+    for marker in postgres.protected_markers(connection):
+        meaning = parse_bool(marker.value)
+        if meaning is False:
+            continue
+        if meaning is True:
+            raise Refused(
+                f"{command} refused: database {database!r} is protected by the PostgreSQL "
+                f"setting {postgres.PROTECTED_SETTING} = {marker.value!r} stored for "
+                f"{marker.place()}; only its removal (ALTER DATABASE/ROLE ... RESET "
+                f"{postgres.PROTECTED_SETTING}) allows resets."
+            )
+        raise Refused(
+            f"{command} refused: database {database!r} has the PostgreSQL setting "
+            f"{postgres.PROTECTED_SETTING} = {marker.value!r} stored for {marker.place()}, "
+            f"which is neither on nor off, so it counts as protected; set it to off or "
+            f"remove it (ALTER DATABASE/ROLE ... RESET {postgres.PROTECTED_SETTING}) to "
+            f"allow resets."
+        )
+
+
 def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
     """Run the gates for ``alias``; raise :class:`Refused` or return what will be reset."""
     check_enabled(command)
@@ -108,13 +153,7 @@ def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
             f"{command} refused: host {where.host!r} of database alias {alias!r} is not in "
             f"{SETTING_NAME}['HOSTS']; add it there to allow resets on that server."
         )
-    marker = postgres.protected_marker(connection)
-    if marker is not None and marker.strip().lower() in PROTECTED_VALUES:
-        raise Refused(
-            f"{command} refused: database {where.database!r} is protected by the PostgreSQL "
-            f"setting {postgres.PROTECTED_SETTING} = {marker!r}; only its removal "
-            f"(ALTER DATABASE/ROLE ... RESET {postgres.PROTECTED_SETTING}) allows resets."
-        )
+    check_protected(connection, where.database, command)
     return Target(
         alias=alias,
         host=where.host,

@@ -91,6 +91,7 @@ def test_protected_marker_refuses_whatever_the_settings(db, manage, command, fla
             statement = "ALTER ROLE CURRENT_USER IN DATABASE {} SET django_resetdb.protected = on"
         conn.execute(sql.SQL(statement).format(sql.Identifier(db.name)))
     before = relations(db)
+    place = "the database" if scope == "database" else f"role {target_user()!r} in the database"
 
     result = manage(
         command, *flags, db=db,
@@ -100,8 +101,8 @@ def test_protected_marker_refuses_whatever_the_settings(db, manage, command, fla
     assert result.returncode == 3
     assert result.stderr == (
         f"CommandError: {command} refused: database {db.name!r} is protected by the "
-        "PostgreSQL setting django_resetdb.protected = 'on'; only its removal "
-        "(ALTER DATABASE/ROLE ... RESET django_resetdb.protected) allows resets.\n"
+        f"PostgreSQL setting django_resetdb.protected = 'on' stored for {place}; only its "
+        "removal (ALTER DATABASE/ROLE ... RESET django_resetdb.protected) allows resets.\n"
     )
     assert_untouched(db, before)
 
@@ -169,6 +170,100 @@ def test_prompt_shows_the_target_and_accepts_the_database_name(db, manage):
     ]
     assert lines[9].startswith(f"            pid {other_pid} (user {user!r}, application 'psql'")
     assert lines[10].startswith(f"Type the database name ({db.name!r}) to continue: Reset ")
+    assert relations(db) == []
+
+
+# --- The marker is what the DBA stored, not what the session says ------------------------
+
+PROTECT = "SET django_resetdb.protected = {}"
+STORE = {
+    "database": "ALTER DATABASE {database} " + PROTECT,
+    "role": "ALTER ROLE {role} " + PROTECT,
+    "role in database": "ALTER ROLE {role} IN DATABASE {database} " + PROTECT,
+}
+OVERRIDES = {
+    "options": ({"options": "-c django_resetdb.protected=off"}, {}),
+    "PGOPTIONS": ({}, {"PGOPTIONS": "-c django_resetdb.protected=off"}),
+}
+
+
+def store_marker(db, place: str, value: str, role: str) -> None:
+    statement = sql.SQL(STORE[place]).format(
+        sql.Literal(value), database=sql.Identifier(db.name), role=sql.Identifier(role)
+    )
+    with db.connect() as conn:
+        conn.execute(statement)
+
+
+def marker_place(place: str, role: str) -> str:
+    return {
+        "database": "the database",
+        "role": f"role {role!r}",
+        "role in database": f"role {role!r} in the database",
+    }[place]
+
+
+@pytest.mark.parametrize("override", OVERRIDES)
+@pytest.mark.parametrize("place", STORE)
+def test_client_cannot_switch_the_stored_marker_off(db, manage, scratch_role, place, override):
+    # A role of its own: a marker on the tests' role would protect every other test's
+    # database on this server.
+    store_marker(db, place, "on", scratch_role)
+    options, env = OVERRIDES[override]
+    before = relations(db)
+
+    result = manage(
+        "resetschema", "--no-input", url=db.url(user=scratch_role), env=env,
+        resetdb_settings={"ENABLED": True, "HOSTS": ["*"]},
+        extra_settings=f'DATABASES["default"]["OPTIONS"] = {options!r}\n',
+    )  # fmt: skip
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"CommandError: resetschema refused: database {db.name!r} is protected by the "
+        "PostgreSQL setting django_resetdb.protected = 'on' stored for "
+        f"{marker_place(place, scratch_role)}; only its removal (ALTER DATABASE/ROLE ... "
+        "RESET django_resetdb.protected) allows resets.\n"
+    )
+    assert_untouched(db, before)
+
+
+@pytest.mark.parametrize("value", ["ON", " true ", "Yes", "1", "t", "tru", "y"])
+def test_every_true_spelling_protects(db, manage, value):
+    store_marker(db, "database", value, "unused")
+    before = relations(db)
+
+    result = manage("resetschema", "--no-input", db=db)
+
+    assert result.returncode == 3
+    assert f"protected = {value!r} stored for the database;" in result.stderr
+    assert_untouched(db, before)
+
+
+@pytest.mark.parametrize("value", ["maybe", "o", ""])
+def test_a_value_neither_on_nor_off_protects(db, manage, value):
+    store_marker(db, "database", value, "unused")
+    before = relations(db)
+
+    result = manage("resetschema", "--no-input", db=db)
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"CommandError: resetschema refused: database {db.name!r} has the PostgreSQL setting "
+        f"django_resetdb.protected = {value!r} stored for the database, which is neither on "
+        "nor off, so it counts as protected; set it to off or remove it (ALTER DATABASE/ROLE "
+        "... RESET django_resetdb.protected) to allow resets.\n"
+    )
+    assert_untouched(db, before)
+
+
+@pytest.mark.parametrize("value", ["OFF", "of", " no ", "0", "f"])
+def test_every_false_spelling_allows(db, manage, value):
+    store_marker(db, "database", value, "unused")
+
+    result = manage("resetschema", "--no-input", db=db)
+
+    assert result.returncode == 0, result.stderr
     assert relations(db) == []
 
 
