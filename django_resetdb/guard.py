@@ -8,6 +8,8 @@ target and asks for the database name. ``--no-input`` skips only the prompt.
 from __future__ import annotations
 
 import fnmatch
+import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -40,9 +42,17 @@ class Target:
     schemas: tuple[str, ...]
     tables: int
     sessions: tuple[postgres.Session, ...]
+    address: str = ""  # the address reached; "" over a Unix socket
+
+    def host_shown(self) -> str:
+        host = self.host or "(default socket)"
+        # The name alone can hide where the connection went (hostaddr, PGHOSTADDR).
+        if self.address and self.address != self.host:
+            return f"{host} ({self.address})"
+        return host
 
     def one_line(self) -> str:
-        where = f"{self.host or '(default socket)'}:{self.port}"
+        where = f"{self.host_shown()}:{self.port}"
         return (
             f"Target: database {self.database!r} (alias {self.alias!r}) on {where} as "
             f"{self.user!r}, schema(s) {', '.join(self.schemas)}: {self.tables} table(s), "
@@ -53,7 +63,7 @@ class Target:
         sessions = f"{len(self.sessions)} other session(s) connected"
         rows = [
             ("alias", self.alias),
-            ("host", self.host or "(default socket)"),
+            ("host", self.host_shown()),
             ("port", str(self.port)),
             ("database", self.database),
             ("user", self.user),
@@ -71,6 +81,70 @@ def host_allowed(host: str, patterns: Sequence[str]) -> bool:
         pattern == "*" or host == pattern or fnmatch.fnmatchcase(host, pattern)
         for pattern in patterns
     )
+
+
+def _listed(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",")] if value else []
+
+
+def configured_hosts(connection: BaseDatabaseWrapper) -> tuple[list[str], list[str]]:
+    """Every host name and address the settings (or PGHOST / PGHOSTADDR) let a connection
+    go to: with several hosts, the next connection may reach another one than this one."""
+    params = connection.get_connection_params()
+    hosts = str(params.get("host") or os.environ.get("PGHOST", ""))
+    addresses = str(params.get("hostaddr") or os.environ.get("PGHOSTADDR", ""))
+    return _listed(hosts), _listed(addresses)
+
+
+def _is_socket(host: str) -> bool:
+    # libpq takes a host starting with "/" (or "@", Linux's abstract namespace) as a
+    # Unix socket directory.
+    return host.startswith(("/", "@"))
+
+
+def _addresses_of(host: str) -> set[str]:
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return set()
+    return {str(sockaddr[0]) for *_, sockaddr in found}
+
+
+def check_hosts(
+    connection: BaseDatabaseWrapper,
+    where: postgres.ConnectionTarget,
+    alias: str,
+    command: str,
+    patterns: Sequence[str],
+) -> None:
+    """The second gate: every host name, and every address, against ``HOSTS``.
+
+    An address passes when it is listed itself, or when a listed host name resolves to
+    it: ``hostaddr`` and PGHOSTADDR send a connection to an address whatever the host
+    name says, so the name alone proves nothing.
+    """
+    if "*" in patterns:
+        return
+    names, addresses = configured_hosts(connection)
+    for name in [where.host, *names]:
+        if not host_allowed(name, patterns):
+            raise Refused(
+                f"{command} refused: host {name!r} of database alias {alias!r} is not in "
+                f"{SETTING_NAME}['HOSTS']; add it there to allow resets on that server."
+            )
+    reached = [] if _is_socket(where.host) else [where.address]
+    resolved: set[str] | None = None
+    for address in [*reached, *addresses]:
+        if host_allowed(address, patterns):
+            continue
+        if resolved is None:
+            resolved = set().union(*(_addresses_of(name) for name in {where.host, *names} if name))
+        if address not in resolved:
+            raise Refused(
+                f"{command} refused: address {address!r} (host {where.host!r}) of database "
+                f"alias {alias!r} is not in {SETTING_NAME}['HOSTS'], nor an address of a "
+                f"host name listed there; add it there to allow resets on that server."
+            )
 
 
 def check_enabled(command: str) -> None:
@@ -148,11 +222,7 @@ def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
         where = postgres.connection_target(connection)
     except Exception as exc:
         raise ResetError(f"Cannot connect to database alias {alias!r}: {exc}") from exc
-    if not host_allowed(where.host, conf.hosts):
-        raise Refused(
-            f"{command} refused: host {where.host!r} of database alias {alias!r} is not in "
-            f"{SETTING_NAME}['HOSTS']; add it there to allow resets on that server."
-        )
+    check_hosts(connection, where, alias, command, conf.hosts)
     check_protected(connection, where.database, command)
     return Target(
         alias=alias,
@@ -163,6 +233,7 @@ def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
         schemas=tuple(schemas),
         tables=postgres.count_tables(connection, schemas),
         sessions=tuple(postgres.other_sessions(connection)),
+        address=where.address,
     )
 
 

@@ -72,6 +72,7 @@ class ConnectionTarget:
     port: int
     database: str
     user: str
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,15 @@ def connection_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
     raw = connection.connection
     assert raw is not None
     info = raw.info
-    return ConnectionTarget(host=info.host, port=info.port, database=info.dbname, user=info.user)
+    return ConnectionTarget(
+        host=info.host,
+        port=info.port,
+        database=info.dbname,
+        user=info.user,
+        # The address libpq really reached, whatever the name said (hostaddr,
+        # PGHOSTADDR, a service file); "" over a Unix socket.
+        address=info.hostaddr,
+    )
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,12 @@ whether or not ``--no-input`` is given; the prompt wants the database name."""
 from __future__ import annotations
 
 import json
+import socket
 import textwrap
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 
 import pytest
 from psycopg import sql
@@ -170,6 +175,152 @@ def test_prompt_shows_the_target_and_accepts_the_database_name(db, manage):
     ]
     assert lines[9].startswith(f"            pid {other_pid} (user {user!r}, application 'psql'")
     assert lines[10].startswith(f"Type the database name ({db.name!r}) to continue: Reset ")
+    assert relations(db) == []
+
+
+# --- HOSTS is matched against the address reached, not only the name ---------------------
+
+
+@dataclass
+class Forwarder:
+    """A TCP forwarder on ``host``: a "server elsewhere" that is really the tests' server."""
+
+    host: str
+    port: int = 0
+    connections: int = 0
+    _sockets: list[socket.socket] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def serve(self, listener: socket.socket, stop: threading.Event) -> None:
+        while not stop.is_set() and self.connections < 50:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection((target_host(), int(target_port())), timeout=10)
+            for sock in (client, upstream):
+                sock.settimeout(30)
+                self._sockets.append(sock)
+            for source, sink in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=_pump, args=(source, sink), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextmanager
+def forwarder(host: str) -> Iterator[Forwarder]:
+    listener = socket.create_server((host, 0))
+    listener.settimeout(0.1)
+    forward = Forwarder(host, listener.getsockname()[1])
+    stop = threading.Event()
+    acceptor = threading.Thread(target=forward.serve, args=(listener, stop), daemon=True)
+    acceptor.start()
+    try:
+        yield forward
+    finally:
+        stop.set()
+        acceptor.join(5)
+        listener.close()
+        for sock in forward._sockets:
+            sock.close()
+        for thread in forward._threads:
+            thread.join(5)
+
+
+def database_entry(host: str, port: str, options: dict[str, str] | None = None) -> str:
+    entry = {"HOST": host, "PORT": port, "OPTIONS": options or {}}
+    return f'DATABASES["default"] = {{**DATABASES["default"], **{entry!r}}}\n'
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[Forwarder]:
+    with forwarder("127.0.0.5") as forward:
+        yield forward
+
+
+ADDRESS_REFUSED = (
+    "CommandError: {command} refused: address '127.0.0.5' (host 'localhost') of database "
+    "alias 'default' is not in DJANGO_RESETDB['HOSTS'], nor an address of a host name listed "
+    "there; add it there to allow resets on that server.\n"
+)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("how", ["hostaddr", "PGHOSTADDR"])
+def test_hostaddr_outside_hosts_refuses_under_a_listed_name(db, manage, elsewhere, command, how):
+    options = {"hostaddr": "127.0.0.5"} if how == "hostaddr" else {}
+    env = {"PGHOSTADDR": "127.0.0.5"} if how == "PGHOSTADDR" else {}
+    before = relations(db)
+
+    result = manage(
+        command, "--no-input", db=db, env=env,
+        extra_settings=database_entry("localhost", str(elsewhere.port), options),
+    )  # fmt: skip
+
+    assert elsewhere.connections >= 1
+    assert result.returncode == 3
+    assert result.stderr == ADDRESS_REFUSED.format(command=command)
+    assert_untouched(db, before)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_any_of_several_hosts_outside_hosts_refuses(db, manage, elsewhere, command):
+    # The first host answers, but the next connection may go to the second one.
+    before = relations(db)
+
+    result = manage(
+        command, "--no-input", db=db,
+        extra_settings=database_entry(
+            "localhost,127.0.0.5", f"{target_port()},{elsewhere.port}"
+        ),
+    )  # fmt: skip
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"CommandError: {command} refused: host '127.0.0.5' of database alias 'default' is "
+        "not in DJANGO_RESETDB['HOSTS']; add it there to allow resets on that server.\n"
+    )
+    assert_untouched(db, before)
+
+
+def test_hostaddr_of_a_listed_address_allows(db, manage):
+    result = manage(
+        "resetschema", "--no-input", db=db,
+        extra_settings=database_entry("localhost", target_port(), {"hostaddr": "127.0.0.1"}),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "on localhost (127.0.0.1):" in result.stdout
+    assert relations(db) == []
+
+
+def test_an_address_listed_in_hosts_allows(db, manage, elsewhere):
+    result = manage(
+        "resetschema", "--no-input", db=db,
+        resetdb_settings={"HOSTS": ["localhost", "127.0.0.5"]},
+        extra_settings=database_entry(
+            "localhost", str(elsewhere.port), {"hostaddr": "127.0.0.5"}
+        ),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert elsewhere.connections >= 1
+    assert f"on localhost (127.0.0.5):{elsewhere.port}" in result.stdout
     assert relations(db) == []
 
 
