@@ -74,6 +74,7 @@ class ConnectionTarget:
     port: int
     database: str
     user: str
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,12 +138,61 @@ def connection_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
     raw = connection.connection
     assert raw is not None
     info = raw.info
-    return ConnectionTarget(host=info.host, port=info.port, database=info.dbname, user=info.user)
+    return ConnectionTarget(
+        host=info.host,
+        port=info.port,
+        database=info.dbname,
+        user=info.user,
+        # The address libpq really reached, whatever the name said (hostaddr,
+        # PGHOSTADDR, a service file); "" over a Unix socket.
+        address=info.hostaddr,
+    )
 
 
-def protected_marker(connection: BaseDatabaseWrapper) -> str | None:
-    (value,) = _rows(connection, "SELECT current_setting(%s, true)", [PROTECTED_SETTING])[0]
-    return value or None
+@dataclass(frozen=True)
+class StoredSetting:
+    """A value of a setting as ``ALTER DATABASE/ROLE ... SET`` stored it."""
+
+    value: str
+    database: str | None  # None: stored for every database
+    role: str | None  # None: stored for every role
+
+    def place(self) -> str:
+        if self.database and self.role:
+            return f"role {self.role!r} in the database"
+        if self.role:
+            return f"role {self.role!r}"
+        if self.database:
+            return "the database"
+        return "all roles (ALTER ROLE ALL)"
+
+
+def protected_markers(connection: BaseDatabaseWrapper) -> list[StoredSetting]:
+    """The ``django_resetdb.protected`` values stored for this database, for the roles the
+    session logged in as and acts as, and for both together.
+
+    Read from pg_db_role_setting, not current_setting(): the client chooses the session's
+    value (``options=-c ...``, PGOPTIONS, SET) and would switch the DBA's marker off.
+    """
+    rows = _rows(
+        connection,
+        "SELECT d.datname, r.rolname, c.entry "
+        "FROM pg_db_role_setting s "
+        "LEFT JOIN pg_database d ON d.oid = s.setdatabase "
+        "LEFT JOIN pg_roles r ON r.oid = s.setrole "
+        "CROSS JOIN LATERAL unnest(s.setconfig) AS c(entry) "
+        "WHERE (s.setdatabase = 0 OR d.datname = current_database()) "
+        "AND (s.setrole = 0 OR r.rolname IN (session_user, current_user)) "
+        "ORDER BY CASE WHEN s.setrole = 0 THEN 0 WHEN s.setdatabase = 0 THEN 1 ELSE 2 END, "
+        "s.setdatabase = 0, r.rolname",
+    )
+    markers = []
+    for database, role, entry in rows:
+        name, _, value = entry.partition("=")
+        # Setting names are case-insensitive in PostgreSQL.
+        if name.lower() == PROTECTED_SETTING:
+            markers.append(StoredSetting(value=value, database=database, role=role))
+    return markers
 
 
 def existing_schemas(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> set[str]:
