@@ -233,9 +233,7 @@ def _call(item: Seed, database: str, log: Log) -> int | None:
     except SystemExit as exc:
         # Left to go on, it would end the command with the callable's status (0 for
         # success) after the transaction was rolled back, or pass for a guard's refusal.
-        raise ResetError(
-            f"it called sys.exit({exc.code!r}): a seed must return or raise"
-        ) from exc
+        raise ResetError(f"it called sys.exit({exc.code!r}): a seed must return or raise") from exc
     except Exception as exc:
         raise ResetError(f"{type(exc).__name__}: {exc}") from exc
     if isinstance(returned, int) and not isinstance(returned, bool):

@@ -109,6 +109,10 @@ class Command(ResetCommand):
             found = snapshots.listed(alias, database, sizes=True)
             for snapshot in found:
                 self.stdout.write(f"  {snapshot.describe()}")
+            for name in snapshots.half_made(alias, database):
+                self.stdout.write(
+                    f"  {name}  left half-made by an interrupted run; the next run drops it"
+                )
             size = sum(s.size for s in found) / 2**20
             self.stdout.write(
                 f"{len(found)} snapshot(s) of database {database!r} (alias {alias!r}), "
