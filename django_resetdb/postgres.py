@@ -841,6 +841,27 @@ def databases_like(
     return [(name, comment, int(size)) for name, comment, size in cursor.fetchall()]
 
 
+def waiting_on(cursor: Any, pid: int, seconds: float) -> list[Session]:
+    """The sessions that have waited more than ``seconds`` for a lock session ``pid``
+    holds."""
+    cursor.execute(
+        f"SELECT DISTINCT {_SESSION_COLUMNS} FROM pg_stat_activity a "
+        "JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted "
+        "WHERE %s = ANY(pg_blocking_pids(a.pid)) "
+        "AND clock_timestamp() - l.waitstart > make_interval(secs => %s) ORDER BY a.pid",
+        [pid, seconds],
+    )
+    return [Session(*row) for row in cursor.fetchall()]
+
+
+def cancel_on(cursor: Any, pid: int) -> None:
+    cursor.execute("SELECT pg_cancel_backend(%s)", [pid])
+
+
+def backend_pid(connection: BaseDatabaseWrapper) -> int:
+    return int(_rows(connection, "SELECT pg_backend_pid()")[0][0])
+
+
 def database_sessions(cursor: Any, name: str) -> list[Session]:
     cursor.execute(
         f"SELECT {_SESSION_COLUMNS} FROM pg_stat_activity a "

@@ -353,6 +353,40 @@ def test_killed_just_after_the_commit_the_next_runs_say_what_may_have_happened(b
     assert scratch_db.query("SELECT count(*) FROM sales_ticket") == [(3,)]
 
 
+OWN_CONNECTION_SEED = """\
+import os
+
+import psycopg
+
+
+def ddl(database, report):
+    url = os.environ["DATABASE_URL"]
+    with psycopg.connect(url, application_name="own seed", autocommit=True) as conn:
+        conn.execute("ALTER TABLE catalog_category ADD COLUMN note text")
+"""
+
+
+def test_a_seed_waiting_on_its_own_connection_for_the_resets_locks_fails_naming_it(
+    built, scratch_db
+):
+    built.append("own_seeds.py", OWN_CONNECTION_SEED)
+    settings_line(built, 'DJANGO_RESETDB["SEEDS"] = [*DJANGO_RESETDB["SEEDS"], "own_seeds.ddl"]\n')
+    settings_line(built, 'DJANGO_RESETDB["LOCK_TIMEOUT"] = 1\n')
+    before = state(built, scratch_db)
+
+    result = built.manage("resetdb", "--no-input", url=scratch_db.url(), timeout=60)
+
+    assert result.returncode == 1, result.stderr
+    assert re.fullmatch(
+        r"CommandError: Seed 'own_seeds.ddl' failed: it opened its own connection \(pid \d+, "
+        r"application 'own seed'\) that waited for a lock this reset holds, cancelled after "
+        r"1 s; use the alias the seed is given \('default'\); nothing was written.\n",
+        result.stderr,
+    ), result.stderr
+    assert state(built, scratch_db) == before
+    assert "note" not in columns(scratch_db, "catalog_category")
+
+
 @pytest.mark.parametrize(
     ("settings", "refusal"),
     [
