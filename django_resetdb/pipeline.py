@@ -369,11 +369,11 @@ def run_plan(
             if keeping:
                 assert cache is not None
                 _keep(plan, cache, result, log)
+            result.seconds = time.monotonic() - started
         except KeyboardInterrupt as exc:
             # The half-made copy, if any, is dropped by the next run.
             message = _interrupted_after(plan, result, restored, keeping)
             raise ResetError(message, returncode=INTERRUPTED) from exc
-    result.seconds = time.monotonic() - started
     return result
 
 

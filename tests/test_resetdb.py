@@ -306,6 +306,20 @@ def test_ctrl_c_just_after_the_commit_finishes_the_reset_and_says_so(built, scra
     assert status(backup) == "complete"
 
 
+def test_ctrl_c_while_the_summary_is_printed_says_the_reset_is_complete(built, scratch_db):
+    result = built.python(
+        "faults.py", "resetdb", "--no-input",
+        url=scratch_db.url(), env={"RESETDB_FAULT": "summary:sigint"},
+    )  # fmt: skip
+
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == (
+        "CommandError: Interrupted after the reset had finished: it is complete.\n"
+    )
+    # Rebuilt: the row added by hand is gone.
+    assert scratch_db.query("SELECT count(*) FROM catalog_category WHERE slug = 'maps'") == [(0,)]
+
+
 def test_killed_just_after_the_commit_the_next_runs_say_what_may_have_happened(built, scratch_db):
     add_nickname(built)
     process = built.start(

@@ -6,6 +6,7 @@ from a rebuild) and the rows."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -485,20 +486,24 @@ def test_ctrl_c_just_after_the_swap_of_a_changed_project_keeps_the_new_files(cac
     assert status(cached.backups()[-1]) == "complete"
 
 
-def uncommented_leftovers() -> set[str]:
-    """Databases named like the tool's own that carry no comment, from the catalog."""
+def uncommented_leftovers(target: str) -> set[str]:
+    """Databases named like the tool's own that carry no comment, from the catalog: any
+    snapshot, and the copies in the making whose name is made from ``target``'s (those
+    of other targets may be in the making now, in other tests)."""
+    digest = hashlib.sha256(target.encode()).hexdigest()[:20]
     with connect("postgres") as admin:
         rows = admin.execute(
             "SELECT datname FROM pg_database WHERE (starts_with(datname, 'resetdb_snap_') "
-            "OR starts_with(datname, 'resetdb_swap_')) "
-            "AND shobj_description(oid, 'pg_database') IS NULL"
+            "OR (starts_with(datname, 'resetdb_swap_') AND strpos(datname, %s) > 0)) "
+            "AND shobj_description(oid, 'pg_database') IS NULL",
+            [digest],
         ).fetchall()
     return {name for (name,) in rows}
 
 
 def test_killed_while_a_snapshot_is_kept_the_copy_is_listed_and_dropped(project, scratch_db):
     prepare(project, FAST_HASHER)
-    before = uncommented_leftovers()
+    before = uncommented_leftovers(scratch_db.name)
     process = project.start(
         "faults.py", "resetdb", "--no-input",
         url=scratch_db.url(), env={"RESETDB_FAULT": "snapshot:pause"},
@@ -513,7 +518,7 @@ def test_killed_while_a_snapshot_is_kept_the_copy_is_listed_and_dropped(project,
         finally:
             process.send_signal(signal.SIGKILL)
             process.communicate()
-        left = uncommented_leftovers() - before
+        left = uncommented_leftovers(scratch_db.name) - before
         assert len(left) == 1, left
         (name,) = left
         assert snapshots_of(scratch_db.name) == []
@@ -528,7 +533,7 @@ def test_killed_while_a_snapshot_is_kept_the_copy_is_listed_and_dropped(project,
         again = project.manage("resetdb", "--no-input", url=scratch_db.url())
 
         assert again.returncode == 0, again.stderr
-        assert name not in uncommented_leftovers()
+        assert name not in uncommented_leftovers(scratch_db.name)
         assert len(snapshots_of(scratch_db.name)) == 1
     finally:
         for name in left:

@@ -87,6 +87,8 @@ class Command(ResetCommand):
             # What the user waited for: Python's and Django's start-up and the planning too.
             started=clock.PROCESS_STARTED,
         )
+        # From here a Ctrl-C stops only the printing: nothing is undone.
+        self.interrupted_message = "Interrupted after the reset had finished: it is complete."
         if verbosity >= 1:
             self.stdout.write(self.style.SUCCESS(result.summary()))
 
