@@ -6,8 +6,9 @@ Identifiers are quoted with ``psycopg.sql.Identifier``, values go as parameters
 
 from __future__ import annotations
 
+import contextlib
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -906,6 +907,27 @@ def databases_like(
     return [(name, comment, int(size)) for name, comment, size in cursor.fetchall()]
 
 
+def waiting_on(cursor: Any, pid: int, seconds: float) -> list[Session]:
+    """The sessions that have waited more than ``seconds`` for a lock session ``pid``
+    holds."""
+    cursor.execute(
+        f"SELECT DISTINCT {_SESSION_COLUMNS} FROM pg_stat_activity a "
+        "JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted "
+        "WHERE %s = ANY(pg_blocking_pids(a.pid)) "
+        "AND clock_timestamp() - l.waitstart > make_interval(secs => %s) ORDER BY a.pid",
+        [pid, seconds],
+    )
+    return [Session(*row) for row in cursor.fetchall()]
+
+
+def cancel_on(cursor: Any, pid: int) -> None:
+    cursor.execute("SELECT pg_cancel_backend(%s)", [pid])
+
+
+def backend_pid(connection: BaseDatabaseWrapper) -> int:
+    return int(_rows(connection, "SELECT pg_backend_pid()")[0][0])
+
+
 def database_sessions(cursor: Any, name: str) -> list[Session]:
     cursor.execute(
         f"SELECT {_SESSION_COLUMNS} FROM pg_stat_activity a "
@@ -949,13 +971,30 @@ def swap_databases(cursor: Any, statements: Sequence[sql.Composable]) -> bool:
     return True
 
 
+def _database_name_key(name: str) -> int:
+    return zlib.crc32(f"django_resetdb:{name}".encode()) & 0x7FFFFFFF
+
+
 def lock_database_name(cursor: Any, name: str, seconds: float) -> None:
     """Session lock on the maintenance database for work on database ``name``: one
     snapshot or swap at a time per database. Waits at most ``seconds``."""
-    key = zlib.crc32(f"django_resetdb:{name}".encode()) & 0x7FFFFFFF
     milliseconds = max(1, round(seconds * 1000))
     cursor.execute("SELECT set_config('lock_timeout', %s, false)", [f"{milliseconds}ms"])
-    cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+    cursor.execute("SELECT pg_advisory_lock(%s)", [_database_name_key(name)])
+
+
+@contextlib.contextmanager
+def database_name_free(cursor: Any, name: str) -> Iterator[bool]:
+    """Whether no snapshot or swap of database ``name`` is being made now: the lock of
+    :func:`lock_database_name`, taken without waiting and held while inside."""
+    key = _database_name_key(name)
+    cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+    (free,) = cursor.fetchone()
+    try:
+        yield bool(free)
+    finally:
+        if free:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
 @dataclass(frozen=True)

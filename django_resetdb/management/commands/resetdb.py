@@ -87,6 +87,8 @@ class Command(ResetCommand):
             # What the user waited for: start-up (from the command line) and planning too.
             started=self.started,
         )
+        # From here a Ctrl-C stops only the printing: nothing is undone.
+        self.interrupted_message = "Interrupted after the reset had finished: it is complete."
         if verbosity >= 1:
             self.stdout.write(self.style.SUCCESS(result.summary()))
 
@@ -109,6 +111,10 @@ class Command(ResetCommand):
             found = snapshots.listed(alias, database, sizes=True)
             for snapshot in found:
                 self.stdout.write(f"  {snapshot.describe()}")
+            for name in snapshots.half_made(alias, database):
+                self.stdout.write(
+                    f"  {name}  left half-made by an interrupted run; the next run drops it"
+                )
             size = sum(s.size for s in found) / 2**20
             self.stdout.write(
                 f"{len(found)} snapshot(s) of database {database!r} (alias {alias!r}), "
