@@ -32,6 +32,9 @@ FORMAT = 1
 
 # Status of a backup, as the manifest records it.
 IN_PROGRESS = "in progress"
+# The new files are written and verified; the database is committing. A run killed now
+# may have left the database rebuilt from them, or as it was.
+COMMITTING = "committing"
 COMPLETE = "complete"
 ROLLED_BACK = "rolled back"
 RESTORED = "restored"
@@ -366,6 +369,13 @@ def interrupted(root: Path) -> list[Backup]:
     Call it holding :func:`files_lock`: a backup of a run going on now is in progress too.
     """
     return [backup for backup in list_backups(root) if backup.status == IN_PROGRESS]
+
+
+def committing(root: Path) -> list[Backup]:
+    """Backups of runs killed while their database committed: the new files are whole,
+    the database may be rebuilt from them or be as it was. Call it holding
+    :func:`files_lock`, as :func:`interrupted`."""
+    return [backup for backup in list_backups(root) if backup.status == COMMITTING]
 
 
 # Lock files held by this process, with how many times: the lock is re-entrant here.

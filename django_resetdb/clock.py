@@ -47,16 +47,11 @@ def _age_from_proc() -> float | None:
     return age if age >= -1.0 else None
 
 
-def _started() -> tuple[float, str]:
+def _started() -> float:
     age = _age_from_proc()
     if age is None:
-        return _IMPORTED, "import"
-    return min(time.monotonic() - max(age, 0.0), _IMPORTED), "process"
+        return _IMPORTED
+    return min(time.monotonic() - max(age, 0.0), _IMPORTED)
 
 
-PROCESS_STARTED, SOURCE = _started()
-
-
-def since_start() -> float:
-    """Seconds since the process started (see the module's docstring for how it knows)."""
-    return time.monotonic() - PROCESS_STARTED
+PROCESS_STARTED = _started()

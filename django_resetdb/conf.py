@@ -61,18 +61,25 @@ def user_settings() -> Any:
     return getattr(settings, SETTING_NAME, {})
 
 
+def enabled_value(enabled: object) -> bool:
+    """Only a real ``True`` enables resets, or ``None`` with ``DEBUG = True``: ``"false"``,
+    ``1`` or ``"yes"`` are true to ``bool()`` but are a settings mistake, and a mistake must
+    not switch on a command that drops data, whatever the system checks said (they do not
+    run under ``call_command`` or ``--skip-checks``)."""
+    if enabled is None:
+        return settings.DEBUG is True
+    return enabled is True
+
+
 @functools.cache
 def get_settings() -> ResetDBSettings:
     """Return the merged settings; invalid values are reported by the system checks."""
     raw = user_settings()
     merged = {**DEFAULTS, **(raw if isinstance(raw, dict) else {})}
-    enabled = merged["ENABLED"]
-    if enabled is None:
-        enabled = bool(settings.DEBUG)
     apps = merged["APPS"]
     backup_dir = merged["BACKUP_DIR"]
     return ResetDBSettings(
-        enabled=bool(enabled),
+        enabled=enabled_value(merged["ENABLED"]),
         hosts=tuple(merged["HOSTS"]),
         schemas=tuple(merged["SCHEMAS"]),
         apps=None if apps is None else tuple(apps),

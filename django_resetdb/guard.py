@@ -8,16 +8,28 @@ target and asks for the database name. ``--no-input`` skips only the prompt.
 from __future__ import annotations
 
 import fnmatch
+import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_resetdb import postgres
-from django_resetdb.conf import SETTING_NAME, get_settings
+from django_resetdb.conf import SETTING_NAME, get_settings, user_settings
 from django_resetdb.exceptions import Refused, ResetError
 
-PROTECTED_VALUES = frozenset({"on", "true", "yes", "1"})
+# (word, meaning, fewest letters of it that count): "o" alone is neither on nor off.
+BOOL_WORDS = (
+    ("true", True, 1),
+    ("yes", True, 1),
+    ("on", True, 2),
+    ("false", False, 1),
+    ("no", False, 1),
+    ("off", False, 2),
+)
 
 
 @dataclass(frozen=True)
@@ -30,9 +42,17 @@ class Target:
     schemas: tuple[str, ...]
     tables: int
     sessions: tuple[postgres.Session, ...]
+    address: str = ""  # the address reached; "" over a Unix socket
+
+    def host_shown(self) -> str:
+        host = self.host or "(default socket)"
+        # The name alone can hide where the connection went (hostaddr, PGHOSTADDR).
+        if self.address and self.address != self.host:
+            return f"{host} ({self.address})"
+        return host
 
     def one_line(self) -> str:
-        where = f"{self.host or '(default socket)'}:{self.port}"
+        where = f"{self.host_shown()}:{self.port}"
         return (
             f"Target: database {self.database!r} (alias {self.alias!r}) on {where} as "
             f"{self.user!r}, schema(s) {', '.join(self.schemas)}: {self.tables} table(s), "
@@ -43,7 +63,7 @@ class Target:
         sessions = f"{len(self.sessions)} other session(s) connected"
         rows = [
             ("alias", self.alias),
-            ("host", self.host or "(default socket)"),
+            ("host", self.host_shown()),
             ("port", str(self.port)),
             ("database", self.database),
             ("user", self.user),
@@ -63,13 +83,128 @@ def host_allowed(host: str, patterns: Sequence[str]) -> bool:
     )
 
 
+def _listed(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",")] if value else []
+
+
+def configured_hosts(connection: BaseDatabaseWrapper) -> tuple[list[str], list[str]]:
+    """Every host name and address the settings (or PGHOST / PGHOSTADDR) let a connection
+    go to: with several hosts, the next connection may reach another one than this one."""
+    params = connection.get_connection_params()
+    hosts = str(params.get("host") or os.environ.get("PGHOST", ""))
+    addresses = str(params.get("hostaddr") or os.environ.get("PGHOSTADDR", ""))
+    return _listed(hosts), _listed(addresses)
+
+
+def _is_socket(host: str) -> bool:
+    # libpq takes a host starting with "/" (or "@", Linux's abstract namespace) as a
+    # Unix socket directory.
+    return host.startswith(("/", "@"))
+
+
+def _addresses_of(host: str) -> set[str]:
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return set()
+    return {str(sockaddr[0]) for *_, sockaddr in found}
+
+
+def check_hosts(
+    connection: BaseDatabaseWrapper,
+    where: postgres.ConnectionTarget,
+    alias: str,
+    command: str,
+    patterns: Sequence[str],
+) -> None:
+    """The second gate: every host name, and every address, against ``HOSTS``.
+
+    An address passes when it is listed itself, or when a listed host name resolves to
+    it: ``hostaddr`` and PGHOSTADDR send a connection to an address whatever the host
+    name says, so the name alone proves nothing.
+    """
+    if "*" in patterns:
+        return
+    names, addresses = configured_hosts(connection)
+    for name in [where.host, *names]:
+        if not host_allowed(name, patterns):
+            raise Refused(
+                f"{command} refused: host {name!r} of database alias {alias!r} is not in "
+                f"{SETTING_NAME}['HOSTS']; add it there to allow resets on that server."
+            )
+    reached = [] if _is_socket(where.host) else [where.address]
+    resolved: set[str] | None = None
+    for address in [*reached, *addresses]:
+        if host_allowed(address, patterns):
+            continue
+        if resolved is None:
+            resolved = set().union(*(_addresses_of(name) for name in {where.host, *names} if name))
+        if address not in resolved:
+            raise Refused(
+                f"{command} refused: address {address!r} (host {where.host!r}) of database "
+                f"alias {alias!r} is not in {SETTING_NAME}['HOSTS'], nor an address of a "
+                f"host name listed there; add it there to allow resets on that server."
+            )
+
+
 def check_enabled(command: str) -> None:
     """The first gate, and the only one for commands that touch no database."""
-    if not get_settings().enabled:
+    if get_settings().enabled:
+        return
+    raw = user_settings()
+    enabled = raw.get("ENABLED") if isinstance(raw, dict) else None
+    debug = settings.DEBUG
+    if enabled is None and debug is not False:
         raise Refused(
-            f"{command} refused: {SETTING_NAME}['ENABLED'] is False for this project "
-            f"(it defaults to DEBUG); set it to True in a development or CI settings "
+            f"{command} refused: {SETTING_NAME}['ENABLED'] defaults to DEBUG, which is "
+            f"{debug!r}, not True; set ENABLED to True in a development or CI settings "
             f"module to allow resets."
+        )
+    if enabled is not None and enabled is not False:
+        raise Refused(
+            f"{command} refused: {SETTING_NAME}['ENABLED'] is {enabled!r}, not the bool "
+            f"True; set it to True in a development or CI settings module to allow resets."
+        )
+    raise Refused(
+        f"{command} refused: {SETTING_NAME}['ENABLED'] is False for this project "
+        f"(it defaults to DEBUG); set it to True in a development or CI settings "
+        f"module to allow resets."
+    )
+
+
+def parse_bool(value: str) -> bool | None:
+    """``value`` read as PostgreSQL reads a boolean setting (its ``parse_bool``): any
+    prefix of true, yes, false or no, at least two letters of on or off, 1 or 0, in any
+    case, surrounding spaces ignored; ``None`` when it is neither true nor false."""
+    word = value.strip().lower()
+    if word in ("1", "0"):
+        return word == "1"
+    for spelling, meaning, shortest in BOOL_WORDS:
+        if len(word) >= shortest and spelling.startswith(word):
+            return meaning
+    return None
+
+
+def check_protected(connection: BaseDatabaseWrapper, database: str, command: str) -> None:
+    """The third gate: the marker a DBA stored; a value that is neither true nor false
+    protects too, since it says someone meant something."""
+    for marker in postgres.protected_markers(connection):
+        meaning = parse_bool(marker.value)
+        if meaning is False:
+            continue
+        if meaning is True:
+            raise Refused(
+                f"{command} refused: database {database!r} is protected by the PostgreSQL "
+                f"setting {postgres.PROTECTED_SETTING} = {marker.value!r} stored for "
+                f"{marker.place()}; only its removal (ALTER DATABASE/ROLE ... RESET "
+                f"{postgres.PROTECTED_SETTING}) allows resets."
+            )
+        raise Refused(
+            f"{command} refused: database {database!r} has the PostgreSQL setting "
+            f"{postgres.PROTECTED_SETTING} = {marker.value!r} stored for {marker.place()}, "
+            f"which is neither on nor off, so it counts as protected; set it to off or "
+            f"remove it (ALTER DATABASE/ROLE ... RESET {postgres.PROTECTED_SETTING}) to "
+            f"allow resets."
         )
 
 
@@ -87,18 +222,8 @@ def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
         where = postgres.connection_target(connection)
     except Exception as exc:
         raise ResetError(f"Cannot connect to database alias {alias!r}: {exc}") from exc
-    if not host_allowed(where.host, conf.hosts):
-        raise Refused(
-            f"{command} refused: host {where.host!r} of database alias {alias!r} is not in "
-            f"{SETTING_NAME}['HOSTS']; add it there to allow resets on that server."
-        )
-    marker = postgres.protected_marker(connection)
-    if marker is not None and marker.strip().lower() in PROTECTED_VALUES:
-        raise Refused(
-            f"{command} refused: database {where.database!r} is protected by the PostgreSQL "
-            f"setting {postgres.PROTECTED_SETTING} = {marker!r}; only its removal "
-            f"(ALTER DATABASE/ROLE ... RESET {postgres.PROTECTED_SETTING}) allows resets."
-        )
+    check_hosts(connection, where, alias, command, conf.hosts)
+    check_protected(connection, where.database, command)
     return Target(
         alias=alias,
         host=where.host,
@@ -108,6 +233,7 @@ def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
         schemas=tuple(schemas),
         tables=postgres.count_tables(connection, schemas),
         sessions=tuple(postgres.other_sessions(connection)),
+        address=where.address,
     )
 
 

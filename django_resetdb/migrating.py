@@ -120,9 +120,10 @@ class _Migrate(MigrateCommand):
     def migration_progress_callback(
         self, action: str, migration: Migration | None = None, fake: bool = False
     ) -> None:
-        super().migration_progress_callback(action, migration, fake)
+        # Before migrate prints " OK": the checks fired here belong to the migration.
         if action == "apply_success":
             postgres.end_of_migration(connections[self.alias])
+        super().migration_progress_callback(action, migration, fake)
 
 
 def migrate(alias: str, *, output: Any | None = None) -> MigrateResult:
@@ -187,6 +188,8 @@ class PlannedSQL:
     # sequences): the answer describes the database as it is now, not as the earlier
     # migrations would leave a new schema.
     looked_up: bool = False
+    # It asked and the database had none: what would drop them is missing from the SQL.
+    found_none: bool = False
 
 
 # Lookups of the database as it is, which the schema editor makes to name what it drops.
@@ -214,7 +217,8 @@ def planned_sql(alias: str, plan: MigrationPlan | None) -> Iterator[PlannedSQL]:
             "(every migration)",
             not_shown=(
                 f"the planned migrations cannot be loaded: {cause}; resetdb would fail "
-                "here, roll back and put the migration files back"
+                "here and roll back"
+                + (", and put the migration files back" if plan is not None else "")
             ),
         )
         return
@@ -248,8 +252,12 @@ def _note_lookups(editor: Any, planned: PlannedSQL) -> None:
             continue
 
         def noted(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
-            planned.looked_up = True
-            return _method(*args, **kwargs)
+            found = _method(*args, **kwargs)
+            if found:
+                planned.looked_up = True
+            else:
+                planned.found_none = True
+            return found
 
         setattr(editor, name, noted)
 

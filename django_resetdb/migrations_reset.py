@@ -448,6 +448,10 @@ def _cycle(plan: MigrationPlan) -> list[tuple[str, str]]:
             (label, name)
             for label, _, name in (node.partition(".") for node in str(exc).split(", "))
         ]
+    except Exception as exc:
+        raise ResetError(
+            f"Cannot load the planned migrations: {type(exc).__name__}: {exc}; no file was changed."
+        ) from exc
     return []
 
 
@@ -533,8 +537,37 @@ def refuse_hand_written(
         )
 
 
-def refuse_interrupted(backup_root: Path, command: str = "resetmigrations") -> None:
-    """Refuse when an earlier run was killed half-way, or fail when one runs now."""
+def forced_loss(plan: MigrationPlan) -> str:
+    """What ``--force`` loses, in one sentence naming the data migrations."""
+    data = sorted(
+        {
+            f"{display(item.file, plan.root)} ({item.kind})"
+            for item in plan.hand_written
+            if item.kind == "RunPython"
+        }
+    )
+    sentence = "--force: the hand-written content above is not carried into the new files"
+    if data:
+        sentence += (
+            f"; these data migrations will not run again, and the rows they create will be "
+            f"missing from a database built from the new files: {'; '.join(data)}"
+        )
+    if any(item.kind != "RunPython" for item in plan.hand_written):
+        sentence += (
+            "; nor will the other operations listed (what RunSQL writes, a custom "
+            "operation's effect, run_before ordering)"
+        )
+    return sentence + "."
+
+
+def refuse_interrupted(
+    backup_root: Path, command: str = "resetmigrations", *, rebuilds: bool = False
+) -> list[backups.Backup]:
+    """Refuse when an earlier run was killed half-way, or fail when one runs now.
+
+    A run killed while its database committed left whole files: a command that
+    ``rebuilds`` the database from them goes ahead, and is given those backups to mark
+    complete once it has; any other refuses, saying what may have happened."""
     running = backups.busy_elsewhere(backup_root)
     if running:
         raise ResetError(
@@ -549,6 +582,18 @@ def refuse_interrupted(backup_root: Path, command: str = "resetmigrations") -> N
             f"(backup {name!r}), so the migration files may be half written; run "
             f"'manage.py resetmigrations --restore {name}' first."
         )
+    committed = backups.committing(backup_root)
+    if committed and not rebuilds:
+        name = committed[-1].name
+        raise Refused(
+            f"{command} refused: an earlier run was interrupted while it committed the "
+            f"database (backup {name!r}): the new migration files are in place and whole, "
+            "and the database may already be rebuilt from them or still be as it was; run "
+            f"'manage.py resetdb' to rebuild it from these files, or 'manage.py "
+            f"resetmigrations --restore {name}' and then 'manage.py resetdb "
+            "--keep-migrations'."
+        )
+    return committed
 
 
 def apply_plan(
@@ -600,6 +645,20 @@ def apply_plan(
 def finish_plan(applied: AppliedPlan) -> None:
     if applied.backup is not None:
         applied.backup.mark(backups.COMPLETE)
+
+
+def committing_plan(applied: AppliedPlan) -> None:
+    """Record that the database is about to commit: a run killed from now on may have
+    left it rebuilt from the new files."""
+    if applied.backup is not None:
+        applied.backup.mark(backups.COMMITTING)
+
+
+def reopen_plan(applied: AppliedPlan) -> None:
+    """Back from :func:`committing_plan` when the commit did not happen (a swap that
+    could not be made: the reset goes on in place)."""
+    if applied.backup is not None and applied.backup.status == backups.COMMITTING:
+        applied.backup.mark(backups.IN_PROGRESS)
 
 
 def undo_plan(applied: AppliedPlan, log: Log = _quiet) -> None:

@@ -25,6 +25,7 @@ from django_resetdb import (
     clock,
     dependencies,
     guard,
+    interrupts,
     migrating,
     postgres,
     seeding,
@@ -37,9 +38,11 @@ from django_resetdb.migrations_reset import (
     AppliedPlan,
     MigrationPlan,
     apply_plan,
+    committing_plan,
     finish_plan,
     plan_migrations,
     refuse_interrupted,
+    reopen_plan,
     undo_plan,
 )
 from django_resetdb.schemas import Log, planned_statements, reset_schemas, take_reset_lock
@@ -216,7 +219,7 @@ def plan_reset(
         raise ResetError("No database to reset.")
     targets = [guard.check(alias, COMMAND, conf.schemas) for alias in aliases]
     _refuse_same_database(targets)
-    refuse_interrupted(conf.backup_dir, COMMAND)
+    refuse_interrupted(conf.backup_dir, COMMAND, rebuilds=True)
     seeds = None
     if seed:
         entries = seeding.configured_seeds()
@@ -338,25 +341,64 @@ def run_plan(
 
     cache = plan.snapshot
     sweeper = None
-    if (cache is not None and not cache.unusable) or plan.swap is not None:
+    if len(plan.targets) == 1:
+        # Even with the cache off: what earlier restores replaced, or killed runs left
+        # half-made, would otherwise stay for good.
         target = plan.targets[0]
+        usable = cache is not None and not cache.unusable
         spare = {cache.existing.name} if cache is not None and cache.existing else set()
         # A run that will keep a snapshot makes room for it now, before it dirties the
         # server's cache: dropping a database later would have to write all of that.
-        room = int(cache is not None and not cache.unusable and cache.existing is None)
-        sweeper = snapshots.Sweeper(target.alias, target.database, spare, room)
+        room = int(usable and cache is not None and cache.existing is None)
+        sweeper = snapshots.Sweeper(
+            target.alias, target.database, spare, room, snapshots=usable or plan.swap is not None
+        )
         sweeper.start()
-    try:
-        restored = _carry_out(plan, result, terminate_blockers, log, migrate_output)
-    finally:
-        if sweeper is not None:
-            waited = sweeper.finish(log)
-            if waited:
-                result.timings["sweep"] = waited
-    if not restored and cache is not None and not cache.unusable:
-        _keep(plan, cache, result, log)
-    result.seconds = time.monotonic() - started
+    with interrupts.handled():
+        try:
+            restored = _carry_out(plan, result, terminate_blockers, log, migrate_output)
+        finally:
+            if sweeper is not None:
+                waited = sweeper.finish(log)
+                if waited:
+                    result.timings["sweep"] = waited
+            # Deferred since the commit began: the reset is done, files and databases.
+            late = interrupts.resume()
+        keeping = not restored and cache is not None and not cache.unusable
+        if late:
+            message = _interrupted_after(plan, result, restored, keeping)
+            raise ResetError(message, returncode=INTERRUPTED)
+        try:
+            if keeping:
+                assert cache is not None
+                _keep(plan, cache, result, log)
+            result.seconds = time.monotonic() - started
+        except KeyboardInterrupt as exc:
+            # The half-made copy, if any, is dropped by the next run.
+            message = _interrupted_after(plan, result, restored, keeping)
+            raise ResetError(message, returncode=INTERRUPTED) from exc
     return result
+
+
+def _interrupted_after(plan: ResetPlan, result: ResetResult, restored: bool, keeping: bool) -> str:
+    """What a Ctrl-C once the databases have committed leaves: the whole reset."""
+    if restored:
+        what = "the snapshot was restored"
+    elif any("swap" in database.timings for database in result.databases):
+        what = "the new database was swapped in"
+    elif len(plan.aliases) > 1:
+        what = "the databases were rebuilt"
+    else:
+        what = "the database was rebuilt"
+    applied = result.migrations
+    if applied is not None and applied.backup is not None:
+        files = "the new migration files are in place"
+    elif plan.migrations is None and not plan.unchanged:
+        files = "the migration files were kept as they are"
+    else:
+        files = "the migration files needed no change"
+    kept = "; no snapshot was kept" if keeping else ""
+    return f"Interrupted after {what}: the reset is complete ({files}){kept}."
 
 
 def _carry_out(
@@ -373,7 +415,13 @@ def _carry_out(
     with backups.files_lock(conf.backup_dir, conf.lock_timeout):
         _log_wait(log, time.monotonic() - step, "for another run changing the migration files")
         # Again, now that no other run can be half-way.
-        refuse_interrupted(conf.backup_dir, COMMAND)
+        earlier = refuse_interrupted(conf.backup_dir, COMMAND, rebuilds=True)
+        for backup in earlier:
+            log(
+                f"  migrations  an earlier run was interrupted while it committed (backup "
+                f"{backup.name}): rebuilding from the migration files it left",
+                1,
+            )
         restored = plan.restoring and _from_snapshot(plan, result, terminate_blockers, log)
         if not restored and plan.unchanged:
             # Restoring was the point of skipping the plan; rebuilding needs it.
@@ -390,6 +438,9 @@ def _carry_out(
                 _rebuild_all(plan, result, terminate_blockers, log, migrate_output)
         if result.migrations is not None:
             finish_plan(result.migrations)
+        # The database is now rebuilt from the files those runs left, or from newer ones.
+        for backup in earlier:
+            backup.mark(backups.COMPLETE)
     return restored
 
 
@@ -431,9 +482,23 @@ def _rebuild_all(
                 result.databases.append(database)
             for alias in plan.aliases:
                 postgres.check_deferred_constraints(connections[alias])
+            _committing(result)
+            interrupts.defer()  # until run_plan has finished what the commit began
     except BaseException as exc:
+        # The commit failed, or never began: a Ctrl-C deferred meanwhile changes nothing.
+        interrupts.resume()
         _undo(result.migrations, exc, log)
         raise
+
+
+def _committing(result: ResetResult) -> None:
+    if result.migrations is not None:
+        committing_plan(result.migrations)
+
+
+def _reopen(result: ResetResult) -> None:
+    if result.migrations is not None:
+        reopen_plan(result.migrations)
 
 
 def _from_snapshot(
@@ -459,9 +524,14 @@ def _from_snapshot(
     try:
         _apply_files(plan, result, log)
         seconds = snapshots.restore(
-            cache, terminate_blockers=terminate_blockers, log=_indented(log, 0), inside=inside
+            cache,
+            terminate_blockers=terminate_blockers,
+            log=_indented(log, 0),
+            inside=inside,
+            committing=lambda: _committing(result),
         )
     except snapshots.NotRestorable as exc:
+        _reopen(result)
         log(f"  snapshot    not used: {exc}", 1)
         return False
     except BaseException as exc:
@@ -525,8 +595,10 @@ def _build_and_swap(
             terminate_blockers=terminate_blockers,
             log=_indented(log, 0),
             ready=ready,
+            committing=lambda: _committing(result),
         )
     except snapshots.NotRestorable as exc:
+        _reopen(result)
         if started:
             log(
                 f"  database    the new database was dropped, not swapped in: {exc}; "
@@ -752,6 +824,12 @@ def _dry_run_sql(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
             yield (
                 "  -- (names of existing constraints or sequences were looked up in the "
                 "database as it is now, not as the earlier migrations leave it)"
+            )
+        if planned.found_none:
+            yield (
+                "  -- (names of existing constraints or sequences were looked up in the "
+                "database as it is now and some were not there: the statements that would "
+                "drop or rename them are missing here)"
             )
         for statement in planned.statements:
             yield from _wrapped_statement(f"  {statement}")

@@ -6,8 +6,9 @@ Identifiers are quoted with ``psycopg.sql.Identifier``, values go as parameters
 
 from __future__ import annotations
 
+import contextlib
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,12 +46,14 @@ class Session:
     # A client backend the current role may end (its own role's, or any but a
     # superuser's with pg_signal_backend, or any for a superuser).
     endable: bool = False
+    advisory: bool = False  # holds an advisory lock
 
     @property
     def idle(self) -> bool:
-        """Waiting for its next command, outside any transaction: ending it loses
-        nothing but the connection, which a client such as Django opens again."""
-        return self.state == "idle"
+        """Waiting for its next command, outside any transaction and holding no lock:
+        ending it loses the connection (which a client such as Django opens again) and
+        its session state, which a rebuilt database would not match anyway."""
+        return self.state == "idle" and not self.advisory
 
     def label(self) -> str:
         client = f"client {self.client}" if self.client else "local socket"
@@ -72,6 +75,7 @@ class ConnectionTarget:
     port: int
     database: str
     user: str
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,12 +139,61 @@ def connection_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
     raw = connection.connection
     assert raw is not None
     info = raw.info
-    return ConnectionTarget(host=info.host, port=info.port, database=info.dbname, user=info.user)
+    return ConnectionTarget(
+        host=info.host,
+        port=info.port,
+        database=info.dbname,
+        user=info.user,
+        # The address libpq really reached, whatever the name said (hostaddr,
+        # PGHOSTADDR, a service file); "" over a Unix socket.
+        address=info.hostaddr,
+    )
 
 
-def protected_marker(connection: BaseDatabaseWrapper) -> str | None:
-    (value,) = _rows(connection, "SELECT current_setting(%s, true)", [PROTECTED_SETTING])[0]
-    return value or None
+@dataclass(frozen=True)
+class StoredSetting:
+    """A value of a setting as ``ALTER DATABASE/ROLE ... SET`` stored it."""
+
+    value: str
+    database: str | None  # None: stored for every database
+    role: str | None  # None: stored for every role
+
+    def place(self) -> str:
+        if self.database and self.role:
+            return f"role {self.role!r} in the database"
+        if self.role:
+            return f"role {self.role!r}"
+        if self.database:
+            return "the database"
+        return "all roles (ALTER ROLE ALL)"
+
+
+def protected_markers(connection: BaseDatabaseWrapper) -> list[StoredSetting]:
+    """The ``django_resetdb.protected`` values stored for this database, for the roles the
+    session logged in as and acts as, and for both together.
+
+    Read from pg_db_role_setting, not current_setting(): the client chooses the session's
+    value (``options=-c ...``, PGOPTIONS, SET) and would switch the DBA's marker off.
+    """
+    rows = _rows(
+        connection,
+        "SELECT d.datname, r.rolname, c.entry "
+        "FROM pg_db_role_setting s "
+        "LEFT JOIN pg_database d ON d.oid = s.setdatabase "
+        "LEFT JOIN pg_roles r ON r.oid = s.setrole "
+        "CROSS JOIN LATERAL unnest(s.setconfig) AS c(entry) "
+        "WHERE (s.setdatabase = 0 OR d.datname = current_database()) "
+        "AND (s.setrole = 0 OR r.rolname IN (session_user, current_user)) "
+        "ORDER BY CASE WHEN s.setrole = 0 THEN 0 WHEN s.setdatabase = 0 THEN 1 ELSE 2 END, "
+        "s.setdatabase = 0, r.rolname",
+    )
+    markers = []
+    for database, role, entry in rows:
+        name, _, value = entry.partition("=")
+        # Setting names are case-insensitive in PostgreSQL.
+        if name.lower() == PROTECTED_SETTING:
+            markers.append(StoredSetting(value=value, database=database, role=role))
+    return markers
 
 
 def existing_schemas(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> set[str]:
@@ -201,9 +254,17 @@ def restore_constraint_modes(connection: BaseDatabaseWrapper) -> None:
     _run(connection, sql.SQL("SET CONSTRAINTS ALL DEFERRED"))
     immediate = _rows(
         connection,
-        "SELECT n.nspname, c.conname FROM pg_constraint c "
+        "SELECT DISTINCT n.nspname, c.conname FROM pg_constraint c "
         "JOIN pg_namespace n ON n.oid = c.connamespace "
-        "WHERE c.condeferrable AND NOT c.condeferred ORDER BY 1, 2",
+        "WHERE c.condeferrable AND NOT c.condeferred "
+        # Only names this session can use: SET CONSTRAINTS needs the schema's USAGE, and
+        # another session's temporary schema is not this session's to name.
+        "AND has_schema_privilege(n.oid, 'USAGE') "
+        "AND (n.nspname NOT LIKE 'pg\\_temp\\_%%' OR n.oid = pg_my_temp_schema()) "
+        # SET CONSTRAINTS names every constraint of that name in the schema: where one
+        # of them is initially deferred, deferred is the mode that refuses nothing early.
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint d WHERE d.connamespace = "
+        "c.connamespace AND d.conname = c.conname AND d.condeferred) ORDER BY 1, 2",
     )
     if immediate:
         names = sql.SQL(", ").join(
@@ -220,8 +281,14 @@ _SESSION_COLUMNS = (
     "  WHEN (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = a.usesysid) "
     "  THEN (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) "
     "  ELSE pg_has_role(current_user, a.usesysid, 'USAGE') "
-    "    OR pg_has_role(current_user, 'pg_signal_backend', 'USAGE') END, false)"
+    "    OR pg_has_role(current_user, 'pg_signal_backend', 'USAGE') END, false), "
+    # A session-level advisory lock is held outside any transaction: an idle session
+    # holding one coordinates work that ending it would break.
+    "EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory')"
 )
+# Client sessions only: PostgreSQL itself ends the autovacuum workers of a database it
+# renames or drops, and a parallel worker belongs to a client session's query.
+_CLIENT_BACKEND = "coalesce(a.backend_type, 'client backend') = 'client backend'"
 
 
 def other_sessions(connection: BaseDatabaseWrapper) -> list[Session]:
@@ -230,7 +297,7 @@ def other_sessions(connection: BaseDatabaseWrapper) -> list[Session]:
         f"SELECT {_SESSION_COLUMNS} FROM pg_stat_activity a "
         "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
         # A role sees no backend_type for another role's sessions; they count.
-        "AND coalesce(a.backend_type, 'client backend') = 'client backend' ORDER BY a.pid",
+        f"AND {_CLIENT_BACKEND} ORDER BY a.pid",
     )
     return [Session(*row) for row in rows]
 
@@ -840,10 +907,32 @@ def databases_like(
     return [(name, comment, int(size)) for name, comment, size in cursor.fetchall()]
 
 
+def waiting_on(cursor: Any, pid: int, seconds: float) -> list[Session]:
+    """The sessions that have waited more than ``seconds`` for a lock session ``pid``
+    holds."""
+    cursor.execute(
+        f"SELECT DISTINCT {_SESSION_COLUMNS} FROM pg_stat_activity a "
+        "JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted "
+        "WHERE %s = ANY(pg_blocking_pids(a.pid)) "
+        "AND clock_timestamp() - l.waitstart > make_interval(secs => %s) ORDER BY a.pid",
+        [pid, seconds],
+    )
+    return [Session(*row) for row in cursor.fetchall()]
+
+
+def cancel_on(cursor: Any, pid: int) -> None:
+    cursor.execute("SELECT pg_cancel_backend(%s)", [pid])
+
+
+def backend_pid(connection: BaseDatabaseWrapper) -> int:
+    return int(_rows(connection, "SELECT pg_backend_pid()")[0][0])
+
+
 def database_sessions(cursor: Any, name: str) -> list[Session]:
     cursor.execute(
         f"SELECT {_SESSION_COLUMNS} FROM pg_stat_activity a "
-        "WHERE a.datname = %s AND a.pid <> pg_backend_pid() ORDER BY a.pid",
+        f"WHERE a.datname = %s AND a.pid <> pg_backend_pid() AND {_CLIENT_BACKEND} "
+        "ORDER BY a.pid",
         [name],
     )
     return [Session(*row) for row in cursor.fetchall()]
@@ -860,7 +949,8 @@ def terminate_idle_on(cursor: Any, pids: Sequence[int]) -> None:
     for pid in pids:
         cursor.execute(
             "SELECT pg_terminate_backend(a.pid, 5000) FROM pg_stat_activity a "
-            "WHERE a.pid = %s AND a.state = 'idle'",
+            "WHERE a.pid = %s AND a.state = 'idle' AND NOT EXISTS "
+            "(SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory')",
             [pid],
         )
 
@@ -881,13 +971,30 @@ def swap_databases(cursor: Any, statements: Sequence[sql.Composable]) -> bool:
     return True
 
 
+def _database_name_key(name: str) -> int:
+    return zlib.crc32(f"django_resetdb:{name}".encode()) & 0x7FFFFFFF
+
+
 def lock_database_name(cursor: Any, name: str, seconds: float) -> None:
     """Session lock on the maintenance database for work on database ``name``: one
     snapshot or swap at a time per database. Waits at most ``seconds``."""
-    key = zlib.crc32(f"django_resetdb:{name}".encode()) & 0x7FFFFFFF
     milliseconds = max(1, round(seconds * 1000))
     cursor.execute("SELECT set_config('lock_timeout', %s, false)", [f"{milliseconds}ms"])
-    cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+    cursor.execute("SELECT pg_advisory_lock(%s)", [_database_name_key(name)])
+
+
+@contextlib.contextmanager
+def database_name_free(cursor: Any, name: str) -> Iterator[bool]:
+    """Whether no snapshot or swap of database ``name`` is being made now: the lock of
+    :func:`lock_database_name`, taken without waiting and held while inside."""
+    key = _database_name_key(name)
+    cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+    (free,) = cursor.fetchone()
+    try:
+        yield bool(free)
+    finally:
+        if free:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@ configured order and in one transaction."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -180,7 +182,11 @@ def seed(
     width = max((len(s.entry) for s in seeds), default=0)
     started = time.monotonic()
     finder = FixtureFinder(database)
-    with dependencies.record() as result.reads, transaction.atomic(using=database):
+    with (
+        dependencies.record() as result.reads,
+        transaction.atomic(using=database),
+        _watching(database) as watch,
+    ):
         # Foreign keys are checked once every seed is in, as loaddata's are at commit: an
         # object may name one that comes later in its file or in a later seed, even when
         # a migrate earlier in the caller's transaction left some checked immediately.
@@ -196,9 +202,11 @@ def seed(
                     loader.finish()
                     objects = _call(item, database, log)
             except ResetError as exc:
+                watch.refuse(item, database)
                 raise ResetError(
                     f"Seed {item.entry!r} failed: {str(exc).rstrip('.')}; nothing was written."
                 ) from exc
+            watch.refuse(item, database)
             report = SeedReport(item.entry, item.kind, objects, time.monotonic() - step)
             result.reports.append(report)
             log(report.line(width), 1)
@@ -223,6 +231,65 @@ def seed(
     return result
 
 
+# How often the sessions waiting for the seeds' locks are looked at.
+WATCH_INTERVAL = 0.1
+
+
+class _LockWatch(threading.Thread):
+    """While the seeds run, cancels the statements of sessions that have waited longer
+    than ``LOCK_TIMEOUT`` for a lock this transaction holds: a seed callable's own
+    connection to the database would otherwise wait for the end of a transaction that
+    waits for it, for good."""
+
+    def __init__(self, alias: str, pid: int, seconds: float) -> None:
+        super().__init__(name="django_resetdb lock watch", daemon=True)
+        self.alias, self.pid, self.seconds = alias, pid, seconds
+        self.stopping = threading.Event()
+        self.cancelled: list[postgres.Session] = []
+        self.reported = False
+
+    def run(self) -> None:
+        # A connection of this thread's own: Django's may not cross threads.
+        connection = connections[self.alias]
+        try:
+            with connection.cursor() as cursor:
+                while not self.stopping.wait(WATCH_INTERVAL):
+                    for session in postgres.waiting_on(cursor, self.pid, self.seconds):
+                        postgres.cancel_on(cursor, session.pid)
+                        if all(s.pid != session.pid for s in self.cancelled):
+                            self.cancelled.append(session)
+        except Exception:
+            pass  # no watch then: the seeds run as they would without it
+        finally:
+            connection.close()
+
+    def refuse(self, item: Seed, database: str) -> None:
+        """Fail the seed that made a session wait, even if it went on after the cancel."""
+        if not self.cancelled or self.reported:
+            return
+        self.reported = True
+        first = self.cancelled[0]
+        raise ResetError(
+            f"Seed {item.entry!r} failed: it opened its own connection (pid {first.pid}, "
+            f"application {first.application!r}) that waited for a lock this reset holds, "
+            f"cancelled after {self.seconds:g} s; use the alias the seed is given "
+            f"({database!r}); nothing was written."
+        )
+
+
+@contextlib.contextmanager
+def _watching(database: str) -> Iterator[_LockWatch]:
+    watch = _LockWatch(
+        database, postgres.backend_pid(connections[database]), get_settings().lock_timeout
+    )
+    watch.start()
+    try:
+        yield watch
+    finally:
+        watch.stopping.set()
+        watch.join(timeout=10)
+
+
 def _call(item: Seed, database: str, log: Log) -> int | None:
     def report(message: str) -> None:
         log(f"    {message}", 2)
@@ -232,6 +299,10 @@ def _call(item: Seed, database: str, log: Log) -> int | None:
         returned = item.function(database, report)
     except ResetError:
         raise
+    except SystemExit as exc:
+        # Left to go on, it would end the command with the callable's status (0 for
+        # success) after the transaction was rolled back, or pass for a guard's refusal.
+        raise ResetError(f"it called sys.exit({exc.code!r}): a seed must return or raise") from exc
     except Exception as exc:
         raise ResetError(f"{type(exc).__name__}: {exc}") from exc
     if isinstance(returned, int) and not isinstance(returned, bool):

@@ -46,7 +46,7 @@ from django.db.migrations.autodetector import MigrationAutodetector
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ProjectState
 
-from django_resetdb import __version__, clock, dependencies, guard, postgres, seeding
+from django_resetdb import __version__, clock, dependencies, guard, interrupts, postgres, seeding
 from django_resetdb.conf import SETTING_NAME, get_settings, project_root, user_settings
 from django_resetdb.exceptions import ResetError
 from django_resetdb.migrations_reset import MigrationPlan, migration_file, normalized
@@ -160,6 +160,23 @@ def swap_names(target: str) -> tuple[str, str]:
     return f"{SWAP}new_{digest}", f"{SWAP}old_{digest}_"
 
 
+def keep_name(target: str) -> str:
+    """A snapshot's name while it is copied and marked: one that names its target, so
+    that a copy left by a killed run is known for whose it is (a snapshot's own name
+    does not tell)."""
+    digest = hashlib.sha256(target.encode()).hexdigest()[:20]
+    return f"{SWAP}keep_{digest}"
+
+
+def half_made(alias: str, target: str) -> list[str]:
+    """The databases that runs killed half-way left for ``target``: a restore's or a
+    build's new database, a snapshot being kept."""
+    names = [swap_names(target)[0], keep_name(target)]
+    with maintenance_cursor(alias) as cursor:
+        rows = postgres.databases_like(cursor, SWAP)
+    return [name for name, _, _ in rows if name in names]
+
+
 class Sweeper(threading.Thread):
     """Drops, in the background, what earlier runs left to drop: the databases restores
     replaced and the snapshots beyond ``SNAPSHOTS`` (least recently used first).
@@ -168,16 +185,25 @@ class Sweeper(threading.Thread):
     ``DROP DATABASE`` forces a checkpoint, which right after a rebuild has much to
     write); the next run drops them while it plans, before it writes much itself.
     ``spare`` names a snapshot this run is about to restore; ``room`` makes room for
-    one it is about to keep.
+    one it is about to keep. Without ``snapshots`` (the cache is off this time) the
+    snapshots are left as they are. What a run killed half-way left is dropped too,
+    unless a run is making it now.
     """
 
     def __init__(
-        self, alias: str, target: str, spare: set[str] | None = None, room: int = 0
+        self,
+        alias: str,
+        target: str,
+        spare: set[str] | None = None,
+        room: int = 0,
+        *,
+        snapshots: bool = True,
     ) -> None:
         super().__init__(name="django_resetdb sweeper", daemon=True)
         self.alias, self.target = alias, target
         self.spare = spare or set()
         self.room = room
+        self.snapshots = snapshots
         self.dropped: list[str] = []
         self.error = ""
 
@@ -185,6 +211,12 @@ class Sweeper(threading.Thread):
         try:
             # A connection of this thread's own: Django's may not cross threads.
             with maintenance_cursor(self.alias) as cursor:
+                left = [swap_names(self.target)[0], keep_name(self.target)]
+                with postgres.database_name_free(cursor, self.target) as free:
+                    for name, _, _ in postgres.databases_like(cursor, SWAP) if free else []:
+                        if name in left:
+                            postgres.run_on(cursor, [postgres.drop_database_sql(name)])
+                            self.dropped.append(name)
                 names = [name for name, _, _ in postgres.databases_like(cursor, self.prefix)]
                 kept = [
                     snapshot
@@ -194,7 +226,8 @@ class Sweeper(threading.Thread):
                     )
                     if snapshot is not None and snapshot.target == self.target
                 ]
-                names += [snapshot.name for snapshot in _stale(kept, self.spare, self.room)]
+                if self.snapshots:
+                    names += [s.name for s in _stale(kept, self.spare, self.room)]
                 for name in names:
                     postgres.run_on(cursor, [postgres.drop_database_sql(name)])
                     self.dropped.append(name)
@@ -552,6 +585,7 @@ def restore(
     terminate_blockers: bool,
     log: Callable[[str, int], None],
     inside: Callable[[], None] = lambda: None,
+    committing: Callable[[], None] = lambda: None,
 ) -> float:
     """Replace the target database with a copy of the snapshot; return the seconds.
 
@@ -572,6 +606,7 @@ def restore(
         inside=inside,
         terminate_blockers=terminate_blockers,
         log=log,
+        committing=committing,
     )
 
 
@@ -580,9 +615,10 @@ def split_sessions(
 ) -> tuple[list[postgres.Session], list[postgres.Session]]:
     """The sessions a swap ends first, and those that keep it from happening.
 
-    Idle sessions are ended: they lose nothing but a connection that is opened again.
-    A session in a transaction or a query is ended only with ``--terminate-blockers``;
-    one the role may not end never is."""
+    Idle sessions holding no lock are ended: they lose their connection, which a client
+    such as Django opens again. A session in a transaction or a query, or holding an
+    advisory lock, is ended only with ``--terminate-blockers``; one the role may not end
+    never is."""
     ending = [s for s in sessions if s.endable and (s.idle or terminate_blockers)]
     return ending, [s for s in sessions if s not in ending]
 
@@ -618,10 +654,18 @@ def blocker_parts(
     name: Callable[[postgres.Session], str] = postgres.Session.describe,
 ) -> list[str]:
     """Why ``sessions`` keep a swap of ``target`` from happening, naming each: one part
-    for those in a transaction or a query, one for those the role may not end."""
-    busy = [s for s in sessions if s.endable]
+    for those in a transaction or a query, one for those holding an advisory lock, one
+    for those the role may not end."""
+    locking = [s for s in sessions if s.endable and s.state == "idle" and s.advisory]
+    busy = [s for s in sessions if s.endable and s not in locking]
     foreign = [s for s in sessions if not s.endable]
     parts = []
+    if locking:
+        named = "; ".join(name(s) for s in locking)
+        parts.append(
+            f"{_count(locking, 'idle ')} on {target!r} holding an advisory lock ({named}), "
+            "which --terminate-blockers ends"
+        )
     if busy:
         named = "; ".join(name(s) for s in busy)
         parts.append(
@@ -672,6 +716,8 @@ def swap_in(
     terminate_blockers: bool,
     log: Callable[[str, int], None],
     ready: Callable[[], None] = lambda: None,
+    check: Callable[[postgres.DatabaseProperties], None] = lambda wanted: None,
+    committing: Callable[[], None] = lambda: None,
 ) -> float:
     """Make a new database (``make``), give it the target's own properties, run
     ``inside`` connected to it, then end the sessions on the target that may be ended
@@ -682,6 +728,10 @@ def swap_in(
 
     Raises :class:`NotRestorable` when the target cannot be swapped this time (sessions
     that may not be ended, properties that cannot be carried over), with nothing changed.
+
+    ``committing`` runs just before the swap's transaction commits. Once it has, this
+    returns with Ctrl-C deferred (see :mod:`interrupts`): the caller finishes what the
+    swap began, then calls ``interrupts.resume()``.
     """
     started = time.monotonic()
     new, old = swap_names(target)
@@ -694,8 +744,9 @@ def swap_in(
         postgres.run_on(cursor, [postgres.drop_database_sql(new)])
         # Before anything is made: a build in a new database may take minutes.
         _refuse_blockers(cursor, target, terminate_blockers)
-        ready()
         wanted = postgres.database_properties(cursor, target)
+        check(wanted)  # may raise NotRestorable: still nothing made, nothing said
+        ready()
         cursor.execute("SELECT current_user")
         (current_user,) = cursor.fetchone()
         make(cursor, new, wanted)
@@ -725,8 +776,17 @@ def swap_in(
                     for group in (idle, busy):
                         if group:
                             log(ending_line(target, group, done=True), 1)
-                if postgres.swap_databases(cursor, swap):
+                committing()
+                interrupts.defer()
+                try:
+                    swapped = postgres.swap_databases(cursor, swap)
+                except BaseException:
+                    interrupts.resume()  # not swapped: the error says so
+                    raise
+                if swapped:
                     break
+                if interrupts.resume():
+                    raise KeyboardInterrupt
             else:
                 raise NotRestorable(
                     f"sessions kept connecting to {target!r} while it was being swapped"
@@ -769,12 +829,22 @@ def keep(
         postgres.lock_database_name(cursor, target, get_settings().lock_timeout)
         cursor.execute("SELECT current_user")
         (current_user,) = cursor.fetchone()
+        # Copied and marked under a name of the target's, then renamed: a run killed
+        # before the mark would leave a full copy that no listing could tell was ours.
+        staging = keep_name(target)
         try:
-            copy = postgres.create_database_sql(plan.name, target, current_user)
-            postgres.run_on(cursor, [postgres.drop_database_sql(plan.name), copy])
+            copy = postgres.create_database_sql(staging, target, current_user)
+            postgres.run_on(cursor, [postgres.drop_database_sql(staging), copy])
         except Exception as exc:
             raise ResetError(" ".join(str(exc).split())) from exc
-        postgres.run_on(cursor, postgres.snapshot_marks_sql(plan.name, comment))
+        postgres.run_on(cursor, postgres.snapshot_marks_sql(staging, comment))
+        postgres.run_on(
+            cursor,
+            [
+                postgres.drop_database_sql(plan.name),
+                postgres.rename_database_sql(staging, plan.name),
+            ],
+        )
     # The oldest beyond SNAPSHOTS are dropped by the next run, in the background.
     return time.monotonic() - started, len(_stale(listed(alias, target), {plan.name}))
 
@@ -895,17 +965,20 @@ def build_fresh(
     terminate_blockers: bool,
     log: Callable[[str, int], None],
     ready: Callable[[], None] = lambda: None,
+    committing: Callable[[], None] = lambda: None,
 ) -> float:
     """Make an empty database like the target (owner, encoding, locale, schemas,
     extensions), run ``build`` connected to it, and swap it in; return the seconds.
     ``ready`` is as for :func:`swap_in`."""
 
-    def empty(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
+    def possible(wanted: postgres.DatabaseProperties) -> None:
         if wanted.locale_provider not in ("c", "i"):
             raise NotRestorable(
                 f"database {plan.target!r} uses the locale provider "
                 f"{wanted.locale_provider!r}, which a new database cannot be given here"
             )
+
+    def empty(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
         postgres.run_on(cursor, [postgres.create_empty_database_sql(name, wanted)])
 
     def inside() -> None:
@@ -939,6 +1012,8 @@ def build_fresh(
         terminate_blockers=terminate_blockers,
         log=log,
         ready=ready,
+        check=possible,
+        committing=committing,
     )
 
 

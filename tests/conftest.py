@@ -171,8 +171,9 @@ class Manage:
         url: str | None,
         resetdb_settings: dict[str, Any] | None,
         extra_settings: str,
+        extra_env: dict[str, str] | None = None,
     ) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {**os.environ, **(extra_env or {})}
         if db is not None or url is not None:
             env["DATABASE_URL"] = url or db.url()  # type: ignore[union-attr]
         if resetdb_settings is not None or extra_settings:
@@ -195,12 +196,31 @@ class Manage:
         extra_settings: str = "",
         input: str | None = None,
         timeout: float = 60,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``python manage.py ARGS`` in a new process, as a user would."""
+        return self.python(
+            "manage.py", *args, db=db, url=url, resetdb_settings=resetdb_settings,
+            extra_settings=extra_settings, input=input, timeout=timeout, env=env,
+        )  # fmt: skip
+
+    def python(
+        self,
+        *args: str,
+        db: ScratchDatabase | None = None,
+        url: str | None = None,
+        resetdb_settings: dict[str, Any] | None = None,
+        extra_settings: str = "",
+        input: str | None = None,
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``python ARGS`` (a script, or manage.py) in a new process with the
+        project's settings, as a user would."""
         return subprocess.run(
-            [sys.executable, "manage.py", *args],
+            [sys.executable, *args],
             cwd=REPO,
-            env=self._prepare(db, url, resetdb_settings, extra_settings),
+            env=self._prepare(db, url, resetdb_settings, extra_settings, env),
             input=input if input is not None else "",
             capture_output=True,
             text=True,
@@ -583,4 +603,5 @@ def wait_for_session(name: str, application: str, state: str = "idle") -> int:
             if found:
                 (pid,) = found
                 return pid
+            admin.execute("SELECT pg_sleep(0.02)")  # a short pause on the server, not a busy loop
     raise AssertionError(f"no {state!r} session of {application!r} on {name!r} within 30 s")

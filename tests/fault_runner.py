@@ -3,14 +3,18 @@
 Copied into the tests' project copies. ``RESETDB_FAULT=POINT:KIND`` where POINT is
 ``regeneration`` (the new migration files written and verified), ``schema`` (the schemas
 dropped, not yet created again), ``migrate`` (every migration applied), ``seed:ENTRY``
-(that seed done) or ``post_reset`` (a receiver of the signal), and KIND is ``error`` (an
-exception), ``interrupt`` (``KeyboardInterrupt``, as Ctrl-C raises it) or ``pause``
-(print ``PAUSED`` and wait, to be killed).
+(that seed done), ``post_reset`` (a receiver of the signal), ``commit`` (the database's
+transaction committed), ``swap`` (a swap of names committed), ``snapshot`` (a snapshot's
+copy made, not yet marked as one) or ``summary`` (the last line worked out), and KIND is
+``error`` (an exception), ``interrupt`` (``KeyboardInterrupt``, as Ctrl-C raises it),
+``sigint`` (SIGINT sent to the process itself, as Ctrl-C sends it) or ``pause`` (print
+``PAUSED`` and wait, to be killed).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,9 +25,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
 django.setup()
 
 from django.core.management import execute_from_command_line  # noqa: E402
+from django.db.backends.base.base import BaseDatabaseWrapper  # noqa: E402
 from django.db.models.signals import post_migrate  # noqa: E402
 
-from django_resetdb import fixtureload, migrations_reset, postgres, seeding  # noqa: E402
+from django_resetdb import fixtureload, migrations_reset, pipeline, postgres, seeding  # noqa: E402
 from django_resetdb.signals import post_reset  # noqa: E402
 
 POINT, _, KIND = os.environ["RESETDB_FAULT"].rpartition(":")
@@ -36,6 +41,9 @@ def fault(*args: Any, **kwargs: Any) -> None:
         return
     if KIND == "interrupt":
         raise KeyboardInterrupt
+    if KIND == "sigint":
+        os.kill(os.getpid(), signal.SIGINT)
+        return
     raise RuntimeError(f"fault injected at {POINT}")
 
 
@@ -73,6 +81,20 @@ elif POINT.startswith("seed:"):
     )
 elif POINT == "post_reset":
     post_reset.connect(fault, weak=False)
+elif POINT == "commit":
+    after(BaseDatabaseWrapper, "commit", lambda connection: True)
+elif POINT == "swap":
+    after(postgres, "swap_databases", lambda cursor, statements: True)
+elif POINT == "summary":
+    after(pipeline.ResetResult, "summary", lambda result: True)
+elif POINT == "snapshot":
+    original_marks = postgres.snapshot_marks_sql
+
+    def snapshot_marks_sql(*args: Any, **kwargs: Any) -> Any:
+        fault()
+        return original_marks(*args, **kwargs)
+
+    postgres.snapshot_marks_sql = snapshot_marks_sql
 else:
     raise SystemExit(f"unknown fault point {POINT!r}")
 

@@ -59,6 +59,8 @@ def test_unknown_key(settings):
     ("key", "value", "expected"),
     [
         ("ENABLED", "yes", "a bool (or None for DEBUG)"),
+        ("ENABLED", "false", "a bool (or None for DEBUG)"),
+        ("ENABLED", 1, "a bool (or None for DEBUG)"),
         ("HOSTS", "localhost", "a list of host names or patterns"),
         ("HOSTS", ["localhost", 5432], "a list of host names or patterns"),
         ("SCHEMAS", [], "a non-empty list of schema names"),

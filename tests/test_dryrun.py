@@ -64,6 +64,11 @@ LOOKED_UP = (
     "  -- (names of existing constraints or sequences were looked up in the database as it "
     "is now, not as the earlier migrations leave it)"
 )
+FOUND_NONE = (
+    "  -- (names of existing constraints or sequences were looked up in the database as it "
+    "is now and some were not there: the statements that would drop or rename them are "
+    "missing here)"
+)
 
 
 def shelves_project(tmp_path: Path, db: ScratchDatabase, shape: Shape) -> ProjectCopy:
@@ -130,10 +135,27 @@ def test_a_migration_whose_sql_needs_the_database_is_named_and_the_rest_shown(
     assert "  -- migrate: shelves.0001_initial" in lines
     third = lines.index("  -- migrate: shelves.0003_plain_name")
     assert '  ALTER TABLE "shelves_shelf" DROP COLUMN "label" CASCADE;' in lines[third:]
-    assert lines[third + 1] == LOOKED_UP
+    # The database has no unique constraint for 0003 to drop (empty: never made;
+    # migrated: 0003 dropped it already), and the line says the drop is missing.
+    assert lines[third + 1] == FOUND_NONE
     assert lines[-2:] == ["  COMMIT;", "Dry run: nothing was changed."]
     assert (database_state(scratch_db), project.tree(), project.tree("../vendor")) == before
     assert project.backups() == []
+
+
+def test_names_found_in_the_database_as_it_is_are_said_to_be_so(tmp_path, scratch_db):
+    project = shelves_project(tmp_path, scratch_db, Shape(apps=1, models=2, rows=1))
+    # Up to 0002: the unique constraint 0003 drops is there to be found.
+    done = project.manage("migrate", "--no-input", "shelves", "0002")
+    assert done.returncode == 0, done.stderr
+
+    result = project.manage("resetdb", "--dry-run", "--keep-migrations")
+
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    third = lines.index("  -- migrate: shelves.0003_plain_name")
+    assert lines[third + 1] == LOOKED_UP
+    assert FOUND_NONE not in lines[third:]
 
 
 def test_long_lists_and_tables_come_one_item_per_line(tmp_path, scratch_db, other_db):

@@ -3,6 +3,14 @@ whether or not ``--no-input`` is given; the prompt wants the database name."""
 
 from __future__ import annotations
 
+import json
+import socket
+import textwrap
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+
 import pytest
 from psycopg import sql
 
@@ -88,6 +96,7 @@ def test_protected_marker_refuses_whatever_the_settings(db, manage, command, fla
             statement = "ALTER ROLE CURRENT_USER IN DATABASE {} SET django_resetdb.protected = on"
         conn.execute(sql.SQL(statement).format(sql.Identifier(db.name)))
     before = relations(db)
+    place = "the database" if scope == "database" else f"role {target_user()!r} in the database"
 
     result = manage(
         command, *flags, db=db,
@@ -97,8 +106,8 @@ def test_protected_marker_refuses_whatever_the_settings(db, manage, command, fla
     assert result.returncode == 3
     assert result.stderr == (
         f"CommandError: {command} refused: database {db.name!r} is protected by the "
-        "PostgreSQL setting django_resetdb.protected = 'on'; only its removal "
-        "(ALTER DATABASE/ROLE ... RESET django_resetdb.protected) allows resets.\n"
+        f"PostgreSQL setting django_resetdb.protected = 'on' stored for {place}; only its "
+        "removal (ALTER DATABASE/ROLE ... RESET django_resetdb.protected) allows resets.\n"
     )
     assert_untouched(db, before)
 
@@ -166,4 +175,346 @@ def test_prompt_shows_the_target_and_accepts_the_database_name(db, manage):
     ]
     assert lines[9].startswith(f"            pid {other_pid} (user {user!r}, application 'psql'")
     assert lines[10].startswith(f"Type the database name ({db.name!r}) to continue: Reset ")
+    assert relations(db) == []
+
+
+# --- HOSTS is matched against the address reached, not only the name ---------------------
+
+
+@dataclass
+class Forwarder:
+    """A TCP forwarder on ``host``: a "server elsewhere" that is really the tests' server."""
+
+    host: str
+    port: int = 0
+    connections: int = 0
+    _sockets: list[socket.socket] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def serve(self, listener: socket.socket, stop: threading.Event) -> None:
+        while not stop.is_set() and self.connections < 50:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            upstream = socket.create_connection((target_host(), int(target_port())), timeout=10)
+            for sock in (client, upstream):
+                sock.settimeout(30)
+                self._sockets.append(sock)
+            for source, sink in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=_pump, args=(source, sink), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextmanager
+def forwarder(host: str) -> Iterator[Forwarder]:
+    listener = socket.create_server((host, 0))
+    listener.settimeout(0.1)
+    forward = Forwarder(host, listener.getsockname()[1])
+    stop = threading.Event()
+    acceptor = threading.Thread(target=forward.serve, args=(listener, stop), daemon=True)
+    acceptor.start()
+    try:
+        yield forward
+    finally:
+        stop.set()
+        acceptor.join(5)
+        listener.close()
+        for sock in forward._sockets:
+            sock.close()
+        for thread in forward._threads:
+            thread.join(5)
+
+
+def database_entry(host: str, port: str, options: dict[str, str] | None = None) -> str:
+    entry = {"HOST": host, "PORT": port, "OPTIONS": options or {}}
+    return f'DATABASES["default"] = {{**DATABASES["default"], **{entry!r}}}\n'
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[Forwarder]:
+    with forwarder("127.0.0.5") as forward:
+        yield forward
+
+
+ADDRESS_REFUSED = (
+    "CommandError: {command} refused: address '127.0.0.5' (host 'localhost') of database "
+    "alias 'default' is not in DJANGO_RESETDB['HOSTS'], nor an address of a host name listed "
+    "there; add it there to allow resets on that server.\n"
+)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("how", ["hostaddr", "PGHOSTADDR"])
+def test_hostaddr_outside_hosts_refuses_under_a_listed_name(db, manage, elsewhere, command, how):
+    options = {"hostaddr": "127.0.0.5"} if how == "hostaddr" else {}
+    env = {"PGHOSTADDR": "127.0.0.5"} if how == "PGHOSTADDR" else {}
+    before = relations(db)
+
+    result = manage(
+        command, "--no-input", db=db, env=env,
+        extra_settings=database_entry("localhost", str(elsewhere.port), options),
+    )  # fmt: skip
+
+    assert elsewhere.connections >= 1
+    assert result.returncode == 3
+    assert result.stderr == ADDRESS_REFUSED.format(command=command)
+    assert_untouched(db, before)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_any_of_several_hosts_outside_hosts_refuses(db, manage, elsewhere, command):
+    # The first host answers, but the next connection may go to the second one.
+    before = relations(db)
+
+    result = manage(
+        command, "--no-input", db=db,
+        extra_settings=database_entry(
+            "localhost,127.0.0.5", f"{target_port()},{elsewhere.port}"
+        ),
+    )  # fmt: skip
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"CommandError: {command} refused: host '127.0.0.5' of database alias 'default' is "
+        "not in DJANGO_RESETDB['HOSTS']; add it there to allow resets on that server.\n"
+    )
+    assert_untouched(db, before)
+
+
+def test_hostaddr_of_a_listed_address_allows(db, manage):
+    result = manage(
+        "resetschema", "--no-input", db=db,
+        extra_settings=database_entry("localhost", target_port(), {"hostaddr": "127.0.0.1"}),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "on localhost (127.0.0.1):" in result.stdout
+    assert relations(db) == []
+
+
+def test_an_address_listed_in_hosts_allows(db, manage, elsewhere):
+    result = manage(
+        "resetschema", "--no-input", db=db,
+        resetdb_settings={"HOSTS": ["localhost", "127.0.0.5"]},
+        extra_settings=database_entry(
+            "localhost", str(elsewhere.port), {"hostaddr": "127.0.0.5"}
+        ),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert elsewhere.connections >= 1
+    assert f"on localhost (127.0.0.5):{elsewhere.port}" in result.stdout
+    assert relations(db) == []
+
+
+# --- The marker is what the DBA stored, not what the session says ------------------------
+
+PROTECT = "SET django_resetdb.protected = {}"
+STORE = {
+    "database": "ALTER DATABASE {database} " + PROTECT,
+    "role": "ALTER ROLE {role} " + PROTECT,
+    "role in database": "ALTER ROLE {role} IN DATABASE {database} " + PROTECT,
+}
+OVERRIDES = {
+    "options": ({"options": "-c django_resetdb.protected=off"}, {}),
+    "PGOPTIONS": ({}, {"PGOPTIONS": "-c django_resetdb.protected=off"}),
+}
+
+
+def store_marker(db, place: str, value: str, role: str) -> None:
+    statement = sql.SQL(STORE[place]).format(
+        sql.Literal(value), database=sql.Identifier(db.name), role=sql.Identifier(role)
+    )
+    with db.connect() as conn:
+        conn.execute(statement)
+
+
+def marker_place(place: str, role: str) -> str:
+    return {
+        "database": "the database",
+        "role": f"role {role!r}",
+        "role in database": f"role {role!r} in the database",
+    }[place]
+
+
+@pytest.mark.parametrize("override", OVERRIDES)
+@pytest.mark.parametrize("place", STORE)
+def test_client_cannot_switch_the_stored_marker_off(db, manage, scratch_role, place, override):
+    # A role of its own: a marker on the tests' role would protect every other test's
+    # database on this server.
+    store_marker(db, place, "on", scratch_role)
+    options, env = OVERRIDES[override]
+    before = relations(db)
+
+    result = manage(
+        "resetschema", "--no-input", url=db.url(user=scratch_role), env=env,
+        resetdb_settings={"ENABLED": True, "HOSTS": ["*"]},
+        extra_settings=f'DATABASES["default"]["OPTIONS"] = {options!r}\n',
+    )  # fmt: skip
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"CommandError: resetschema refused: database {db.name!r} is protected by the "
+        "PostgreSQL setting django_resetdb.protected = 'on' stored for "
+        f"{marker_place(place, scratch_role)}; only its removal (ALTER DATABASE/ROLE ... "
+        "RESET django_resetdb.protected) allows resets.\n"
+    )
+    assert_untouched(db, before)
+
+
+@pytest.mark.parametrize("value", ["ON", " true ", "Yes", "1", "t", "tru", "y"])
+def test_every_true_spelling_protects(db, manage, value):
+    store_marker(db, "database", value, "unused")
+    before = relations(db)
+
+    result = manage("resetschema", "--no-input", db=db)
+
+    assert result.returncode == 3
+    assert f"protected = {value!r} stored for the database;" in result.stderr
+    assert_untouched(db, before)
+
+
+@pytest.mark.parametrize("value", ["maybe", "o", ""])
+def test_a_value_neither_on_nor_off_protects(db, manage, value):
+    store_marker(db, "database", value, "unused")
+    before = relations(db)
+
+    result = manage("resetschema", "--no-input", db=db)
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"CommandError: resetschema refused: database {db.name!r} has the PostgreSQL setting "
+        f"django_resetdb.protected = {value!r} stored for the database, which is neither on "
+        "nor off, so it counts as protected; set it to off or remove it (ALTER DATABASE/ROLE "
+        "... RESET django_resetdb.protected) to allow resets.\n"
+    )
+    assert_untouched(db, before)
+
+
+@pytest.mark.parametrize("value", ["OFF", "of", " no ", "0", "f"])
+def test_every_false_spelling_allows(db, manage, value):
+    store_marker(db, "database", value, "unused")
+
+    result = manage("resetschema", "--no-input", db=db)
+
+    assert result.returncode == 0, result.stderr
+    assert relations(db) == []
+
+
+# --- ENABLED counts only as a real True ---------------------------------------------------
+
+NOT_TRUE = ["false", "true", 1, "yes"]
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["DEBUG-False", "DEBUG-True"])
+@pytest.mark.parametrize("enabled", NOT_TRUE)
+def test_enabled_not_a_bool_refuses_without_the_checks(db, manage, enabled, debug):
+    before = relations(db)
+
+    result = manage(
+        "resetschema", "--no-input", "--skip-checks", db=db,
+        resetdb_settings={"ENABLED": enabled}, extra_settings=f"DEBUG = {debug}\n",
+    )  # fmt: skip
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"CommandError: resetschema refused: DJANGO_RESETDB['ENABLED'] is {enabled!r}, not "
+        "the bool True; set it to True in a development or CI settings module to allow "
+        "resets.\n"
+    )
+    assert_untouched(db, before)
+
+
+def test_debug_not_a_bool_does_not_enable(db, manage):
+    before = relations(db)
+
+    result = manage(
+        "resetschema", "--no-input", "--skip-checks", db=db,
+        resetdb_settings={}, extra_settings="DEBUG = 'False'\n",
+    )  # fmt: skip
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        "CommandError: resetschema refused: DJANGO_RESETDB['ENABLED'] defaults to DEBUG, which "
+        "is 'False', not True; set ENABLED to True in a development or CI settings module to "
+        "allow resets.\n"
+    )
+    assert_untouched(db, before)
+
+
+# Each case changes the settings in one process, as override_settings in a user's script
+# or test would; call_command and reset() run no system checks.
+PYTHON_CASES = [*((enabled, debug) for enabled in NOT_TRUE for debug in (False, True))]
+SCRIPT = """
+import json, django
+django.setup()
+from django.core.management import call_command
+from django.test.utils import override_settings
+import django_resetdb
+
+results = []
+for enabled, debug in {cases!r}:
+    with override_settings(DJANGO_RESETDB={{"ENABLED": enabled}}, DEBUG=debug):
+        try:
+            if {channel!r} == "call_command":
+                call_command("resetschema", "--no-input", verbosity=0)
+            else:
+                django_resetdb.reset(keep_migrations=True, seed=False, snapshot=False)
+            results.append("reset")
+        except Exception as exc:
+            results.append([type(exc).__name__, getattr(exc, "returncode", None), str(exc)])
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.parametrize("channel", ["call_command", "reset"])
+def test_enabled_not_a_bool_refuses_from_python(db, manage, tmp_path, channel):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(SCRIPT.format(cases=PYTHON_CASES, channel=channel)))
+    before = relations(db)
+
+    result = manage.python(str(script), db=db, resetdb_settings={})
+
+    assert result.returncode == 0, result.stderr
+    command = "resetschema" if channel == "call_command" else "resetdb"
+    kind = "CommandError" if channel == "call_command" else "Refused"
+    assert json.loads(result.stdout) == [
+        [
+            kind, 3,
+            f"{command} refused: DJANGO_RESETDB['ENABLED'] is {enabled!r}, not the bool True; "
+            "set it to True in a development or CI settings module to allow resets.",
+        ]
+        for enabled, _ in PYTHON_CASES
+    ]  # fmt: skip
+    assert_untouched(db, before)
+
+
+@pytest.mark.parametrize(
+    ("enabled", "debug"), [(True, False), (None, True)], ids=["True", "None-DEBUG-True"]
+)
+def test_enabled_true_or_debug_allows_from_python(db, manage, tmp_path, enabled, debug):
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT.format(cases=[(enabled, debug)], channel="call_command"))
+
+    result = manage.python(str(script), db=db, resetdb_settings={})
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["reset"]
     assert relations(db) == []

@@ -621,6 +621,20 @@ def test_failing_callable_is_refused_and_rolls_back_the_fixtures(cases, tmp_path
     )
 
 
+@pytest.mark.parametrize("code", [0, 3, "'bye'"])
+def test_a_callable_that_calls_sys_exit_is_a_failed_seed(cases, tmp_path, code):
+    (tmp_path / "exiting_seeds.py").write_text(
+        f"import sys\n\ndef leave(database, report):\n    sys.exit({code})\n"
+    )
+
+    error = refused(cases, "testproject.seeds.create_sample_users", "exiting_seeds.leave")
+
+    assert error == (
+        f"CommandError: Seed 'exiting_seeds.leave' failed: it called sys.exit({code}): a seed "
+        "must return or raise; nothing was written.\n"
+    )
+
+
 def test_ctrl_c_rolls_back_with_exit_130(cases, tmp_path):
     (tmp_path / "interrupting_seeds.py").write_text(
         "def interrupt(database, report):\n    raise KeyboardInterrupt\n"

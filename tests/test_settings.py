@@ -64,3 +64,14 @@ def test_backup_dir_is_relative_to_base_dir(settings, tmp_path):
 
     settings.DJANGO_RESETDB = {"BACKUP_DIR": "/srv/backups"}
     assert get_settings().backup_dir == Path("/srv/backups")
+
+
+def test_enabled_is_only_a_real_true(settings):
+    settings.DEBUG = True
+    for value in ["false", "true", 1, "yes", "True"]:
+        settings.DJANGO_RESETDB = {"ENABLED": value}
+        assert get_settings().enabled is False, value
+
+    settings.DJANGO_RESETDB = {}
+    settings.DEBUG = "True"
+    assert get_settings().enabled is False

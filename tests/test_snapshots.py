@@ -6,6 +6,7 @@ from a rebuild) and the rows."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from tests.conftest import (
     connect,
     database_oid,
     database_state,
+    drop_database,
     needs_vector,
     replaced_of,
     sessions_on,
@@ -29,7 +31,7 @@ from tests.conftest import (
     target_user,
     wait_for_session,
 )
-from tests.test_resetdb import FAST_HASHER, rebuild_once, timeless
+from tests.test_resetdb import FAST_HASHER, prepare, rebuild_once, status, timeless
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
 
 pytestmark = needs_vector
@@ -314,6 +316,31 @@ def test_an_idle_session_is_ended_and_the_snapshot_restored(cached, scratch_db, 
         assert database_state(scratch_db) == cached.state
 
 
+def test_an_idle_session_holding_an_advisory_lock_is_not_ended(cached, scratch_db):
+    worker = scratch_db.connect(application_name="worker")
+    try:
+        worker.execute("SELECT pg_advisory_lock(4242)")
+        pid = wait_for_session(scratch_db.name, "worker", "idle")
+
+        result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+        assert result.returncode == 0, result.stderr
+        assert (
+            f"  snapshot    not used: 1 idle session on {scratch_db.name!r} holding an "
+            f"advisory lock (pid {pid} (user {target_user()!r}, application 'worker', "
+            "state 'idle', query 'SELECT pg_advisory_lock(4242)')), which "
+            "--terminate-blockers ends"
+        ) in result.stdout.splitlines()
+        assert "sessions    ended" not in result.stdout
+        # Still connected, still holding its lock.
+        assert worker.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242 "
+            "AND pid = pg_backend_pid()"
+        ).fetchone() == (1,)
+    finally:
+        worker.close()
+
+
 def test_a_session_in_a_transaction_is_named_and_not_ended(cached, scratch_db):
     idle = scratch_db.connect(application_name="psql")
     busy = scratch_db.connect(application_name="report")
@@ -435,6 +462,119 @@ def test_killed_before_the_swap_changes_nothing_and_the_next_run_cleans_up(cache
     assert "  snapshot    restored " in again.stdout
     assert swaps_in_progress(scratch_db.name) == []
     assert database_state(scratch_db) == cached.state
+
+
+def test_ctrl_c_just_after_the_swap_finishes_the_restore_and_says_so(cached, scratch_db):
+    oid = database_oid(scratch_db.name)
+    files = cached.tree()
+
+    result = cached.python(
+        "faults.py", "resetdb", "--no-input",
+        url=scratch_db.url(), env={"RESETDB_FAULT": "swap:sigint"},
+    )  # fmt: skip
+
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == (
+        "CommandError: Interrupted after the snapshot was restored: the reset is complete "
+        "(the migration files needed no change).\n"
+    )
+    assert database_oid(scratch_db.name) != oid
+    assert database_state(scratch_db) == cached.state
+    assert swaps_in_progress(scratch_db.name) == []
+    assert cached.tree() == files
+
+
+def test_ctrl_c_just_after_the_swap_of_a_changed_project_keeps_the_new_files(cached, scratch_db):
+    # Back to models a snapshot was kept for, from files regenerated since: the restore
+    # regenerates the files first.
+    models = cached.path("testproject/account/models.py")
+    original = models.read_text()
+    add_nickname(cached)
+    changed = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+    assert changed.returncode == 0, changed.stderr
+    models.write_text(original)
+    oid = database_oid(scratch_db.name)
+
+    result = cached.python(
+        "faults.py", "resetdb", "--no-input",
+        url=scratch_db.url(), env={"RESETDB_FAULT": "swap:sigint"},
+    )  # fmt: skip
+
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == (
+        "CommandError: Interrupted after the snapshot was restored: the reset is complete "
+        "(the new migration files are in place).\n"
+    )
+    assert database_oid(scratch_db.name) != oid
+    assert database_state(scratch_db) == cached.state
+    assert "nickname" not in cached.path(ACCOUNT_0001).read_text()
+    assert status(cached.backups()[-1]) == "complete"
+
+
+def uncommented_leftovers(target: str) -> set[str]:
+    """Databases named like the tool's own that carry no comment, from the catalog: any
+    snapshot, and the copies in the making whose name is made from ``target``'s (those
+    of other targets may be in the making now, in other tests)."""
+    digest = hashlib.sha256(target.encode()).hexdigest()[:20]
+    with connect("postgres") as admin:
+        rows = admin.execute(
+            "SELECT datname FROM pg_database WHERE (starts_with(datname, 'resetdb_snap_') "
+            "OR (starts_with(datname, 'resetdb_swap_') AND strpos(datname, %s) > 0)) "
+            "AND shobj_description(oid, 'pg_database') IS NULL",
+            [digest],
+        ).fetchall()
+    return {name for (name,) in rows}
+
+
+def test_killed_while_a_snapshot_is_kept_the_copy_is_listed_and_dropped(project, scratch_db):
+    prepare(project, FAST_HASHER)
+    before = uncommented_leftovers(scratch_db.name)
+    process = project.start(
+        "faults.py", "resetdb", "--no-input",
+        url=scratch_db.url(), env={"RESETDB_FAULT": "snapshot:pause"},
+    )  # fmt: skip
+    left: set[str] = set()
+    try:
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                if line.strip() == "PAUSED":
+                    break
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.communicate()
+        left = uncommented_leftovers(scratch_db.name) - before
+        assert len(left) == 1, left
+        (name,) = left
+        assert snapshots_of(scratch_db.name) == []
+
+        listed = project.manage("resetdb", "--list-snapshots", url=scratch_db.url())
+
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout.splitlines()[0] == (
+            f"  {name}  left half-made by an interrupted run; the next run drops it"
+        )
+
+        again = project.manage("resetdb", "--no-input", url=scratch_db.url())
+
+        assert again.returncode == 0, again.stderr
+        assert name not in uncommented_leftovers(scratch_db.name)
+        assert len(snapshots_of(scratch_db.name)) == 1
+    finally:
+        for name in left:
+            drop_database(name)
+
+
+def test_no_snapshot_still_drops_the_database_a_restore_replaced(cached, scratch_db):
+    restored = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+    assert restored.returncode == 0, restored.stderr
+    assert len(replaced_of(scratch_db.name)) == 1
+
+    result = cached.manage("resetdb", "--no-input", "--no-snapshot", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert replaced_of(scratch_db.name) == []
+    assert snapshots_of(scratch_db.name) == [cached.kept]
 
 
 def test_objects_outside_the_schemas_turn_the_cache_off(cached, scratch_db):

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import time
 from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from django_resetdb import guard
+from django_resetdb import clock, guard
 from django_resetdb.exceptions import ResetError
 
 # The shell's convention for a process ended by Ctrl-C (128 + SIGINT).
@@ -18,6 +19,14 @@ class ResetCommand(BaseCommand):
 
     # atomic() has rolled the transaction back by the time Ctrl-C reaches execute().
     interrupted_message = "Interrupted; the transaction was rolled back, nothing was changed."
+    # When the command began, on the monotonic clock: from the process's start when run
+    # from the command line (what the user waited for), else from execute()
+    # (call_command in a longer-lived process).
+    started: float | None = None
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        self.started = clock.PROCESS_STARTED
+        super().run_from_argv(argv)
 
     def add_database_argument(self, parser: ArgumentParser) -> None:
         parser.add_argument(
@@ -48,6 +57,8 @@ class ResetCommand(BaseCommand):
     def execute(self, *args: Any, **options: Any) -> str | None:
         # Our errors print as one CommandError line, with the exit status they carry
         # (3 for a refusal by a guard).
+        if self.started is None:
+            self.started = time.monotonic()
         try:
             return super().execute(*args, **options)
         except ResetError as exc:

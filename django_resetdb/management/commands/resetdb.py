@@ -5,7 +5,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from django_resetdb import clock, guard, pipeline, snapshots
+from django_resetdb import guard, pipeline, snapshots
 from django_resetdb.management.base import ResetCommand
 
 
@@ -84,9 +84,11 @@ class Command(ResetCommand):
             terminate_blockers=terminate_blockers,
             log=self.log(verbosity),
             migrate_output=self.stdout if verbosity >= 2 else None,
-            # What the user waited for: Python's and Django's start-up and the planning too.
-            started=clock.PROCESS_STARTED,
+            # What the user waited for: start-up (from the command line) and planning too.
+            started=self.started,
         )
+        # From here a Ctrl-C stops only the printing: nothing is undone.
+        self.interrupted_message = "Interrupted after the reset had finished: it is complete."
         if verbosity >= 1:
             self.stdout.write(self.style.SUCCESS(result.summary()))
 
@@ -109,6 +111,10 @@ class Command(ResetCommand):
             found = snapshots.listed(alias, database, sizes=True)
             for snapshot in found:
                 self.stdout.write(f"  {snapshot.describe()}")
+            for name in snapshots.half_made(alias, database):
+                self.stdout.write(
+                    f"  {name}  left half-made by an interrupted run; the next run drops it"
+                )
             size = sum(s.size for s in found) / 2**20
             self.stdout.write(
                 f"{len(found)} snapshot(s) of database {database!r} (alias {alias!r}), "

@@ -108,25 +108,7 @@ class Command(ResetCommand):
                 self.stderr.write(f"  hand-written: {item.describe(plan.root)}")
             if not force:
                 migrations_reset.refuse_hand_written(plan)
-            data = sorted(
-                {
-                    f"{migrations_reset.display(item.file, plan.root)} ({item.kind})"
-                    for item in plan.hand_written
-                    if item.kind in ("RunPython", "RunSQL")
-                }
-            )
-            lost = (
-                f"these data migrations will not run again, and the rows they create will "
-                f"be missing from a database built from the new files: {'; '.join(data)}"
-                if data
-                else "it will not run again on a database built from the new files"
-            )
-            self.stderr.write(
-                self.style.WARNING(
-                    f"--force: the hand-written content above is not carried into the new "
-                    f"files; {lost}."
-                )
-            )
+            self.stderr.write(self.style.WARNING(migrations_reset.forced_loss(plan)))
         if not plan.changed:
             log(
                 self.style.SUCCESS(
