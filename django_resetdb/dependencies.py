@@ -301,7 +301,7 @@ def record() -> Iterator[Reads]:
         with _lock:
             del _recorders[thread]
             if not _recorders and type(os.environ) is _RecordingEnviron:
-                os.environ.__class__ = os._Environ
+                os.environ.__class__ = os._Environ  # type: ignore[assignment]
     for opened in dict.fromkeys(recorder.opened):
         shown = _reading(Path(opened))
         if shown is not None:
