@@ -46,10 +46,12 @@ def _installed() -> tuple[tuple[Path, ...], Path]:
 
 
 def _is_installed(path: Path) -> bool:
+    """Whether ``path``, resolved, is installed code (see projectapps)."""
     if "site-packages" in path.parts or "dist-packages" in path.parts:
         return True
     folders, _ = _installed()
-    return any(path == folder or folder in path.parents for folder in folders)
+    text = str(path)
+    return text.startswith(_installed_prefixes()) or any(text == str(f) for f in folders)
 
 
 @functools.cache
@@ -91,12 +93,11 @@ def code_files() -> tuple[Path, ...]:
     same project gets the same key whichever way its reset is started."""
     router.routers  # noqa: B018 (imports DATABASE_ROUTERS)
     migrations = _migration_packages()
-    settings_module = getattr(settings, "SETTINGS_MODULE", None)
+    inside_migrations = tuple(package + "." for package in migrations)
+    left_out = {"__main__", getattr(settings, "SETTINGS_MODULE", None), *migrations}
     found: set[Path] = set()
     for name, module in list(sys.modules.items()):
-        if name in ("__main__", settings_module) or any(
-            name == package or name.startswith(package + ".") for package in migrations
-        ):
+        if name in left_out or name.startswith(inside_migrations):
             continue
         filename = getattr(module, "__file__", None)
         if not isinstance(filename, str) or not filename:
