@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import tempfile
+import textwrap
 import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -115,7 +116,12 @@ class AppPlan:
         lines = []
         if not self.kept:
             old_names = [path.name for path in self.old_files] or ["(no migration files)"]
-            lines.append(f"      delete  {', '.join(old_names)}")
+            # A long history comes a few names a line, not as one line of kilobytes.
+            wrapped = textwrap.wrap(
+                ", ".join(old_names), width=88, break_long_words=False, break_on_hyphens=False
+            )
+            lines.append(f"      delete  {wrapped[0]}")
+            lines += [f"              {more}" for more in wrapped[1:]]
         for new in self.new_files:
             pending = " (its pending model changes)" if self.kept else ""
             lines.append(f"      write   {new.path.name}{pending}")

@@ -838,3 +838,28 @@ def test_damaged_backup_is_not_restored(project):
     )
     assert project.tree() == before
     assert manifest(backup)["status"] == "complete"
+
+
+def test_a_long_history_is_listed_a_few_files_a_line(project):
+    baseline(project)
+    previous = "0001_initial"
+    for number in range(2, 25):
+        name = f"{number:04d}_step_{number}"
+        project.path(f"testproject/account/migrations/{name}.py").write_text(
+            "from django.db import migrations\n\n\n"
+            "class Migration(migrations.Migration):\n"
+            f'    dependencies = [("account", "{previous}")]\n'
+            "    operations = []\n"
+        )
+        previous = name
+
+    result = project.manage("resetmigrations", "--dry-run", "account")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("      delete  "))
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith(" " * 14))
+    listed = " ".join(line[14:] for line in lines[start:end]).split(", ")
+    assert len(listed) == 24 and listed[-1] == "0024_step_24.py"
+    assert end - start > 1
+    assert max(len(line) for line in lines) <= 100
