@@ -397,8 +397,23 @@ def _interrupted_after(plan: ResetPlan, result: ResetResult, restored: bool, kee
         files = "the migration files were kept as they are"
     else:
         files = "the migration files needed no change"
-    kept = "; no snapshot was kept" if keeping else ""
+    kept = ""
+    if keeping:
+        # Whether the copy got its name: the interruption may have come a moment after
+        # (a half-made copy is dropped by the next run).
+        done = "snapshot" in result.timings or _snapshot_exists(plan)
+        kept = "; a snapshot was kept" if done else "; no snapshot was kept"
     return f"Interrupted after {what}: the reset is complete ({files}){kept}."
+
+
+def _snapshot_exists(plan: ResetPlan) -> bool:
+    cache = plan.snapshot
+    if cache is None or not cache.name:
+        return False
+    try:
+        return any(s.name == cache.name for s in snapshots.listed(cache.alias, cache.target))
+    except Exception:  # the message falls back on what the run itself recorded
+        return False
 
 
 def _carry_out(

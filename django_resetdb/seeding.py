@@ -255,9 +255,10 @@ class _LockWatch(threading.Thread):
             with connection.cursor() as cursor:
                 while not self.stopping.wait(WATCH_INTERVAL):
                     for session in postgres.waiting_on(cursor, self.pid, self.seconds):
-                        postgres.cancel_on(cursor, session.pid)
+                        # Noted before the cancel: the seed may fail with it at once.
                         if all(s.pid != session.pid for s in self.cancelled):
                             self.cancelled.append(session)
+                        postgres.cancel_on(cursor, session.pid)
         except Exception:
             pass  # no watch then: the seeds run as they would without it
         finally:

@@ -5,7 +5,8 @@ Copied into the tests' project copies. ``RESETDB_FAULT=POINT:KIND`` where POINT 
 dropped, not yet created again), ``migrate`` (every migration applied), ``seed:ENTRY``
 (that seed done), ``post_reset`` (a receiver of the signal), ``commit`` (the database's
 transaction committed), ``swap`` (a swap of names committed), ``snapshot`` (a snapshot's
-copy made, not yet marked as one) or ``summary`` (the last line worked out), and KIND is
+copy made, not yet marked as one), ``kept`` (a snapshot kept, named and marked) or
+``summary`` (the last line worked out), and KIND is
 ``error`` (an exception), ``interrupt`` (``KeyboardInterrupt``, as Ctrl-C raises it),
 ``sigint`` (SIGINT sent to the process itself, as Ctrl-C sends it) or ``pause`` (print
 ``PAUSED`` and wait, to be killed).
@@ -28,7 +29,14 @@ from django.core.management import execute_from_command_line  # noqa: E402
 from django.db.backends.base.base import BaseDatabaseWrapper  # noqa: E402
 from django.db.models.signals import post_migrate  # noqa: E402
 
-from django_resetdb import fixtureload, migrations_reset, pipeline, postgres, seeding  # noqa: E402
+from django_resetdb import (  # noqa: E402
+    fixtureload,
+    migrations_reset,
+    pipeline,
+    postgres,
+    seeding,
+    snapshots,
+)
 from django_resetdb.signals import post_reset  # noqa: E402
 
 POINT, _, KIND = os.environ["RESETDB_FAULT"].rpartition(":")
@@ -87,6 +95,8 @@ elif POINT == "swap":
     after(postgres, "swap_databases", lambda cursor, statements: True)
 elif POINT == "summary":
     after(pipeline.ResetResult, "summary", lambda result: True)
+elif POINT == "kept":
+    after(snapshots, "keep", lambda *args, **kwargs: True)
 elif POINT == "snapshot":
     original_marks = postgres.snapshot_marks_sql
 

@@ -511,6 +511,23 @@ def test_ctrl_c_just_after_the_swap_of_a_changed_project_keeps_the_new_files(cac
     assert status(cached.backups()[-1]) == "complete"
 
 
+def test_ctrl_c_just_after_a_snapshot_is_kept_says_it_was(cached, scratch_db):
+    add_nickname(cached)
+    before = set(snapshots_of(scratch_db.name))
+
+    result = cached.python(
+        "faults.py", "resetdb", "--no-input",
+        url=scratch_db.url(), env={"RESETDB_FAULT": "kept:sigint"},
+    )  # fmt: skip
+
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == (
+        "CommandError: Interrupted after the database was rebuilt: the reset is complete "
+        "(the new migration files are in place); a snapshot was kept.\n"
+    )
+    assert len(set(snapshots_of(scratch_db.name)) - before) == 1
+
+
 def uncommented_leftovers(target: str) -> set[str]:
     """Databases named like the tool's own that carry no comment, from the catalog: any
     snapshot, and the copies in the making whose name is made from ``target``'s (those
