@@ -18,7 +18,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_resetdb import postgres
-from django_resetdb.conf import SETTING_NAME, get_settings, user_settings
+from django_resetdb.conf import SETTING_NAME, enabled_value, get_settings, user_settings
 from django_resetdb.exceptions import Refused, ResetError
 
 # (word, meaning, fewest letters of it that count): "o" alone is neither on nor off.
@@ -148,11 +148,13 @@ def check_hosts(
 
 
 def check_enabled(command: str) -> None:
-    """The first gate, and the only one for commands that touch no database."""
-    if get_settings().enabled:
-        return
+    """The first gate, and the only one for commands that touch no database. Read from
+    the settings as they are now, not from the cached merge: a process may change them
+    without Django's setting_changed signal."""
     raw = user_settings()
     enabled = raw.get("ENABLED") if isinstance(raw, dict) else None
+    if enabled_value(enabled):
+        return
     debug = settings.DEBUG
     if enabled is None and debug is not False:
         raise Refused(

@@ -183,7 +183,9 @@ def protected_markers(connection: BaseDatabaseWrapper) -> list[StoredSetting]:
         "LEFT JOIN pg_roles r ON r.oid = s.setrole "
         "CROSS JOIN LATERAL unnest(s.setconfig) AS c(entry) "
         "WHERE (s.setdatabase = 0 OR d.datname = current_database()) "
-        "AND (s.setrole = 0 OR r.rolname IN (session_user, current_user)) "
+        # The role that logged in too: SET SESSION AUTHORIZATION changes session_user.
+        "AND (s.setrole = 0 OR r.rolname IN (session_user, current_user) OR r.oid = "
+        "(SELECT a.usesysid FROM pg_stat_activity a WHERE a.pid = pg_backend_pid())) "
         "ORDER BY CASE WHEN s.setrole = 0 THEN 0 WHEN s.setdatabase = 0 THEN 1 ELSE 2 END, "
         "s.setdatabase = 0, r.rolname",
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 from psycopg import sql
 
-from tests.conftest import relations, target_host, target_port, target_user
+from tests.conftest import connect, relations, target_host, target_port, target_user
 
 COMMANDS = ["resetschema", "resetdb"]
 INPUT_FLAGS = [[], ["--no-input"]]
@@ -379,6 +379,41 @@ def test_client_cannot_switch_the_stored_marker_off(db, manage, scratch_role, pl
     assert_untouched(db, before)
 
 
+BECOME = """
+from django.db.backends.signals import connection_created
+
+
+def _become(sender, connection, **kwargs):
+    with connection.cursor() as cursor:
+        cursor.execute('SET SESSION AUTHORIZATION "{role}"')
+
+
+connection_created.connect(_become, weak=False)
+"""
+
+
+def test_a_role_marker_holds_after_set_session_authorization(db, manage, scratch_role, other_role):
+    # The marker is on the role that logs in; the session then acts as another role,
+    # which changes session_user and current_user but not who logged in.
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("ALTER ROLE {} SUPERUSER").format(sql.Identifier(scratch_role)))
+    store_marker(db, "role", "on", scratch_role)
+    before = relations(db)
+
+    result = manage(
+        "resetschema", "--no-input", url=db.url(user=scratch_role),
+        resetdb_settings={"ENABLED": True, "HOSTS": ["*"]},
+        extra_settings=BECOME.format(role=other_role),
+    )  # fmt: skip
+
+    assert result.returncode == 3, result.stderr
+    assert (
+        "is protected by the PostgreSQL setting django_resetdb.protected = 'on' stored for "
+        f"role {scratch_role!r};"
+    ) in result.stderr
+    assert_untouched(db, before)
+
+
 @pytest.mark.parametrize("value", ["ON", " true ", "Yes", "1", "t", "tru", "y"])
 def test_every_true_spelling_protects(db, manage, value):
     store_marker(db, "database", value, "unused")
@@ -503,6 +538,35 @@ def test_enabled_not_a_bool_refuses_from_python(db, manage, tmp_path, channel):
         ]
         for enabled, _ in PYTHON_CASES
     ]  # fmt: skip
+    assert_untouched(db, before)
+
+
+MUTATED = """
+import django
+django.setup()
+from django.conf import settings
+import django_resetdb
+from django_resetdb.conf import get_settings
+
+assert get_settings().enabled  # worked out, and cached, while ENABLED was True
+settings.DJANGO_RESETDB["ENABLED"] = "false"  # changed in place: no setting_changed
+try:
+    django_resetdb.reset(keep_migrations=True, seed=False, snapshot=False)
+    print("reset")
+except Exception as exc:
+    print(type(exc).__name__, getattr(exc, "returncode", None))
+"""
+
+
+def test_enabled_changed_in_place_is_read_at_run_time(db, manage, tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(MUTATED)
+    before = relations(db)
+
+    result = manage.python(str(script), db=db, resetdb_settings={"ENABLED": True})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["Refused", "3"]
     assert_untouched(db, before)
 
 
