@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from django.apps import apps
-from django.conf import settings
 from django.db import router
 from django.db.migrations.loader import MigrationLoader
 
@@ -94,7 +93,9 @@ def code_files() -> tuple[Path, ...]:
     router.routers  # noqa: B018 (imports DATABASE_ROUTERS)
     migrations = _migration_packages()
     inside_migrations = tuple(package + "." for package in migrations)
-    left_out = {"__main__", getattr(settings, "SETTINGS_MODULE", None), *migrations}
+    # The settings module counts: a function or an object defined there is a setting
+    # whose value the settings' digest cannot see into.
+    left_out = {"__main__", *migrations}
     found: set[Path] = set()
     for name, module in list(sys.modules.items()):
         if name in left_out or name.startswith(inside_migrations):
@@ -182,23 +183,32 @@ class Reads:
 
     files: dict[str, str] = field(default_factory=dict)
     environ: dict[str, str] = field(default_factory=dict)
+    # Folders listed (os.listdir, os.scandir, glob, pathlib) -> digest of their names;
+    # paths looked at (os.stat: exists, isfile, ...) -> what they were ("file", "dir",
+    # "other"), "" when absent.
+    listings: dict[str, str] = field(default_factory=dict)
+    looked_at: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, dict[str, str]]:
         return {
             "files": dict(sorted(self.files.items())),
             "environ": dict(sorted(self.environ.items())),
+            "listings": dict(sorted(self.listings.items())),
+            "looked_at": dict(sorted(self.looked_at.items())),
         }
 
     @classmethod
     def from_json(cls, data: Any) -> Reads | None:
         if not isinstance(data, dict):
             return None
-        files, environ = data.get("files"), data.get("environ")
-        if not isinstance(files, dict) or not isinstance(environ, dict):
-            return None
-        return cls(
-            {str(k): str(v) for k, v in files.items()}, {str(k): str(v) for k, v in environ.items()}
-        )
+        parts: list[dict[str, str]] = []
+        for key in ("files", "environ", "listings", "looked_at"):
+            part = data.get(key)
+            if not isinstance(part, dict):
+                return None  # kept by an earlier version, which did not record them all
+            parts.append({str(k): str(v) for k, v in part.items()})
+        files, environ, listings, looked_at = parts
+        return cls(files, environ, listings, looked_at)
 
     def changed(self) -> str:
         """What differs now from what the seeds read, or "" when nothing does."""
@@ -208,13 +218,39 @@ class Reads:
         for name, digest in self.environ.items():
             if _value_digest(os.environ.get(name)) != digest:
                 return f"environment variable {name!r}, read by the seeds, changed"
+        for path, digest in self.listings.items():
+            if listing_digest(path) != digest:
+                return f"folder {path!r}, listed by the seeds, changed"
+        for path, kind in self.looked_at.items():
+            if path_kind(path) != kind:
+                return f"path {path!r}, looked at by the seeds, changed"
         return ""
+
+
+def listing_digest(path: str) -> str:
+    """A digest of the names in folder ``path``, or "" when it cannot be listed."""
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        return ""
+    return hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def path_kind(path: str) -> str:
+    """What ``path`` is, as an existence check sees it: "file", "dir", "other" or ""."""
+    if os.path.isfile(path):
+        return "file"
+    if os.path.isdir(path):
+        return "dir"
+    return "other" if os.path.lexists(path) else ""
 
 
 class _Recorder:
     def __init__(self) -> None:
         self.opened: list[str] = []
         self.environ: dict[str, str | None] = {}
+        self.listed: list[str] = []
+        self.looked_at: list[str] = []
 
 
 # The recordings under way, by thread: two resets may run at once in one process. Audit
@@ -222,23 +258,47 @@ class _Recorder:
 _recorders: dict[int, _Recorder] = {}
 _lock = threading.Lock()
 _hooked = False
-_WRITING = os.O_WRONLY | os.O_RDWR
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if not _recorders or event != "open":
+    if not _recorders or event not in ("open", "os.listdir", "os.scandir"):
         return
     recorder = _recorders.get(threading.get_ident())
     if recorder is None:
         return
+    if event != "open":
+        (folder,) = args[:1] or (None,)
+        if folder is None or folder == "":
+            folder = "."
+        if isinstance(folder, (str, bytes, os.PathLike)):
+            recorder.listed.append(os.path.abspath(os.fsdecode(folder)))
+        return
     path, mode, flags = (*args, None, None)[:3]
     if isinstance(mode, str):
-        if any(c in mode for c in "wax+"):
+        # Only what writes without reading: "r+" and "a+" read what is there.
+        if "w" in mode or "x" in mode or ("a" in mode and "+" not in mode):
             return
-    elif isinstance(flags, int) and flags & _WRITING:
+    elif isinstance(flags, int) and (
+        flags & os.O_WRONLY or (flags & os.O_RDWR and flags & os.O_TRUNC)
+    ):
         return
     if isinstance(path, (str, bytes, os.PathLike)):
         recorder.opened.append(os.path.abspath(os.fsdecode(path)))
+
+
+_real_stat, _real_lstat = os.stat, os.lstat
+
+
+def _noting(real: Any) -> Any:
+    def stat(path: Any, *args: Any, **kwargs: Any) -> Any:
+        # What os.path.exists, isfile, pathlib's exists() ... ask: no audit event
+        # tells of it. Paths only (not open file descriptors).
+        recorder = _recorders.get(threading.get_ident()) if _recorders else None
+        if recorder is not None and isinstance(path, (str, bytes, os.PathLike)):
+            recorder.looked_at.append(os.path.abspath(os.fsdecode(path)))
+        return real(path, *args, **kwargs)
+
+    return stat
 
 
 class _RecordingEnviron(os._Environ):  # type: ignore[type-arg]
@@ -260,8 +320,9 @@ class _RecordingEnviron(os._Environ):  # type: ignore[type-arg]
         return value
 
 
-def _reading(path: Path) -> str | None:
-    """The file ``path``'s read stands for, or None when it is covered otherwise."""
+def _reading(path: Path, *, folders: bool = False) -> str | None:
+    """The file ``path``'s read stands for, or None when it is covered otherwise (a
+    folder is, unless ``folders``: opening one reads nothing)."""
     if path.suffix == ".pyc" and path.parent.name == "__pycache__":
         # A module imported from its cached bytecode: its source decides.
         with contextlib.suppress(ValueError):
@@ -269,7 +330,7 @@ def _reading(path: Path) -> str | None:
     resolved = path.resolve()
     if any(resolved == f or f in resolved.parents for f in _SYSTEM_FOLDERS):
         return None
-    if resolved.is_dir() or _is_installed(resolved):
+    if (resolved.is_dir() and not folders) or _is_installed(resolved):
         return None
     return str(path)
 
@@ -295,16 +356,28 @@ def record() -> Iterator[Reads]:
         # test tool's) is left alone, and its look-ups go unrecorded.
         if type(os.environ) is os._Environ:
             os.environ.__class__ = _RecordingEnviron
+        if not _recorders:
+            os.stat, os.lstat = _noting(_real_stat), _noting(_real_lstat)
         _recorders[thread] = recorder
     try:
         yield reads
     finally:
         with _lock:
             del _recorders[thread]
-            if not _recorders and type(os.environ) is _RecordingEnviron:
-                os.environ.__class__ = os._Environ  # type: ignore[assignment]
+            if not _recorders:
+                os.stat, os.lstat = _real_stat, _real_lstat
+                if type(os.environ) is _RecordingEnviron:
+                    os.environ.__class__ = os._Environ  # type: ignore[assignment]
     for opened in dict.fromkeys(recorder.opened):
         shown = _reading(Path(opened))
         if shown is not None:
             reads.files[shown] = file_digest(shown) if os.path.isfile(shown) else ""
     reads.environ = {name: _value_digest(value) for name, value in recorder.environ.items()}
+    for folder in dict.fromkeys(recorder.listed):
+        shown = _reading(Path(folder), folders=True)
+        if shown is not None:
+            reads.listings[shown] = listing_digest(shown)
+    for looked in dict.fromkeys(recorder.looked_at):
+        shown = _reading(Path(looked), folders=True)
+        if shown is not None and shown not in reads.files:
+            reads.looked_at[shown] = path_kind(shown)

@@ -85,6 +85,27 @@ def groups_from_late_import(database, report):
     from testproject import latehelpers
 
     return _add(database, latehelpers.GROUPS)
+
+
+def groups_from_optional_file(database, report):
+    optional = Path(__file__).with_name("optional_groups.txt")
+    return _add(database, optional.read_text().split() if optional.exists() else ["Caretakers"])
+
+
+def groups_from_folder(database, report):
+    folder = Path(__file__).with_name("groupnames")
+    return _add(database, sorted(path.name for path in folder.iterdir()))
+
+
+def groups_from_setting(database, report):
+    from django.conf import settings
+
+    return _add(database, [settings.SAMPLE_GROUP()])
+
+
+def groups_from_file_opened_to_update(database, report):
+    with open(Path(__file__).with_name("rplus.txt"), "r+") as opened:
+        return _add(database, opened.read().split())
 """
 
 EXTRAS_SETTINGS = """
@@ -94,7 +115,15 @@ DJANGO_RESETDB["SEEDS"] += [
     "testproject.extra_seeds.groups_from_environ",
     "testproject.extra_seeds.groups_from_helper",
     "testproject.extra_seeds.groups_from_late_import",
+    "testproject.extra_seeds.groups_from_optional_file",
+    "testproject.extra_seeds.groups_from_folder",
+    "testproject.extra_seeds.groups_from_setting",
+    "testproject.extra_seeds.groups_from_file_opened_to_update",
 ]
+
+
+def SAMPLE_GROUP():
+    return "Wardens"
 """
 
 
@@ -108,6 +137,8 @@ def add_extras(project: ProjectCopy) -> None:
     project.append("testproject/latehelpers.py", 'GROUPS = ["Porters"]\n')
     project.append("testproject/groups.txt", "Gardeners\nBinders\n")
     project.append("testproject/extra_seeds.py", EXTRA_SEEDS)
+    project.append("testproject/groupnames/Curators", "")
+    project.append("testproject/rplus.txt", "Ushers\n")
 
 
 @pytest.fixture
@@ -178,8 +209,10 @@ def test_an_unchanged_project_with_its_reads_restores_its_snapshot(kept, scratch
     assert database_oid(scratch_db.name) != oid
     assert database_state(scratch_db) == before
     names = groups(scratch_db)
-    assert names[:6] == ["Archivists", "Binders", "Gardeners", "Guides", "Porters", "Stewards"]
-    assert "team-bob" in names
+    assert {
+        "Archivists", "Binders", "Gardeners", "Guides", "Porters", "Stewards", "Caretakers",
+        "Curators", "Wardens", "Ushers", "team-bob",
+    } <= set(names)  # fmt: skip
 
 
 def _db_type(project: ProjectCopy) -> None:
@@ -228,6 +261,22 @@ def _late_helper(project: ProjectCopy) -> None:
     project.edit("testproject/latehelpers.py", '"Porters"', '"Night porters"')
 
 
+def _optional_file(project: ProjectCopy) -> None:
+    project.append("testproject/optional_groups.txt", "Porters-in-chief\n")
+
+
+def _folder(project: ProjectCopy) -> None:
+    project.append("testproject/groupnames/Docents", "")
+
+
+def _setting(project: ProjectCopy) -> None:
+    project.edit("testproject/settings.py", 'return "Wardens"', 'return "Bailiffs"')
+
+
+def _file_opened_to_update(project: ProjectCopy) -> None:
+    project.path("testproject/rplus.txt").write_text("Vergers\n")
+
+
 def _check_db_type(db: ScratchDatabase) -> None:
     assert column_type(db, "catalog_artifact", "embedding") == "vector"
 
@@ -267,6 +316,12 @@ def _check_groups(present: str, absent: str) -> Callable[[ScratchDatabase], None
         pytest.param(_data_file, _check_groups("Bookbinders", "Binders"), id="data_file"),
         pytest.param(_helper, _check_groups("Museum guides", "Guides"), id="helper"),
         pytest.param(_late_helper, _check_groups("Night porters", "Porters"), id="late_import"),
+        pytest.param(
+            _optional_file, _check_groups("Porters-in-chief", "Caretakers"), id="file_exists"
+        ),
+        pytest.param(_folder, _check_groups("Docents", "Nobody"), id="folder_listing"),
+        pytest.param(_setting, _check_groups("Bailiffs", "Wardens"), id="settings_function"),
+        pytest.param(_file_opened_to_update, _check_groups("Vergers", "Ushers"), id="file_r_plus"),
     ],
 )
 def test_a_change_the_build_depends_on_rebuilds(kept, scratch_db, other_db, change, check):
