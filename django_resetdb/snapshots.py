@@ -177,6 +177,15 @@ def half_made(alias: str, target: str) -> list[str]:
     return [name for name, _, _ in rows if name in names]
 
 
+def replaced(alias: str, target: str) -> list[tuple[str, int]]:
+    """The databases restores and swaps of ``target`` replaced, not dropped yet, with
+    their sizes: the next run drops them."""
+    prefix = swap_names(target)[1]
+    with maintenance_cursor(alias) as cursor:
+        rows = postgres.databases_like(cursor, prefix, sizes=True)
+    return [(name, size) for name, _, size in rows]
+
+
 class Sweeper(threading.Thread):
     """Drops, in the background, what earlier runs left to drop: the databases restores
     replaced and the snapshots beyond ``SNAPSHOTS`` (least recently used first).

@@ -715,3 +715,19 @@ def phone_type(db) -> str:
         "WHERE attrelid = 'account_user'::regclass AND attname = 'phone'"
     )
     return str(found)
+
+
+def test_the_listing_shows_the_database_a_restore_replaced(cached, scratch_db):
+    restored = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+    assert "  snapshot    restored " in restored.stdout
+    (old,) = replaced_of(scratch_db.name)
+
+    result = cached.manage("resetdb", "--list-snapshots", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert any(
+        line.startswith(f"  {old}  ")
+        and line.endswith(" MB  replaced by a restore or a swap; the next run drops it")
+        for line in result.stdout.splitlines()
+    ), result.stdout
+    assert replaced_of(scratch_db.name) == [old]  # listing drops nothing

@@ -115,6 +115,11 @@ class Command(ResetCommand):
                 self.stdout.write(
                     f"  {name}  left half-made by an interrupted run; the next run drops it"
                 )
+            for name, replaced_size in snapshots.replaced(alias, database):
+                self.stdout.write(
+                    f"  {name}  {replaced_size / 2**20:.0f} MB  replaced by a restore or a "
+                    "swap; the next run drops it"
+                )
             size = sum(s.size for s in found) / 2**20
             self.stdout.write(
                 f"{len(found)} snapshot(s) of database {database!r} (alias {alias!r}), "
