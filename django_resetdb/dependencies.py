@@ -286,7 +286,9 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         recorder.opened.append(os.path.abspath(os.fsdecode(path)))
 
 
-_real_stat, _real_lstat = os.stat, os.lstat
+# os.stat and os.lstat as they were when the first recording began, put back after the
+# last one ends.
+_previous: list[Any] = []
 
 
 def _noting(real: Any) -> Any:
@@ -357,7 +359,8 @@ def record() -> Iterator[Reads]:
         if type(os.environ) is os._Environ:
             os.environ.__class__ = _RecordingEnviron
         if not _recorders:
-            os.stat, os.lstat = _noting(_real_stat), _noting(_real_lstat)
+            _previous[:] = [os.stat, os.lstat]
+            os.stat, os.lstat = _noting(os.stat), _noting(os.lstat)
         _recorders[thread] = recorder
     try:
         yield reads
@@ -365,7 +368,7 @@ def record() -> Iterator[Reads]:
         with _lock:
             del _recorders[thread]
             if not _recorders:
-                os.stat, os.lstat = _real_stat, _real_lstat
+                os.stat, os.lstat = _previous
                 if type(os.environ) is _RecordingEnviron:
                     os.environ.__class__ = os._Environ  # type: ignore[assignment]
     for opened in dict.fromkeys(recorder.opened):
