@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.db import router
 from django.db.migrations.loader import MigrationLoader
 
@@ -93,9 +94,7 @@ def code_files() -> tuple[Path, ...]:
     router.routers  # noqa: B018 (imports DATABASE_ROUTERS)
     migrations = _migration_packages()
     inside_migrations = tuple(package + "." for package in migrations)
-    # The settings module counts: a function or an object defined there is a setting
-    # whose value the settings' digest cannot see into.
-    left_out = {"__main__", *migrations}
+    left_out = {"__main__", getattr(settings, "SETTINGS_MODULE", None), *migrations}
     found: set[Path] = set()
     for name, module in list(sys.modules.items()):
         if name in left_out or name.startswith(inside_migrations):

@@ -28,6 +28,7 @@ import hashlib
 import importlib.util
 import inspect
 import json
+import marshal
 import os
 import re
 import threading
@@ -384,19 +385,32 @@ def fingerprint(
     return _digest(inputs)
 
 
-def _canonical(value: Any) -> Any:
-    """A stable stand-in for a deconstructed field's argument: what repr() would give,
-    but naming functions and classes rather than showing their memory address."""
+def _canonical(value: Any, depth: int = 0) -> Any:
+    """A stable stand-in for a value (a deconstructed field's argument, a setting): what
+    repr() would give, but naming functions and classes rather than showing their memory
+    address, with a function's code (a setting that is a function defined in the
+    settings module is seen by its body), and an object of the default repr by its
+    attributes."""
+    deeper = depth + 1
+    if depth > 8:  # deep enough for settings; a cycle stops here
+        return ADDRESS.sub("", repr(value))
     if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
+        return [_canonical(v, deeper) for v in value]
     if isinstance(value, (set, frozenset)):
-        return sorted((_canonical(v) for v in value), key=repr)
+        return sorted((_canonical(v, deeper) for v in value), key=repr)
     if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if inspect.isfunction(value) or inspect.isclass(value):
+        return {str(k): _canonical(v, deeper) for k, v in value.items()}
+    if inspect.isfunction(value):
+        code = hashlib.sha256(marshal.dumps(value.__code__)).hexdigest()[:16]
+        return f"{value.__module__}.{value.__qualname__}:{code}"
+    if inspect.isclass(value):
         return f"{value.__module__}.{value.__qualname__}"
+    shown = repr(value)
+    if ADDRESS.search(shown) and hasattr(value, "__dict__") and not inspect.ismodule(value):
+        # The default repr says nothing of what the object holds.
+        return [ADDRESS.sub("", shown), _canonical(vars(value), deeper)]
     # An object's default repr shows where it lives in memory, which no other run shares.
-    return ADDRESS.sub("", repr(value))
+    return ADDRESS.sub("", shown)
 
 
 @functools.cache

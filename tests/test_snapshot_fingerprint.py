@@ -100,7 +100,7 @@ def groups_from_folder(database, report):
 def groups_from_setting(database, report):
     from django.conf import settings
 
-    return _add(database, [settings.SAMPLE_GROUP()])
+    return _add(database, [settings.SAMPLE_GROUP(), settings.SAMPLE_GROUPS.name])
 
 
 def groups_from_file_opened_to_update(database, report):
@@ -124,6 +124,14 @@ DJANGO_RESETDB["SEEDS"] += [
 
 def SAMPLE_GROUP():
     return "Wardens"
+
+
+class _Groups:
+    def __init__(self, name):
+        self.name = name
+
+
+SAMPLE_GROUPS = _Groups("Sextons")
 """
 
 
@@ -211,7 +219,7 @@ def test_an_unchanged_project_with_its_reads_restores_its_snapshot(kept, scratch
     names = groups(scratch_db)
     assert {
         "Archivists", "Binders", "Gardeners", "Guides", "Porters", "Stewards", "Caretakers",
-        "Curators", "Wardens", "Ushers", "team-bob",
+        "Curators", "Wardens", "Sextons", "Ushers", "team-bob",
     } <= set(names)  # fmt: skip
 
 
@@ -273,6 +281,10 @@ def _setting(project: ProjectCopy) -> None:
     project.edit("testproject/settings.py", 'return "Wardens"', 'return "Bailiffs"')
 
 
+def _setting_object(project: ProjectCopy) -> None:
+    project.edit("testproject/settings.py", '_Groups("Sextons")', '_Groups("Beadles")')
+
+
 def _file_opened_to_update(project: ProjectCopy) -> None:
     project.path("testproject/rplus.txt").write_text("Vergers\n")
 
@@ -321,6 +333,7 @@ def _check_groups(present: str, absent: str) -> Callable[[ScratchDatabase], None
         ),
         pytest.param(_folder, _check_groups("Docents", "Nobody"), id="folder_listing"),
         pytest.param(_setting, _check_groups("Bailiffs", "Wardens"), id="settings_function"),
+        pytest.param(_setting_object, _check_groups("Beadles", "Sextons"), id="settings_object"),
         pytest.param(_file_opened_to_update, _check_groups("Vergers", "Ushers"), id="file_r_plus"),
     ],
 )
