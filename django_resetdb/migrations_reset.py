@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import django
 from django.apps import apps
 from django.core.management.utils import run_formatters
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -405,7 +406,14 @@ def plan_migrations(
             without = _load(
                 functools.partial(_LoaderWithout, frozenset(regenerated)), "the migrations"
             )
-        plans = _plan_apps(selected, without, names, kept, extensions)
+        plans, lossy = _plan_apps(selected, without, names, kept, extensions)
+        if lossy:
+            if not keep_hand_written:
+                raise ResetError(
+                    f"Cannot regenerate the migrations: {lossy[0][1]}; no file was changed."
+                )
+            kept.update(lossy)
+            continue
         new_names = {(app.label, new.path.stem) for app in plans for new in app.new_files}
         missing = [(key, dep) for key, dep in without.dangling if dep not in new_names]
         if not missing:
@@ -481,7 +489,7 @@ def _plan_apps(
     names: set[str],
     kept: dict[str, str],
     extensions: dict[str, list[Operation]],
-) -> list[AppPlan]:
+) -> tuple[list[AppPlan], list[tuple[str, str]]]:
     """The new files of each selected app: from nothing for the regenerated ones, the
     pending changes only for the kept ones; makemigrations' autodetector runs once for
     all of them, so that the new files name each other as makemigrations would."""
@@ -494,6 +502,7 @@ def _plan_apps(
             f"too, or run makemigrations for it first."
         )
     plans = []
+    lossy: list[tuple[str, str]] = []
     for app in selected:
         migrations = list(changes.get(app.label, []))
         if app.label in kept:
@@ -508,6 +517,10 @@ def _plan_apps(
             # Before the models that need them, so that a new database still migrates.
             migrations[0].operations[0:0] = carried
         new_files = _render([(app.directory / f"{m.name}.py", m) for m in migrations])
+        if carried:
+            lost = _written_unlike(new_files[0], carried)
+            if lost:
+                lossy.append((app.label, lost))
         old_files = app.migration_files()
         plans.append(
             AppPlan(
@@ -518,7 +531,27 @@ def _plan_apps(
                 changed=not _same(old_files, new_files),
             )
         )
-    return plans
+    return plans, lossy
+
+
+def _written_unlike(new: NewFile, carried: Sequence[Operation]) -> str:
+    """Why the operations carried into ``new`` would not be what its text makes of them,
+    or "": makemigrations' writer leaves out keyword-only arguments on some Django
+    versions (CreateCollation's provider and deterministic on 4.2)."""
+    module = types.ModuleType("django_resetdb_written")
+    try:
+        exec(compile(new.text, str(new.path), "exec"), module.__dict__)
+        written = list(module.Migration.operations)[: len(carried)]
+    except Exception as exc:  # the file would not even load
+        return f"the new {new.path.name} would not load ({type(exc).__name__}: {exc})"
+    for original, again in zip(carried, written, strict=False):
+        if again.deconstruct() != original.deconstruct():
+            return (
+                f"Django {django.get_version()}'s migration writer cannot write "
+                f"{_describe(original)!r} as it is ({original.deconstruct()[2]!r} would be "
+                f"written as {again.deconstruct()[2]!r})"
+            )
+    return ""
 
 
 @dataclass
