@@ -4,6 +4,7 @@ whether or not ``--no-input`` is given; the prompt wants the database name."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import textwrap
 import threading
@@ -200,7 +201,7 @@ class Forwarder:
             except OSError:
                 return
             self.connections += 1
-            upstream = socket.create_connection((target_host(), int(target_port())), timeout=10)
+            upstream = _upstream()
             for sock in (client, upstream):
                 sock.settimeout(30)
                 self._sockets.append(sock)
@@ -208,6 +209,18 @@ class Forwarder:
                 thread = threading.Thread(target=_pump, args=(source, sink), daemon=True)
                 thread.start()
                 self._threads.append(thread)
+
+
+def _upstream() -> socket.socket:
+    """A connection to the tests' server: over TCP, or over its Unix socket (the
+    embedded PostgreSQL listens only there)."""
+    host, port = target_host(), int(target_port())
+    if host.startswith("/"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        sock.connect(os.path.join(host, f".s.PGSQL.{port}"))
+        return sock
+    return socket.create_connection((host, port), timeout=10)
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:
@@ -243,13 +256,22 @@ def forwarder(host: str) -> Iterator[Forwarder]:
 
 
 def database_entry(host: str, port: str, options: dict[str, str] | None = None) -> str:
-    entry = {"HOST": host, "PORT": port, "OPTIONS": options or {}}
+    # A forwarder that cannot reach the server must make the connection fail, not wait.
+    entry = {"HOST": host, "PORT": port, "OPTIONS": {"connect_timeout": "10", **(options or {})}}
     return f'DATABASES["default"] = {{**DATABASES["default"], **{entry!r}}}\n'
 
 
 @pytest.fixture
 def elsewhere() -> Iterator[Forwarder]:
     with forwarder("127.0.0.5") as forward:
+        yield forward
+
+
+@pytest.fixture
+def here() -> Iterator[Forwarder]:
+    """The tests' server on 127.0.0.1 over TCP, whatever it listens on (the embedded
+    PostgreSQL listens on its Unix socket only)."""
+    with forwarder("127.0.0.1") as forward:
         yield forward
 
 
@@ -279,14 +301,14 @@ def test_hostaddr_outside_hosts_refuses_under_a_listed_name(db, manage, elsewher
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_any_of_several_hosts_outside_hosts_refuses(db, manage, elsewhere, command):
+def test_any_of_several_hosts_outside_hosts_refuses(db, manage, here, elsewhere, command):
     # The first host answers, but the next connection may go to the second one.
     before = relations(db)
 
     result = manage(
         command, "--no-input", db=db,
         extra_settings=database_entry(
-            "localhost,127.0.0.5", f"{target_port()},{elsewhere.port}"
+            "localhost,127.0.0.5", f"{here.port},{elsewhere.port}"
         ),
     )  # fmt: skip
 
@@ -298,13 +320,14 @@ def test_any_of_several_hosts_outside_hosts_refuses(db, manage, elsewhere, comma
     assert_untouched(db, before)
 
 
-def test_hostaddr_of_a_listed_address_allows(db, manage):
+def test_hostaddr_of_a_listed_address_allows(db, manage, here):
     result = manage(
         "resetschema", "--no-input", db=db,
-        extra_settings=database_entry("localhost", target_port(), {"hostaddr": "127.0.0.1"}),
+        extra_settings=database_entry("localhost", str(here.port), {"hostaddr": "127.0.0.1"}),
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
+    assert here.connections >= 1
     assert "on localhost (127.0.0.1):" in result.stdout
     assert relations(db) == []
 
