@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import django
+import psycopg
 import pytest
 
 from tests.conftest import (
@@ -277,13 +278,23 @@ def test_extension_operations_are_carried_before_the_models(project, scratch_db)
 
 
 def icu_collations() -> bool:
+    """Whether the server can create the ICU collation the test uses (a build without
+    ICU, or without its locale data, cannot)."""
     with connect("postgres") as admin:
-        return bool(admin.execute("SELECT 1 FROM pg_collation WHERE collprovider = 'i'").fetchall())
+        try:
+            with admin.transaction(force_rollback=True):
+                admin.execute(
+                    "CREATE COLLATION resetdb_probe (provider = icu, "
+                    "locale = 'und-u-ks-level2', deterministic = false)"
+                )
+        except psycopg.Error:
+            return False
+    return True
 
 
 def test_a_collation_the_models_use_is_carried_before_them(project, scratch_db):
     if not icu_collations():
-        pytest.skip("the server is built without ICU")
+        pytest.skip("the server cannot create ICU collations")
     baseline(project)
     project.path("testproject/account/migrations/0002_collation.py").write_text(
         "from django.contrib.postgres.operations import CreateCollation\n"
