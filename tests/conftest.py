@@ -381,6 +381,15 @@ class ProjectCopy:
             timeout=timeout,
         )
 
+    def reset_with_fault(self, fault: str, url: str) -> subprocess.CompletedProcess[str]:
+        """``resetdb --no-input`` through the fault runner (``faults.py``), with
+        ``RESETDB_FAULT=POINT:KIND`` set to ``fault``."""
+        return self.python(*_FAULTY_RESET, url=url, env={"RESETDB_FAULT": fault})
+
+    def start_reset_with_fault(self, fault: str, url: str) -> subprocess.Popen[str]:
+        """The same, started without waiting for it (a ``pause`` fault, to be killed)."""
+        return self.start(*_FAULTY_RESET, url=url, env={"RESETDB_FAULT": fault})
+
     def start(
         self, *args: str, url: str | None = None, env: dict[str, str] | None = None
     ) -> subprocess.Popen[str]:
@@ -394,6 +403,9 @@ class ProjectCopy:
             stderr=subprocess.PIPE,
             text=True,
         )
+
+
+_FAULTY_RESET = ("faults.py", "resetdb", "--no-input")
 
 
 @pytest.fixture

@@ -178,10 +178,7 @@ def test_a_failure_while_building_aside_changes_nothing(aside, scratch_db, point
     oid = database_oid(scratch_db.name)
     before = database_state(scratch_db), aside.tree()
 
-    result = aside.python(
-        "faults.py", "resetdb", "--no-input",
-        url=scratch_db.url(), env={"RESETDB_FAULT": f"{point}:{kind}"},
-    )  # fmt: skip
+    result = aside.reset_with_fault(f"{point}:{kind}", url=scratch_db.url())
 
     assert result.returncode == (130 if kind == "interrupt" else 1), result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
@@ -197,10 +194,7 @@ def test_killed_while_building_aside_changes_nothing(aside, scratch_db):
     add_nickname(aside)
     oid = database_oid(scratch_db.name)
     before = database_state(scratch_db)
-    process = aside.start(
-        "faults.py", "resetdb", "--no-input",
-        url=scratch_db.url(), env={"RESETDB_FAULT": "seed:sales:pause"},
-    )  # fmt: skip
+    process = aside.start_reset_with_fault("seed:sales:pause", url=scratch_db.url())
     try:
         assert process.stdout is not None
         for line in process.stdout:

@@ -218,10 +218,7 @@ def test_a_failure_at_any_step_leaves_database_and_files_as_they_were(
     add_nickname(built)
     before = state(built, scratch_db)
 
-    result = built.python(
-        "faults.py", "resetdb", "--no-input",
-        url=scratch_db.url(), env={"RESETDB_FAULT": f"{point}:{kind}"},
-    )  # fmt: skip
+    result = built.reset_with_fault(f"{point}:{kind}", url=scratch_db.url())
 
     assert result.returncode == (130 if kind == "interrupt" else 1), result.stderr
     assert result.stderr.startswith("CommandError: ")
@@ -241,10 +238,7 @@ def test_a_failure_at_any_step_leaves_database_and_files_as_they_were(
 def test_killed_mid_run_changes_nothing_and_one_command_restores_the_files(built, scratch_db):
     add_nickname(built)
     before_db, before_files = state(built, scratch_db)
-    process = built.start(
-        "faults.py", "resetdb", "--no-input",
-        url=scratch_db.url(), env={"RESETDB_FAULT": "seed:sales:pause"},
-    )  # fmt: skip
+    process = built.start_reset_with_fault("seed:sales:pause", url=scratch_db.url())
     try:
         assert process.stdout is not None
         lines = []
@@ -289,10 +283,7 @@ def test_killed_mid_run_changes_nothing_and_one_command_restores_the_files(built
 def test_ctrl_c_just_after_the_commit_finishes_the_reset_and_says_so(built, scratch_db):
     add_nickname(built)
 
-    result = built.python(
-        "faults.py", "resetdb", "--no-input",
-        url=scratch_db.url(), env={"RESETDB_FAULT": "commit:sigint"},
-    )  # fmt: skip
+    result = built.reset_with_fault("commit:sigint", url=scratch_db.url())
 
     assert result.returncode == 130, result.stderr
     assert result.stderr == (
@@ -307,10 +298,7 @@ def test_ctrl_c_just_after_the_commit_finishes_the_reset_and_says_so(built, scra
 
 
 def test_ctrl_c_while_the_summary_is_printed_says_the_reset_is_complete(built, scratch_db):
-    result = built.python(
-        "faults.py", "resetdb", "--no-input",
-        url=scratch_db.url(), env={"RESETDB_FAULT": "summary:sigint"},
-    )  # fmt: skip
+    result = built.reset_with_fault("summary:sigint", url=scratch_db.url())
 
     assert result.returncode == 130, result.stderr
     assert result.stderr == (
@@ -322,10 +310,7 @@ def test_ctrl_c_while_the_summary_is_printed_says_the_reset_is_complete(built, s
 
 def test_killed_just_after_the_commit_the_next_runs_say_what_may_have_happened(built, scratch_db):
     add_nickname(built)
-    process = built.start(
-        "faults.py", "resetdb", "--no-input",
-        url=scratch_db.url(), env={"RESETDB_FAULT": "commit:pause"},
-    )  # fmt: skip
+    process = built.start_reset_with_fault("commit:pause", url=scratch_db.url())
     try:
         assert process.stdout is not None
         for line in process.stdout:

@@ -426,10 +426,7 @@ def test_a_failure_before_the_swap_changes_nothing(cached, scratch_db, kind):
     oid = database_oid(scratch_db.name)
     before = database_state(scratch_db)
 
-    result = cached.python(
-        "faults.py", "resetdb", "--no-input",
-        url=scratch_db.url(), env={"RESETDB_FAULT": f"post_reset:{kind}"},
-    )  # fmt: skip
+    result = cached.reset_with_fault(f"post_reset:{kind}", url=scratch_db.url())
 
     assert result.returncode == (130 if kind == "interrupt" else 1), result.stderr
     assert (database_oid(scratch_db.name), database_state(scratch_db)) == (oid, before)
@@ -440,10 +437,7 @@ def test_a_failure_before_the_swap_changes_nothing(cached, scratch_db, kind):
 def test_killed_before_the_swap_changes_nothing_and_the_next_run_cleans_up(cached, scratch_db):
     oid = database_oid(scratch_db.name)
     before = database_state(scratch_db)
-    process = cached.start(
-        "faults.py", "resetdb", "--no-input",
-        url=scratch_db.url(), env={"RESETDB_FAULT": "post_reset:pause"},
-    )  # fmt: skip
+    process = cached.start_reset_with_fault("post_reset:pause", url=scratch_db.url())
     try:
         assert process.stdout is not None
         for line in process.stdout:
@@ -468,10 +462,7 @@ def test_ctrl_c_just_after_the_swap_finishes_the_restore_and_says_so(cached, scr
     oid = database_oid(scratch_db.name)
     files = cached.tree()
 
-    result = cached.python(
-        "faults.py", "resetdb", "--no-input",
-        url=scratch_db.url(), env={"RESETDB_FAULT": "swap:sigint"},
-    )  # fmt: skip
+    result = cached.reset_with_fault("swap:sigint", url=scratch_db.url())
 
     assert result.returncode == 130, result.stderr
     assert result.stderr == (
@@ -495,10 +486,7 @@ def test_ctrl_c_just_after_the_swap_of_a_changed_project_keeps_the_new_files(cac
     models.write_text(original)
     oid = database_oid(scratch_db.name)
 
-    result = cached.python(
-        "faults.py", "resetdb", "--no-input",
-        url=scratch_db.url(), env={"RESETDB_FAULT": "swap:sigint"},
-    )  # fmt: skip
+    result = cached.reset_with_fault("swap:sigint", url=scratch_db.url())
 
     assert result.returncode == 130, result.stderr
     assert result.stderr == (
@@ -515,10 +503,7 @@ def test_ctrl_c_just_after_a_snapshot_is_kept_says_it_was(cached, scratch_db):
     add_nickname(cached)
     before = set(snapshots_of(scratch_db.name))
 
-    result = cached.python(
-        "faults.py", "resetdb", "--no-input",
-        url=scratch_db.url(), env={"RESETDB_FAULT": "kept:sigint"},
-    )  # fmt: skip
+    result = cached.reset_with_fault("kept:sigint", url=scratch_db.url())
 
     assert result.returncode == 130, result.stderr
     assert result.stderr == (
@@ -546,10 +531,7 @@ def uncommented_leftovers(target: str) -> set[str]:
 def test_killed_while_a_snapshot_is_kept_the_copy_is_listed_and_dropped(project, scratch_db):
     prepare(project, FAST_HASHER)
     before = uncommented_leftovers(scratch_db.name)
-    process = project.start(
-        "faults.py", "resetdb", "--no-input",
-        url=scratch_db.url(), env={"RESETDB_FAULT": "snapshot:pause"},
-    )  # fmt: skip
+    process = project.start_reset_with_fault("snapshot:pause", url=scratch_db.url())
     left: set[str] = set()
     try:
         try:
