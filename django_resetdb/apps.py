@@ -13,4 +13,3 @@ class ResetDBConfig(AppConfig):
         from django_resetdb import conf  # noqa: F401  (connects setting_changed)
 
         checks.register(resetdb_checks.check_settings)
-        checks.register(resetdb_checks.check_databases)

@@ -1,4 +1,8 @@
-"""System checks for the ``DJANGO_RESETDB`` setting and the databases it acts on."""
+"""System checks for the ``DJANGO_RESETDB`` setting.
+
+Nothing here looks at ``DATABASES``: a system check runs before every command, and an
+alias the commands are never pointed at is no concern of theirs. A command pointed at
+one that is not PostgreSQL says so itself (``guard.check_postgresql``)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
-from django.db import connections
 
 from django_resetdb.conf import DEFAULTS, SETTING_NAME, STRATEGIES, user_settings
 from django_resetdb.identifiers import schema_name_problem
@@ -91,19 +94,4 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                 id="django_resetdb.W001",
             )
         )
-    return messages
-
-
-def check_databases(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    messages: list[CheckMessage] = []
-    for alias in connections:
-        vendor = connections[alias].vendor
-        if vendor != "postgresql":
-            messages.append(
-                Warning(
-                    f"Database {alias!r} uses {vendor!r}; django_resetdb only resets "
-                    "PostgreSQL databases and will refuse this alias.",
-                    id="django_resetdb.W002",
-                )
-            )
     return messages

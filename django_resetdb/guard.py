@@ -1,7 +1,8 @@
 """The safety guard every destructive command goes through.
 
 Gates, in order: ``ENABLED``, then ``HOSTS``, then the database-side marker
-``django_resetdb.protected``. Then, unless ``--no-input``, a prompt that shows the
+``django_resetdb.protected``; before them, a refusal of any alias that is not
+PostgreSQL. Then, unless ``--no-input``, a prompt that shows the
 target and asks for the database name. ``--no-input`` skips only the prompt.
 """
 
@@ -210,16 +211,23 @@ def check_protected(connection: BaseDatabaseWrapper, database: str, command: str
         )
 
 
+def check_postgresql(alias: str, command: str) -> None:
+    """Before any gate: no setting makes a reset of another database possible, so the
+    refusal says so rather than pointing at a setting that would not help."""
+    vendor = connections[alias].vendor
+    if vendor != "postgresql":
+        raise Refused(
+            f"{command} refused: alias {alias!r} uses {vendor}; django_resetdb resets only "
+            f"PostgreSQL databases."
+        )
+
+
 def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
     """Run the gates for ``alias``; raise :class:`Refused` or return what will be reset."""
+    check_postgresql(alias, command)
     check_enabled(command)
     conf = get_settings()
     connection = connections[alias]
-    if connection.vendor != "postgresql":
-        raise ResetError(
-            f"{command} only resets PostgreSQL databases; alias {alias!r} uses "
-            f"{connection.vendor!r}."
-        )
     try:
         where = postgres.connection_target(connection)
     except Exception as exc:

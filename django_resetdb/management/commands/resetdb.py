@@ -107,6 +107,7 @@ class Command(ResetCommand):
                     f"(alias {alias!r})."
                 )
                 continue
+            guard.check_postgresql(alias, "resetdb --list-snapshots")
             database = str(connections[alias].settings_dict["NAME"])
             found = snapshots.listed(alias, database, sizes=True)
             for snapshot in found:
