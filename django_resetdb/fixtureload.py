@@ -26,6 +26,7 @@ What keeps the result identical:
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,6 +35,7 @@ from typing import IO, Any
 
 from django.apps import apps
 from django.core import serializers
+from django.core.management.color import no_style
 from django.core.management.commands import loaddata
 from django.core.serializers import base, python, xml_serializer
 from django.core.serializers.base import DeserializedObject
@@ -553,6 +555,102 @@ class BulkLoader:
                 continue
             self._buffer(Entry(model, deserialized.object, deserialized.m2m_data or {}, where))
         self.flush()
+
+
+class DjangoLoader:
+    """Loads fixture files into database ``using`` as ``loaddata`` does, one object at a
+    time through Django, inside the caller's transaction: for databases other than
+    PostgreSQL, which have no ``COPY``. The same interface as :class:`BulkLoader`."""
+
+    def __init__(
+        self,
+        using: str,
+        *,
+        excluded_models: Iterable[type[models.Model]] = (),
+        excluded_apps: Iterable[Any] = (),
+    ) -> None:
+        self.using = using
+        self.connection = connections[using]
+        self.excluded_models = set(excluded_models)
+        self.excluded_apps = set(excluded_apps)
+        self.models: set[type[models.Model]] = set()
+        self.files: list[str] = []
+        self._deferred: list[tuple[DeserializedObject, Where]] = []
+
+    def load_file(self, finder: FixtureFinder, path: str) -> int:
+        """Load one fixture file; return the number of objects saved."""
+        self.files.append(path)
+        stream, ser_fmt, _cmp_fmt = finder.open(path)
+        saved = 0
+        try:
+            objects = serializers.deserialize(
+                ser_fmt,
+                stream,
+                using=self.using,
+                ignorenonexistent=False,
+                handle_forward_references=True,
+            )
+            for position in itertools.count(1):
+                where = Where(path, position)
+                try:
+                    deserialized = next(objects)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    raise ResetError(f"{where.describe()}: {_one_line(exc)}") from exc
+                if self._save(deserialized, where):
+                    saved += 1
+        finally:
+            stream.close()
+        return saved
+
+    def _save(self, deserialized: DeserializedObject, where: Where) -> bool:
+        # loaddata's save_obj(): excluded objects are skipped, the routers decide.
+        model = type(deserialized.object)
+        if model._meta.app_config in self.excluded_apps or model in self.excluded_models:
+            return False
+        saved = router.allow_migrate_model(self.using, model)
+        if saved:
+            self.models.add(model)
+            try:
+                deserialized.save(using=self.using)
+            except (DatabaseError, ValueError) as exc:
+                raise ResetError(
+                    f"{where.describe()}: {_describe(deserialized.object, exc)}"
+                ) from exc
+        if deserialized.deferred_fields:
+            self._deferred.append((deserialized, where))
+        return saved
+
+    def complete(self) -> None:
+        """Save the fields that referred to objects not loaded yet, as ``loaddata`` does
+        after its last fixture."""
+        deferred, self._deferred = self._deferred, []
+        for deserialized, where in deferred:
+            try:
+                deserialized.save_deferred_fields(using=self.using)
+            except Exception as exc:
+                raise ResetError(f"{where.describe()}: {_one_line(exc)}") from exc
+
+    def reset_sequences(self) -> None:
+        # The statements Django's backend makes for it (none on SQLite, where a key
+        # written explicitly moves the counter itself), run as loaddata runs them.
+        if not self.models:
+            return
+        statements = self.connection.ops.sequence_reset_sql(
+            no_style(), sorted(self.models, key=_label)
+        )
+        with self.connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+
+    def finish(self) -> None:
+        self.complete()
+        self.reset_sequences()
+
+
+# Either loader, as the database's vendor calls for.
+Loader = BulkLoader | DjangoLoader
 
 
 class _XmlDeserializer(xml_serializer.Deserializer):

@@ -247,6 +247,28 @@ def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
     )
 
 
+def check_seed(alias: str) -> str:
+    """The gates of ``seed`` for ``alias``; return the name of the database seeded.
+
+    A PostgreSQL database goes through every gate, as for a reset. An SQLite database is
+    a local file: no host to check, no place for a DBA's marker, so ``ENABLED`` alone
+    applies. Any other database has a server that cannot be checked here as a
+    PostgreSQL one is (the address reached), so only ``HOSTS = ["*"]`` lets it through.
+    """
+    connection = connections[alias]
+    vendor = connection.vendor
+    if vendor == "postgresql":
+        return check(alias, "seed").database
+    check_enabled("seed")
+    if vendor != "sqlite" and "*" not in get_settings().hosts:
+        raise Refused(
+            f"seed refused: alias {alias!r} uses {vendor}, whose server django_resetdb "
+            f"cannot check against {SETTING_NAME}['HOSTS']; add '*' there to allow seeding "
+            f"it."
+        )
+    return str(connection.settings_dict["NAME"])
+
+
 def confirm(
     target: Target,
     command: str,

@@ -23,7 +23,14 @@ from django.utils.module_loading import import_string
 from django_resetdb import dependencies, guard, postgres
 from django_resetdb.conf import get_settings, project_root
 from django_resetdb.exceptions import ResetError
-from django_resetdb.fixtureload import BulkLoader, FixtureFinder, Where, read_dicts
+from django_resetdb.fixtureload import (
+    BulkLoader,
+    DjangoLoader,
+    FixtureFinder,
+    Loader,
+    Where,
+    read_dicts,
+)
 
 Log = Callable[[str, int], None]
 Report = Callable[[str], None]
@@ -166,13 +173,24 @@ def seed(
     reaches a database a reset would not be allowed on. ``then`` is SQL to run in the
     same transaction once the rows are in (the foreign keys and indexes a reset builds
     after loading); a foreign key it adds that a row breaks is reported as the seeds'.
+
+    On PostgreSQL the rows are written in bulk (:class:`BulkLoader`); on any other
+    database Django saves them one at a time, as ``loaddata`` does (:class:`DjangoLoader`).
     """
     entries = configured_seeds() if labels is None else tuple(labels)
+    connection = connections[database]
+    postgresql = connection.vendor == "postgresql"
+    if then and not postgresql:
+        raise ResetError(
+            f"SQL after the seeds is run only on PostgreSQL; alias {database!r} uses "
+            f"{connection.vendor}."
+        )
     if gates:
-        target = guard.check(database, "seed")
-        name = target.database
+        name = guard.check_seed(database)
+    elif postgresql:
+        name = postgres.connection_target(connection).database
     else:
-        name = postgres.connection_target(connections[database]).database
+        name = str(connection.settings_dict["NAME"])
     try:
         excluded_models, excluded_apps = parse_apps_and_model_labels(exclude)
     except CommandError as exc:
@@ -190,8 +208,17 @@ def seed(
         # Foreign keys are checked once every seed is in, as loaddata's are at commit: an
         # object may name one that comes later in its file or in a later seed, even when
         # a migrate earlier in the caller's transaction left some checked immediately.
-        postgres.restore_constraint_modes(connections[database])
-        loader = BulkLoader(database, excluded_models=excluded_models, excluded_apps=excluded_apps)
+        # (SQLite's are deferred to the commit, as Django declares them.)
+        loader: Loader
+        if postgresql:
+            postgres.restore_constraint_modes(connection)
+            loader = BulkLoader(
+                database, excluded_models=excluded_models, excluded_apps=excluded_apps
+            )
+        else:
+            loader = DjangoLoader(
+                database, excluded_models=excluded_models, excluded_apps=excluded_apps
+            )
         for item in seeds:
             step = time.monotonic()
             try:
@@ -278,8 +305,19 @@ class _LockWatch(threading.Thread):
         )
 
 
+class _NoWatch:
+    """No watch: outside PostgreSQL (SQLite) a second connection waits for a lock at most
+    its own busy timeout, then fails."""
+
+    def refuse(self, item: Seed, database: str) -> None:
+        pass
+
+
 @contextlib.contextmanager
-def _watching(database: str) -> Iterator[_LockWatch]:
+def _watching(database: str) -> Iterator[_LockWatch | _NoWatch]:
+    if connections[database].vendor != "postgresql":
+        yield _NoWatch()
+        return
     watch = _LockWatch(
         database, postgres.backend_pid(connections[database]), get_settings().lock_timeout
     )
@@ -311,25 +349,40 @@ def _call(item: Seed, database: str, log: Log) -> int | None:
     return None
 
 
-def _check_foreign_keys(loader: BulkLoader, database: str) -> None:
+def _check_foreign_keys(loader: Loader, database: str) -> None:
     """Check the deferred foreign keys now, so that a missing target is reported with
     the object that names it, rather than at commit."""
     connection = connections[database]
+    # PostgreSQL checks every deferred constraint at once. Elsewhere (SQLite) the check
+    # reads tables: those loaded, as loaddata checks them, and their many-to-many rows,
+    # not a broken row the database held before.
+    tables = None if connection.vendor == "postgresql" else _loaded_tables(loader)
     try:
         with transaction.atomic(using=database):
-            connection.check_constraints()
+            connection.check_constraints(table_names=tables)
     except IntegrityError as exc:
         raise ResetError(
             f"Seeding failed: {_dangling(loader, database, exc)}; nothing was written."
         ) from exc
 
 
-def _dangling(loader: BulkLoader, database: str, exc: IntegrityError) -> str:
+def _loaded_tables(loader: Loader) -> list[str]:
+    tables: set[str] = set()
+    for model in loader.models:
+        for cls in (model, *model._meta.get_parent_list()):
+            tables.add(cls._meta.db_table)
+            for m2m in cls._meta.local_many_to_many:
+                through: Any = m2m.remote_field.through
+                tables.add(through._meta.db_table)
+    return sorted(tables)
+
+
+def _dangling(loader: Loader, database: str, exc: IntegrityError) -> str:
     """Which object names a row that does not exist, and where it comes from."""
     diag = getattr(exc.__cause__, "diag", None)
     table = getattr(diag, "table_name", None)
     match = MISSING_KEY.search(getattr(diag, "message_detail", None) or "")
-    plain = " ".join(str(exc).split())
+    plain = " ".join(str(exc).split()).rstrip(".")
     model = next(
         (m for m in apps.get_models(include_auto_created=True) if m._meta.db_table == table),
         None,
@@ -354,7 +407,7 @@ def _dangling(loader: BulkLoader, database: str, exc: IntegrityError) -> str:
     return _where_message(loader, model, pk, what)
 
 
-def _where_message(loader: BulkLoader, model: type[models.Model], pk: Any, what: str) -> str:
+def _where_message(loader: Loader, model: type[models.Model], pk: Any, what: str) -> str:
     label = model._meta.label_lower
     where = locate(loader.files, label, pk)
     if where is None:

@@ -57,7 +57,7 @@ class Command(ResetCommand):
                 self.stdout.write(line)
             return
         if not entries:
-            guard.check(database, "seed")
+            guard.check_seed(database)
             self.stdout.write(f"No seeds: {SETTING_NAME}['SEEDS'] is empty and no label was given.")
             return
         result = seeding.seed(entries, database=database, exclude=exclude, log=self.log(verbosity))
