@@ -112,13 +112,13 @@ def create(new: NewDatabase, schemas: Sequence[str]) -> tuple[str, bool]:
                     ) from exc
                 made = False  # made by someone who does not take our lock
         properties = postgres.database_properties(cursor, new.name)
+    connection = connections[new.alias]
+    connection.close()  # its last attempt found no database
     if not made:
         return (
             f"  database    {new.name!r} was created by another session meanwhile; "
             "building it as it is"
         ), False
-    connection = connections[new.alias]
-    connection.close()  # its last attempt found no database
     present = postgres.existing_schemas(connection, schemas)
     missing = [name for name in schemas if name not in present]
     postgres.execute(connection, postgres.create_schemas_sql(missing))

@@ -100,6 +100,22 @@ def test_a_missing_database_is_created_built_and_restored_the_next_time(syntheti
     )
 
 
+def test_two_runs_at_once_create_the_database_once_and_both_build_it(synthetic, missing):
+    synthetic.append("synth/settings.py", 'DJANGO_RESETDB["LOCK_TIMEOUT"] = 120\n')
+    generated = synthetic.manage("resetmigrations", "--no-input")  # no run regenerates then
+    assert generated.returncode == 0, generated.stderr
+    runs = [synthetic.start("manage.py", "resetdb", "--no-input", "--keep-migrations")]
+    runs.append(synthetic.start("manage.py", "resetdb", "--no-input", "--keep-migrations"))
+
+    outputs = [run.communicate(timeout=240) for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    created = [out for out, _ in outputs if "  database    created " in out]
+    assert len(created) == 1, outputs
+    assert database_row(missing) == [(target_user(), template_encoding())]
+    assert query(missing, "SELECT count(*) FROM django_migrations WHERE app ~ '^app'") == [(2,)]
+
+
 def test_a_role_with_createdb_owns_the_database_it_creates(synthetic, missing, scratch_role):
     with connect("postgres") as admin:
         admin.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(scratch_role)))
