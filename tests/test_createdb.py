@@ -157,6 +157,32 @@ def test_dry_run_says_it_would_create_the_database_and_creates_nothing(synthetic
     assert synthetic.tree() == files
 
 
+def test_the_prompt_says_the_database_will_be_created_and_a_wrong_answer_creates_nothing(
+    synthetic, missing
+):
+    result = synthetic.manage("resetdb", input="nope\n")
+
+    assert result.returncode == 3
+    lines = result.stdout.splitlines()
+    assert lines[0] == "resetdb will create this database and build it:"
+    assert lines[4:9] == [
+        f"  database  {missing}",
+        f"  user      {target_user()}",
+        "  schemas   public",
+        "  tables    none: the database does not exist yet",
+        "  sessions  none",
+    ]
+    assert lines[9] == (
+        f"  database    create {missing!r} (owner {target_user()!r}, encoding "
+        f"{template_encoding()}, template template1)"
+    )
+    assert result.stderr == (
+        f"CommandError: resetdb refused: the answer 'nope' is not the database name "
+        f"{missing!r}; type the name exactly, or pass --no-input to skip the prompt.\n"
+    )
+    assert database_row(missing) == []
+
+
 def test_a_host_not_in_hosts_is_refused_and_nothing_is_created(synthetic, missing):
     synthetic.append("synth/settings.py", 'DJANGO_RESETDB["HOSTS"] = ["db.example.com"]\n')
 
