@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import socket
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ class Target:
     tables: int
     sessions: tuple[postgres.Session, ...]
     address: str = ""  # the address reached; "" over a Unix socket
+    exists: bool = True  # False: the database does not exist yet, resetdb creates it
 
     def host_shown(self) -> str:
         host = self.host or "(default socket)"
@@ -54,14 +56,21 @@ class Target:
 
     def one_line(self) -> str:
         where = f"{self.host_shown()}:{self.port}"
+        contents = (
+            f"{self.tables} table(s), {len(self.sessions)} other session(s)"
+            if self.exists
+            else "the database does not exist yet"
+        )
         return (
             f"Target: database {self.database!r} (alias {self.alias!r}) on {where} as "
-            f"{self.user!r}, schema(s) {', '.join(self.schemas)}: {self.tables} table(s), "
-            f"{len(self.sessions)} other session(s)."
+            f"{self.user!r}, schema(s) {', '.join(self.schemas)}: {contents}."
         )
 
     def lines(self) -> list[str]:
         sessions = f"{len(self.sessions)} other session(s) connected"
+        tables = str(self.tables)
+        if not self.exists:
+            tables, sessions = "none: the database does not exist yet", "none"
         rows = [
             ("alias", self.alias),
             ("host", self.host_shown()),
@@ -69,7 +78,7 @@ class Target:
             ("database", self.database),
             ("user", self.user),
             ("schemas", ", ".join(self.schemas)),
-            ("tables", str(self.tables)),
+            ("tables", tables),
             ("sessions", sessions),
         ]
         lines = [f"  {key:<9} {value}" for key, value in rows]
@@ -191,7 +200,11 @@ def parse_bool(value: str) -> bool | None:
 def check_protected(connection: BaseDatabaseWrapper, database: str, command: str) -> None:
     """The third gate: the marker a DBA stored; a value that is neither true nor false
     protects too, since it says someone meant something."""
-    for marker in postgres.protected_markers(connection):
+    refuse_marked(postgres.protected_markers(connection), database, command)
+
+
+def refuse_marked(markers: Sequence[postgres.StoredSetting], database: str, command: str) -> None:
+    for marker in markers:
         meaning = parse_bool(marker.value)
         if meaning is False:
             continue
@@ -222,8 +235,13 @@ def check_postgresql(alias: str, command: str) -> None:
         )
 
 
-def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
-    """Run the gates for ``alias``; raise :class:`Refused` or return what will be reset."""
+def check(
+    alias: str, command: str, schemas: Sequence[str] = (), *, creatable: bool = False
+) -> Target:
+    """Run the gates for ``alias``; raise :class:`Refused` or return what will be reset.
+
+    With ``creatable``, a database that does not exist yet is no error: the gates run on
+    the server, and the target says it does not exist (``exists`` false)."""
     check_postgresql(alias, command)
     check_enabled(command)
     conf = get_settings()
@@ -231,7 +249,25 @@ def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
     try:
         where = postgres.connection_target(connection)
     except Exception as exc:
-        raise ResetError(f"Cannot connect to database alias {alias!r}: {exc}") from exc
+        missing = _missing_database(connection) if creatable else None
+        if missing is None:
+            raise ResetError(f"Cannot connect to database alias {alias!r}: {exc}") from exc
+        # The gates apply to the server; the marker, to the roles in every database.
+        where, markers = missing
+        check_hosts(connection, where, alias, command, conf.hosts)
+        refuse_marked(markers, where.database, command)
+        return Target(
+            alias=alias,
+            host=where.host,
+            port=where.port,
+            database=where.database,
+            user=where.user,
+            schemas=tuple(schemas),
+            tables=0,
+            sessions=(),
+            address=where.address,
+            exists=False,
+        )
     check_hosts(connection, where, alias, command, conf.hosts)
     check_protected(connection, where.database, command)
     return Target(
@@ -269,6 +305,29 @@ def check_seed(alias: str) -> str:
     return str(connection.settings_dict["NAME"])
 
 
+def _missing_database(
+    connection: BaseDatabaseWrapper,
+) -> tuple[postgres.ConnectionTarget, list[postgres.StoredSetting]] | None:
+    """Where the connection would go and the markers stored for its roles, when the
+    connection failed because its database does not exist; None otherwise. Told by the
+    catalog of the server's maintenance database, not by the error's words, which
+    follow the server's language."""
+    name = connection.get_connection_params().get("dbname")
+    if not name:
+        return None
+    try:
+        with warnings.catch_warnings():
+            # Django's fallback to another database when it cannot reach "postgres".
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with connection._nodb_cursor() as cursor:
+                if postgres.database_exists(cursor, name):
+                    return None
+                where = postgres.cursor_target(cursor, str(name))
+                return where, postgres.protected_markers_for(cursor, str(name))
+    except Exception:  # the server cannot be reached either: the first error says why
+        return None
+
+
 def confirm(
     target: Target,
     command: str,
@@ -279,7 +338,10 @@ def confirm(
 ) -> None:
     """Show the target (and the ``plan`` lines) and ask for the database name; raise
     :class:`Refused` otherwise."""
-    write(f"{command} will drop everything in these schemas:")
+    if target.exists:
+        write(f"{command} will drop everything in these schemas:")
+    else:
+        write(f"{command} will create this database and build it:")
     for line in [*target.lines(), *plan]:
         write(line)
     try:

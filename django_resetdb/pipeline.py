@@ -12,6 +12,7 @@ the next one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from django.db import connections, router, transaction
 from django_resetdb import (
     backups,
     clock,
+    creating,
     dependencies,
     guard,
     interrupts,
@@ -71,6 +73,8 @@ class ResetPlan:
     # The snapshot's quick key matched: the migrations were not planned, as regenerating
     # them would change nothing (migrations is None then, without --keep-migrations).
     unchanged: bool = False
+    # The databases that do not exist yet, created before the rebuild.
+    creations: list[creating.NewDatabase] = field(default_factory=list)
 
     @property
     def restoring(self) -> bool:
@@ -109,7 +113,7 @@ class ResetPlan:
 
     def lines(self, *, terminate_blockers: bool = False) -> list[str]:
         """The steps, one line each, and the files the regeneration touches."""
-        lines = []
+        lines = [new.planned_line() for new in self.creations]
         if self.unchanged:
             lines.append(
                 "  migrations  no changes since the snapshot was kept (the same models and files)"
@@ -158,6 +162,8 @@ class ResetPlan:
         if snapshot is not None:
             if snapshot.unusable:
                 lines.append(f"  snapshot    not used: {snapshot.unusable}")
+            elif not snapshot.fingerprint:  # the database does not exist yet
+                lines.append("  snapshot    keep one for the next reset")
             else:
                 lines.append(f"  snapshot    keep one as {snapshot.name} for the next reset")
         return lines
@@ -217,31 +223,87 @@ def plan_reset(
     aliases = list(dict.fromkeys(databases))
     if not aliases:
         raise ResetError("No database to reset.")
-    targets = [guard.check(alias, COMMAND, conf.schemas) for alias in aliases]
+    targets = [guard.check(alias, COMMAND, conf.schemas, creatable=True) for alias in aliases]
     _refuse_same_database(targets)
+    creations = [creating.plan_creation(target) for target in targets if not target.exists]
     refuse_interrupted(conf.backup_dir, COMMAND, rebuilds=True)
     seeds = None
     if seed:
         entries = seeding.configured_seeds()
         seeds = {alias: seeding.resolve_seeds(entries, database=alias) for alias in aliases}
     first_seeds = None if seeds is None else seeds[aliases[0]]
+    # What needs the database itself is worked out once it exists (see _create).
+    exists = targets[0].exists
     cache = None
-    if snapshot and not keep_migrations and len(targets) == 1:
+    if snapshot and not keep_migrations and len(targets) == 1 and exists:
         cache = snapshots.find_quick(targets[0], first_seeds)
     unchanged = cache is not None and cache.existing is not None
     migrations = None
     if not keep_migrations and not unchanged:
         migrations = _plan_migrations()
     swap, lock_warning = None, ""
-    if len(targets) == 1:
+    if len(targets) == 1 and exists:
         swap, lock_warning = snapshots.plan_swap(targets[0], models=_models_on(aliases[0]))
     if snapshot and not unchanged:
-        cache = snapshots.plan_snapshot(
-            targets[0], migrations, first_seeds, several=len(targets) > 1
-        )
+        if len(targets) == 1 and not exists:
+            if conf.snapshots:
+                cache = snapshots.SnapshotPlan(aliases[0], targets[0].database, "", None)
+        else:
+            cache = snapshots.plan_snapshot(
+                targets[0], migrations, first_seeds, several=len(targets) > 1
+            )
     return ResetPlan(
-        targets, conf.schemas, migrations, seeds, cache, swap, lock_warning, unchanged=unchanged
+        targets,
+        conf.schemas,
+        migrations,
+        seeds,
+        cache,
+        swap,
+        lock_warning,
+        unchanged=unchanged,
+        creations=creations,
     )
+
+
+def _create(plan: ResetPlan, created: list[creating.NewDatabase], log: Log) -> None:
+    """Create the databases that do not exist yet (appending each to ``created``), then
+    work out what needed them: the build in a new database, the snapshot."""
+    for new in plan.creations:
+        line, made = creating.create(new, plan.schemas)
+        if made:
+            created.append(new)
+        log(line, 1)
+        index = plan.aliases.index(new.alias)
+        connection = connections[new.alias]
+        plan.targets[index] = target = dataclasses.replace(
+            plan.targets[index],
+            exists=True,
+            tables=postgres.count_tables(connection, plan.schemas),
+            sessions=tuple(postgres.other_sessions(connection)),
+        )
+        if len(plan.targets) == 1:
+            plan.swap, plan.lock_warning = snapshots.plan_swap(target, models=_models_on(new.alias))
+            if plan.snapshot is not None:
+                plan.snapshot = snapshots.plan_snapshot(
+                    target, plan.migrations, plan.seeds_on(new.alias), several=False
+                )
+    plan.creations = []
+
+
+@contextlib.contextmanager
+def _dropped_on_failure(created: list[creating.NewDatabase]) -> Iterator[None]:
+    """Drop the databases this run created when what follows fails before the rebuild
+    has committed: they did not exist before it."""
+    try:
+        yield
+    except BaseException as exc:
+        if not created:
+            raise
+        said = creating.drop(created)
+        if isinstance(exc, ResetError):
+            message = f"{str(exc).rstrip('.')}; {said}."
+            raise ResetError(message, returncode=exc.returncode) from exc
+        raise
 
 
 def _plan_migrations() -> MigrationPlan:
@@ -336,8 +398,11 @@ def run_plan(
             log(target.one_line(), 1)
     if interactive:
         result.timings["prompt"] = time.monotonic() - asking
-    for alias in plan.aliases:
-        pre_reset.send(sender=ResetPlan, alias=alias, plan=plan)
+    created: list[creating.NewDatabase] = []
+    with _dropped_on_failure(created):
+        _create(plan, created, log)
+        for alias in plan.aliases:
+            pre_reset.send(sender=ResetPlan, alias=alias, plan=plan)
 
     cache = plan.snapshot
     sweeper = None
@@ -356,7 +421,8 @@ def run_plan(
         sweeper.start()
     with interrupts.handled():
         try:
-            restored = _carry_out(plan, result, terminate_blockers, log, migrate_output)
+            with _dropped_on_failure(created):
+                restored = _carry_out(plan, result, terminate_blockers, log, migrate_output)
         finally:
             if sweeper is not None:
                 waited = sweeper.finish(log)
@@ -812,6 +878,10 @@ def dry_run_lines(plan: ResetPlan, *, terminate_blockers: bool = False) -> Itera
 
 
 def _dry_run_sql(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
+    new = next((new for new in plan.creations if new.alias == target.alias), None)
+    if new is not None:
+        yield from _dry_run_creation(plan, new)
+        return
     if plan.restoring:
         assert plan.snapshot is not None
         yield f"SQL on the maintenance database, for {target.database!r}:"
@@ -830,6 +900,32 @@ def _dry_run_sql(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
         yield "  BEGIN;"
         for statement in planned_statements(target.alias, plan.schemas):
             yield f"  {statement};"
+    yield from _dry_run_migrate(plan, target)
+    if plan.swap is not None:
+        yield f"SQL on the maintenance database, to swap it in for {target.database!r}:"
+        yield from (f"  {statement};" for statement in swap)
+    else:
+        yield "  COMMIT;"
+
+
+def _dry_run_creation(plan: ResetPlan, new: creating.NewDatabase) -> Iterator[str]:
+    create, lock = creating.planned_statements(new)
+    yield f"SQL on the maintenance database, for {new.name!r}:"
+    yield from (f"  {statement};" for statement in create)
+    yield f"SQL for database {new.name!r} (alias {new.alias!r}), once created:"
+    yield "  BEGIN;"
+    yield from (f"  {statement};" for statement in lock)
+    yield (
+        f"  -- schemas: {', '.join(plan.schemas)} dropped and made again as the template "
+        f"{new.template} has them (not shown: the database does not exist yet)"
+    )
+    target = next(t for t in plan.targets if t.alias == new.alias)
+    with creating.rendering_on_maintenance(new.alias):
+        yield from _dry_run_migrate(plan, target)
+    yield "  COMMIT;"
+
+
+def _dry_run_migrate(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
     for planned in migrating.planned_sql(target.alias, plan.migrations):
         if planned.not_shown:
             yield f"  -- migrate: {planned.name}: SQL not shown ({planned.not_shown})"
@@ -853,11 +949,6 @@ def _dry_run_sql(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
             f"  -- seed: {len(plan.seeds[target.alias])} seed(s), rows written with COPY "
             "and INSERT (not shown)"
         )
-    if plan.swap is not None:
-        yield f"SQL on the maintenance database, to swap it in for {target.database!r}:"
-        yield from (f"  {statement};" for statement in swap)
-    else:
-        yield "  COMMIT;"
 
 
 # Past this width a dry run's line is broken up: a list of a large project's apps or files,

@@ -168,27 +168,24 @@ class StoredSetting:
         return "all roles (ALTER ROLE ALL)"
 
 
-def protected_markers(connection: BaseDatabaseWrapper) -> list[StoredSetting]:
-    """The ``django_resetdb.protected`` values stored for this database, for the roles the
-    session logged in as and acts as, and for both together.
+# The stored values of the marker that apply to a session of the role(s) it runs as, on
+# the database matched by the placeholder.
+_MARKERS = (
+    "SELECT d.datname, r.rolname, c.entry "
+    "FROM pg_db_role_setting s "
+    "LEFT JOIN pg_database d ON d.oid = s.setdatabase "
+    "LEFT JOIN pg_roles r ON r.oid = s.setrole "
+    "CROSS JOIN LATERAL unnest(s.setconfig) AS c(entry) "
+    "WHERE (s.setdatabase = 0 OR d.datname = {database}) "
+    # The role that logged in too: SET SESSION AUTHORIZATION changes session_user.
+    "AND (s.setrole = 0 OR r.rolname IN (session_user, current_user) OR r.oid = "
+    "(SELECT a.usesysid FROM pg_stat_activity a WHERE a.pid = pg_backend_pid())) "
+    "ORDER BY CASE WHEN s.setrole = 0 THEN 0 WHEN s.setdatabase = 0 THEN 1 ELSE 2 END, "
+    "s.setdatabase = 0, r.rolname"
+)
 
-    Read from pg_db_role_setting, not current_setting(): the client chooses the session's
-    value (``options=-c ...``, PGOPTIONS, SET) and would switch the DBA's marker off.
-    """
-    rows = _rows(
-        connection,
-        "SELECT d.datname, r.rolname, c.entry "
-        "FROM pg_db_role_setting s "
-        "LEFT JOIN pg_database d ON d.oid = s.setdatabase "
-        "LEFT JOIN pg_roles r ON r.oid = s.setrole "
-        "CROSS JOIN LATERAL unnest(s.setconfig) AS c(entry) "
-        "WHERE (s.setdatabase = 0 OR d.datname = current_database()) "
-        # The role that logged in too: SET SESSION AUTHORIZATION changes session_user.
-        "AND (s.setrole = 0 OR r.rolname IN (session_user, current_user) OR r.oid = "
-        "(SELECT a.usesysid FROM pg_stat_activity a WHERE a.pid = pg_backend_pid())) "
-        "ORDER BY CASE WHEN s.setrole = 0 THEN 0 WHEN s.setdatabase = 0 THEN 1 ELSE 2 END, "
-        "s.setdatabase = 0, r.rolname",
-    )
+
+def _markers(rows: Sequence[Any]) -> list[StoredSetting]:
     markers = []
     for database, role, entry in rows:
         name, _, value = entry.partition("=")
@@ -196,6 +193,24 @@ def protected_markers(connection: BaseDatabaseWrapper) -> list[StoredSetting]:
         if name.lower() == PROTECTED_SETTING:
             markers.append(StoredSetting(value=value, database=database, role=role))
     return markers
+
+
+def protected_markers(connection: BaseDatabaseWrapper) -> list[StoredSetting]:
+    """The ``django_resetdb.protected`` values stored for this database, for the roles the
+    session logged in as and acts as, and for both together.
+
+    Read from pg_db_role_setting, not current_setting(): the client chooses the session's
+    value (``options=-c ...``, PGOPTIONS, SET) and would switch the DBA's marker off.
+    """
+    return _markers(_rows(connection, _MARKERS.format(database="current_database()")))
+
+
+def protected_markers_for(cursor: Any, database: str) -> list[StoredSetting]:
+    """The same, read on another database's session (the maintenance database's) for
+    database ``database``: for one that does not exist yet, only those stored for the
+    roles in every database (``ALTER ROLE ... SET``, ``ALTER ROLE ALL SET``) apply."""
+    cursor.execute(_MARKERS.format(database="%s"), [database])
+    return _markers(cursor.fetchall())
 
 
 def existing_schemas(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> set[str]:
@@ -811,6 +826,73 @@ def create_empty_database_sql(name: str, wanted: DatabaseProperties) -> sql.Comp
             sql.Literal(wanted.icu_locale or "")
         )
     return statement
+
+
+def new_database_sql(name: str, owner: str, template: str, encoding: str | None) -> sql.Composable:
+    """A database that does not exist yet, as ``createdb`` and Django's test database
+    creation make it: a copy of ``template``, in its encoding unless ``encoding``."""
+    statement = sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE {}").format(
+        sql.Identifier(name), sql.Identifier(owner), sql.Identifier(template)
+    )
+    if encoding:
+        statement += sql.SQL(" ENCODING {}").format(sql.Literal(encoding))
+    return statement
+
+
+def create_schemas_sql(names: Sequence[str]) -> list[sql.Composable]:
+    return [sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)) for name in names]
+
+
+def grant_createdb_sql(role: str) -> sql.Composable:
+    return sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(role))
+
+
+def database_encoding(cursor: Any, name: str) -> str | None:
+    """The encoding of database ``name``; None when there is no such database."""
+    cursor.execute(
+        "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = %s", [name]
+    )
+    row = cursor.fetchone()
+    return None if row is None else str(row[0])
+
+
+def database_exists(cursor: Any, name: str) -> bool:
+    cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)", [name])
+    (exists,) = cursor.fetchone()
+    return bool(exists)
+
+
+@dataclass(frozen=True)
+class Creator:
+    """The role a session on the maintenance database acts as, and whether it may
+    create databases."""
+
+    current_user: str
+    superuser: bool
+    create_database: bool
+    maintenance_database: str
+
+    @property
+    def can_create(self) -> bool:
+        return self.superuser or self.create_database
+
+
+def creator(cursor: Any) -> Creator:
+    cursor.execute(
+        "SELECT current_user, r.rolsuper, r.rolcreatedb, current_database() "
+        "FROM pg_roles r WHERE r.rolname = current_user"
+    )
+    (user, superuser, createdb, database) = cursor.fetchone()
+    return Creator(user, bool(superuser), bool(createdb), database)
+
+
+def cursor_target(cursor: Any, database: str) -> ConnectionTarget:
+    """Where a cursor's connection really goes, as :func:`connection_target` says it,
+    for database ``database`` on the same server."""
+    info = cursor.connection.info
+    return ConnectionTarget(
+        host=info.host, port=info.port, database=database, user=info.user, address=info.hostaddr
+    )
 
 
 def lock_estimate(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> tuple[int, int]:

@@ -585,6 +585,11 @@ def find(alias: str, target: str, fingerprint: str) -> Snapshot | None:
     )
 
 
+def connected_to(alias: str, database: str) -> contextlib.AbstractContextManager[None]:
+    """``alias``'s connection pointed at ``database`` while inside, then back."""
+    return _new_connection_to(alias, database)
+
+
 def _new_connection_to(alias: str, database: str) -> contextlib.AbstractContextManager[None]:
     @contextlib.contextmanager
     def connected() -> Iterator[None]:
