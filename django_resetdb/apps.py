@@ -14,3 +14,5 @@ class ResetDBConfig(AppConfig):
 
         checks.register(resetdb_checks.check_settings)
         checks.register(resetdb_checks.check_databases)
+        checks.register(resetdb_checks.check_driver)
+        checks.register(resetdb_checks.check_distributions)
