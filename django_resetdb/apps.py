@@ -13,3 +13,5 @@ class ResetDBConfig(AppConfig):
         from django_resetdb import conf  # noqa: F401  (connects setting_changed)
 
         checks.register(resetdb_checks.check_settings)
+        checks.register(resetdb_checks.check_driver)
+        checks.register(resetdb_checks.check_distributions)

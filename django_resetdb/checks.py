@@ -1,4 +1,5 @@
-"""System checks for the ``DJANGO_RESETDB`` setting.
+"""System checks: the ``DJANGO_RESETDB`` setting, the psycopg driver, and the unrelated
+distribution that ships a package of the same name.
 
 Nothing here looks at ``DATABASES``: a system check runs before every command, and an
 alias the commands are never pointed at is no concern of theirs. A command pointed at
@@ -6,13 +7,15 @@ one that is not PostgreSQL says so itself (``guard.check_postgresql``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib.metadata
+from collections.abc import Callable, Sequence
 from pathlib import PurePath
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
+from django_resetdb import driver
 from django_resetdb.conf import DEFAULTS, SETTING_NAME, STRATEGIES, user_settings
 from django_resetdb.identifiers import schema_name_problem
 
@@ -95,3 +98,60 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
             )
         )
     return messages
+
+
+def check_driver(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    return driver_messages(driver.psycopg_problem(), psycopg2_loads=driver.psycopg2_loads)
+
+
+def driver_messages(problem: str, *, psycopg2_loads: Callable[[], bool]) -> list[CheckMessage]:
+    """E005 when no PostgreSQL driver loads; W004 when only psycopg2 does: the project
+    still runs on it, only our commands refuse. ``psycopg2_loads`` is called only when
+    psycopg 3 does not load."""
+    if not problem:
+        return []
+    if psycopg2_loads():
+        return [
+            Warning(
+                f"psycopg 3 cannot be imported ({problem}): Django uses psycopg2, and "
+                "django_resetdb's commands, which need psycopg 3, refuse to run.",
+                hint=(
+                    f"{driver.INSTALL}; Django then uses psycopg 3 for every connection, "
+                    "since it prefers it to psycopg2."
+                ),
+                id="django_resetdb.W004",
+            )
+        ]
+    return [
+        Error(
+            f"psycopg 3 cannot be imported ({problem}), nor can psycopg2: Django cannot "
+            "connect to PostgreSQL and django_resetdb's commands cannot run.",
+            hint=f"{driver.INSTALL} (psycopg with its own libpq), or install libpq.",
+            id="django_resetdb.E005",
+        )
+    ]
+
+
+# The unrelated 2018 project on PyPI under the import package's own name.
+CONFLICTING_DISTRIBUTION = "django-resetdb"
+
+
+def check_distributions(
+    app_configs: Sequence[Any] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    try:
+        found = importlib.metadata.distribution(CONFLICTING_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return [
+        Warning(
+            f"The distribution {CONFLICTING_DISTRIBUTION!r} {found.version} is installed: it "
+            "is an unrelated project that ships a django_resetdb package and a resetdb "
+            "command of its own, over this one's files.",
+            hint=(
+                "pip uninstall django-resetdb, then pip install --force-reinstall "
+                "django-resetdb-pg (the uninstall removes files the two share)."
+            ),
+            id="django_resetdb.W003",
+        )
+    ]

@@ -216,9 +216,8 @@ def _describe(operation: Operation) -> str:
 
 
 def _summary(operation: Operation) -> str:
-    # The line makemigrations prints; formatted_description() is new in Django 5.1.
-    formatted = getattr(operation, "formatted_description", None)
-    return str(formatted()) if formatted else f"- {_describe(operation)}"
+    # The line makemigrations prints.
+    return str(operation.formatted_description())
 
 
 def _scan(
@@ -353,8 +352,9 @@ def _sorted_block(match: re.Match[str]) -> str:
 
 
 def normalized(text: str) -> str:
-    # Django before 5.0 writes dependencies in the order the autodetector found them,
-    # which changes from one process to the next: their order does not count.
+    # Files written by Django before 5.0 list their dependencies in the order the
+    # autodetector found them, which changed from one process to the next: their order
+    # does not count, so such files are not rewritten for that alone.
     return DEPENDENCIES.sub(_sorted_block, HEADER.sub("", text, count=1))
 
 
@@ -536,8 +536,8 @@ def _plan_apps(
 
 def _written_unlike(new: NewFile, carried: Sequence[Operation]) -> str:
     """Why the operations carried into ``new`` would not be what its text makes of them,
-    or "": makemigrations' writer leaves out keyword-only arguments on some Django
-    versions (CreateCollation's provider and deterministic on 4.2)."""
+    or "": makemigrations' writer can leave out arguments an operation was made with
+    (Django 4.2's left out CreateCollation's keyword-only provider and deterministic)."""
     module = types.ModuleType("django_resetdb_written")
     try:
         exec(compile(new.text, str(new.path), "exec"), module.__dict__)

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import time
 from argparse import ArgumentParser
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from django_resetdb import clock, guard
+from django_resetdb import clock, driver
 from django_resetdb.exceptions import ResetError
+
+if TYPE_CHECKING:
+    from django_resetdb import guard
 
 # The shell's convention for a process ended by Ctrl-C (128 + SIGINT).
 INTERRUPTED_EXIT_STATUS = 130
@@ -59,6 +62,12 @@ class ResetCommand(BaseCommand):
         # (3 for a refusal by a guard).
         if self.started is None:
             self.started = time.monotonic()
+        # Before the system checks and before any module that needs psycopg 3 is
+        # imported: the commands import those inside their methods, so that Django can
+        # load them and this one line is what the user sees, not an import traceback.
+        missing = driver.missing_psycopg_message()
+        if missing:
+            raise CommandError(missing)
         try:
             return super().execute(*args, **options)
         except ResetError as exc:
@@ -79,6 +88,8 @@ class ResetCommand(BaseCommand):
         self, target: guard.Target, command: str, *, interactive: bool, verbosity: int
     ) -> None:
         """Ask for the database name, or with --no-input just show the target."""
+        from django_resetdb import guard
+
         if interactive:
             guard.confirm(target, command, write=self.stdout.write)
         elif verbosity >= 1:

@@ -5,7 +5,6 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from django_resetdb import guard, pipeline, snapshots
 from django_resetdb.management.base import ResetCommand
 
 
@@ -66,6 +65,8 @@ class Command(ResetCommand):
         verbosity: int,
         **options: Any,
     ) -> None:
+        from django_resetdb import pipeline
+
         aliases = databases or [DEFAULT_DB_ALIAS]
         if list_snapshots or drop_snapshots:
             self._snapshots(aliases, drop=drop_snapshots)
@@ -93,6 +94,8 @@ class Command(ResetCommand):
             self.stdout.write(self.style.SUCCESS(result.summary()))
 
     def _snapshots(self, aliases: list[str], *, drop: bool) -> None:
+        from django_resetdb import guard, snapshots
+
         for alias in aliases:
             if drop:
                 target = guard.check(alias, "resetdb --drop-snapshots")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
-from django_resetdb import backups, guard, migrations_reset
+from django_resetdb import backups, migrations_reset
 from django_resetdb.conf import SETTING_NAME, get_settings
 from django_resetdb.exceptions import Refused
 from django_resetdb.management.base import ResetCommand
@@ -75,6 +75,8 @@ class Command(ResetCommand):
         if list_backups:
             self._list_backups()
             return
+        from django_resetdb import guard
+
         guard.check_enabled("resetmigrations")
         with backups.files_lock(conf.backup_dir, conf.lock_timeout):
             self._handle(app_labels, dry_run, interactive, force, restore, verbosity)

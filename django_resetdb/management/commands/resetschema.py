@@ -3,10 +3,8 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
-from django_resetdb import guard
 from django_resetdb.conf import get_settings
 from django_resetdb.management.base import ResetCommand
-from django_resetdb.schemas import reset_schemas, validate_schema_names
 
 
 class Command(ResetCommand):
@@ -35,6 +33,9 @@ class Command(ResetCommand):
         verbosity: int,
         **options: Any,
     ) -> None:
+        from django_resetdb import guard
+        from django_resetdb.schemas import reset_schemas, validate_schema_names
+
         names = validate_schema_names(schemas or get_settings().schemas)
         target = guard.check(database, "resetschema", names)
         self.confirm(target, "resetschema", interactive=interactive, verbosity=verbosity)

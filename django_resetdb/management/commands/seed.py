@@ -3,7 +3,6 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
-from django_resetdb import guard, seeding
 from django_resetdb.conf import SETTING_NAME
 from django_resetdb.management.base import ResetCommand
 
@@ -49,6 +48,8 @@ class Command(ResetCommand):
         verbosity: int,
         **options: Any,
     ) -> None:
+        from django_resetdb import guard, seeding
+
         entries = tuple(labels) if labels else seeding.configured_seeds()
         if list_only:
             seeds = seeding.resolve_seeds(entries, database=database)
