@@ -210,20 +210,44 @@ def check_protected(connection: BaseDatabaseWrapper, database: str, command: str
         )
 
 
-def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
-    """Run the gates for ``alias``; raise :class:`Refused` or return what will be reset."""
-    check_enabled(command)
-    conf = get_settings()
+def check_server(alias: str, command: str) -> postgres.ConnectionTarget:
+    """The gate of what touches only the tool's own copies (the snapshots and what
+    swaps left): ``HOSTS`` alone. Neither ``ENABLED`` nor the marker, which protect a
+    project's database, say anything about those. Raise :class:`Refused` or return
+    where the connection went."""
+    connection = _postgresql(alias, command)
+    try:
+        # Not the database itself: its snapshots outlive it.
+        where = postgres.server_target(connection)
+    except Exception as exc:
+        raise ResetError(f"Cannot connect to database alias {alias!r}: {exc}") from exc
+    check_hosts(connection, where, alias, command, get_settings().hosts)
+    return where
+
+
+def _postgresql(alias: str, command: str) -> BaseDatabaseWrapper:
     connection = connections[alias]
     if connection.vendor != "postgresql":
         raise ResetError(
             f"{command} only resets PostgreSQL databases; alias {alias!r} uses "
             f"{connection.vendor!r}."
         )
+    return connection
+
+
+def _reached(connection: BaseDatabaseWrapper, alias: str) -> postgres.ConnectionTarget:
     try:
-        where = postgres.connection_target(connection)
+        return postgres.connection_target(connection)
     except Exception as exc:
         raise ResetError(f"Cannot connect to database alias {alias!r}: {exc}") from exc
+
+
+def check(alias: str, command: str, schemas: Sequence[str] = ()) -> Target:
+    """Run the gates for ``alias``; raise :class:`Refused` or return what will be reset."""
+    check_enabled(command)
+    conf = get_settings()
+    connection = _postgresql(alias, command)
+    where = _reached(connection, alias)
     check_hosts(connection, where, alias, command, conf.hosts)
     check_protected(connection, where.database, command)
     return Target(

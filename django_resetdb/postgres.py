@@ -150,6 +150,21 @@ def connection_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
     )
 
 
+def server_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
+    """Where a connection to the server's maintenance database really goes: the server
+    of ``connection``, reached whether or not its database exists. ``database`` is the
+    name in the settings."""
+    with connection._nodb_cursor() as cursor:
+        info = cursor.connection.info
+        return ConnectionTarget(
+            host=info.host,
+            port=info.port,
+            database=str(connection.settings_dict["NAME"]),
+            user=info.user,
+            address=info.hostaddr,
+        )
+
+
 @dataclass(frozen=True)
 class StoredSetting:
     """A value of a setting as ``ALTER DATABASE/ROLE ... SET`` stored it."""

@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -19,22 +21,28 @@ from psycopg import sql
 from bench.synthetic import Shape, generate
 from tests.conftest import (
     ProjectCopy,
+    available_extensions,
     connect,
     database_oid,
     database_state,
     drop_database,
-    needs_vector,
     replaced_of,
     sessions_on,
     snapshots_of,
     swaps_in_progress,
+    target_host,
     target_user,
     wait_for_session,
 )
 from tests.test_resetdb import FAST_HASHER, prepare, rebuild_once, status, timeless
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
 
-pytestmark = needs_vector
+
+@pytest.fixture(autouse=True)
+def demo_needs_vector(request):
+    """The demo (the ``project`` fixture) needs pgvector; the synthetic project does not."""
+    if "project" in request.fixturenames and "vector" not in available_extensions():
+        pytest.skip("the demo's catalog app needs the pgvector extension on the server")
 
 
 def replaced(db) -> list[tuple[str, bool]]:
@@ -713,3 +721,70 @@ def test_the_listing_shows_the_database_a_restore_replaced(cached, scratch_db):
         for line in result.stdout.splitlines()
     ), result.stdout
     assert replaced_of(scratch_db.name) == [old]  # listing drops nothing
+
+
+# --- Hygiene on a shared server ----------------------------------------------------------
+
+
+def synthetic_project(root, db_url: str) -> ProjectCopy:
+    """A small project without extensions (any server runs it), with the fault runner."""
+    generate(root, Shape(apps=2, models=3, rows=2))
+    shutil.copy(Path(__file__).with_name("fault_runner.py"), root / "faults.py")
+    return ProjectCopy(root, db_url, settings="synth.settings")
+
+
+@pytest.fixture
+def synthetic(tmp_path, scratch_db) -> ProjectCopy:
+    """The small project, its database rebuilt once and a snapshot kept."""
+    project = synthetic_project(tmp_path / "synthetic", scratch_db.url())
+    first = project.manage("resetdb", "--no-input")
+    assert first.returncode == 0, first.stderr
+    assert len(snapshots_of(scratch_db.name)) == 1
+    return project
+
+
+@pytest.mark.parametrize("gate", ["enabled", "marker"])
+def test_listing_and_dropping_snapshots_need_neither_enabled_nor_unprotected(
+    synthetic, scratch_db, gate
+):
+    (kept,) = snapshots_of(scratch_db.name)
+    if gate == "enabled":
+        synthetic.append("synth/settings.py", 'DJANGO_RESETDB["ENABLED"] = False\n')
+    else:
+        with connect("postgres") as admin:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} SET django_resetdb.protected = on").format(
+                    sql.Identifier(scratch_db.name)
+                )
+            )
+
+    listed = synthetic.manage("resetdb", "--list-snapshots")
+    refused = synthetic.manage("resetdb", "--no-input")
+    dropped = synthetic.manage("resetdb", "--drop-snapshots")
+
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].startswith(f"  {kept}  ")
+    assert refused.returncode == 3, refused.stderr
+    assert refused.stderr.startswith("CommandError: resetdb refused: ")
+    assert dropped.returncode == 0, dropped.stderr
+    assert dropped.stdout == (
+        f"Dropped 1 snapshot(s) of database {scratch_db.name!r} (alias 'default').\n"
+    )
+    assert snapshots_of(scratch_db.name) == []
+
+
+@pytest.mark.parametrize("flag", ["--drop-snapshots", "--list-snapshots"])
+def test_hosts_still_refuses_listing_and_dropping_snapshots(synthetic, scratch_db, flag):
+    before = snapshots_of(scratch_db.name)
+    synthetic.append("synth/settings.py", 'DJANGO_RESETDB["HOSTS"] = ["db.example.org"]\n')
+
+    result = synthetic.manage("resetdb", flag)
+
+    assert result.returncode == 3
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"CommandError: resetdb {flag} refused: host {target_host()!r} of database alias "
+        "'default' is not in DJANGO_RESETDB['HOSTS']; add it there to allow resets on that "
+        "server.\n"
+    )
+    assert snapshots_of(scratch_db.name) == before
