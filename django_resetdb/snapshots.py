@@ -54,6 +54,11 @@ from django_resetdb.migrations_reset import MigrationPlan, migration_file, norma
 
 PREFIX = "resetdb_snap_"
 SWAP = "resetdb_swap_"
+# PostgreSQL keeps the first NAMEDATALEN - 1 bytes of a name.
+NAME_BYTES = 63
+# Random hex digits that end a replaced database's name.
+REPLACED_SUFFIX = 8
+REPLACED_END = re.compile(f"[0-9a-f]{{{REPLACED_SUFFIX}}}")
 # Where an object's default repr says it lives in memory.
 ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
@@ -150,29 +155,74 @@ class SnapshotPlan:
         return snapshot_name(self.target, self.fingerprint)
 
 
+def _fitted(prefix: str, target: str, digest: str, reserved: int = 0) -> str:
+    """``prefix``, as much of ``target`` as fits, and ``digest``: a name PostgreSQL keeps
+    whole (it cuts names at ``NAME_BYTES`` bytes), ``reserved`` bytes left for a suffix.
+    The target is cut by bytes, never inside a character; the digest is never cut."""
+    room = NAME_BYTES - len(prefix.encode()) - 1 - len(digest) - reserved
+    part = target.encode()[: max(room, 0)].decode("utf-8", "ignore")
+    return f"{prefix}{part}_{digest}"
+
+
 def snapshot_name(target: str, fingerprint: str) -> str:
+    """The target's name (as much of it as fits), then a digest of the target and the
+    fingerprint: on a shared server the name says whose it is, and two fingerprints
+    never share one."""
     digest = hashlib.sha256(f"{target}\0{fingerprint}".encode()).hexdigest()
-    return f"{PREFIX}{digest[:24]}"
+    return _fitted(PREFIX, target, digest[:24])
+
+
+def _target_digest(target: str) -> str:
+    return hashlib.sha256(target.encode()).hexdigest()[:16]
 
 
 def swap_names(target: str) -> tuple[str, str]:
-    """The copy's name while it is made, and the prefix of the replaced databases'."""
-    digest = hashlib.sha256(target.encode()).hexdigest()[:20]
-    return f"{SWAP}new_{digest}", f"{SWAP}old_{digest}_"
+    """The copy's name while it is made, and the prefix of the replaced databases' (a
+    replaced database's name ends with ``REPLACED_SUFFIX`` random hex digits, so that
+    a run right after another never reuses one)."""
+    digest = _target_digest(target)
+    return (
+        _fitted(f"{SWAP}new_", target, digest),
+        _fitted(f"{SWAP}old_", target, digest, 1 + REPLACED_SUFFIX) + "_",
+    )
 
 
 def keep_name(target: str) -> str:
     """A snapshot's name while it is copied and marked: one that names its target, so
     that a copy left by a killed run is known for whose it is (a snapshot's own name
     does not tell)."""
+    return _fitted(f"{SWAP}keep_", target, _target_digest(target))
+
+
+def _legacy_names(target: str) -> tuple[str, str, str]:
+    """The names earlier versions gave the copy in the making, the replaced databases
+    (a prefix) and the snapshot being kept, from a digest of the target alone: what
+    they left is still listed and dropped."""
     digest = hashlib.sha256(target.encode()).hexdigest()[:20]
-    return f"{SWAP}keep_{digest}"
+    return f"{SWAP}new_{digest}", f"{SWAP}old_{digest}_", f"{SWAP}keep_{digest}"
+
+
+def _half_made_names(target: str) -> list[str]:
+    new, _, keeping = _legacy_names(target)
+    return [swap_names(target)[0], keep_name(target), new, keeping]
+
+
+def _replaced_prefixes(target: str) -> list[str]:
+    return [swap_names(target)[1], _legacy_names(target)[1]]
+
+
+def _is_replaced(name: str, target: str) -> bool:
+    """Whether ``name`` is one a swap of ``target`` gave the database it replaced."""
+    return any(
+        name.startswith(prefix) and REPLACED_END.fullmatch(name[len(prefix) :]) is not None
+        for prefix in _replaced_prefixes(target)
+    )
 
 
 def half_made(alias: str, target: str) -> list[str]:
     """The databases that runs killed half-way left for ``target``: a restore's or a
     build's new database, a snapshot being kept."""
-    names = [swap_names(target)[0], keep_name(target)]
+    names = _half_made_names(target)
     with maintenance_cursor(alias) as cursor:
         rows = postgres.databases_like(cursor, SWAP)
     return [name for name, _, _ in rows if name in names]
@@ -181,10 +231,13 @@ def half_made(alias: str, target: str) -> list[str]:
 def replaced(alias: str, target: str) -> list[tuple[str, int]]:
     """The databases restores and swaps of ``target`` replaced, not dropped yet, with
     their sizes: the next run drops them."""
-    prefix = swap_names(target)[1]
     with maintenance_cursor(alias) as cursor:
-        rows = postgres.databases_like(cursor, prefix, sizes=True)
-    return [(name, size) for name, _, size in rows]
+        rows = [
+            row
+            for prefix in _replaced_prefixes(target)
+            for row in postgres.databases_like(cursor, prefix, sizes=True)
+        ]
+    return [(name, size) for name, _, size in rows if _is_replaced(name, target)]
 
 
 class Sweeper(threading.Thread):
@@ -221,13 +274,17 @@ class Sweeper(threading.Thread):
         try:
             # A connection of this thread's own: Django's may not cross threads.
             with maintenance_cursor(self.alias) as cursor:
-                left = [swap_names(self.target)[0], keep_name(self.target)]
+                left = _half_made_names(self.target)
                 with postgres.database_name_free(cursor, self.target) as free:
                     for name, _, _ in postgres.databases_like(cursor, SWAP) if free else []:
                         if name in left:
                             postgres.run_on(cursor, [postgres.drop_database_sql(name)])
                             self.dropped.append(name)
-                names = [name for name, _, _ in postgres.databases_like(cursor, self.prefix)]
+                names = [
+                    name
+                    for name, _, _ in postgres.databases_like(cursor, SWAP)
+                    if _is_replaced(name, self.target)
+                ]
                 kept = [
                     snapshot
                     for snapshot in (
@@ -243,10 +300,6 @@ class Sweeper(threading.Thread):
                     self.dropped.append(name)
         except Exception as exc:
             self.error = " ".join(str(exc).split())
-
-    @property
-    def prefix(self) -> str:
-        return swap_names(self.target)[1]
 
     def finish(self, log: Callable[[str, int], None]) -> float:
         """Wait for the drops to end; return the seconds waited, and say so when any."""
