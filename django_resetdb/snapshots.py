@@ -12,8 +12,9 @@ snapshot and checked again before it is restored.
 A restore copies it into a new database (``CREATE DATABASE ... TEMPLATE``), gives the
 copy the target's owner, grants, comment and settings, checks them, then swaps the two
 names in one transaction: until the swap the target is untouched, after it the target is
-the copy. The replaced database, closed to connections, is dropped by the next
-run, in the background while it plans.
+the copy. The replaced database, closed to connections, is dropped at once by a
+process of its own (see ``background``); if that fails, by the next run, in the
+background while it plans.
 
 A copy of the whole database would also bring back, or lose, what lives outside the reset
 schemas; so the cache is only used when nothing is there but extensions.
@@ -47,7 +48,16 @@ from django.db.migrations.autodetector import MigrationAutodetector
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ProjectState
 
-from django_resetdb import __version__, clock, dependencies, guard, interrupts, postgres, seeding
+from django_resetdb import (
+    __version__,
+    background,
+    clock,
+    dependencies,
+    guard,
+    interrupts,
+    postgres,
+    seeding,
+)
 from django_resetdb.conf import SETTING_NAME, get_settings, project_root, user_settings
 from django_resetdb.exceptions import ResetError
 from django_resetdb.migrations_reset import MigrationPlan, migration_file, normalized
@@ -229,8 +239,9 @@ def half_made(alias: str, target: str) -> list[str]:
 
 
 def replaced(alias: str, target: str) -> list[tuple[str, int]]:
-    """The databases restores and swaps of ``target`` replaced, not dropped yet, with
-    their sizes: the next run drops them."""
+    """The databases restores and swaps of ``target`` replaced, not dropped yet (their
+    background drop failed, or is still going), with their sizes: the next run drops
+    them."""
     with maintenance_cursor(alias) as cursor:
         rows = [
             row
@@ -242,11 +253,12 @@ def replaced(alias: str, target: str) -> list[tuple[str, int]]:
 
 class Sweeper(threading.Thread):
     """Drops, in the background, what earlier runs left to drop: the databases restores
-    replaced and the snapshots beyond ``SNAPSHOTS`` (least recently used first).
+    replaced whose own drop failed (see :func:`background.drop_later`) and the snapshots
+    beyond ``SNAPSHOTS`` (least recently used first).
 
-    Neither a restore nor a rebuild waits for a database's removal (on PostgreSQL 15+
-    ``DROP DATABASE`` forces a checkpoint, which right after a rebuild has much to
-    write); the next run drops them while it plans, before it writes much itself.
+    A rebuild does not wait for a database's removal (on PostgreSQL 15+ ``DROP
+    DATABASE`` forces a checkpoint, which right after a rebuild has much to write); the
+    next run drops them while it plans, before it writes much itself.
     ``spare`` names a snapshot this run is about to restore; ``room`` makes room for
     one it is about to keep. Without ``snapshots`` (the cache is off this time) the
     snapshots are left as they are. What a run killed half-way left is dropped too,
@@ -276,15 +288,16 @@ class Sweeper(threading.Thread):
             with maintenance_cursor(self.alias) as cursor:
                 left = _half_made_names(self.target)
                 with postgres.database_name_free(cursor, self.target) as free:
-                    for name, _, _ in postgres.databases_like(cursor, SWAP) if free else []:
+                    # Listed before anything is dropped: a swap this run makes meanwhile
+                    # drops what it replaced itself.
+                    rows = postgres.databases_like(cursor, SWAP)
+                    for name, _, _ in rows if free else []:
                         if name in left:
                             postgres.run_on(cursor, [postgres.drop_database_sql(name)])
                             self.dropped.append(name)
-                names = [
-                    name
-                    for name, _, _ in postgres.databases_like(cursor, SWAP)
-                    if _is_replaced(name, self.target)
-                ]
+                # An earlier run's background drop may be at them too: dropping is
+                # idempotent.
+                names = [name for name, _, _ in rows if _is_replaced(name, self.target)]
                 kept = [
                     snapshot
                     for snapshot in (
@@ -870,6 +883,12 @@ def swap_in(
         except BaseException:
             postgres.run_on(cursor, [postgres.drop_database_sql(new)])
             raise
+        # Swapped: the replaced database goes now, without this run waiting for it.
+        problem = background.drop_later(cursor.connection, old)
+        if problem:
+            log(f"database    could not start dropping {old} ({problem}); the next run drops it", 1)
+        else:
+            log(f"database    dropping the replaced database {old} in the background", 2)
     return time.monotonic() - started
 
 

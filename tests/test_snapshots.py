@@ -36,6 +36,7 @@ from tests.conftest import (
     swaps_in_progress,
     target_host,
     target_user,
+    wait_for_replaced_dropped,
     wait_for_session,
 )
 from tests.test_resetdb import FAST_HASHER, prepare, rebuild_once, status, timeless
@@ -50,8 +51,8 @@ def demo_needs_vector(request):
 
 
 def leave_replaced(target: str, *, legacy: bool = False) -> str:
-    """A database as a restore of ``target`` leaves it for the next run to drop: named
-    and marked like one (under the names of earlier versions with ``legacy``),
+    """A database as a restore of ``target`` leaves it when its background drop fails:
+    named and marked like one (under the names of earlier versions with ``legacy``),
     made through a connection of its own."""
     if legacy:
         name = f"resetdb_swap_old_{hashlib.sha256(target.encode()).hexdigest()[:20]}_"
@@ -126,20 +127,12 @@ def test_an_unchanged_project_restores_its_snapshot(cached, scratch_db):
     assert database_state(scratch_db) == cached.state
     assert snapshots_of(scratch_db.name) == [cached.kept]
     assert swaps_in_progress(scratch_db.name) == []
-    # The replaced database waits, closed, for the next run to drop it.
-    ((earlier, connectable),) = replaced(scratch_db)
-    assert not connectable
-
-    again = cached.manage("resetdb", "--no-input", url=scratch_db.url())
-
-    assert again.returncode == 0, again.stderr
-    assert earlier not in replaced_of(scratch_db.name)
-    assert len(replaced_of(scratch_db.name)) == 1
+    # The replaced database is dropped in the background, without another run.
+    wait_for_replaced_dropped(scratch_db.name)
 
 
 def test_a_run_that_waits_for_the_earlier_database_to_be_dropped_says_so(cached, scratch_db):
-    assert cached.manage("resetdb", "--no-input", url=scratch_db.url()).returncode == 0
-    (earlier,) = replaced_of(scratch_db.name)
+    earlier = leave_replaced(scratch_db.name)
 
     with connect("postgres") as blocker:
         # An open transaction that commented on the replaced database holds a lock that
@@ -597,8 +590,7 @@ def test_killed_while_a_snapshot_is_kept_the_copy_is_listed_and_dropped(project,
 
 
 def test_no_snapshot_still_drops_the_database_a_restore_replaced(cached, scratch_db):
-    restored = cached.manage("resetdb", "--no-input", url=scratch_db.url())
-    assert restored.returncode == 0, restored.stderr
+    leave_replaced(scratch_db.name)
     assert len(replaced_of(scratch_db.name)) == 1
 
     result = cached.manage("resetdb", "--no-input", "--no-snapshot", url=scratch_db.url())
@@ -732,9 +724,7 @@ def phone_type(db) -> str:
 
 
 def test_the_listing_shows_the_database_a_restore_replaced(cached, scratch_db):
-    restored = cached.manage("resetdb", "--no-input", url=scratch_db.url())
-    assert "  snapshot    restored " in restored.stdout
-    (old,) = replaced_of(scratch_db.name)
+    old = leave_replaced(scratch_db.name)
 
     result = cached.manage("resetdb", "--list-snapshots", url=scratch_db.url())
 
@@ -884,6 +874,51 @@ def test_what_earlier_versions_named_is_listed_and_dropped(tmp_path, scratch_db)
     assert (exists(snapshot), exists(earlier)) == (False, False)
 
 
+def test_the_database_a_restore_replaced_is_dropped_without_another_run(synthetic, scratch_db):
+    oid = database_oid(scratch_db.name)
+
+    restored = synthetic.manage("resetdb", "--no-input", "-v", "2")
+
+    assert restored.returncode == 0, restored.stderr
+    assert "  snapshot    restored " in restored.stdout
+    assert database_oid(scratch_db.name) != oid
+    (line,) = [line for line in restored.stdout.splitlines() if "in the background" in line]
+    assert line.startswith("  database    dropping the replaced database resetdb_swap_old_")
+    wait_for_replaced_dropped(scratch_db.name)
+
+
+def test_a_restore_does_not_wait_for_the_replaced_database_to_be_dropped(synthetic, scratch_db):
+    run = synthetic.start_reset_with_fault("swap:pause", url=scratch_db.url())
+    try:
+        assert run.stdout is not None
+        for line in run.stdout:
+            if line.strip() == "PAUSED":
+                break
+        (earlier,) = replaced_of(scratch_db.name)
+        with connect("postgres") as blocker:
+            # An open transaction that commented on the replaced database holds a lock
+            # that DROP DATABASE waits for; the server ends it if the test is stuck.
+            blocker.execute("SET idle_in_transaction_session_timeout = '120s'")
+            blocker.execute("BEGIN")
+            blocker.execute(
+                sql.SQL("COMMENT ON DATABASE {} IS 'held'").format(sql.Identifier(earlier))
+            )
+            # The run goes on from the swap and ends; the drop waits in its own process.
+            rest, errors = run.communicate("", timeout=60)
+
+            assert run.returncode == 0, errors
+            assert "  snapshot    restored " in rest
+            assert exists(earlier)
+            wait_for_session("postgres", "django_resetdb drop", "active")
+            blocker.execute("ROLLBACK")
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+
+    wait_for_replaced_dropped(scratch_db.name)
+
+
 @pytest.mark.parametrize("gate", ["enabled", "marker"])
 def test_listing_and_dropping_snapshots_need_neither_enabled_nor_unprotected(
     synthetic, scratch_db, gate
@@ -936,7 +971,7 @@ def test_what_earlier_runs_and_versions_left_is_swept_by_the_next_run(tmp_path, 
     project.append("synth/settings.py", 'DJANGO_RESETDB["SNAPSHOTS"] = 1\n')
     snapshot = make_legacy_snapshot(scratch_db.name)
     earlier = leave_replaced(scratch_db.name, legacy=True)
-    # And one a restore left under today's name.
+    # And one whose drop in the background failed.
     replaced_now = leave_replaced(scratch_db.name)
     # A snapshot's copy in the making, left by a run of an earlier version killed then.
     half_made = f"resetdb_swap_keep_{hashlib.sha256(scratch_db.name.encode()).hexdigest()[:20]}"
