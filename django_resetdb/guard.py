@@ -235,6 +235,22 @@ def check_postgresql(alias: str, command: str) -> None:
         )
 
 
+def check_server(alias: str, command: str) -> postgres.ConnectionTarget:
+    """The gate of what touches only the tool's own copies (the snapshots and what
+    swaps left): ``HOSTS`` alone. Neither ``ENABLED`` nor the marker, which protect a
+    project's database, say anything about those. Raise :class:`Refused` or return
+    where the connection went."""
+    check_postgresql(alias, command)
+    connection = connections[alias]
+    try:
+        # Not the database itself: its snapshots outlive it.
+        where = postgres.server_target(connection)
+    except Exception as exc:
+        raise ResetError(f"Cannot connect to database alias {alias!r}: {exc}") from exc
+    check_hosts(connection, where, alias, command, get_settings().hosts)
+    return where
+
+
 def check(
     alias: str, command: str, schemas: Sequence[str] = (), *, creatable: bool = False
 ) -> Target:

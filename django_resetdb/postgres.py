@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+import psycopg.conninfo
 from django.core.management.color import no_style
 from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -148,6 +150,21 @@ def connection_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
         # PGHOSTADDR, a service file); "" over a Unix socket.
         address=info.hostaddr,
     )
+
+
+def server_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
+    """Where a connection to the server's maintenance database really goes: the server
+    of ``connection``, reached whether or not its database exists. ``database`` is the
+    name in the settings."""
+    with connection._nodb_cursor() as cursor:
+        info = cursor.connection.info
+        return ConnectionTarget(
+            host=info.host,
+            port=info.port,
+            database=str(connection.settings_dict["NAME"]),
+            user=info.user,
+            address=info.hostaddr,
+        )
 
 
 @dataclass(frozen=True)
@@ -948,6 +965,25 @@ def drop_database_sql(name: str) -> sql.Composable:
     return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
 
 
+def connection_parameters(connection: Any) -> dict[str, str]:
+    """What the psycopg ``connection`` was opened with, its password included: for
+    another process to open one to the same server, as the same role."""
+    params = dict(connection.info.get_parameters())
+    if connection.info.password:
+        params["password"] = connection.info.password
+    return params
+
+
+def drop_database_over(params: dict[str, str], name: str, lock_seconds: float) -> None:
+    """Drop database ``name`` over a connection of its own, opened with ``params``
+    (see :func:`connection_parameters`), waiting at most ``lock_seconds`` for a lock."""
+    conninfo = psycopg.conninfo.make_conninfo(**params)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        milliseconds = max(1, round(lock_seconds * 1000))
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", [f"{milliseconds}ms"])
+        conn.execute(drop_database_sql(name).as_string(conn))
+
+
 def comment_on_database_sql(name: str, comment: str) -> sql.Composable:
     return sql.SQL("COMMENT ON DATABASE {} IS {}").format(
         sql.Identifier(name), sql.Literal(comment)
@@ -963,8 +999,9 @@ def snapshot_marks_sql(name: str, comment: str) -> list[sql.Composable]:
 
 
 def replaced_marks_sql(name: str, replaced: str) -> list[sql.Composable]:
-    """A database a restore replaced: closed to connections until it is dropped."""
-    comment = f"django_resetdb: the earlier {replaced}, replaced by a restore; dropped next run"
+    """A database a restore replaced: closed to connections until it is dropped (at
+    once, in the background; by the next run if that fails)."""
+    comment = f"django_resetdb: the earlier {replaced}, replaced by a restore or a swap"
     return [
         sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)),
         sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(comment)),
@@ -988,7 +1025,8 @@ def databases_like(
         "FROM pg_database WHERE starts_with(datname, %s) ORDER BY datname",
         [prefix],
     )
-    return [(name, comment, int(size)) for name, comment, size in cursor.fetchall()]
+    # NULL for a database dropped while the sizes were read (a background drop).
+    return [(name, comment, int(size or 0)) for name, comment, size in cursor.fetchall()]
 
 
 def waiting_on(cursor: Any, pid: int, seconds: float) -> list[Session]:

@@ -12,8 +12,9 @@ snapshot and checked again before it is restored.
 A restore copies it into a new database (``CREATE DATABASE ... TEMPLATE``), gives the
 copy the target's owner, grants, comment and settings, checks them, then swaps the two
 names in one transaction: until the swap the target is untouched, after it the target is
-the copy. The replaced database, closed to connections, is dropped by the next
-run, in the background while it plans.
+the copy. The replaced database, closed to connections, is dropped at once by a
+process of its own (see ``background``); if that fails, by the next run, in the
+background while it plans.
 
 A copy of the whole database would also bring back, or lose, what lives outside the reset
 schemas; so the cache is only used when nothing is there but extensions.
@@ -47,13 +48,27 @@ from django.db.migrations.autodetector import MigrationAutodetector
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ProjectState
 
-from django_resetdb import __version__, clock, dependencies, guard, interrupts, postgres, seeding
+from django_resetdb import (
+    __version__,
+    background,
+    clock,
+    dependencies,
+    guard,
+    interrupts,
+    postgres,
+    seeding,
+)
 from django_resetdb.conf import SETTING_NAME, get_settings, project_root, user_settings
 from django_resetdb.exceptions import ResetError
 from django_resetdb.migrations_reset import MigrationPlan, migration_file, normalized
 
 PREFIX = "resetdb_snap_"
 SWAP = "resetdb_swap_"
+# PostgreSQL keeps the first NAMEDATALEN - 1 bytes of a name.
+NAME_BYTES = 63
+# Random hex digits that end a replaced database's name.
+REPLACED_SUFFIX = 8
+REPLACED_END = re.compile(f"[0-9a-f]{{{REPLACED_SUFFIX}}}")
 # Where an object's default repr says it lives in memory.
 ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
@@ -150,50 +165,100 @@ class SnapshotPlan:
         return snapshot_name(self.target, self.fingerprint)
 
 
+def _fitted(prefix: str, target: str, digest: str, reserved: int = 0) -> str:
+    """``prefix``, as much of ``target`` as fits, and ``digest``: a name PostgreSQL keeps
+    whole (it cuts names at ``NAME_BYTES`` bytes), ``reserved`` bytes left for a suffix.
+    The target is cut by bytes, never inside a character; the digest is never cut."""
+    room = NAME_BYTES - len(prefix.encode()) - 1 - len(digest) - reserved
+    part = target.encode()[: max(room, 0)].decode("utf-8", "ignore")
+    return f"{prefix}{part}_{digest}"
+
+
 def snapshot_name(target: str, fingerprint: str) -> str:
+    """The target's name (as much of it as fits), then a digest of the target and the
+    fingerprint: on a shared server the name says whose it is, and two fingerprints
+    never share one."""
     digest = hashlib.sha256(f"{target}\0{fingerprint}".encode()).hexdigest()
-    return f"{PREFIX}{digest[:24]}"
+    return _fitted(PREFIX, target, digest[:24])
+
+
+def _target_digest(target: str) -> str:
+    return hashlib.sha256(target.encode()).hexdigest()[:16]
 
 
 def swap_names(target: str) -> tuple[str, str]:
-    """The copy's name while it is made, and the prefix of the replaced databases'."""
-    digest = hashlib.sha256(target.encode()).hexdigest()[:20]
-    return f"{SWAP}new_{digest}", f"{SWAP}old_{digest}_"
+    """The copy's name while it is made, and the prefix of the replaced databases' (a
+    replaced database's name ends with ``REPLACED_SUFFIX`` random hex digits, so that
+    a run right after another never reuses one)."""
+    digest = _target_digest(target)
+    return (
+        _fitted(f"{SWAP}new_", target, digest),
+        _fitted(f"{SWAP}old_", target, digest, 1 + REPLACED_SUFFIX) + "_",
+    )
 
 
 def keep_name(target: str) -> str:
     """A snapshot's name while it is copied and marked: one that names its target, so
     that a copy left by a killed run is known for whose it is (a snapshot's own name
     does not tell)."""
+    return _fitted(f"{SWAP}keep_", target, _target_digest(target))
+
+
+def _legacy_names(target: str) -> tuple[str, str, str]:
+    """The names earlier versions gave the copy in the making, the replaced databases
+    (a prefix) and the snapshot being kept, from a digest of the target alone: what
+    they left is still listed and dropped."""
     digest = hashlib.sha256(target.encode()).hexdigest()[:20]
-    return f"{SWAP}keep_{digest}"
+    return f"{SWAP}new_{digest}", f"{SWAP}old_{digest}_", f"{SWAP}keep_{digest}"
+
+
+def _half_made_names(target: str) -> list[str]:
+    new, _, keeping = _legacy_names(target)
+    return [swap_names(target)[0], keep_name(target), new, keeping]
+
+
+def _replaced_prefixes(target: str) -> list[str]:
+    return [swap_names(target)[1], _legacy_names(target)[1]]
+
+
+def _is_replaced(name: str, target: str) -> bool:
+    """Whether ``name`` is one a swap of ``target`` gave the database it replaced."""
+    return any(
+        name.startswith(prefix) and REPLACED_END.fullmatch(name[len(prefix) :]) is not None
+        for prefix in _replaced_prefixes(target)
+    )
 
 
 def half_made(alias: str, target: str) -> list[str]:
     """The databases that runs killed half-way left for ``target``: a restore's or a
     build's new database, a snapshot being kept."""
-    names = [swap_names(target)[0], keep_name(target)]
+    names = _half_made_names(target)
     with maintenance_cursor(alias) as cursor:
         rows = postgres.databases_like(cursor, SWAP)
     return [name for name, _, _ in rows if name in names]
 
 
 def replaced(alias: str, target: str) -> list[tuple[str, int]]:
-    """The databases restores and swaps of ``target`` replaced, not dropped yet, with
-    their sizes: the next run drops them."""
-    prefix = swap_names(target)[1]
+    """The databases restores and swaps of ``target`` replaced, not dropped yet (their
+    background drop failed, or is still going), with their sizes: the next run drops
+    them."""
     with maintenance_cursor(alias) as cursor:
-        rows = postgres.databases_like(cursor, prefix, sizes=True)
-    return [(name, size) for name, _, size in rows]
+        rows = [
+            row
+            for prefix in _replaced_prefixes(target)
+            for row in postgres.databases_like(cursor, prefix, sizes=True)
+        ]
+    return [(name, size) for name, _, size in rows if _is_replaced(name, target)]
 
 
 class Sweeper(threading.Thread):
     """Drops, in the background, what earlier runs left to drop: the databases restores
-    replaced and the snapshots beyond ``SNAPSHOTS`` (least recently used first).
+    replaced whose own drop failed (see :func:`background.drop_later`) and the snapshots
+    beyond ``SNAPSHOTS`` (least recently used first).
 
-    Neither a restore nor a rebuild waits for a database's removal (on PostgreSQL 15+
-    ``DROP DATABASE`` forces a checkpoint, which right after a rebuild has much to
-    write); the next run drops them while it plans, before it writes much itself.
+    A rebuild does not wait for a database's removal (on PostgreSQL 15+ ``DROP
+    DATABASE`` forces a checkpoint, which right after a rebuild has much to write); the
+    next run drops them while it plans, before it writes much itself.
     ``spare`` names a snapshot this run is about to restore; ``room`` makes room for
     one it is about to keep. Without ``snapshots`` (the cache is off this time) the
     snapshots are left as they are. What a run killed half-way left is dropped too,
@@ -221,13 +286,18 @@ class Sweeper(threading.Thread):
         try:
             # A connection of this thread's own: Django's may not cross threads.
             with maintenance_cursor(self.alias) as cursor:
-                left = [swap_names(self.target)[0], keep_name(self.target)]
+                left = _half_made_names(self.target)
                 with postgres.database_name_free(cursor, self.target) as free:
-                    for name, _, _ in postgres.databases_like(cursor, SWAP) if free else []:
+                    # Listed before anything is dropped: a swap this run makes meanwhile
+                    # drops what it replaced itself.
+                    rows = postgres.databases_like(cursor, SWAP)
+                    for name, _, _ in rows if free else []:
                         if name in left:
                             postgres.run_on(cursor, [postgres.drop_database_sql(name)])
                             self.dropped.append(name)
-                names = [name for name, _, _ in postgres.databases_like(cursor, self.prefix)]
+                # An earlier run's background drop may be at them too: dropping is
+                # idempotent.
+                names = [name for name, _, _ in rows if _is_replaced(name, self.target)]
                 kept = [
                     snapshot
                     for snapshot in (
@@ -243,10 +313,6 @@ class Sweeper(threading.Thread):
                     self.dropped.append(name)
         except Exception as exc:
             self.error = " ".join(str(exc).split())
-
-    @property
-    def prefix(self) -> str:
-        return swap_names(self.target)[1]
 
     def finish(self, log: Callable[[str, int], None]) -> float:
         """Wait for the drops to end; return the seconds waited, and say so when any."""
@@ -822,6 +888,12 @@ def swap_in(
         except BaseException:
             postgres.run_on(cursor, [postgres.drop_database_sql(new)])
             raise
+        # Swapped: the replaced database goes now, without this run waiting for it.
+        problem = background.drop_later(cursor.connection, old)
+        if problem:
+            log(f"database    could not start dropping {old} ({problem}); the next run drops it", 1)
+        else:
+            log(f"database    dropping the replaced database {old} in the background", 2)
     return time.monotonic() - started
 
 

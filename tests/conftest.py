@@ -92,6 +92,19 @@ def replaced_of(name: str) -> list[str]:
     return [database for (database,) in rows]
 
 
+def wait_for_replaced_dropped(name: str, seconds: float = 30) -> None:
+    """Return once no database that a restore or a swap of database ``name`` replaced is
+    left, polling the catalog for at most ``seconds`` (the drop runs in a process of its
+    own, which the run does not wait for)."""
+    deadline = time.monotonic() + seconds
+    with connect("postgres") as admin:
+        while time.monotonic() < deadline:
+            if not replaced_of(name):
+                return
+            admin.execute("SELECT pg_sleep(0.05)")  # a short pause on the server
+    raise AssertionError(f"still there after {seconds} s: {replaced_of(name)}")
+
+
 def _scratch_db() -> Iterator[ScratchDatabase]:
     name = f"resetdb_t_{uuid.uuid4().hex[:12]}"
     with connect("postgres") as admin:

@@ -17,10 +17,10 @@ from tests.conftest import (
     database_oid,
     database_state,
     needs_vector,
-    replaced_of,
     sessions_on,
     swaps_in_progress,
     target_user,
+    wait_for_replaced_dropped,
     wait_for_session,
 )
 from tests.test_resetdb import FAST_SETTINGS, add_row_by_hand, rebuild_once
@@ -74,7 +74,7 @@ def test_a_project_of_1100_tables_resets_twice_at_default_settings(tmp_path, scr
     ) == [(1,)]
     assert scratch_db.query("SELECT count(*) FROM app84_model09") == [(2,)]
     assert swaps_in_progress(scratch_db.name) == []
-    assert len(replaced_of(scratch_db.name)) == 1
+    wait_for_replaced_dropped(scratch_db.name)
 
 
 @pytest.fixture

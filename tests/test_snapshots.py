@@ -7,34 +7,67 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import shutil
 import signal
 import subprocess
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from psycopg import sql
 
 from bench.synthetic import Shape, generate
+from django_resetdb.snapshots import keep_name, swap_names
 from tests.conftest import (
     ProjectCopy,
+    available_extensions,
     connect,
     database_oid,
     database_state,
+    database_url,
     drop_database,
-    needs_vector,
     replaced_of,
     sessions_on,
     snapshots_of,
     swaps_in_progress,
+    target_host,
     target_user,
+    wait_for_replaced_dropped,
     wait_for_session,
 )
 from tests.test_resetdb import FAST_HASHER, prepare, rebuild_once, status, timeless
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
 
-pytestmark = needs_vector
+
+@pytest.fixture(autouse=True)
+def demo_needs_vector(request):
+    """The demo (the ``project`` fixture) needs pgvector; the synthetic project does not."""
+    if "project" in request.fixturenames and "vector" not in available_extensions():
+        pytest.skip("the demo's catalog app needs the pgvector extension on the server")
+
+
+def leave_replaced(target: str, *, legacy: bool = False) -> str:
+    """A database as a restore of ``target`` leaves it when its background drop fails:
+    named and marked like one (under the names of earlier versions with ``legacy``),
+    made through a connection of its own."""
+    if legacy:
+        name = f"resetdb_swap_old_{hashlib.sha256(target.encode()).hexdigest()[:20]}_"
+    else:
+        name = swap_names(target)[1]
+    name += uuid.uuid4().hex[:8]
+    identifier = sql.Identifier(name)
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(identifier))
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(identifier))
+        comment = sql.Literal(
+            f"django_resetdb: the earlier {target}, replaced by a restore or a swap"
+        )
+        admin.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(identifier, comment))
+    return name
 
 
 def replaced(db) -> list[tuple[str, bool]]:
@@ -94,20 +127,12 @@ def test_an_unchanged_project_restores_its_snapshot(cached, scratch_db):
     assert database_state(scratch_db) == cached.state
     assert snapshots_of(scratch_db.name) == [cached.kept]
     assert swaps_in_progress(scratch_db.name) == []
-    # The replaced database waits, closed, for the next run to drop it.
-    ((earlier, connectable),) = replaced(scratch_db)
-    assert not connectable
-
-    again = cached.manage("resetdb", "--no-input", url=scratch_db.url())
-
-    assert again.returncode == 0, again.stderr
-    assert earlier not in replaced_of(scratch_db.name)
-    assert len(replaced_of(scratch_db.name)) == 1
+    # The replaced database is dropped in the background, without another run.
+    wait_for_replaced_dropped(scratch_db.name)
 
 
 def test_a_run_that_waits_for_the_earlier_database_to_be_dropped_says_so(cached, scratch_db):
-    assert cached.manage("resetdb", "--no-input", url=scratch_db.url()).returncode == 0
-    (earlier,) = replaced_of(scratch_db.name)
+    earlier = leave_replaced(scratch_db.name)
 
     with connect("postgres") as blocker:
         # An open transaction that commented on the replaced database holds a lock that
@@ -517,7 +542,7 @@ def uncommented_leftovers(target: str) -> set[str]:
     """Databases named like the tool's own that carry no comment, from the catalog: any
     snapshot, and the copies in the making whose name is made from ``target``'s (those
     of other targets may be in the making now, in other tests)."""
-    digest = hashlib.sha256(target.encode()).hexdigest()[:20]
+    digest = hashlib.sha256(target.encode()).hexdigest()[:16]
     with connect("postgres") as admin:
         rows = admin.execute(
             "SELECT datname FROM pg_database WHERE (starts_with(datname, 'resetdb_snap_') "
@@ -565,8 +590,7 @@ def test_killed_while_a_snapshot_is_kept_the_copy_is_listed_and_dropped(project,
 
 
 def test_no_snapshot_still_drops_the_database_a_restore_replaced(cached, scratch_db):
-    restored = cached.manage("resetdb", "--no-input", url=scratch_db.url())
-    assert restored.returncode == 0, restored.stderr
+    leave_replaced(scratch_db.name)
     assert len(replaced_of(scratch_db.name)) == 1
 
     result = cached.manage("resetdb", "--no-input", "--no-snapshot", url=scratch_db.url())
@@ -700,9 +724,7 @@ def phone_type(db) -> str:
 
 
 def test_the_listing_shows_the_database_a_restore_replaced(cached, scratch_db):
-    restored = cached.manage("resetdb", "--no-input", url=scratch_db.url())
-    assert "  snapshot    restored " in restored.stdout
-    (old,) = replaced_of(scratch_db.name)
+    old = leave_replaced(scratch_db.name)
 
     result = cached.manage("resetdb", "--list-snapshots", url=scratch_db.url())
 
@@ -713,3 +735,256 @@ def test_the_listing_shows_the_database_a_restore_replaced(cached, scratch_db):
         for line in result.stdout.splitlines()
     ), result.stdout
     assert replaced_of(scratch_db.name) == [old]  # listing drops nothing
+
+
+# --- Hygiene on a shared server ----------------------------------------------------------
+
+
+def synthetic_project(root, db_url: str) -> ProjectCopy:
+    """A small project without extensions (any server runs it), with the fault runner."""
+    generate(root, Shape(apps=2, models=3, rows=2))
+    shutil.copy(Path(__file__).with_name("fault_runner.py"), root / "faults.py")
+    return ProjectCopy(root, db_url, settings="synth.settings")
+
+
+@pytest.fixture
+def synthetic(tmp_path, scratch_db) -> ProjectCopy:
+    """The small project, its database rebuilt once and a snapshot kept."""
+    project = synthetic_project(tmp_path / "synthetic", scratch_db.url())
+    first = project.manage("resetdb", "--no-input")
+    assert first.returncode == 0, first.stderr
+    assert len(snapshots_of(scratch_db.name)) == 1
+    return project
+
+
+def url_of(name: str) -> str:
+    return database_url(quote(name, safe=""))
+
+
+@pytest.fixture(
+    params=[
+        "the_rather_long_name_of_a_project_database",
+        "ü数据库_開発",  # a character cut in the middle would be invalid UTF-8
+    ],
+    ids=["long", "non-ascii"],
+)
+def named_db(request) -> Iterator[str]:
+    """A database of its own whose name is long or not ASCII, dropped afterwards with
+    what the tool made for it."""
+    name = f"resetdb_shy_{uuid.uuid4().hex[:8]}_{request.param}"
+    assert len(name.encode()) <= 63
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        for database in [name, *snapshots_of(name), *replaced_of(name)]:
+            drop_database(database)
+
+
+def test_snapshot_names_carry_the_target_and_fit(tmp_path, named_db):
+    project = synthetic_project(tmp_path / "synthetic", url_of(named_db))
+
+    seeded = project.manage("resetdb", "--no-input")
+    unseeded = project.manage("resetdb", "--no-input", "--no-seed")  # another fingerprint
+
+    assert seeded.returncode == 0, seeded.stderr
+    assert unseeded.returncode == 0, unseeded.stderr
+    names = snapshots_of(named_db)
+    assert len(names) == 2
+    for name in names:
+        # As PostgreSQL holds it (a longer name would have been cut, the digest with it).
+        assert len(name.encode()) <= 63
+        assert f"  snapshot    kept {name} in " in seeded.stdout + unseeded.stdout
+        # The target's name as far as it fits, never half a character.
+        start = name.removeprefix("resetdb_snap_").rsplit("_", 1)[0]
+        assert start and named_db.startswith(start)
+        assert f"resetdb_snap_{named_db[:20]}" in name
+    # The same target, two fingerprints: the digests differ.
+    assert len({name.rsplit("_", 1)[1] for name in names}) == 2
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["resetdb_t_0123456789ab", "x" * 63, "é" * 31, "a" + "数" * 20],
+)
+def test_the_names_of_copies_and_replaced_databases_fit(target):
+    names = [*swap_names(target), keep_name(target)]
+    new, old, keeping = names
+    replaced_name = old + "0" * 8
+    for name in (new, replaced_name, keeping):
+        assert len(name.encode()) <= 63
+        assert name.encode().decode("utf-8") == name
+    part = old.removeprefix("resetdb_swap_old_").rsplit("_", 2)[0]
+    assert part and target.startswith(part)
+    assert swap_names(target + "b") != swap_names(target)
+
+
+def make_legacy_snapshot(target: str) -> str:
+    """A snapshot as earlier versions named it (``resetdb_snap_`` and a digest alone),
+    made and marked through a connection of its own."""
+    name = f"resetdb_snap_{hashlib.sha256(uuid.uuid4().bytes).hexdigest()[:24]}"
+    comment = json.dumps(
+        {
+            "django_resetdb": "0.0.1",
+            "target": target,
+            "fingerprint": "an earlier version's",
+            "created": "2026-11-01T08:00:00+00:00",
+            "tables": 4,
+            "rows": 2,
+        }
+    )
+    identifier = sql.Identifier(name)
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(identifier))
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(identifier))
+        admin.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(identifier, sql.Literal(comment))
+        )
+    return name
+
+
+def exists(name: str) -> bool:
+    with connect("postgres") as admin:
+        row = admin.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [name])
+        return row.fetchone() == (1,)
+
+
+def test_what_earlier_versions_named_is_listed_and_dropped(tmp_path, scratch_db):
+    project = synthetic_project(tmp_path / "synthetic", scratch_db.url())
+    snapshot = make_legacy_snapshot(scratch_db.name)
+    earlier = leave_replaced(scratch_db.name, legacy=True)
+
+    listed = project.manage("resetdb", "--list-snapshots")
+
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].startswith(f"  {snapshot}  2026-11-01 08:00:00  ")
+    assert lines[0].endswith(" MB  4 table(s), 2 row(s) seeded")
+    assert lines[1].startswith(f"  {earlier}  ")
+    assert lines[1].endswith(" MB  replaced by a restore or a swap; the next run drops it")
+    assert lines[2].startswith(f"1 snapshot(s) of database {scratch_db.name!r} (alias 'default'), ")
+
+    dropped = project.manage("resetdb", "--drop-snapshots")
+
+    assert dropped.returncode == 0, dropped.stderr
+    assert dropped.stdout == (
+        f"Dropped 1 snapshot(s) of database {scratch_db.name!r} (alias 'default').\n"
+    )
+    assert (exists(snapshot), exists(earlier)) == (False, False)
+
+
+def test_the_database_a_restore_replaced_is_dropped_without_another_run(synthetic, scratch_db):
+    oid = database_oid(scratch_db.name)
+
+    restored = synthetic.manage("resetdb", "--no-input", "-v", "2")
+
+    assert restored.returncode == 0, restored.stderr
+    assert "  snapshot    restored " in restored.stdout
+    assert database_oid(scratch_db.name) != oid
+    (line,) = [line for line in restored.stdout.splitlines() if "in the background" in line]
+    assert line.startswith("  database    dropping the replaced database resetdb_swap_old_")
+    wait_for_replaced_dropped(scratch_db.name)
+
+
+def test_a_restore_does_not_wait_for_the_replaced_database_to_be_dropped(synthetic, scratch_db):
+    run = synthetic.start_reset_with_fault("swap:pause", url=scratch_db.url())
+    try:
+        assert run.stdout is not None
+        for line in run.stdout:
+            if line.strip() == "PAUSED":
+                break
+        (earlier,) = replaced_of(scratch_db.name)
+        with connect("postgres") as blocker:
+            # An open transaction that commented on the replaced database holds a lock
+            # that DROP DATABASE waits for; the server ends it if the test is stuck.
+            blocker.execute("SET idle_in_transaction_session_timeout = '120s'")
+            blocker.execute("BEGIN")
+            blocker.execute(
+                sql.SQL("COMMENT ON DATABASE {} IS 'held'").format(sql.Identifier(earlier))
+            )
+            # The run goes on from the swap and ends; the drop waits in its own process.
+            rest, errors = run.communicate("", timeout=60)
+
+            assert run.returncode == 0, errors
+            assert "  snapshot    restored " in rest
+            assert exists(earlier)
+            wait_for_session("postgres", "django_resetdb drop", "active")
+            blocker.execute("ROLLBACK")
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+
+    wait_for_replaced_dropped(scratch_db.name)
+
+
+@pytest.mark.parametrize("gate", ["enabled", "marker"])
+def test_listing_and_dropping_snapshots_need_neither_enabled_nor_unprotected(
+    synthetic, scratch_db, gate
+):
+    (kept,) = snapshots_of(scratch_db.name)
+    if gate == "enabled":
+        synthetic.append("synth/settings.py", 'DJANGO_RESETDB["ENABLED"] = False\n')
+    else:
+        with connect("postgres") as admin:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} SET django_resetdb.protected = on").format(
+                    sql.Identifier(scratch_db.name)
+                )
+            )
+
+    listed = synthetic.manage("resetdb", "--list-snapshots")
+    refused = synthetic.manage("resetdb", "--no-input")
+    dropped = synthetic.manage("resetdb", "--drop-snapshots")
+
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].startswith(f"  {kept}  ")
+    assert refused.returncode == 3, refused.stderr
+    assert refused.stderr.startswith("CommandError: resetdb refused: ")
+    assert dropped.returncode == 0, dropped.stderr
+    assert dropped.stdout == (
+        f"Dropped 1 snapshot(s) of database {scratch_db.name!r} (alias 'default').\n"
+    )
+    assert snapshots_of(scratch_db.name) == []
+
+
+@pytest.mark.parametrize("flag", ["--drop-snapshots", "--list-snapshots"])
+def test_hosts_still_refuses_listing_and_dropping_snapshots(synthetic, scratch_db, flag):
+    before = snapshots_of(scratch_db.name)
+    synthetic.append("synth/settings.py", 'DJANGO_RESETDB["HOSTS"] = ["db.example.org"]\n')
+
+    result = synthetic.manage("resetdb", flag)
+
+    assert result.returncode == 3
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"CommandError: resetdb {flag} refused: host {target_host()!r} of database alias "
+        "'default' is not in DJANGO_RESETDB['HOSTS']; add it there to allow resets on that "
+        "server.\n"
+    )
+    assert snapshots_of(scratch_db.name) == before
+
+
+def test_what_earlier_runs_and_versions_left_is_swept_by_the_next_run(tmp_path, scratch_db):
+    project = synthetic_project(tmp_path / "synthetic", scratch_db.url())
+    project.append("synth/settings.py", 'DJANGO_RESETDB["SNAPSHOTS"] = 1\n')
+    snapshot = make_legacy_snapshot(scratch_db.name)
+    earlier = leave_replaced(scratch_db.name, legacy=True)
+    # And one whose drop in the background failed.
+    replaced_now = leave_replaced(scratch_db.name)
+    # A snapshot's copy in the making, left by a run of an earlier version killed then.
+    half_made = f"resetdb_swap_keep_{hashlib.sha256(scratch_db.name.encode()).hexdigest()[:20]}"
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(half_made)))
+    try:
+        result = project.manage("resetdb", "--no-input", "-v", "2")
+
+        assert result.returncode == 0, result.stderr
+        for name in (half_made, earlier, replaced_now, snapshot):
+            assert f"  dropped {name}, left by an earlier run" in result.stdout.splitlines()
+            assert not exists(name)
+        (kept,) = snapshots_of(scratch_db.name)
+        assert kept.startswith(f"resetdb_snap_{scratch_db.name}_")
+    finally:
+        drop_database(half_made)

@@ -96,22 +96,21 @@ class Command(ResetCommand):
     def _snapshots(self, aliases: list[str], *, drop: bool) -> None:
         from django_resetdb import guard, snapshots
 
+        command = "resetdb --drop-snapshots" if drop else "resetdb --list-snapshots"
         for alias in aliases:
+            # They touch only the tool's own copies: HOSTS is the only gate.
+            database = guard.check_server(alias, command).database
             if drop:
-                target = guard.check(alias, "resetdb --drop-snapshots")
-                found = snapshots.listed(alias, target.database)
+                found = snapshots.listed(alias, database)
                 for snapshot in found:
                     snapshots.drop(alias, snapshot.name)
-                sweeper = snapshots.Sweeper(alias, target.database)
+                sweeper = snapshots.Sweeper(alias, database)
                 sweeper.run()
                 sweeper.finish(self.log(1))
                 self.stdout.write(
-                    f"Dropped {len(found)} snapshot(s) of database {target.database!r} "
-                    f"(alias {alias!r})."
+                    f"Dropped {len(found)} snapshot(s) of database {database!r} (alias {alias!r})."
                 )
                 continue
-            guard.check_postgresql(alias, "resetdb --list-snapshots")
-            database = str(connections[alias].settings_dict["NAME"])
             found = snapshots.listed(alias, database, sizes=True)
             for snapshot in found:
                 self.stdout.write(f"  {snapshot.describe()}")

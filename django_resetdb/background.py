@@ -1,0 +1,84 @@
+"""Dropping the database a swap replaced, in a process of its own.
+
+On PostgreSQL 15+ ``DROP DATABASE`` forces a checkpoint, which right after a rebuild
+has much to write: the run that swapped does not wait for it. It starts
+``python -m django_resetdb.background`` in a session of its own, hands it the
+connection's parameters on its standard input (never on the command line, where other
+users of the machine could read the password), and goes on. The process drops the
+database and exits; when it cannot, the next run's sweeper drops the database instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+# How long the process waits for a lock on the database before it leaves the drop to the
+# next run: it must not linger for good behind a session that holds one.
+LOCK_WAIT = 60.0
+# How its session shows in pg_stat_activity.
+APPLICATION = "django_resetdb drop"
+
+# Started, not waited for: polled when the next one starts, so that none stays a zombie
+# in a long-lived process (a dev server calling reset()).
+_started: list[subprocess.Popen[bytes]] = []
+
+
+def drop_later(connection: Any, name: str) -> str:
+    """Start a process that drops database ``name``, connected as the psycopg
+    ``connection`` is, and return at once: "" when it started, else why not. It never
+    raises: the swap has committed, and the next run drops what is left."""
+    try:
+        _start(connection, name)
+    except Exception as exc:
+        return " ".join(str(exc).split()) or type(exc).__name__
+    return ""
+
+
+def _start(connection: Any, name: str) -> None:
+    from django_resetdb import postgres
+
+    _started[:] = [process for process in _started if process.poll() is None]
+    params = postgres.connection_parameters(connection)
+    request = {
+        "connection": {**params, "application_name": APPLICATION},
+        "database": name,
+        "lock_timeout": LOCK_WAIT,
+    }
+    # The package may be importable only through the parent's sys.path (a checkout).
+    home = str(Path(__file__).resolve().parent.parent)
+    paths = [home, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django_resetdb.background"],
+        stdin=subprocess.PIPE,
+        # Not the run's own output: whoever reads it would wait for this process too.
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C in the terminal is not for it
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+    )
+    _started.append(process)
+    assert process.stdin is not None
+    with process.stdin:
+        process.stdin.write(json.dumps(request).encode())
+
+
+def main() -> int:
+    from django_resetdb import postgres
+
+    request = json.loads(sys.stdin.read())
+    try:
+        postgres.drop_database_over(
+            request["connection"], request["database"], float(request["lock_timeout"])
+        )
+    except Exception:
+        return 1  # the next run's sweeper drops it
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
