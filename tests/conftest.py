@@ -155,12 +155,6 @@ def available_extensions() -> set[str]:
         return {name for (name,) in conn.execute("SELECT name FROM pg_available_extensions")}
 
 
-needs_vector = pytest.mark.skipif(
-    "vector" not in available_extensions(),
-    reason="the demo's catalog app needs the pgvector extension on the server",
-)
-
-
 @dataclass
 class Manage:
     tmp_path: Path

@@ -23,7 +23,6 @@ from tests.conftest import (
     database_oid,
     database_state,
     drop_database,
-    needs_vector,
     replaced_of,
     sessions_on,
     snapshots_of,
@@ -33,8 +32,6 @@ from tests.conftest import (
 )
 from tests.test_resetdb import FAST_HASHER, prepare, rebuild_once, status, timeless
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
-
-pytestmark = needs_vector
 
 
 def replaced(db) -> list[tuple[str, bool]]:
