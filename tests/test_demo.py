@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import IntegrityError, transaction
 
 from testproject.catalog.models import Artifact
 from testproject.event.models import Event
@@ -33,8 +34,12 @@ def test_fixtures_load_in_the_seed_order():
 
     call_command("loaddata", "volunteers", "catalog", "events", "sales", verbosity=0)
 
-    assert Artifact.objects.get(pk=1).embedding == [0.9, 0.1, 0.0]
-    assert Artifact.objects.get(pk=4).embedding is None
+    assert Artifact.objects.get(pk=1).attributes == {"material": "stoneware", "glaze": "salt"}
+    assert Artifact.objects.get(pk=4).attributes == {}
+    # citext: the name matches whatever its case, in lookups and in the unique constraint.
+    assert Artifact.objects.get(category=1, name="SALT-GLAZED JUG").pk == 1
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Artifact.objects.create(category_id=1, name="salt-glazed Jug")
     assert list(Event.objects.get(title="Pioneer Day").artifacts.values_list("pk", flat=True)) == [
         1, 2, 5,
     ]  # fmt: skip

@@ -9,7 +9,7 @@ import difflib
 import pytest
 
 from bench.synthetic import Shape, generate
-from tests.conftest import ProjectCopy, needs_vector, schema_dump
+from tests.conftest import ProjectCopy, schema_dump
 from tests.test_resetmigrations import add_nickname, baseline
 
 CYCLE = (
@@ -56,7 +56,6 @@ def assert_same(fast_db, plain_db):
     assert rows(fast_db) == rows(plain_db)
 
 
-@needs_vector
 def test_the_demo_is_built_as_migrate_builds_it(project, scratch_db, other_db):
     baseline(project)
 
@@ -68,7 +67,6 @@ def test_the_demo_is_built_as_migrate_builds_it(project, scratch_db, other_db):
     assert_same(scratch_db, other_db)
 
 
-@needs_vector
 def test_a_model_change_with_a_cycle_is_built_as_migrate_builds_it(project, scratch_db, other_db):
     # The cycle makes makemigrations split an app in two files, the second adding the
     # foreign key to an existing table: its column comes last, and so it must here.
@@ -98,7 +96,6 @@ def test_a_synthetic_project_is_built_as_migrate_builds_it(tmp_path, scratch_db,
     assert_same(scratch_db, other_db)
 
 
-@needs_vector
 @pytest.mark.parametrize(
     ("change", "flags", "fallback"),
     [

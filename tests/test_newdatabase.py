@@ -16,7 +16,6 @@ from tests.conftest import (
     connect,
     database_oid,
     database_state,
-    needs_vector,
     sessions_on,
     swaps_in_progress,
     target_user,
@@ -85,7 +84,6 @@ def aside(project: ProjectCopy, scratch_db):
     return project
 
 
-@needs_vector
 def test_a_model_change_is_built_aside_and_swapped_in(aside, scratch_db):
     with connect("postgres") as admin:
         admin.execute(
@@ -118,7 +116,6 @@ def test_a_model_change_is_built_aside_and_swapped_in(aside, scratch_db):
     assert scratch_db.query("SHOW work_mem") == [("8MB",)]
 
 
-@needs_vector
 def test_an_idle_session_is_ended_and_the_new_database_swapped_in(aside, scratch_db):
     oid = database_oid(scratch_db.name)
     add_nickname(aside)
@@ -142,7 +139,6 @@ def test_an_idle_session_is_ended_and_the_new_database_swapped_in(aside, scratch
     assert scratch_db.query("SELECT count(*) FROM catalog_category WHERE slug = 'maps'") == [(0,)]
 
 
-@needs_vector
 def test_a_session_in_a_transaction_means_a_reset_in_place_said_once(aside, scratch_db):
     oid = database_oid(scratch_db.name)
     add_nickname(aside)
@@ -170,7 +166,6 @@ def test_a_session_in_a_transaction_means_a_reset_in_place_said_once(aside, scra
     assert scratch_db.query("SELECT count(*) FROM catalog_category WHERE slug = 'maps'") == [(0,)]
 
 
-@needs_vector
 @pytest.mark.parametrize("kind", ["error", "interrupt"])
 @pytest.mark.parametrize("point", ["schema", "migrate", "seed:sales", "post_reset"])
 def test_a_failure_while_building_aside_changes_nothing(aside, scratch_db, point, kind):
@@ -189,7 +184,6 @@ def test_a_failure_while_building_aside_changes_nothing(aside, scratch_db, point
     assert swaps_in_progress(scratch_db.name) == []
 
 
-@needs_vector
 def test_killed_while_building_aside_changes_nothing(aside, scratch_db):
     add_nickname(aside)
     oid = database_oid(scratch_db.name)
@@ -239,7 +233,6 @@ def test_asking_for_a_new_database_without_createdb_is_refused(tmp_path, scratch
     assert scratch_db.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
 
 
-@needs_vector
 def test_dry_run_shows_the_build_aside_and_changes_nothing(aside, scratch_db):
     add_nickname(aside)
     oid = database_oid(scratch_db.name)

@@ -19,7 +19,6 @@ from tests.conftest import (
     clone_database,
     data_snapshot,
     drop_database,
-    needs_vector,
 )
 
 SEEDCASES = 'INSTALLED_APPS = [*INSTALLED_APPS, "tests.seedcases.apps.SeedCasesConfig"]\n'
@@ -432,7 +431,6 @@ def test_forward_references_in_a_file_and_across_seeds_as_loaddata(cases, how):
     assert seedcases_data(by_seed) == seedcases_data(by_loaddata)
 
 
-@needs_vector
 def test_forward_references_with_the_fast_build_as_loaddata(cases, project):
     # The demo's apps are regenerated and built from the models; the seed cases, whose
     # code lies outside the copied project, are migrated in the same transaction.

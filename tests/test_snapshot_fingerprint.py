@@ -15,13 +15,10 @@ from tests.conftest import (
     data_snapshot,
     database_oid,
     database_state,
-    needs_vector,
     schema_dump,
     snapshots_of,
 )
 from tests.test_resetdb import FAST_HASHER, rebuild_once
-
-pytestmark = needs_vector
 
 GROUP_ENV = "RESETDB_SAMPLE_GROUP"
 
@@ -224,20 +221,20 @@ def test_an_unchanged_project_with_its_reads_restores_its_snapshot(kept, scratch
 
 
 def _db_type(project: ProjectCopy) -> None:
-    project.edit(
-        "testproject/catalog/fields.py",
-        'return f"vector({int(self.dimensions)})"',
-        'return "vector"',
-    )
+    project.edit("testproject/catalog/fields.py", 'return "citext"', 'return "text"')
 
 
 def _prep_value(project: ProjectCopy) -> None:
-    project.edit("testproject/catalog/fields.py", "repr(float(v))", "repr(float(v) * 2)")
+    project.edit(
+        "testproject/catalog/fields.py",
+        "return self.to_python(super().get_prep_value(value))",
+        "return self.to_python(super().get_prep_value(value)).upper()",
+    )
 
 
 def _to_python(project: ProjectCopy) -> None:
     project.edit(
-        "testproject/catalog/fields.py", "[float(part) for part", "[float(part) / 4 for part"
+        "testproject/catalog/fields.py", '" ".join(value.split())', '"_".join(value.split())'
     )
 
 
@@ -290,13 +287,13 @@ def _file_opened_to_update(project: ProjectCopy) -> None:
 
 
 def _check_db_type(db: ScratchDatabase) -> None:
-    assert column_type(db, "catalog_artifact", "embedding") == "vector"
+    assert column_type(db, "catalog_artifact", "name") == "text"
 
 
-def _check_vectors(doubled: bool) -> Callable[[ScratchDatabase], None]:
+def _check_names(expected: str) -> Callable[[ScratchDatabase], None]:
     def check(db: ScratchDatabase) -> None:
-        ((embedding,),) = db.query("SELECT embedding::text FROM catalog_artifact WHERE id = 1")
-        assert embedding == ("[1.8,0.2,0]" if doubled else "[0.225,0.025,0]")
+        ((name,),) = db.query("SELECT name::text FROM catalog_artifact WHERE id = 1")
+        assert name == expected
 
     return check
 
@@ -318,8 +315,8 @@ def _check_groups(present: str, absent: str) -> Callable[[ScratchDatabase], None
     "change, check",
     [
         pytest.param(_db_type, _check_db_type, id="db_type"),
-        pytest.param(_prep_value, _check_vectors(doubled=True), id="get_prep_value"),
-        pytest.param(_to_python, _check_vectors(doubled=False), id="to_python"),
+        pytest.param(_prep_value, _check_names("SALT-GLAZED JUG"), id="get_prep_value"),
+        pytest.param(_to_python, _check_names("Salt-glazed_jug"), id="to_python"),
         pytest.param(_router, _check_router, id="router"),
         pytest.param(
             _post_migrate, _check_groups("Record keepers", "Archivists"), id="post_migrate"

@@ -24,7 +24,6 @@ from bench.synthetic import Shape, generate
 from django_resetdb.snapshots import keep_name, swap_names
 from tests.conftest import (
     ProjectCopy,
-    available_extensions,
     connect,
     database_oid,
     database_state,
@@ -41,13 +40,6 @@ from tests.conftest import (
 )
 from tests.test_resetdb import FAST_HASHER, prepare, rebuild_once, status, timeless
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
-
-
-@pytest.fixture(autouse=True)
-def demo_needs_vector(request):
-    """The demo (the ``project`` fixture) needs pgvector; the synthetic project does not."""
-    if "project" in request.fixturenames and "vector" not in available_extensions():
-        pytest.skip("the demo's catalog app needs the pgvector extension on the server")
 
 
 def leave_replaced(target: str, *, legacy: bool = False) -> str:

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from django.contrib.postgres.fields import HStoreField
 from django.db import models
 
-from testproject.catalog.fields import VectorField
+from testproject.catalog.fields import CaseInsensitiveCharField
 
 
 class Category(models.Model):
@@ -20,11 +21,13 @@ class Artifact(models.Model):
     """An object of the collection, shown on the site and sold as replicas in the shop."""
 
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="artifacts")
-    name = models.CharField(max_length=200)
+    # "Salt-glazed jug" and "salt-glazed Jug" are one name: unique per category.
+    name = CaseInsensitiveCharField(max_length=200)
     description = models.TextField(blank=True)
     replica_price = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
-    # For "similar objects": needs the pgvector extension, created by the migration.
-    embedding = VectorField(dimensions=3, null=True, blank=True)
+    # Free-form facts (material, period, ...): needs the hstore extension, created by the
+    # migration like citext.
+    attributes = HStoreField(default=dict, blank=True)
     added = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -34,4 +37,4 @@ class Artifact(models.Model):
         indexes = [models.Index(fields=["name"], name="artifact_name_idx")]
 
     def __str__(self) -> str:
-        return self.name
+        return str(self.name)
