@@ -8,7 +8,6 @@ import hashlib
 import json
 import re
 import sqlite3
-import textwrap
 from pathlib import Path
 from typing import Any
 
