@@ -193,8 +193,11 @@ class BulkLoader:
 
     # Reading -----------------------------------------------------------------
 
-    def load_file(self, finder: FixtureFinder, path: str) -> int:
-        """Load one fixture file; return the number of objects saved."""
+    def load_file(
+        self, finder: FixtureFinder, path: str, counted: Callable[[int], None] | None = None
+    ) -> int:
+        """Load one fixture file; return the number of objects saved. ``counted`` gets
+        the number so far after each object."""
         self.files.append(path)
         self._file = path
         self._position = 0
@@ -204,6 +207,8 @@ class BulkLoader:
             for obj in self._deserialize(stream, ser_fmt, cmp_fmt):
                 if self._add(obj):
                     saved += 1
+                    if counted is not None:
+                        counted(saved)
         except ResetError:
             raise
         except Exception as exc:
