@@ -132,6 +132,24 @@ def test_resetdb_on_a_terminal_shows_migrate_and_seed_progress_and_leaves_the_us
 
 
 @needs_vector
+def test_at_verbosity_two_migrates_own_lines_are_its_progress(project, scratch_db):
+    prepare(project, NO_CACHE)
+
+    returncode, output, stderr = on_terminal(
+        project, "resetdb", "--no-input", "--no-color", "-v", "2", db=scratch_db
+    )
+
+    assert returncode == 0, stderr
+    assert "applying 1/22" not in output
+    on_screen = screen(output).splitlines()
+    assert "  Applying contenttypes.0001_initial... OK" in on_screen
+    assert "  seed        volunteers: 1 object(s) so far" in updates(output)
+    assert [line for line in on_screen if line.startswith("  seed        ")] == [
+        line for line in on_screen if re.fullmatch(r"  seed        5 seed\(s\), .*", line)
+    ]
+
+
+@needs_vector
 def test_resetdb_through_a_pipe_prints_no_progress(project, scratch_db):
     prepare(project, NO_CACHE)
 
