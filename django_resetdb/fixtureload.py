@@ -195,8 +195,11 @@ class BulkLoader:
 
     # Reading -----------------------------------------------------------------
 
-    def load_file(self, finder: FixtureFinder, path: str) -> int:
-        """Load one fixture file; return the number of objects saved."""
+    def load_file(
+        self, finder: FixtureFinder, path: str, counted: Callable[[int], None] | None = None
+    ) -> int:
+        """Load one fixture file; return the number of objects saved. ``counted`` gets
+        the number so far after each object."""
         self.files.append(path)
         self._file = path
         self._position = 0
@@ -206,6 +209,8 @@ class BulkLoader:
             for obj in self._deserialize(stream, ser_fmt, cmp_fmt):
                 if self._add(obj):
                     saved += 1
+                    if counted is not None:
+                        counted(saved)
         except ResetError:
             raise
         except Exception as exc:
@@ -577,8 +582,11 @@ class DjangoLoader:
         self.files: list[str] = []
         self._deferred: list[tuple[DeserializedObject, Where]] = []
 
-    def load_file(self, finder: FixtureFinder, path: str) -> int:
-        """Load one fixture file; return the number of objects saved."""
+    def load_file(
+        self, finder: FixtureFinder, path: str, counted: Callable[[int], None] | None = None
+    ) -> int:
+        """Load one fixture file; return the number of objects saved. ``counted`` gets
+        the number saved so far after each object."""
         self.files.append(path)
         stream, ser_fmt, _cmp_fmt = finder.open(path)
         saved = 0
@@ -600,6 +608,8 @@ class DjangoLoader:
                     raise ResetError(f"{where.describe()}: {_one_line(exc)}") from exc
                 if self._save(deserialized, where):
                     saved += 1
+                    if counted is not None:
+                        counted(saved)
         finally:
             stream.close()
         return saved

@@ -35,6 +35,7 @@ from psycopg import errors
 from django_resetdb import postgres
 from django_resetdb.exceptions import ResetError
 from django_resetdb.migrations_reset import MigrationPlan, PlannedLoader, is_database_level
+from django_resetdb.progress import NO_PROGRESS, Progress
 
 # The line migrate prints before applying each migration, at verbosity 1.
 APPLYING = re.compile(r"^\s*Applying (\S+)\.\.\.", re.MULTILINE)
@@ -50,6 +51,22 @@ class MigrateResult:
     # foreign key checks the table in one pass, where loading rows into it would check
     # each row, and an index is built faster from the rows than row by row.
     later: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """Where the migrate step shows how far it is: the in-place line, and the text the
+    line starts with."""
+
+    progress: Progress = NO_PROGRESS
+    prefix: str = "  migrate     "
+
+    def applying(self, done: int, total: int, name: str) -> None:
+        # The first always shows: a step starts with a line of its own.
+        self.progress.update(f"{self.prefix}applying {done}/{total} {name}", force=done == 1)
+
+    def step(self, what: str) -> None:
+        self.progress.update(f"{self.prefix}{what}", force=True)
 
 
 def _in_transaction_equivalent(operation: Operation) -> Operation | None:
@@ -113,21 +130,31 @@ class _Migrate(MigrateCommand):
     """Django's ``migrate``, ending each migration as its commit would (see
     ``postgres.end_of_migration``): the reset runs them all in one transaction."""
 
-    def __init__(self, alias: str) -> None:
+    def __init__(self, alias: str, shown: Shown, plan: list[str]) -> None:
         super().__init__()
         self.alias = alias
+        self.shown = shown
+        self.plan = plan  # the migrations to apply, once pre_migrate has told them
+        self.started = 0
 
     def migration_progress_callback(
         self, action: str, migration: Migration | None = None, fake: bool = False
     ) -> None:
+        if action == "apply_start" and migration is not None:
+            self.started += 1
+            total = max(len(self.plan), self.started)
+            self.shown.applying(self.started, total, f"{migration.app_label}.{migration.name}")
         # Before migrate prints " OK": the checks fired here belong to the migration.
         if action == "apply_success":
             postgres.end_of_migration(connections[self.alias])
         super().migration_progress_callback(action, migration, fake)
 
 
-def migrate(alias: str, *, output: Any | None = None) -> MigrateResult:
-    """Run ``migrate`` on ``alias`` in the caller's transaction; see the module's doc."""
+def migrate(alias: str, *, output: Any | None = None, shown: Shown = Shown()) -> MigrateResult:
+    """Run ``migrate`` on ``alias`` in the caller's transaction; see the module's doc.
+
+    ``shown`` gets the number and name of each migration as it starts.
+    """
     result = MigrateResult()
     non_atomic: list[str] = []
 
@@ -136,7 +163,8 @@ def migrate(alias: str, *, output: Any | None = None) -> MigrateResult:
         # Sent once per app with the same plan: adapt it the first time.
         if using != alias or not plan or result.applied:
             return
-        result.applied = [f"{m.app_label}.{m.name}" for m, _ in plan]
+        # In place: the command's progress reads the same list.
+        result.applied[:] = [f"{m.app_label}.{m.name}" for m, _ in plan]
         for migration, _ in plan:
             if not migration.atomic:
                 non_atomic.append(f"{migration.app_label}.{migration.name}")
@@ -146,7 +174,11 @@ def migrate(alias: str, *, output: Any | None = None) -> MigrateResult:
     pre_migrate.connect(before, weak=False, dispatch_uid=f"django_resetdb.migrate.{alias}")
     try:
         call_command(
-            _Migrate(alias), database=alias, interactive=False, verbosity=1, stdout=printed
+            _Migrate(alias, shown, result.applied),
+            database=alias,
+            interactive=False,
+            verbosity=1,
+            stdout=printed,
         )
     except DatabaseError as exc:
         started = APPLYING.findall(printed.getvalue())
@@ -380,7 +412,9 @@ def _forwards(graph: Any) -> list[tuple[str, str]]:
     return order
 
 
-def build(alias: str, build_plan: BuildPlan, *, output: Any | None = None) -> MigrateResult:
+def build(
+    alias: str, build_plan: BuildPlan, *, output: Any | None = None, shown: Shown = Shown()
+) -> MigrateResult:
     """What ``migrate`` does on a new schema, in the caller's transaction, without
     rendering the project state for each regenerated migration.
 
@@ -388,7 +422,7 @@ def build(alias: str, build_plan: BuildPlan, *, output: Any | None = None) -> Mi
     regenerated ones are recorded at their place in it, and their tables are created
     from the final state of the migrations (so with the columns in the order migrate
     leaves them) by the schema editor, in one pass. Then the post_migrate signal, as
-    migrate sends it.
+    migrate sends it. ``shown`` gets the number and name of each migration in turn.
     """
     connection = connections[alias]
     executor = build_plan.executor
@@ -410,10 +444,12 @@ def build(alias: str, build_plan: BuildPlan, *, output: Any | None = None) -> Mi
         for index, migration in enumerate(build_plan.plan):
             if index == build_plan.build_at:
                 current = "the regenerated apps"
+                shown.step("creating the tables of the regenerated apps")
                 result.later = _create_tables(connection, final, build_plan)
                 state = _moved_on(state, waiting or [])
                 waiting = None
             current = f"{migration.app_label}.{migration.name}"
+            shown.applying(index + 1, len(build_plan.plan), current)
             if (migration.app_label, migration.name) in build_plan.fast:
                 executor.recorder.record_applied(migration.app_label, migration.name)
                 result.built += 1
@@ -429,6 +465,7 @@ def build(alias: str, build_plan: BuildPlan, *, output: Any | None = None) -> Mi
             result.applied.append(current)
         if waiting is not None:
             current = "the regenerated apps"
+            shown.step("creating the tables of the regenerated apps")
             result.later = _create_tables(connection, final, build_plan)
         # A squashed migration counts as applied once all it replaces are, as migrate
         # records it.

@@ -47,6 +47,7 @@ from django_resetdb.migrations_reset import (
     reopen_plan,
     undo_plan,
 )
+from django_resetdb.progress import NO_PROGRESS, Progress
 from django_resetdb.schemas import Log, planned_statements, reset_schemas, take_reset_lock
 from django_resetdb.signals import post_reset, pre_reset
 
@@ -377,11 +378,13 @@ def run_plan(
     ask: Callable[[str], str] = input,
     migrate_output: Any | None = None,
     started: float | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> ResetResult:
     """Carry out ``plan``: confirm, lock, regenerate, then rebuild every database.
 
     The result's ``seconds`` count from ``started`` (a :func:`time.monotonic` value),
-    by default from this call.
+    by default from this call. ``progress`` shows how far the long steps are (migrate,
+    seed, a snapshot's copy) while they run.
     """
     started = time.monotonic() if started is None else started
     result = ResetResult(plan)
@@ -422,7 +425,9 @@ def run_plan(
     with interrupts.handled():
         try:
             with _dropped_on_failure(created):
-                restored = _carry_out(plan, result, terminate_blockers, log, migrate_output)
+                restored = _carry_out(
+                    plan, result, terminate_blockers, log, migrate_output, progress
+                )
         finally:
             if sweeper is not None:
                 waited = sweeper.finish(log)
@@ -437,7 +442,7 @@ def run_plan(
         try:
             if keeping:
                 assert cache is not None
-                _keep(plan, cache, result, log)
+                _keep(plan, cache, result, log, progress)
             result.seconds = time.monotonic() - started
         except KeyboardInterrupt as exc:
             # The half-made copy, if any, is dropped by the next run.
@@ -488,6 +493,7 @@ def _carry_out(
     terminate_blockers: bool,
     log: Log,
     migrate_output: Any | None,
+    progress: Progress,
 ) -> bool:
     """Restore or rebuild, with the files; True when a snapshot was restored."""
     conf = get_settings()
@@ -503,7 +509,9 @@ def _carry_out(
                 f"{backup.name}): rebuilding from the migration files it left",
                 1,
             )
-        restored = plan.restoring and _from_snapshot(plan, result, terminate_blockers, log)
+        restored = plan.restoring and _from_snapshot(
+            plan, result, terminate_blockers, log, progress
+        )
         if not restored and plan.unchanged:
             # Restoring was the point of skipping the plan; rebuilding needs it.
             plan.migrations, plan.unchanged = _plan_migrations(), False
@@ -511,12 +519,12 @@ def _carry_out(
             if cache is not None and cache.unusable:
                 log(f"  snapshot    not used: {cache.unusable}", 1)
             built = plan.swap is not None and _build_and_swap(
-                plan, result, terminate_blockers, log, migrate_output
+                plan, result, terminate_blockers, log, migrate_output, progress
             )
             if not built:
                 if plan.lock_warning:
                     log(f"  database    in place, though {plan.lock_warning}", 1)
-                _rebuild_all(plan, result, terminate_blockers, log, migrate_output)
+                _rebuild_all(plan, result, terminate_blockers, log, migrate_output, progress)
         if result.migrations is not None:
             finish_plan(result.migrations)
         # The database is now rebuilt from the files those runs left, or from newer ones.
@@ -543,6 +551,7 @@ def _rebuild_all(
     terminate_blockers: bool,
     log: Log,
     migrate_output: Any | None,
+    progress: Progress,
 ) -> None:
     """Every database in a transaction of its own, committed together at the end."""
     conf = get_settings()
@@ -558,7 +567,7 @@ def _rebuild_all(
             for alias in plan.aliases:
                 prefix = f"[{alias}] " if len(plan.aliases) > 1 else ""
                 database = _rebuild(
-                    plan, alias, result, terminate_blockers, log, migrate_output, prefix
+                    plan, alias, result, terminate_blockers, log, migrate_output, prefix, progress
                 )
                 result.databases.append(database)
             for alias in plan.aliases:
@@ -583,7 +592,7 @@ def _reopen(result: ResetResult) -> None:
 
 
 def _from_snapshot(
-    plan: ResetPlan, result: ResetResult, terminate_blockers: bool, log: Log
+    plan: ResetPlan, result: ResetResult, terminate_blockers: bool, log: Log, progress: Progress
 ) -> bool:
     """Restore the plan's snapshot; False when it cannot be used this time (then the
     files may be regenerated already, and the rebuild goes on from there)."""
@@ -610,6 +619,7 @@ def _from_snapshot(
             log=_indented(log, 0),
             inside=inside,
             committing=lambda: _committing(result),
+            progress=progress,
         )
     except snapshots.NotRestorable as exc:
         _reopen(result)
@@ -648,6 +658,7 @@ def _build_and_swap(
     terminate_blockers: bool,
     log: Log,
     migrate_output: Any | None,
+    progress: Progress,
 ) -> bool:
     """Rebuild in a new database, step by step, and swap it in; False when that cannot
     be done this time (then the rebuild goes on in place)."""
@@ -666,7 +677,9 @@ def _build_and_swap(
         # No transaction around it all: nobody sees this database until the swap, and
         # a failure drops it.
         built.append(
-            _rebuild(plan, swap.alias, result, terminate_blockers, log, migrate_output, "")
+            _rebuild(
+                plan, swap.alias, result, terminate_blockers, log, migrate_output, "", progress
+            )
         )
 
     try:
@@ -700,7 +713,13 @@ def _build_and_swap(
     return True
 
 
-def _keep(plan: ResetPlan, cache: snapshots.SnapshotPlan, result: ResetResult, log: Log) -> None:
+def _keep(
+    plan: ResetPlan,
+    cache: snapshots.SnapshotPlan,
+    result: ResetResult,
+    log: Log,
+    progress: Progress,
+) -> None:
     """Keep a snapshot of the database just rebuilt; a failure here is only reported."""
     (database,) = result.databases
     seeds = plan.seeds_on(cache.alias)
@@ -718,6 +737,7 @@ def _keep(plan: ResetPlan, cache: snapshots.SnapshotPlan, result: ResetResult, l
             quick=cache.quick,
             log=log,
             reads=database.reads,
+            progress=progress,
         )
     except ResetError as exc:
         log(f"  snapshot    not kept: {exc}", 1)
@@ -783,6 +803,7 @@ def _rebuild(
     log: Log,
     migrate_output: Any | None,
     prefix: str,
+    progress: Progress,
 ) -> DatabaseResult:
     connection = connections[alias]
     step = time.monotonic()
@@ -803,7 +824,10 @@ def _rebuild(
     )
 
     step = time.monotonic()
-    migrated = _migrate(plan, alias, migrate_output)
+    # With migrate's own output shown (verbosity 2), its lines are the progress.
+    migrated = _migrate(
+        plan, alias, migrate_output, progress if migrate_output is None else NO_PROGRESS, prefix
+    )
     db.timings["migrate"] = time.monotonic() - step
     db.migrations = len(migrated.applied)
     db.built = migrated.built
@@ -827,7 +851,13 @@ def _rebuild(
         rows_before = postgres.count_rows(connection, plan.schemas)
         entries = [s.entry for s in plan.seeds[alias]]
         seeded = seeding.seed(
-            entries, database=alias, gates=False, log=_indented(log), then=migrated.later
+            entries,
+            database=alias,
+            gates=False,
+            log=_indented(log),
+            then=migrated.later,
+            progress=progress,
+            progress_prefix=f"  {prefix}seed        ",
         )
         db.seeded = True
         db.reads = seeded.reads
@@ -846,17 +876,20 @@ def _rebuild(
     return db
 
 
-def _migrate(plan: ResetPlan, alias: str, output: Any | None) -> migrating.MigrateResult:
+def _migrate(
+    plan: ResetPlan, alias: str, output: Any | None, progress: Progress, prefix: str
+) -> migrating.MigrateResult:
     """The fast build when the regenerated apps allow it, else Django's migrate."""
+    shown = migrating.Shown(progress, f"  {prefix}migrate     ")
     if plan.migrations is None or not get_settings().fast_build:
-        return migrating.migrate(alias, output=output)
+        return migrating.migrate(alias, output=output, shown=shown)
     regenerated = [app.label for app in plan.migrations.regenerated]
     build_plan, why = migrating.plan_build(alias, regenerated)
     if build_plan is None:
-        result = migrating.migrate(alias, output=output)
+        result = migrating.migrate(alias, output=output, shown=shown)
         result.fallback = why
         return result
-    return migrating.build(alias, build_plan, output=output)
+    return migrating.build(alias, build_plan, output=output, shown=shown)
 
 
 def dry_run_lines(plan: ResetPlan, *, terminate_blockers: bool = False) -> Iterator[str]:

@@ -31,6 +31,7 @@ from django_resetdb.fixtureload import (
     Where,
     read_dicts,
 )
+from django_resetdb.progress import NO_PROGRESS, Progress
 
 Log = Callable[[str, int], None]
 Report = Callable[[str], None]
@@ -166,6 +167,8 @@ def seed(
     log: Log = _quiet,
     gates: bool = True,
     then: Sequence[str] = (),
+    progress: Progress = NO_PROGRESS,
+    progress_prefix: str = "  ",
 ) -> SeedResult:
     """Run ``labels`` (default: ``SEEDS``) into ``database`` in one transaction.
 
@@ -176,6 +179,8 @@ def seed(
 
     On PostgreSQL the rows are written in bulk (:class:`BulkLoader`); on any other
     database Django saves them one at a time, as ``loaddata`` does (:class:`DjangoLoader`).
+    ``progress`` shows, after ``progress_prefix``, the seed running and the objects its
+    fixtures have loaded so far, or the seconds a callable has run.
     """
     entries = configured_seeds() if labels is None else tuple(labels)
     connection = connections[database]
@@ -221,13 +226,15 @@ def seed(
             )
         for item in seeds:
             step = time.monotonic()
+            shown = f"{progress_prefix}{item.entry}:"
             try:
                 if item.function is None:
-                    objects: int | None = sum(loader.load_file(finder, f) for f in item.files)
+                    objects: int | None = _load(loader, finder, item, progress, shown)
                 else:
                     # What the fixtures before it would have left, as loaddata leaves it.
                     loader.finish()
-                    objects = _call(item, database, log)
+                    with progress.seconds(f"{shown} running,"):
+                        objects = _call(item, database, log)
             except ResetError as exc:
                 watch.refuse(item, database)
                 raise ResetError(
@@ -237,6 +244,11 @@ def seed(
             report = SeedReport(item.entry, item.kind, objects, time.monotonic() - step)
             result.reports.append(report)
             log(report.line(width), 1)
+        if seeds:
+            later = ", then foreign keys and indexes" if then else ""
+            progress.update(
+                f"{progress_prefix}{result.objects} object(s): writing{later}", force=True
+            )
         try:
             loader.complete()
         except ResetError as exc:
@@ -254,8 +266,24 @@ def seed(
         # Before the sequences move: PostgreSQL does not roll back setval().
         _check_foreign_keys(loader, database)
         loader.reset_sequences()
+    progress.clear()
     result.seconds = time.monotonic() - started
     return result
+
+
+def _load(loader: Loader, finder: FixtureFinder, item: Seed, progress: Progress, shown: str) -> int:
+    """Load a fixture seed's files; return the objects saved."""
+    loaded = 0
+
+    def counted(saved: int) -> None:
+        # The first always shows: reading a large file may take a while before it.
+        so_far = loaded + saved
+        progress.update(f"{shown} {so_far} object(s) so far", force=so_far == 1)
+
+    progress.update(f"{shown} 0 object(s) so far", force=True)
+    for path in item.files:
+        loaded += loader.load_file(finder, path, counted if progress.enabled else None)
+    return loaded
 
 
 # How often the sessions waiting for the seeds' locks are looked at.

@@ -61,6 +61,7 @@ from django_resetdb import (
 from django_resetdb.conf import SETTING_NAME, get_settings, project_root, user_settings
 from django_resetdb.exceptions import ResetError
 from django_resetdb.migrations_reset import MigrationPlan, migration_file, normalized
+from django_resetdb.progress import NO_PROGRESS, Progress
 
 PREFIX = "resetdb_snap_"
 SWAP = "resetdb_swap_"
@@ -680,18 +681,22 @@ def restore(
     log: Callable[[str, int], None],
     inside: Callable[[], None] = lambda: None,
     committing: Callable[[], None] = lambda: None,
+    progress: Progress = NO_PROGRESS,
 ) -> float:
     """Replace the target database with a copy of the snapshot; return the seconds.
 
     ``inside`` runs connected to the copy, in a transaction, before the swap (the
-    post_reset signal). Raises :class:`NotRestorable` when the target cannot be swapped
-    this time (sessions that may not be ended), with nothing changed.
+    post_reset signal); ``progress`` shows the seconds the copy has taken so far. Raises
+    :class:`NotRestorable` when the target cannot be swapped this time (sessions that may
+    not be ended), with nothing changed.
     """
     assert plan.existing is not None
     snapshot = plan.existing.name
 
     def copy(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
-        postgres.run_on(cursor, [postgres.create_database_sql(name, snapshot, wanted.owner)])
+        # One statement, however large the database: only the time can be shown.
+        with progress.seconds("  snapshot    copying the snapshot to restore it:"):
+            postgres.run_on(cursor, [postgres.create_database_sql(name, snapshot, wanted.owner)])
 
     return swap_in(
         plan.alias,
@@ -905,10 +910,12 @@ def keep(
     quick: str,
     log: Callable[[str, int], None],
     reads: dependencies.Reads | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> tuple[float, int]:
     """Copy the target database, just reset, into a snapshot. Returns the seconds and
     how many snapshots are now beyond ``SNAPSHOTS``, for the next run to drop. Raises
-    :class:`ResetError` when the copy cannot be made (the reset itself is done)."""
+    :class:`ResetError` when the copy cannot be made (the reset itself is done).
+    ``progress`` shows the seconds the copy has taken so far."""
     started = time.monotonic()
     alias, target = plan.alias, plan.target
     connections[alias].close()
@@ -934,7 +941,8 @@ def keep(
         staging = keep_name(target)
         try:
             copy = postgres.create_database_sql(staging, target, current_user)
-            postgres.run_on(cursor, [postgres.drop_database_sql(staging), copy])
+            with progress.seconds("  snapshot    copying the database to keep a snapshot:"):
+                postgres.run_on(cursor, [postgres.drop_database_sql(staging), copy])
         except Exception as exc:
             raise ResetError(" ".join(str(exc).split())) from exc
         postgres.run_on(cursor, postgres.snapshot_marks_sql(staging, comment))

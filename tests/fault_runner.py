@@ -85,7 +85,7 @@ elif POINT.startswith("seed:"):
     after(
         fixtureload.BulkLoader,
         "load_file",
-        lambda loader, finder, path: Path(path).name.split(".")[0] == entry,
+        lambda loader, finder, path, *rest: Path(path).name.split(".")[0] == entry,
     )
 elif POINT == "post_reset":
     post_reset.connect(fault, weak=False)

@@ -9,6 +9,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from django_resetdb import clock, driver
 from django_resetdb.exceptions import ResetError
+from django_resetdb.progress import NO_PROGRESS, Progress
 
 if TYPE_CHECKING:
     from django_resetdb import guard
@@ -26,6 +27,8 @@ class ResetCommand(BaseCommand):
     # from the command line (what the user waited for), else from execute()
     # (call_command in a longer-lived process).
     started: float | None = None
+    # The in-place line of the long steps; see show_progress().
+    progress: Progress = NO_PROGRESS
 
     def run_from_argv(self, argv: list[str]) -> None:
         self.started = clock.PROCESS_STARTED
@@ -83,6 +86,9 @@ class ResetCommand(BaseCommand):
                 f"{type(exc).__name__}: {message}; the transaction was rolled back, nothing "
                 "was changed."
             ) from exc
+        finally:
+            # Before the error is printed, or the shell's prompt comes back.
+            self.progress.clear()
 
     def confirm(
         self, target: guard.Target, command: str, *, interactive: bool, verbosity: int
@@ -95,9 +101,16 @@ class ResetCommand(BaseCommand):
         elif verbosity >= 1:
             self.stdout.write(target.one_line())
 
+    def show_progress(self, verbosity: int) -> Progress:
+        """The in-place line of the long steps: on a terminal at verbosity 1 or more,
+        else one that does nothing."""
+        self.progress = Progress.for_output(self.stdout, verbosity)
+        return self.progress
+
     def log(self, verbosity: int) -> Any:
         def write(message: str, level: int) -> None:
             if verbosity >= level:
-                self.stdout.write(message)
+                with self.progress.cleared():
+                    self.stdout.write(message)
 
         return write

@@ -85,6 +85,7 @@ class Command(ResetCommand):
             terminate_blockers=terminate_blockers,
             log=self.log(verbosity),
             migrate_output=self.stdout if verbosity >= 2 else None,
+            progress=self.show_progress(verbosity),
             # What the user waited for: start-up (from the command line) and planning too.
             started=self.started,
         )

@@ -61,6 +61,12 @@ class Command(ResetCommand):
             guard.check_seed(database)
             self.stdout.write(f"No seeds: {SETTING_NAME}['SEEDS'] is empty and no label was given.")
             return
-        result = seeding.seed(entries, database=database, exclude=exclude, log=self.log(verbosity))
+        result = seeding.seed(
+            entries,
+            database=database,
+            exclude=exclude,
+            log=self.log(verbosity),
+            progress=self.show_progress(verbosity),
+        )
         if verbosity >= 1:
             self.stdout.write(self.style.SUCCESS(result.summary()))
