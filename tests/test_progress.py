@@ -19,7 +19,7 @@ import time
 import pytest
 
 from django_resetdb.progress import Progress
-from tests.conftest import ProjectCopy, ScratchDatabase, needs_vector, snapshots_of
+from tests.conftest import ProjectCopy, ScratchDatabase, snapshots_of
 from tests.test_resetdb import FAST_HASHER, prepare, timeless
 
 
@@ -102,7 +102,6 @@ def built_lines(name: str) -> list[str]:
 NO_CACHE = FAST_HASHER + 'DJANGO_RESETDB["SNAPSHOTS"] = 0\n'
 
 
-@needs_vector
 def test_resetdb_on_a_terminal_shows_migrate_and_seed_progress_and_leaves_the_usual_lines(
     project, scratch_db
 ):
@@ -131,7 +130,6 @@ def test_resetdb_on_a_terminal_shows_migrate_and_seed_progress_and_leaves_the_us
     assert scratch_db.query("SELECT count(*) FROM sales_ticket") == [(3,)]
 
 
-@needs_vector
 def test_at_verbosity_two_migrates_own_lines_are_its_progress(project, scratch_db):
     prepare(project, NO_CACHE)
 
@@ -149,7 +147,6 @@ def test_at_verbosity_two_migrates_own_lines_are_its_progress(project, scratch_d
     ]
 
 
-@needs_vector
 def test_resetdb_through_a_pipe_prints_no_progress(project, scratch_db):
     prepare(project, NO_CACHE)
 
@@ -160,7 +157,6 @@ def test_resetdb_through_a_pipe_prints_no_progress(project, scratch_db):
     assert timeless(result.stdout)[1:] == built_lines(scratch_db.name)
 
 
-@needs_vector
 def test_resetdb_at_verbosity_zero_on_a_terminal_prints_nothing(project, scratch_db):
     prepare(project, NO_CACHE)
 
@@ -173,7 +169,6 @@ def test_resetdb_at_verbosity_zero_on_a_terminal_prints_nothing(project, scratch
     assert scratch_db.query("SELECT count(*) FROM sales_ticket") == [(3,)]
 
 
-@needs_vector
 def test_a_snapshot_kept_and_restored_shows_the_seconds_of_the_copy(project, scratch_db):
     prepare(project, FAST_HASHER)
 
@@ -194,7 +189,6 @@ def test_a_snapshot_kept_and_restored_shows_the_seconds_of_the_copy(project, scr
     )
 
 
-@needs_vector
 def test_seed_on_a_terminal_shows_the_objects_and_leaves_the_usual_lines(project, scratch_db):
     prepare(project, NO_CACHE)
     built = project.manage("resetdb", "--no-input", "--no-seed", url=scratch_db.url())
