@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -9,6 +10,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
 
 EMBEDDED_DATABASE = "resetdb_demo"
 SCHEMES = {"postgres", "postgresql", "pgsql"}
@@ -46,13 +49,23 @@ def start_embedded(data_dir: Path) -> dict[str, Any]:
 
     The server stops when the last process that started or reused it exits.
     """
+    if importlib.util.find_spec("pgserver") is None:
+        # pgserver has wheels up to CPython 3.12 only, so the dev extra skips it on newer ones.
+        raise ImproperlyConfigured(
+            "DATABASE_URL is not set and the embedded PostgreSQL (the pgserver package) is "
+            f"not installed for Python {sys.version_info.major}.{sys.version_info.minor}; "
+            "set DATABASE_URL=postgres://user:password@host:port/name."
+        )
     _forget_dead_users(data_dir)
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset, which is harmless here.
         warnings.simplefilter("ignore")
         import pgserver
 
-        server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+        # attr-defined where pgserver is installed (it has no stubs), unused where it is not.
+        server = pgserver.get_server(  # type: ignore[attr-defined,unused-ignore]
+            data_dir, cleanup_mode="stop"
+        )
     entry = parse_database_url(server.get_uri(EMBEDDED_DATABASE))
     _create_database(entry)
     print(
