@@ -35,6 +35,7 @@ import re
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -402,9 +403,15 @@ def _settings() -> dict[str, Any]:
     a seed may read any of them. The connection's own keys are left out (the target is
     covered by what it is), and DJANGO_RESETDB's keys that change nothing."""
     values: dict[str, Any] = {}
-    for name in dir(settings):
-        if name.isupper() and name not in ("DATABASES", SETTING_NAME):
-            values[name] = _canonical(getattr(settings, name, None))
+    with warnings.catch_warnings():
+        # Django 6.1 warns on each read of a deprecated setting (EMAIL_BACKEND and the
+        # other email settings, even at their defaults): reading them all here is not the
+        # project using them, and Django already warns about the ones it sets.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        for name in dir(settings):
+            if name.isupper() and name not in ("DATABASES", SETTING_NAME):
+                values[name] = _canonical(getattr(settings, name, None))
     values["DATABASES"] = {
         alias: _canonical({k: v for k, v in entry.items() if k not in CONNECTION_KEYS})
         for alias, entry in sorted(getattr(settings, "DATABASES", {}).items())

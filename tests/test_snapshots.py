@@ -123,6 +123,25 @@ def test_an_unchanged_project_restores_its_snapshot(cached, scratch_db):
     wait_for_replaced_dropped(scratch_db.name)
 
 
+# Deprecation warnings as errors, as a project's own test settings often have them.
+STRICT_WARNINGS = {"PYTHONWARNINGS": "error::DeprecationWarning,error::PendingDeprecationWarning"}
+
+
+def test_the_cache_key_reads_every_setting_without_deprecation_warnings(project, scratch_db):
+    # Django 6.1 warns when a deprecated setting (EMAIL_BACKEND, ...) is read, even at its
+    # default; the key reads every setting, which is not the project using them.
+    prepare(project, FAST_HASHER)
+
+    built = project.manage("resetdb", "--no-input", url=scratch_db.url(), env=STRICT_WARNINGS)
+    restored = project.manage("resetdb", "--no-input", url=scratch_db.url(), env=STRICT_WARNINGS)
+
+    assert (built.returncode, built.stderr) == (0, "")
+    (kept,) = snapshots_of(scratch_db.name)
+    assert f"  snapshot    kept {kept} in " in built.stdout
+    assert (restored.returncode, restored.stderr) == (0, "")
+    assert restored.stdout.splitlines()[2].startswith(f"  snapshot    restored {kept} (kept ")
+
+
 def test_a_run_that_waits_for_the_earlier_database_to_be_dropped_says_so(cached, scratch_db):
     earlier = leave_replaced(scratch_db.name)
 

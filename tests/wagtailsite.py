@@ -52,7 +52,9 @@ DATABASES = {
         "PORT": str(_url.port or ""),
     }
 }
-INSTALLED_APPS = [*INSTALLED_APPS, "blog", "django_resetdb"]
+# Django 6.0 checks that django.contrib.postgres is installed wherever its fields and
+# indexes are used (postgres.E005): wagtailsearch's IndexEntry, on PostgreSQL.
+INSTALLED_APPS = [*INSTALLED_APPS, "django.contrib.postgres", "blog", "django_resetdb"]
 DEBUG = True
 """
 
