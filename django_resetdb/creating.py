@@ -131,13 +131,16 @@ def create(new: NewDatabase, schemas: Sequence[str]) -> tuple[str, bool]:
 
 
 def drop(created: Sequence[NewDatabase]) -> str:
-    """Drop the databases this run created, after a failure: what is said of them."""
+    """Drop the databases this run created, after a failure: what is said of them.
+
+    Not by force: a session of someone else's that connected meanwhile may have written
+    there, and its database is left as it is (the message says it could not be dropped)."""
     dropped, failed = [], []
     for new in created:
         connections[new.alias].close()
         try:
             with snapshots.maintenance_cursor(new.alias) as cursor:
-                postgres.run_on(cursor, [postgres.drop_database_sql(new.name)])
+                postgres.run_on(cursor, [postgres.drop_database_sql(new.name, force=False)])
             dropped.append(repr(new.name))
         except Exception as exc:
             failed.append(f"{new.name!r} ({' '.join(str(exc).split())})")

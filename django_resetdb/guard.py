@@ -106,12 +106,6 @@ def configured_hosts(connection: BaseDatabaseWrapper) -> tuple[list[str], list[s
     return _listed(hosts), _listed(addresses)
 
 
-def _is_socket(host: str) -> bool:
-    # libpq takes a host starting with "/" (or "@", Linux's abstract namespace) as a
-    # Unix socket directory.
-    return host.startswith(("/", "@"))
-
-
 def _addresses_of(host: str) -> set[str]:
     try:
         found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
@@ -142,7 +136,9 @@ def check_hosts(
                 f"{command} refused: host {name!r} of database alias {alias!r} is not in "
                 f"{SETTING_NAME}['HOSTS']; add it there to allow resets on that server."
             )
-    reached = [] if _is_socket(where.host) else [where.address]
+    # Over a Unix socket libpq reports no address; with a hostaddr (from the settings,
+    # PGHOSTADDR or a service file) it went over TCP to it, whatever the host says.
+    reached = [where.address] if where.address else []
     resolved: set[str] | None = None
     for address in [*reached, *addresses]:
         if host_allowed(address, patterns):
@@ -335,7 +331,7 @@ def _missing_database(
         with warnings.catch_warnings():
             # Django's fallback to another database when it cannot reach "postgres".
             warnings.simplefilter("ignore", RuntimeWarning)
-            with connection._nodb_cursor() as cursor:
+            with postgres.maintenance_cursor(connection) as cursor:
                 if postgres.database_exists(cursor, name):
                     return None
                 where = postgres.cursor_target(cursor, str(name))

@@ -224,6 +224,9 @@ def plan_reset(
     aliases = list(dict.fromkeys(databases))
     if not aliases:
         raise ResetError("No database to reset.")
+    # Before any alias is connected to or gated: no setting would allow another vendor.
+    for alias in aliases:
+        guard.check_postgresql(alias, COMMAND)
     targets = [guard.check(alias, COMMAND, conf.schemas, creatable=True) for alias in aliases]
     _refuse_same_database(targets)
     creations = [creating.plan_creation(target) for target in targets if not target.exists]
@@ -266,7 +269,9 @@ def plan_reset(
     )
 
 
-def _create(plan: ResetPlan, created: list[creating.NewDatabase], log: Log) -> None:
+def _create(
+    plan: ResetPlan, created: list[creating.NewDatabase], log: Log, *, confirmed: bool
+) -> None:
     """Create the databases that do not exist yet (appending each to ``created``), then
     work out what needed them: the build in a new database, the snapshot."""
     for new in plan.creations:
@@ -276,12 +281,26 @@ def _create(plan: ResetPlan, created: list[creating.NewDatabase], log: Log) -> N
         log(line, 1)
         index = plan.aliases.index(new.alias)
         connection = connections[new.alias]
-        plan.targets[index] = target = dataclasses.replace(
-            plan.targets[index],
-            exists=True,
-            tables=postgres.count_tables(connection, plan.schemas),
-            sessions=tuple(postgres.other_sessions(connection)),
-        )
+        if made:
+            target = dataclasses.replace(
+                plan.targets[index],
+                exists=True,
+                tables=postgres.count_tables(connection, plan.schemas),
+                sessions=tuple(postgres.other_sessions(connection)),
+            )
+        else:
+            # Made by someone else since the gates ran: gated again as it is now. After
+            # the prompt, what the user confirmed (a database that did not exist) is not
+            # what is there, so it is rebuilt only while it holds nothing yet (another
+            # resetdb creating it).
+            target = guard.check(new.alias, COMMAND, plan.schemas)
+            if confirmed and target.tables:
+                raise ResetError(
+                    f"Database {new.name!r} was created by another session while this run "
+                    f"was about to create it, and it holds {target.tables} table(s) now; "
+                    "nothing was changed. Run resetdb again to reset it as it is."
+                )
+        plan.targets[index] = target
         if len(plan.targets) == 1:
             plan.swap, plan.lock_warning = snapshots.plan_swap(target, models=_models_on(new.alias))
             if plan.snapshot is not None:
@@ -403,7 +422,7 @@ def run_plan(
         result.timings["prompt"] = time.monotonic() - asking
     created: list[creating.NewDatabase] = []
     with _dropped_on_failure(created):
-        _create(plan, created, log)
+        _create(plan, created, log, confirmed=interactive)
         for alias in plan.aliases:
             pre_reset.send(sender=ResetPlan, alias=alias, plan=plan)
 

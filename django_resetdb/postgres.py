@@ -16,7 +16,7 @@ import psycopg
 import psycopg.conninfo
 from django.core.management.color import no_style
 from django.db import DatabaseError, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.base.base import NO_DB_ALIAS, BaseDatabaseWrapper
 from django.db.models import Model
 from psycopg import errors, sql
 
@@ -152,11 +152,35 @@ def connection_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
     )
 
 
+@contextlib.contextmanager
+def maintenance_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
+    """A cursor on the maintenance database of ``connection``'s server, in autocommit,
+    as Django opens one to create test databases.
+
+    Not Django's own ``_nodb_cursor()`` when the settings name a service: for that
+    connection Django removes ``OPTIONS["service"]`` (from the alias's own OPTIONS too,
+    which it shares), so it and every later connection of the alias would go wherever
+    libpq's defaults point, another server perhaps. Here the service is kept and only
+    the database named."""
+    options = connection.settings_dict.get("OPTIONS") or {}
+    if not options.get("service"):
+        with connection._nodb_cursor() as cursor:
+            yield cursor
+        return
+    settings = {**connection.settings_dict, "NAME": "postgres", "OPTIONS": dict(options)}
+    nodb = type(connection)(settings, alias=NO_DB_ALIAS)
+    try:
+        with nodb.cursor() as cursor:
+            yield cursor
+    finally:
+        nodb.close()
+
+
 def server_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
     """Where a connection to the server's maintenance database really goes: the server
     of ``connection``, reached whether or not its database exists. ``database`` is the
     name in the settings."""
-    with connection._nodb_cursor() as cursor:
+    with maintenance_cursor(connection) as cursor:
         info = cursor.connection.info
         return ConnectionTarget(
             host=info.host,
@@ -961,7 +985,11 @@ def rename_database_sql(name: str, new_name: str) -> sql.Composable:
     )
 
 
-def drop_database_sql(name: str) -> sql.Composable:
+def drop_database_sql(name: str, *, force: bool = True) -> sql.Composable:
+    """``force`` ends the sessions connected to it (the tool's own copies, which nobody
+    else should use); without it the drop fails while anyone is connected."""
+    if not force:
+        return sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name))
     return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
 
 
@@ -977,7 +1005,8 @@ def connection_parameters(connection: Any) -> dict[str, str]:
 def drop_database_over(params: dict[str, str], name: str, lock_seconds: float) -> None:
     """Drop database ``name`` over a connection of its own, opened with ``params``
     (see :func:`connection_parameters`), waiting at most ``lock_seconds`` for a lock."""
-    conninfo = psycopg.conninfo.make_conninfo(**params)
+    # A server that does not answer must not keep the process waiting for good.
+    conninfo = psycopg.conninfo.make_conninfo(**{"connect_timeout": "10", **params})
     with psycopg.connect(conninfo, autocommit=True) as conn:
         milliseconds = max(1, round(lock_seconds * 1000))
         conn.execute("SELECT set_config('lock_timeout', %s, false)", [f"{milliseconds}ms"])
@@ -1015,15 +1044,17 @@ def run_on(cursor: Any, statements: Sequence[sql.Composable]) -> None:
 
 
 def databases_like(
-    cursor: Any, prefix: str, *, sizes: bool = False
+    cursor: Any, prefix: str, *, sizes: bool = False, closed: bool = False
 ) -> list[tuple[str, str | None, int]]:
     """Name, comment and (with ``sizes``; it reads every file's size) size of the
-    databases whose name starts with ``prefix``."""
+    databases whose name starts with ``prefix``; with ``closed``, only those closed to
+    connections (as the tool leaves its snapshots)."""
     size = "pg_database_size(oid)" if sizes else "0"
     cursor.execute(
         "SELECT datname, shobj_description(oid, 'pg_database'), " + size + " "
-        "FROM pg_database WHERE starts_with(datname, %s) ORDER BY datname",
-        [prefix],
+        "FROM pg_database WHERE starts_with(datname, %s) AND (NOT %s OR NOT datallowconn) "
+        "ORDER BY datname",
+        [prefix, closed],
     )
     # NULL for a database dropped while the sizes were read (a background drop).
     return [(name, comment, int(size or 0)) for name, comment, size in cursor.fetchall()]

@@ -304,7 +304,9 @@ class Sweeper(threading.Thread):
                     snapshot
                     for snapshot in (
                         Snapshot.parse(name, comment, size)
-                        for name, comment, size in postgres.databases_like(cursor, PREFIX)
+                        for name, comment, size in postgres.databases_like(
+                            cursor, PREFIX, closed=True
+                        )
                     )
                     if snapshot is not None and snapshot.target == self.target
                 ]
@@ -343,7 +345,7 @@ class Sweeper(threading.Thread):
 def maintenance_cursor(alias: str) -> Iterator[Any]:
     """A cursor on the server's maintenance database, in autocommit, as Django opens it
     to create test databases."""
-    with connections[alias]._nodb_cursor() as cursor:
+    with postgres.maintenance_cursor(connections[alias]) as cursor:
         yield cursor
 
 
@@ -629,7 +631,9 @@ def listed(alias: str, target: str | None = None, *, sizes: bool = False) -> lis
     """The snapshots on ``alias``'s server (of database ``target``), oldest first;
     ``size`` is 0 unless ``sizes``."""
     with maintenance_cursor(alias) as cursor:
-        rows = postgres.databases_like(cursor, PREFIX, sizes=sizes)
+        # A database someone opened to connections is not left as the tool leaves its
+        # snapshots, whatever its name and comment say: it is not listed nor dropped.
+        rows = postgres.databases_like(cursor, PREFIX, sizes=sizes, closed=True)
     found = [Snapshot.parse(name, comment, size) for name, comment, size in rows]
     return sorted(
         (s for s in found if s is not None and (target is None or s.target == target)),

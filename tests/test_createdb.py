@@ -5,6 +5,7 @@ role that may not create databases leaves no database behind."""
 from __future__ import annotations
 
 import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,3 +266,58 @@ def test_a_failed_build_drops_the_database_it_created(synthetic, missing):
     ), result.stderr
     assert database_row(missing) == []
     assert snapshots_of(missing) == []
+
+
+def _answer_when_asked(run: subprocess.Popen[str]) -> str:
+    """What the run printed up to its confirmation prompt."""
+    assert run.stdout is not None
+    seen = ""
+    while not seen.endswith(" to continue: "):
+        char = run.stdout.read(1)
+        assert char, seen
+        seen += char
+    return seen
+
+
+@pytest.mark.parametrize("what", ["tables", "marker"])
+def test_a_database_made_by_someone_else_while_asking_is_gated_again(synthetic, missing, what):
+    # The answer confirmed a database that did not exist; what is there now is not that.
+    generated = synthetic.manage("resetmigrations", "--no-input")
+    assert generated.returncode == 0, generated.stderr
+    run = synthetic.start("manage.py", "resetdb", "--keep-migrations", "--no-snapshot")
+    asked = _answer_when_asked(run)
+    assert "  tables    none: the database does not exist yet" in asked
+    name = sql.Identifier(missing)
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
+        if what == "marker":
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} SET django_resetdb.protected = on").format(name)
+            )
+    if what == "tables":
+        with connect(missing) as conn:
+            conn.execute("CREATE TABLE precious (id int)")
+            conn.execute("INSERT INTO precious VALUES (1), (2)")
+
+    out, err = run.communicate(f"{missing}\n", timeout=120)
+
+    if what == "tables":
+        assert run.returncode == 1, (out, err)
+        assert err == (
+            f"CommandError: Database {missing!r} was created by another session while this "
+            "run was about to create it, and it holds 1 table(s) now; nothing was changed. "
+            "Run resetdb again to reset it as it is.\n"
+        )
+        assert query(missing, "SELECT id FROM precious ORDER BY id") == [(1,), (2,)]
+    else:
+        assert run.returncode == 3, (out, err)
+        assert err == (
+            f"CommandError: resetdb refused: database {missing!r} is protected by the "
+            "PostgreSQL setting django_resetdb.protected = 'on' stored for the database; only "
+            "its removal (ALTER DATABASE/ROLE ... RESET django_resetdb.protected) allows "
+            "resets.\n"
+        )
+        assert query(missing, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [
+            (0,)
+        ]
+    assert f"{missing!r} was created by another session meanwhile" in out

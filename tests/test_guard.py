@@ -320,6 +320,55 @@ def test_any_of_several_hosts_outside_hosts_refuses(db, manage, here, elsewhere,
     assert_untouched(db, before)
 
 
+def service_settings(tmp_path, **params: str) -> tuple[str, dict[str, str]]:
+    """Settings naming service ``svc`` only, and the environment that finds its file."""
+    lines = "".join(f"{key}={value}\n" for key, value in params.items())
+    services = tmp_path / "pg_service.conf"
+    services.write_text(f"[svc]\n{lines}")
+    entry = {"HOST": "", "PORT": "", "OPTIONS": {"service": "svc", "connect_timeout": "10"}}
+    extra = f'DATABASES["default"] = {{**DATABASES["default"], **{entry!r}}}\n'
+    return extra, {"PGSERVICEFILE": str(services)}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_service_hostaddr_behind_a_socket_host_refuses(db, manage, elsewhere, tmp_path, command):
+    # libpq goes over TCP to the hostaddr, whatever the socket directory named as host.
+    extra, env = service_settings(
+        tmp_path, host="/no-such-socket-directory", hostaddr="127.0.0.5", port=str(elsewhere.port)
+    )
+    before = relations(db)
+
+    result = manage(command, "--no-input", db=db, env=env, extra_settings=extra)
+
+    assert elsewhere.connections >= 1
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"CommandError: {command} refused: address '127.0.0.5' (host "
+        "'/no-such-socket-directory') of database alias 'default' is not in "
+        "DJANGO_RESETDB['HOSTS'], nor an address of a host name listed there; add it there "
+        "to allow resets on that server.\n"
+    )
+    assert_untouched(db, before)
+
+
+def test_the_maintenance_connection_keeps_the_service(db, manage, here, tmp_path):
+    # Django's own connection without a database drops OPTIONS["service"] (from the alias
+    # too): it would then go where PGHOST points, here nowhere.
+    extra, env = service_settings(tmp_path, host="127.0.0.1", port=str(here.port))
+    env["PGHOST"] = "/no-such-socket-directory"
+
+    listed = manage("resetdb", "--list-snapshots", db=db, env=env, extra_settings=extra)
+    reset = manage("resetschema", "--no-input", db=db, env=env, extra_settings=extra)
+
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.endswith(
+        f"0 snapshot(s) of database {db.name!r} (alias 'default'), 0 MB in all.\n"
+    )
+    assert reset.returncode == 0, reset.stderr
+    assert f"on 127.0.0.1:{here.port} as " in reset.stdout
+    assert relations(db) == []
+
+
 def test_hostaddr_of_a_listed_address_allows(db, manage, here):
     result = manage(
         "resetschema", "--no-input", db=db,

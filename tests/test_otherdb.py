@@ -197,15 +197,19 @@ def test_destructive_commands_refuse_a_sqlite_alias(
     assert (checksum(legacy), database_state(scratch_db)) == before
 
 
+@pytest.mark.parametrize(
+    "aliases", [("legacy",), ("default", "legacy")], ids=["alone", "after-a-postgresql-one"]
+)
 def test_the_refusal_is_the_real_reason_whatever_enabled_says(
-    scratch_db: ScratchDatabase, manage: Manage, legacy: Path
+    scratch_db: ScratchDatabase, manage: Manage, legacy: Path, aliases: tuple[str, ...]
 ) -> None:
+    # Before any alias is gated: not the ENABLED sentence of the PostgreSQL one first.
     before = checksum(legacy)
+    tables = scratch_db.query("SELECT count(*) FROM pg_class")
 
     result = manage(
         "resetdb",
-        "--database",
-        "legacy",
+        *[arg for alias in aliases for arg in ("--database", alias)],
         "--no-input",
         db=scratch_db,
         resetdb_settings={"ENABLED": False},
@@ -218,6 +222,7 @@ def test_the_refusal_is_the_real_reason_whatever_enabled_says(
         "only PostgreSQL databases."
     )
     assert checksum(legacy) == before
+    assert scratch_db.query("SELECT count(*) FROM pg_class") == tables
 
 
 def shelves_project(tmp_path: Path, *aliases: str) -> str:

@@ -831,9 +831,10 @@ def test_the_names_of_copies_and_replaced_databases_fit(target):
     assert swap_names(target + "b") != swap_names(target)
 
 
-def make_legacy_snapshot(target: str) -> str:
+def make_legacy_snapshot(target: str, *, closed: bool = True) -> str:
     """A snapshot as earlier versions named it (``resetdb_snap_`` and a digest alone),
-    made and marked through a connection of its own."""
+    made and marked through a connection of its own; open to connections unless
+    ``closed``, as the tool never leaves one."""
     name = f"resetdb_snap_{hashlib.sha256(uuid.uuid4().bytes).hexdigest()[:24]}"
     comment = json.dumps(
         {
@@ -848,7 +849,10 @@ def make_legacy_snapshot(target: str) -> str:
     identifier = sql.Identifier(name)
     with connect("postgres") as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(identifier))
-        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(identifier))
+        if closed:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(identifier)
+            )
         admin.execute(
             sql.SQL("COMMENT ON DATABASE {} IS {}").format(identifier, sql.Literal(comment))
         )
@@ -883,6 +887,30 @@ def test_what_earlier_versions_named_is_listed_and_dropped(tmp_path, scratch_db)
         f"Dropped 1 snapshot(s) of database {scratch_db.name!r} (alias 'default').\n"
     )
     assert (exists(snapshot), exists(earlier)) == (False, False)
+
+
+def test_a_database_open_to_connections_is_no_snapshot_whatever_its_name_says(tmp_path, scratch_db):
+    # Someone's own database under the prefix, with a comment like a snapshot's.
+    project = synthetic_project(tmp_path / "synthetic", scratch_db.url())
+    forged = make_legacy_snapshot(scratch_db.name, closed=False)
+    try:
+        with connect(forged) as conn:
+            conn.execute("CREATE TABLE important (v text)")
+            conn.execute("INSERT INTO important VALUES ('user data')")
+
+        listed = project.manage("resetdb", "--list-snapshots")
+        dropped = project.manage("resetdb", "--drop-snapshots")
+
+        assert listed.returncode == 0, listed.stderr
+        assert forged not in listed.stdout
+        assert dropped.returncode == 0, dropped.stderr
+        assert dropped.stdout == (
+            f"Dropped 0 snapshot(s) of database {scratch_db.name!r} (alias 'default').\n"
+        )
+        with connect(forged) as conn:
+            assert conn.execute("SELECT v FROM important").fetchall() == [("user data",)]
+    finally:
+        drop_database(forged)
 
 
 def test_the_database_a_restore_replaced_is_dropped_without_another_run(synthetic, scratch_db):
