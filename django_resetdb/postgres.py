@@ -65,9 +65,10 @@ class Session:
         query = " ".join(self.query.split())
         if len(query) > 80:
             query = query[:77] + "..."
+        # Commas, not parentheses: the lines that name several put them in parentheses.
         return (
-            f"pid {self.pid} (user {self.user!r}, application {self.application!r}, "
-            f"state {self.state!r}, query {query!r})"
+            f"pid {self.pid}, user {self.user!r}, application {self.application!r}, "
+            f"state {self.state!r}, query {query!r}"
         )
 
 

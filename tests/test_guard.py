@@ -174,7 +174,7 @@ def test_prompt_shows_the_target_and_accepts_the_database_name(db, manage):
         "  tables    1",
         "  sessions  1 other session(s) connected",
     ]
-    assert lines[9].startswith(f"            pid {other_pid} (user {user!r}, application 'psql'")
+    assert lines[9].startswith(f"            pid {other_pid}, user {user!r}, application 'psql'")
     assert lines[10].startswith(f"Type the database name ({db.name!r}) to continue: Reset ")
     assert relations(db) == []
 

@@ -156,8 +156,8 @@ def test_a_session_in_a_transaction_means_a_reset_in_place_said_once(aside, scra
     lines = result.stdout.splitlines()
     assert lines[1] == (
         f"  database    not built in a new one: 1 session on {scratch_db.name!r} in a "
-        f"transaction or a query (pid {pid} (user {target_user()!r}, application 'report', "
-        "state 'idle in transaction', query 'SELECT 1')), which --terminate-blockers ends; "
+        f"transaction or a query (pid {pid}, user {target_user()!r}, application 'report', "
+        "state 'idle in transaction', query 'SELECT 1'), which --terminate-blockers ends; "
         "resetting in place"
     )
     assert not [line for line in lines if "building in a new database" in line]

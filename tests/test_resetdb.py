@@ -754,7 +754,7 @@ def test_another_reset_of_the_database_makes_it_wait_then_fail_naming_it(built, 
 
     assert result.returncode == 1
     assert result.stderr.startswith(
-        f"CommandError: Another reset of this database is running (pid {pid} (user "
+        f"CommandError: Another reset of this database is running (pid {pid}, user "
         f"{target_user()!r}, application 'other resetdb', state 'idle', query 'SELECT "
         "pg_advisory_lock("
     )

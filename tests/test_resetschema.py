@@ -129,8 +129,8 @@ def test_a_blocking_session_makes_it_fail_fast_naming_the_session(scratch_db, ma
         assert result.returncode == 1
         message = last_line(result.stderr)
         assert message.startswith("CommandError: Gave up after 5 s waiting for locks on schema")
-        assert f"pid {pid} (user 'postgres', application 'slow report', " in message
-        assert "state 'idle in transaction', query 'SELECT count(*) FROM artifact')" in message
+        assert f"pid {pid}, user 'postgres', application 'slow report', " in message
+        assert "state 'idle in transaction', query 'SELECT count(*) FROM artifact'" in message
         assert "Nothing was dropped" in message
         blocker.rollback()
     assert relations(scratch_db) == before
@@ -203,7 +203,7 @@ def test_another_reset_in_progress_is_named(scratch_db, manage):
         assert result.returncode == 1
         message = last_line(result.stderr)
         assert message.startswith("CommandError: Another reset of this database is running (pid")
-        assert f"pid {holder.info.backend_pid} (user 'postgres', application 'other reset'" in (
+        assert f"pid {holder.info.backend_pid}, user 'postgres', application 'other reset'" in (
             message
         )
     assert relations(scratch_db) == before

@@ -363,8 +363,8 @@ def test_an_idle_session_holding_an_advisory_lock_is_not_ended(cached, scratch_d
         assert result.returncode == 0, result.stderr
         assert (
             f"  snapshot    not used: 1 idle session on {scratch_db.name!r} holding an "
-            f"advisory lock (pid {pid} (user {target_user()!r}, application 'worker', "
-            "state 'idle', query 'SELECT pg_advisory_lock(4242)')), which "
+            f"advisory lock (pid {pid}, user {target_user()!r}, application 'worker', "
+            "state 'idle', query 'SELECT pg_advisory_lock(4242)'), which "
             "--terminate-blockers ends"
         ) in result.stdout.splitlines()
         assert "sessions    ended" not in result.stdout
@@ -390,8 +390,8 @@ def test_a_session_in_a_transaction_is_named_and_not_ended(cached, scratch_db):
         assert result.returncode == 0, result.stderr
         assert (
             f"  snapshot    not used: 1 session on {scratch_db.name!r} in a transaction or a "
-            f"query (pid {pid} (user {target_user()!r}, application 'report', state "
-            "'idle in transaction', query 'SELECT 1')), which --terminate-blockers ends"
+            f"query (pid {pid}, user {target_user()!r}, application 'report', state "
+            "'idle in transaction', query 'SELECT 1'), which --terminate-blockers ends"
         ) in result.stdout.splitlines()
         assert "  schema      dropped 18 table(s) of public" in result.stdout
         # The reset went on in place: neither session was ended.
@@ -428,7 +428,7 @@ def test_dry_run_says_what_it_would_do_with_the_sessions(cached, scratch_db):
 
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
-        assert f"            pid {pid} (user {target_user()!r}, application 'psql', " in (
+        assert f"            pid {pid}, user {target_user()!r}, application 'psql', " in (
             result.stdout
         )
         assert f"  sessions    end 1 idle session on {name!r} before the swap (pid {pid})" in lines
@@ -680,7 +680,7 @@ def test_a_session_the_role_may_not_end_is_named_as_a_blocker(tmp_path, scratch_
         assert lines[0].endswith(": 16 table(s), 1 other session(s).")
         assert lines[2].startswith(
             f"  snapshot    not used: 1 session on {scratch_db.name!r} that this role may not "
-            f"end (pid {pid} (user {target_user()!r}, application 'psql', "
+            f"end (pid {pid}, user {target_user()!r}, application 'psql', "
         )
         assert "sessions    ended" not in result.stdout
         assert other.execute("SELECT 1").fetchone() == (1,)
