@@ -13,7 +13,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,22 @@ def other_db() -> Iterator[ScratchDatabase]:
     yield from _scratch_db()
 
 
+def _racing_background_drops(clean_up: Callable[[], None], attempts: int = 5) -> None:
+    """Run ``clean_up``, again when it met a database that a run's background drop
+    (``python -m django_resetdb.background``, which outlives the run) was dropping at
+    the same moment: PostgreSQL then says "tuple concurrently deleted"."""
+    for attempt in range(attempts):
+        try:
+            clean_up()
+            return
+        # A database gone meanwhile cannot be connected to either.
+        except (psycopg.errors.InternalError, psycopg.errors.ObjectInUse, psycopg.OperationalError):
+            if attempt == attempts - 1:
+                raise
+            with connect("postgres") as admin:
+                admin.execute("SELECT pg_sleep(0.2)")  # a short pause on the server
+
+
 def _role_fixture() -> Iterator[str]:
     name = f"resetdb_r_{uuid.uuid4().hex[:12]}"
     with connect("postgres") as admin:
@@ -135,20 +151,24 @@ def _role_fixture() -> Iterator[str]:
     try:
         yield name
     finally:
-        role = sql.Identifier(name)
-        with connect("postgres") as admin:
-            # Databases the role owns, then what it owns or was granted inside each.
-            admin.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(role))
-            databases = admin.execute(
-                "SELECT DISTINCT d.datname FROM pg_shdepend s "
-                "JOIN pg_database d ON d.oid = s.dbid WHERE s.refobjid = %s::regrole",
-                [name],
-            ).fetchall()
-            for (database,) in databases:
-                with connect(database) as conn:
-                    conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(role))
-                    conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
-            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
+        _racing_background_drops(lambda: _drop_role(name))
+
+
+def _drop_role(name: str) -> None:
+    role = sql.Identifier(name)
+    with connect("postgres") as admin:
+        # Databases the role owns, then what it owns or was granted inside each.
+        admin.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(role))
+        databases = admin.execute(
+            "SELECT DISTINCT d.datname FROM pg_shdepend s "
+            "JOIN pg_database d ON d.oid = s.dbid WHERE s.refobjid = %s::regrole",
+            [name],
+        ).fetchall()
+        for (database,) in databases:
+            with connect(database) as conn:
+                conn.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(role))
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(role))
+        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(role))
 
 
 @pytest.fixture
@@ -479,10 +499,13 @@ def clone_database(template: str) -> ScratchDatabase:
 
 
 def drop_database(name: str) -> None:
-    with connect("postgres") as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    def drop() -> None:
+        with connect("postgres") as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+    _racing_background_drops(drop)
 
 
 # Every relation outside the system schemas with its OID, columns, constraints and index
