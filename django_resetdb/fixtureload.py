@@ -160,8 +160,8 @@ class FixtureFinder:
         return opener(path, mode), ser_fmt, cmp_fmt
 
 
-class BulkLoader:
-    """Loads fixture files into database ``using`` inside the caller's transaction."""
+class _Loading:
+    """What both loaders keep: where they load, what to leave out, what they loaded."""
 
     def __init__(
         self,
@@ -178,6 +178,13 @@ class BulkLoader:
         # reset afterwards.
         self.models: set[type[models.Model]] = set()
         self.files: list[str] = []
+
+
+class BulkLoader(_Loading):
+    """Loads fixture files into database ``using`` inside the caller's transaction."""
+
+    def __init__(self, using: str, **exclusions: Any) -> None:
+        super().__init__(using, **exclusions)
         self._pending: dict[type[models.Model], Pending] = {}
         self._pending_count = 0
         self._deferred: list[tuple[DeserializedObject, Where]] = []
@@ -562,24 +569,13 @@ class BulkLoader:
         self.flush()
 
 
-class DjangoLoader:
+class DjangoLoader(_Loading):
     """Loads fixture files into database ``using`` as ``loaddata`` does, one object at a
     time through Django, inside the caller's transaction: for databases other than
     PostgreSQL, which have no ``COPY``. The same interface as :class:`BulkLoader`."""
 
-    def __init__(
-        self,
-        using: str,
-        *,
-        excluded_models: Iterable[type[models.Model]] = (),
-        excluded_apps: Iterable[Any] = (),
-    ) -> None:
-        self.using = using
-        self.connection = connections[using]
-        self.excluded_models = set(excluded_models)
-        self.excluded_apps = set(excluded_apps)
-        self.models: set[type[models.Model]] = set()
-        self.files: list[str] = []
+    def __init__(self, using: str, **exclusions: Any) -> None:
+        super().__init__(using, **exclusions)
         self._deferred: list[tuple[DeserializedObject, Where]] = []
 
     def load_file(

@@ -268,20 +268,27 @@ def check(
         where, markers = missing
         check_hosts(connection, where, alias, command, conf.hosts)
         refuse_marked(markers, where.database, command)
-        return Target(
-            alias=alias,
-            host=where.host,
-            port=where.port,
-            database=where.database,
-            user=where.user,
-            schemas=tuple(schemas),
-            tables=0,
-            sessions=(),
-            address=where.address,
-            exists=False,
-        )
+        return _target(alias, where, schemas, exists=False)
     check_hosts(connection, where, alias, command, conf.hosts)
     check_protected(connection, where.database, command)
+    return _target(
+        alias,
+        where,
+        schemas,
+        tables=postgres.count_tables(connection, schemas),
+        sessions=tuple(postgres.other_sessions(connection)),
+    )
+
+
+def _target(
+    alias: str,
+    where: postgres.ConnectionTarget,
+    schemas: Sequence[str],
+    *,
+    tables: int = 0,
+    sessions: tuple[postgres.Session, ...] = (),
+    exists: bool = True,
+) -> Target:
     return Target(
         alias=alias,
         host=where.host,
@@ -289,9 +296,10 @@ def check(
         database=where.database,
         user=where.user,
         schemas=tuple(schemas),
-        tables=postgres.count_tables(connection, schemas),
-        sessions=tuple(postgres.other_sessions(connection)),
+        tables=tables,
+        sessions=sessions,
         address=where.address,
+        exists=exists,
     )
 
 
