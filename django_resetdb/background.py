@@ -2,7 +2,7 @@
 
 On PostgreSQL 15+ ``DROP DATABASE`` forces a checkpoint, which right after a rebuild
 has much to write: the run that swapped does not wait for it. It starts
-``python -m django_resetdb.background`` in a session of its own, hands it the
+Python on this module's ``main()`` in a session of its own, hands it the
 connection's parameters on its standard input (never on the command line, where other
 users of the machine could read the password), and goes on. The process drops the
 database and exits; when it cannot, the next run's sweeper drops the database instead.
@@ -11,7 +11,6 @@ database and exits; when it cannot, the next run's sweeper drops the database in
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,12 @@ from typing import Any
 LOCK_WAIT = 60.0
 # How its session shows in pg_stat_activity.
 APPLICATION = "django_resetdb drop"
+
+# The child's program: this module's main(), found through the parent's folder if need be.
+_CHILD = (
+    "import sys; sys.path.append(sys.argv[1]); "
+    "from django_resetdb.background import main; sys.exit(main())"
+)
 
 # Started, not waited for: polled when the next one starts, so that none stays a zombie
 # in a long-lived process (a dev server calling reset()).
@@ -49,17 +54,16 @@ def _start(connection: Any, name: str) -> None:
         "database": name,
         "lock_timeout": LOCK_WAIT,
     }
-    # The package may be importable only through the parent's sys.path (a checkout).
+    # The package may be importable only through the parent's sys.path (a checkout): its
+    # folder goes last on the child's path, after the standard library and site-packages.
     home = str(Path(__file__).resolve().parent.parent)
-    paths = [home, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     process = subprocess.Popen(
-        [sys.executable, "-m", "django_resetdb.background"],
+        [sys.executable, "-c", _CHILD, home],
         stdin=subprocess.PIPE,
         # Not the run's own output: whoever reads it would wait for this process too.
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C in the terminal is not for it
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
     )
     _started.append(process)
     assert process.stdin is not None

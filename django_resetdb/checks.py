@@ -101,6 +101,11 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
 
 
 def check_driver(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    # Only the ENGINE names of the settings are read, no connection: a project with no
+    # PostgreSQL database (SQLite only, say) needs no PostgreSQL driver.
+    engines = [str(entry.get("ENGINE", "")) for entry in settings.DATABASES.values()]
+    if not any("postgresql" in engine for engine in engines):
+        return []
     return driver_messages(driver.psycopg_problem(), psycopg2_loads=driver.psycopg2_loads)
 
 

@@ -35,6 +35,11 @@ class NewDatabase:
     encoding: str  # as asked (TEST["CHARSET"]), else the template's
     asked_encoding: bool  # TEST["CHARSET"] is set: CREATE DATABASE names it
 
+    @property
+    def asked(self) -> str | None:
+        """The encoding CREATE DATABASE names: only the one the settings ask for."""
+        return self.encoding if self.asked_encoding else None
+
     def planned_line(self) -> str:
         return (
             f"  database    create {self.name!r} (owner {self.owner!r}, encoding "
@@ -81,10 +86,13 @@ def plan_creation(target: guard.Target) -> NewDatabase:
     )
 
 
-def create(new: NewDatabase, schemas: Sequence[str]) -> tuple[str, bool]:
+def create(
+    new: NewDatabase, schemas: Sequence[str], created: list[NewDatabase]
+) -> tuple[str, bool]:
     """Create ``new`` and the ``schemas`` its template lacks; return the line that says
     so, and whether it was made: when another session created it meanwhile, nothing is
-    made and the line says so."""
+    made and the line says so. ``new`` joins ``created`` as soon as it exists, so that a
+    failure after that drops it."""
     started = time.monotonic()
     timeout = get_settings().lock_timeout
     with snapshots.maintenance_cursor(new.alias) as cursor:
@@ -100,10 +108,10 @@ def create(new: NewDatabase, schemas: Sequence[str]) -> tuple[str, bool]:
             ) from exc
         made = not postgres.database_exists(cursor, new.name)
         if made:
-            encoding = new.encoding if new.asked_encoding else None
-            statement = postgres.new_database_sql(new.name, new.owner, new.template, encoding)
+            statement = postgres.new_database_sql(new.name, new.owner, new.template, new.asked)
             try:
                 postgres.run_on(cursor, [statement])
+                created.append(new)
             except DatabaseError as exc:
                 if not isinstance(exc.__cause__, errors.DuplicateDatabase):
                     raise ResetError(
@@ -155,12 +163,11 @@ def drop(created: Sequence[NewDatabase]) -> str:
 def planned_statements(new: NewDatabase) -> tuple[list[str], list[str]]:
     """For ``--dry-run``: the statement that creates ``new``, and those that open its
     reset's transaction, as text."""
-    encoding = new.encoding if new.asked_encoding else None
     with snapshots.maintenance_cursor(new.alias) as cursor:
         render = cursor.connection
-        create = postgres.new_database_sql(new.name, new.owner, new.template, encoding)
+        statement = postgres.new_database_sql(new.name, new.owner, new.template, new.asked)
         lock = [postgres.lock_timeout_sql(get_settings().lock_timeout), postgres.reset_lock_sql()]
-        return [create.as_string(render)], [s.as_string(render) for s in lock]
+        return [statement.as_string(render)], [s.as_string(render) for s in lock]
 
 
 @contextlib.contextmanager

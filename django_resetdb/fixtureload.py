@@ -35,7 +35,6 @@ from typing import IO, Any
 
 from django.apps import apps
 from django.core import serializers
-from django.core.management.color import no_style
 from django.core.management.commands import loaddata
 from django.core.serializers import base, python, xml_serializer
 from django.core.serializers.base import DeserializedObject
@@ -641,14 +640,8 @@ class DjangoLoader(_Loading):
     def reset_sequences(self) -> None:
         # The statements Django's backend makes for it (none on SQLite, where a key
         # written explicitly moves the counter itself), run as loaddata runs them.
-        if not self.models:
-            return
-        statements = self.connection.ops.sequence_reset_sql(
-            no_style(), sorted(self.models, key=_label)
-        )
-        with self.connection.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
+        if self.models:
+            postgres.reset_sequences(self.connection, sorted(self.models, key=_label))
 
     def finish(self) -> None:
         self.complete()

@@ -242,7 +242,9 @@ def check_server(alias: str, command: str) -> postgres.ConnectionTarget:
         # Not the database itself: its snapshots outlive it.
         where = postgres.server_target(connection)
     except Exception as exc:
-        raise ResetError(f"Cannot connect to database alias {alias!r}: {exc}") from exc
+        # psycopg's connection errors span several lines.
+        problem = " ".join(str(exc).split())
+        raise ResetError(f"Cannot connect to database alias {alias!r}: {problem}") from exc
     check_hosts(connection, where, alias, command, get_settings().hosts)
     return where
 

@@ -204,6 +204,8 @@ class ResetResult:
     # From the moment run_plan was given as ``started`` (the command: the process's
     # start; reset(): its call) to the end, waits and the prompt included.
     seconds: float = 0.0
+    # The databases hold the rebuild (a commit or a swap happened): no longer undone.
+    committed: bool = False
 
     def summary(self) -> str:
         parts = "; ".join(db.summary() for db in self.databases)
@@ -275,9 +277,7 @@ def _create(
     """Create the databases that do not exist yet (appending each to ``created``), then
     work out what needed them: the build in a new database, the snapshot."""
     for new in plan.creations:
-        line, made = creating.create(new, plan.schemas)
-        if made:
-            created.append(new)
+        line, made = creating.create(new, plan.schemas, created)
         log(line, 1)
         index = plan.aliases.index(new.alias)
         connection = connections[new.alias]
@@ -311,18 +311,23 @@ def _create(
 
 
 @contextlib.contextmanager
-def _dropped_on_failure(created: list[creating.NewDatabase]) -> Iterator[None]:
+def _dropped_on_failure(
+    created: list[creating.NewDatabase], result: ResetResult, log: Log
+) -> Iterator[None]:
     """Drop the databases this run created when what follows fails before the rebuild
     has committed: they did not exist before it."""
     try:
         yield
     except BaseException as exc:
-        if not created:
+        if not created or result.committed:
             raise
         said = creating.drop(created)
         if isinstance(exc, ResetError):
             message = f"{str(exc).rstrip('.')}; {said}."
             raise ResetError(message, returncode=exc.returncode) from exc
+        # Ctrl-C, a database error: their own message follows; what became of the
+        # database comes first.
+        log(f"{said[0].upper()}{said[1:]}.", 0)
         raise
 
 
@@ -421,7 +426,7 @@ def run_plan(
     if interactive:
         result.timings["prompt"] = time.monotonic() - asking
     created: list[creating.NewDatabase] = []
-    with _dropped_on_failure(created):
+    with _dropped_on_failure(created, result, log):
         _create(plan, created, log, confirmed=interactive)
         for alias in plan.aliases:
             pre_reset.send(sender=ResetPlan, alias=alias, plan=plan)
@@ -443,7 +448,7 @@ def run_plan(
         sweeper.start()
     with interrupts.handled():
         try:
-            with _dropped_on_failure(created):
+            with _dropped_on_failure(created, result, log):
                 restored = _carry_out(
                     plan, result, terminate_blockers, log, migrate_output, progress
                 )
@@ -544,6 +549,7 @@ def _carry_out(
                 if plan.lock_warning:
                     log(f"  database    in place, though {plan.lock_warning}", 1)
                 _rebuild_all(plan, result, terminate_blockers, log, migrate_output, progress)
+        result.committed = True
         if result.migrations is not None:
             finish_plan(result.migrations)
         # The database is now rebuilt from the files those runs left, or from newer ones.

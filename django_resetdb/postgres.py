@@ -211,14 +211,14 @@ class StoredSetting:
 
 
 # The stored values of the marker that apply to a session of the role(s) it runs as, on
-# the database matched by the placeholder.
+# the database named by the parameter (NULL: the session's own).
 _MARKERS = (
     "SELECT d.datname, r.rolname, c.entry "
     "FROM pg_db_role_setting s "
     "LEFT JOIN pg_database d ON d.oid = s.setdatabase "
     "LEFT JOIN pg_roles r ON r.oid = s.setrole "
     "CROSS JOIN LATERAL unnest(s.setconfig) AS c(entry) "
-    "WHERE (s.setdatabase = 0 OR d.datname = {database}) "
+    "WHERE (s.setdatabase = 0 OR d.datname = COALESCE(%s::name, current_database())) "
     # The role that logged in too: SET SESSION AUTHORIZATION changes session_user.
     "AND (s.setrole = 0 OR r.rolname IN (session_user, current_user) OR r.oid = "
     "(SELECT a.usesysid FROM pg_stat_activity a WHERE a.pid = pg_backend_pid())) "
@@ -244,14 +244,14 @@ def protected_markers(connection: BaseDatabaseWrapper) -> list[StoredSetting]:
     Read from pg_db_role_setting, not current_setting(): the client chooses the session's
     value (``options=-c ...``, PGOPTIONS, SET) and would switch the DBA's marker off.
     """
-    return _markers(_rows(connection, _MARKERS.format(database="current_database()")))
+    return _markers(_rows(connection, _MARKERS, [None]))
 
 
 def protected_markers_for(cursor: Any, database: str) -> list[StoredSetting]:
     """The same, read on another database's session (the maintenance database's) for
     database ``database``: for one that does not exist yet, only those stored for the
     roles in every database (``ALTER ROLE ... SET``, ``ALTER ROLE ALL SET``) apply."""
-    cursor.execute(_MARKERS.format(database="%s"), [database])
+    cursor.execute(_MARKERS, [database])
     return _markers(cursor.fetchall())
 
 

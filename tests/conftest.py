@@ -130,7 +130,7 @@ def other_db() -> Iterator[ScratchDatabase]:
 
 def _racing_background_drops(clean_up: Callable[[], None], attempts: int = 5) -> None:
     """Run ``clean_up``, again when it met a database that a run's background drop
-    (``python -m django_resetdb.background``, which outlives the run) was dropping at
+    (``django_resetdb.background``, a process that outlives the run) was dropping at
     the same moment: PostgreSQL then says "tuple concurrently deleted"."""
     for attempt in range(attempts):
         try:

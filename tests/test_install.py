@@ -65,6 +65,21 @@ def test_check_without_any_driver_is_an_error(manage):
     )
 
 
+def test_a_project_without_postgresql_needs_no_driver(manage, tmp_path):
+    # SQLite only: no PostgreSQL driver is needed, so none is asked for.
+    sqlite_only = NO_MODELS + textwrap.dedent(
+        f"""
+        DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3",
+                                   "NAME": {str(tmp_path / "only.sqlite3")!r}}}}}
+        """
+    )
+
+    result = manage("check", url=URL, extra_settings=sqlite_only, env=NO_PSYCOPG)
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "System check identified no issues (0 silenced).\n"
+
+
 def test_a_project_on_psycopg2_only_gets_a_warning():
     messages = driver_messages("No module named 'psycopg'", psycopg2_loads=lambda: True)
 

@@ -98,6 +98,8 @@ class Command(ResetCommand):
         from django_resetdb import guard, snapshots
 
         command = "resetdb --drop-snapshots" if drop else "resetdb --list-snapshots"
+        for alias in aliases:  # before any alias is touched
+            guard.check_postgresql(alias, command)
         for alias in aliases:
             # They touch only the tool's own copies: HOSTS is the only gate.
             database = guard.check_server(alias, command).database
