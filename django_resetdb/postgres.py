@@ -182,14 +182,7 @@ def server_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
     of ``connection``, reached whether or not its database exists. ``database`` is the
     name in the settings."""
     with maintenance_cursor(connection) as cursor:
-        info = cursor.connection.info
-        return ConnectionTarget(
-            host=info.host,
-            port=info.port,
-            database=str(connection.settings_dict["NAME"]),
-            user=info.user,
-            address=info.hostaddr,
-        )
+        return cursor_target(cursor, str(connection.settings_dict["NAME"]))
 
 
 @dataclass(frozen=True)

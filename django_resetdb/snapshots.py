@@ -663,26 +663,19 @@ def find(alias: str, target: str, fingerprint: str) -> Snapshot | None:
     )
 
 
-def connected_to(alias: str, database: str) -> contextlib.AbstractContextManager[None]:
+@contextlib.contextmanager
+def connected_to(alias: str, database: str) -> Iterator[None]:
     """``alias``'s connection pointed at ``database`` while inside, then back."""
-    return _new_connection_to(alias, database)
-
-
-def _new_connection_to(alias: str, database: str) -> contextlib.AbstractContextManager[None]:
-    @contextlib.contextmanager
-    def connected() -> Iterator[None]:
-        # As Django's test runner points a connection at the test database.
-        connection = connections[alias]
+    # As Django's test runner points a connection at the test database.
+    connection = connections[alias]
+    connection.close()
+    original = connection.settings_dict["NAME"]
+    connection.settings_dict["NAME"] = database
+    try:
+        yield
+    finally:
         connection.close()
-        original = connection.settings_dict["NAME"]
-        connection.settings_dict["NAME"] = database
-        try:
-            yield
-        finally:
-            connection.close()
-            connection.settings_dict["NAME"] = original
-
-    return connected()
+        connection.settings_dict["NAME"] = original
 
 
 def restore(
@@ -868,7 +861,7 @@ def swap_in(
                     f"the new database's properties could not be made equal to {target!r}'s "
                     f"({copied.comparable()!r} != {wanted.comparable()!r})"
                 )
-            with _new_connection_to(alias, new):
+            with connected_to(alias, new):
                 inside()
             swap = [
                 postgres.rename_database_sql(target, old),

@@ -244,6 +244,13 @@ def shelves_project(tmp_path: Path, *aliases: str) -> str:
     return extra
 
 
+def migrate_shelves(manage: Manage, db: ScratchDatabase, extra: str, *aliases: str) -> None:
+    """The shelves app's tables in each SQLite database of ``aliases``."""
+    for alias in aliases:
+        migrated = manage("migrate", "shelves", "--database", alias, db=db, extra_settings=extra)
+        assert migrated.returncode == 0, migrated.stderr
+
+
 SEEDS = ["books", "shelves", "shelves.seeds.add_note"]
 SUMMARY = re.compile(
     r"Seeded database '(?P<name>[^']+)' \(alias 'legacy'\): 3 seed\(s\), 8 object\(s\) in "
@@ -257,11 +264,7 @@ def test_seed_loads_into_sqlite_what_loaddata_loads(
     extra = shelves_project(tmp_path, "legacy", "other")
     # No host is allowed: an SQLite database has none, so HOSTS does not apply.
     conf = {"SEEDS": SEEDS, "HOSTS": []}
-    for alias in ("legacy", "other"):
-        migrated = manage(
-            "migrate", "shelves", "--database", alias, db=scratch_db, extra_settings=extra
-        )
-        assert migrated.returncode == 0, migrated.stderr
+    migrate_shelves(manage, scratch_db, extra, "legacy", "other")
     # A row that was broken before: loaddata does not look at it, neither does seed.
     with sqlite3.connect(tmp_path / "legacy.sqlite3") as connection:
         connection.execute(
@@ -315,10 +318,7 @@ def test_seed_on_sqlite_is_all_or_nothing(
 ) -> None:
     extra = shelves_project(tmp_path, "legacy")
     conf = {"SEEDS": SEEDS}
-    migrated = manage(
-        "migrate", "shelves", "--database", "legacy", db=scratch_db, extra_settings=extra
-    )
-    assert migrated.returncode == 0, migrated.stderr
+    migrate_shelves(manage, scratch_db, extra, "legacy")
     path = tmp_path / "legacy.sqlite3"
     before = checksum(path)
 
@@ -351,10 +351,7 @@ def test_seed_on_sqlite_goes_through_enabled(
     scratch_db: ScratchDatabase, manage: Manage, tmp_path: Path
 ) -> None:
     extra = shelves_project(tmp_path, "legacy")
-    migrated = manage(
-        "migrate", "shelves", "--database", "legacy", db=scratch_db, extra_settings=extra
-    )
-    assert migrated.returncode == 0, migrated.stderr
+    migrate_shelves(manage, scratch_db, extra, "legacy")
     path = tmp_path / "legacy.sqlite3"
     before = checksum(path)
 
