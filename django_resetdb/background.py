@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from django_resetdb.output import one_line
+
 # How long the process waits for a lock on the database before it leaves the drop to the
 # next run: it must not linger for good behind a session that holds one.
 LOCK_WAIT = 60.0
@@ -40,7 +42,7 @@ def drop_later(connection: Any, name: str) -> str:
     try:
         _start(connection, name)
     except Exception as exc:
-        return " ".join(str(exc).split()) or type(exc).__name__
+        return one_line(exc)
     return ""
 
 

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 import django
 
 from django_resetdb.exceptions import ResetError
+from django_resetdb.output import Log
 from django_resetdb.projectapps import MIGRATION_FILE
 
 MANIFEST = "manifest.json"
@@ -38,8 +39,6 @@ COMMITTING = "committing"
 COMPLETE = "complete"
 ROLLED_BACK = "rolled back"
 RESTORED = "restored"
-
-Log = Callable[[str, int], None]
 
 
 def sha256(path: Path) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 
+from django_resetdb.output import one_line
+
 INSTALL = 'pip install "django-resetdb-pg[binary]"'
 
 
@@ -17,7 +19,7 @@ def _import_problem(module: str) -> str:
         __import__(module)
     except ImportError as exc:
         # psycopg lists what it tried on several lines.
-        return " ".join(str(exc).split()) or type(exc).__name__
+        return one_line(exc)
     return ""
 
 

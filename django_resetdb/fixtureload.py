@@ -53,6 +53,7 @@ from django.db.models.manager import BaseManager
 
 from django_resetdb import postgres
 from django_resetdb.exceptions import ResetError
+from django_resetdb.output import one_line
 
 # Objects buffered before a flush, and objects per INSERT statement.
 FLUSH_EVERY = 5000
@@ -221,7 +222,7 @@ class BulkLoader(_Loading):
             raise
         except Exception as exc:
             # Whatever the deserializer or a natural-key lookup raised, about this object.
-            raise ResetError(f"{self._here()}: {_one_line(exc)}") from exc
+            raise ResetError(f"{self._here()}: {one_line(exc)}") from exc
         finally:
             stream.close()
         self.flush()
@@ -536,7 +537,7 @@ class BulkLoader(_Loading):
                         return message
             transaction.set_rollback(True, using=self.using)
         first = next(iter(pending.values())).entries[0].where
-        return f"{first.file}: {_one_line(exc)}"
+        return f"{first.file}: {one_line(exc)}"
 
     def finish(self) -> None:
         """Write everything, then reset the sequences of the models loaded: what
@@ -558,7 +559,7 @@ class BulkLoader(_Loading):
             try:
                 _resolve_deferred(deserialized, self.using)
             except Exception as exc:
-                raise ResetError(f"{where.describe()}: {_one_line(exc)}") from exc
+                raise ResetError(f"{where.describe()}: {one_line(exc)}") from exc
             model = type(deserialized.object)
             if self._needs_django(model, deserialized.m2m_data):
                 self.flush()
@@ -600,7 +601,7 @@ class DjangoLoader(_Loading):
                 except StopIteration:
                     break
                 except Exception as exc:
-                    raise ResetError(f"{where.describe()}: {_one_line(exc)}") from exc
+                    raise ResetError(f"{where.describe()}: {one_line(exc)}") from exc
                 if self._save(deserialized, where):
                     saved += 1
                     if counted is not None:
@@ -635,7 +636,7 @@ class DjangoLoader(_Loading):
             try:
                 deserialized.save_deferred_fields(using=self.using)
             except Exception as exc:
-                raise ResetError(f"{where.describe()}: {_one_line(exc)}") from exc
+                raise ResetError(f"{where.describe()}: {one_line(exc)}") from exc
 
     def reset_sequences(self) -> None:
         # The statements Django's backend makes for it (none on SQLite, where a key
@@ -699,7 +700,7 @@ def read_dicts(stream: IO[bytes], ser_fmt: str, cmp_fmt: str | None, path: str) 
         else:
             objects = json.loads(data)
     except Exception as exc:
-        raise ResetError(f"{path}: not valid {ser_fmt.upper()} ({_one_line(exc)}).") from exc
+        raise ResetError(f"{path}: not valid {ser_fmt.upper()} ({one_line(exc)}).") from exc
     if objects is None:
         return
     if not isinstance(objects, list):
@@ -973,8 +974,4 @@ def _label(model: type[models.Model]) -> str:
 
 
 def _describe(obj: models.Model, exc: BaseException) -> str:
-    return f"could not load {obj._meta.label}(pk={obj.pk!r}): {_one_line(exc)}"
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return f"could not load {obj._meta.label}(pk={obj.pk!r}): {one_line(exc)}"

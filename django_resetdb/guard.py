@@ -22,6 +22,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django_resetdb import postgres
 from django_resetdb.conf import SETTING_NAME, enabled_value, get_settings, user_settings
 from django_resetdb.exceptions import Refused, ResetError
+from django_resetdb.output import one_line
 
 # (word, meaning, fewest letters of it that count): "o" alone is neither on nor off.
 BOOL_WORDS = (
@@ -243,7 +244,7 @@ def check_server(alias: str, command: str) -> postgres.ConnectionTarget:
         where = postgres.server_target(connection)
     except Exception as exc:
         # psycopg's connection errors span several lines.
-        problem = " ".join(str(exc).split())
+        problem = one_line(exc)
         raise ResetError(f"Cannot connect to database alias {alias!r}: {problem}") from exc
     check_hosts(connection, where, alias, command, get_settings().hosts)
     return where

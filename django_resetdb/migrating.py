@@ -35,6 +35,7 @@ from psycopg import errors
 from django_resetdb import postgres
 from django_resetdb.exceptions import ResetError
 from django_resetdb.migrations_reset import MigrationPlan, PlannedLoader, is_database_level
+from django_resetdb.output import one_line
 from django_resetdb.progress import NO_PROGRESS, Progress
 
 # The line migrate prints before applying each migration, at verbosity 1.
@@ -186,14 +187,14 @@ def migrate(alias: str, *, output: Any | None = None, shown: Shown = Shown()) ->
         if where and started[-1] in non_atomic and _refused_in_transaction(exc):
             raise ResetError(
                 f"Migration {started[-1]} is marked atomic = False and runs a statement "
-                f"PostgreSQL refuses inside a transaction ({_one_line(exc)}); resetdb runs "
+                f"PostgreSQL refuses inside a transaction ({one_line(exc)}); resetdb runs "
                 "every migration inside its one transaction so that a failure changes "
                 "nothing: make that statement transactional (for an index, use "
                 "AddIndexConcurrently, which a reset runs as AddIndex); the transaction "
                 "was rolled back, nothing was changed."
             ) from exc
         raise ResetError(
-            f"migrate failed{where}: {type(exc).__name__}: {_one_line(exc)}; the transaction "
+            f"migrate failed{where}: {type(exc).__name__}: {one_line(exc)}; the transaction "
             "was rolled back, nothing was changed."
         ) from exc
     finally:
@@ -203,10 +204,6 @@ def migrate(alias: str, *, output: Any | None = None, shown: Shown = Shown()) ->
 
 def _refused_in_transaction(exc: BaseException) -> bool:
     return isinstance(exc.__cause__, errors.ActiveSqlTransaction)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 @dataclass
@@ -244,7 +241,7 @@ def planned_sql(alias: str, plan: MigrationPlan | None) -> Iterator[PlannedSQL]:
         graph = loader.graph
         order = [graph.nodes[key] for key in _forwards(graph)]
     except Exception as exc:  # a dry run shows what it can; the reset itself will fail
-        cause = f"{type(exc).__name__}: {_one_line(exc)}"
+        cause = f"{type(exc).__name__}: {one_line(exc)}"
         yield PlannedSQL(
             "(every migration)",
             not_shown=(
@@ -295,7 +292,7 @@ def _note_lookups(editor: Any, planned: PlannedSQL) -> None:
 
 
 def _not_shown(exc: BaseException) -> str:
-    cause = f"{type(exc).__name__}: {_one_line(exc)}"
+    cause = f"{type(exc).__name__}: {one_line(exc)}"
     if isinstance(exc, ValueError) and str(exc).startswith("Found wrong number"):
         return (
             "it looks up constraint names in the database, which a dry run cannot do "
@@ -472,7 +469,7 @@ def build(
         executor.check_replacements()
     except DatabaseError as exc:
         raise ResetError(
-            f"migrate failed in {current}: {type(exc).__name__}: {_one_line(exc)}; "
+            f"migrate failed in {current}: {type(exc).__name__}: {one_line(exc)}; "
             "the transaction was rolled back, nothing was changed."
         ) from exc
     # The state after every migration is the final one, already rendered.

@@ -36,7 +36,6 @@ from django_resetdb import (
 from django_resetdb.conf import get_settings
 from django_resetdb.exceptions import ResetError
 from django_resetdb.migrations_reset import (
-    INTERRUPTED,
     AppliedPlan,
     MigrationPlan,
     apply_plan,
@@ -47,17 +46,14 @@ from django_resetdb.migrations_reset import (
     reopen_plan,
     undo_plan,
 )
+from django_resetdb.output import INTERRUPTED_EXIT_STATUS, Log, one_line, quiet
 from django_resetdb.progress import NO_PROGRESS, Progress
-from django_resetdb.schemas import Log, planned_statements, reset_schemas, take_reset_lock
+from django_resetdb.schemas import planned_statements, reset_schemas, take_reset_lock
 from django_resetdb.signals import post_reset, pre_reset
 
 __all__ = ["ResetPlan", "ResetResult", "plan_reset", "post_reset", "pre_reset", "reset"]
 
 COMMAND = "resetdb"
-
-
-def _quiet(message: str, level: int) -> None:
-    pass
 
 
 @dataclass
@@ -371,7 +367,7 @@ def reset(
     snapshot: bool = True,
     interactive: bool = False,
     terminate_blockers: bool = False,
-    log: Log = _quiet,
+    log: Log = quiet,
     ask: Callable[[str], str] = input,
 ) -> ResetResult:
     """What ``resetdb`` does: gates, plan, then regenerate, reset, migrate and seed (or
@@ -398,7 +394,7 @@ def run_plan(
     *,
     interactive: bool = False,
     terminate_blockers: bool = False,
-    log: Log = _quiet,
+    log: Log = quiet,
     ask: Callable[[str], str] = input,
     migrate_output: Any | None = None,
     started: float | None = None,
@@ -462,7 +458,7 @@ def run_plan(
         keeping = not restored and cache is not None and not cache.unusable
         if late:
             message = _interrupted_after(plan, result, restored, keeping)
-            raise ResetError(message, returncode=INTERRUPTED)
+            raise ResetError(message, returncode=INTERRUPTED_EXIT_STATUS)
         try:
             if keeping:
                 assert cache is not None
@@ -471,7 +467,7 @@ def run_plan(
         except KeyboardInterrupt as exc:
             # The half-made copy, if any, is dropped by the next run.
             message = _interrupted_after(plan, result, restored, keeping)
-            raise ResetError(message, returncode=INTERRUPTED) from exc
+            raise ResetError(message, returncode=INTERRUPTED_EXIT_STATUS) from exc
     return result
 
 
@@ -790,7 +786,7 @@ def _undo(applied: AppliedPlan | None, exc: BaseException, log: Log) -> None:
         if where:
             raise ResetError(
                 f"Interrupted; the transaction was rolled back and {where}.",
-                returncode=INTERRUPTED,
+                returncode=INTERRUPTED_EXIT_STATUS,
             ) from exc
     elif isinstance(exc, ResetError):
         if where:
@@ -1072,7 +1068,7 @@ def _indented(log: Log, deeper: int = 1) -> Log:
 
 
 def _database_error(exc: BaseException, outcome: str) -> str:
-    message = " ".join(str(exc).split())
+    message = one_line(exc)
     if "max_locks_per_transaction" in message:
         message += (
             " (the reset needs more locks than the server's lock table holds: give the role "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import DatabaseError, connections, transaction
@@ -13,12 +13,7 @@ from django_resetdb import postgres
 from django_resetdb.conf import SETTING_NAME, get_settings
 from django_resetdb.exceptions import Refused, ResetError
 from django_resetdb.identifiers import schema_name_problem
-
-Log = Callable[[str, int], None]
-
-
-def _quiet(message: str, level: int) -> None:
-    pass
+from django_resetdb.output import Log, quiet
 
 
 @dataclass
@@ -63,7 +58,7 @@ def reset_schemas(
     *,
     terminate_blockers: bool = False,
     lock_timeout: float | None = None,
-    log: Log = _quiet,
+    log: Log = quiet,
 ) -> SchemaResetResult:
     """Drop and recreate ``schemas`` of database ``alias`` in one transaction.
 

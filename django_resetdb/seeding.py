@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from xml.dom import pulldom
 
@@ -31,17 +30,13 @@ from django_resetdb.fixtureload import (
     Where,
     read_dicts,
 )
+from django_resetdb.output import Log, quiet, relative_path
 from django_resetdb.progress import NO_PROGRESS, Progress
 
-Log = Callable[[str, int], None]
 Report = Callable[[str], None]
 
 # PostgreSQL's detail line for a foreign key violation.
 MISSING_KEY = re.compile(r"Key \((?P<column>[^)]+)\)=\((?P<value>.*)\) is not present in table")
-
-
-def _quiet(message: str, level: int) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -97,13 +92,7 @@ class SeedResult:
 
 def display_path(path: str | None) -> str:
     """``path`` relative to the project when it is inside it."""
-    if not path:
-        return ""
-    resolved = Path(path).resolve()
-    try:
-        return resolved.relative_to(project_root()).as_posix()
-    except ValueError:
-        return str(resolved)
+    return relative_path(path, project_root()) if path else ""
 
 
 def configured_seeds() -> tuple[str, ...]:
@@ -164,7 +153,7 @@ def seed(
     *,
     database: str = "default",
     exclude: Sequence[str] = (),
-    log: Log = _quiet,
+    log: Log = quiet,
     gates: bool = True,
     then: Sequence[str] = (),
     progress: Progress = NO_PROGRESS,

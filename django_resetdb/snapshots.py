@@ -62,6 +62,7 @@ from django_resetdb import (
 from django_resetdb.conf import SETTING_NAME, get_settings, project_root, user_settings
 from django_resetdb.exceptions import ResetError
 from django_resetdb.migrations_reset import MigrationPlan, migration_file, normalized
+from django_resetdb.output import Log, one_line, relative_path
 from django_resetdb.progress import NO_PROGRESS, Progress
 
 PREFIX = "resetdb_snap_"
@@ -316,9 +317,9 @@ class Sweeper(threading.Thread):
                     postgres.run_on(cursor, [postgres.drop_database_sql(name)])
                     self.dropped.append(name)
         except Exception as exc:
-            self.error = " ".join(str(exc).split())
+            self.error = one_line(exc)
 
-    def finish(self, log: Callable[[str, int], None]) -> float:
+    def finish(self, log: Log) -> float:
         """Wait for the drops to end; return the seconds waited, and say so when any."""
         waited = 0.0
         if self.is_alive():
@@ -353,14 +354,6 @@ def _sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _where(path: str | Path) -> str:
-    resolved = Path(path).resolve()
-    try:
-        return resolved.relative_to(project_root()).as_posix()
-    except ValueError:
-        return str(resolved)
-
-
 def _migration_sources(plan: MigrationPlan | None) -> list[tuple[str, str]]:
     """(migration, sha256 of its text without the header) for every migration the
     reset applies, the planned files in place of those they replace."""
@@ -388,14 +381,21 @@ def _seed_sources(seeds: Sequence[seeding.Seed] | None) -> list[Any]:
     if seeds is None:
         return ["--no-seed"]
     described: list[Any] = []
+    root = project_root()
     for seed in seeds:
         if seed.function is None:
-            described.append([seed.entry, [[_where(f), _sha256(f)] for f in seed.files]])
+            described.append(
+                [seed.entry, [[relative_path(f, root), _sha256(f)] for f in seed.files]]
+            )
         else:
             module = inspect.getmodule(seed.function)
             source = getattr(module, "__file__", None)
             described.append(
-                [seed.entry, _where(source) if source else "", _sha256(source) if source else ""]
+                [
+                    seed.entry,
+                    relative_path(source, root) if source else "",
+                    _sha256(source) if source else "",
+                ]
             )
     return described
 
@@ -948,7 +948,7 @@ def keep(
             with progress.seconds("  snapshot    copying the database to keep a snapshot:"):
                 postgres.run_on(cursor, [postgres.drop_database_sql(staging), copy])
         except Exception as exc:
-            raise ResetError(" ".join(str(exc).split())) from exc
+            raise ResetError(one_line(exc)) from exc
         postgres.run_on(cursor, postgres.snapshot_marks_sql(staging, comment))
         postgres.run_on(
             cursor,

@@ -9,13 +9,11 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from django_resetdb import clock, driver
 from django_resetdb.exceptions import ResetError
+from django_resetdb.output import INTERRUPTED_EXIT_STATUS, one_line
 from django_resetdb.progress import NO_PROGRESS, Progress
 
 if TYPE_CHECKING:
     from django_resetdb import guard
-
-# The shell's convention for a process ended by Ctrl-C (128 + SIGINT).
-INTERRUPTED_EXIT_STATUS = 130
 
 
 class ResetCommand(BaseCommand):
@@ -81,7 +79,7 @@ class ResetCommand(BaseCommand):
             ) from exc
         except DatabaseError as exc:
             # Whatever PostgreSQL refused, the transaction was rolled back.
-            message = " ".join(str(exc).split())
+            message = one_line(exc)
             raise CommandError(
                 f"{type(exc).__name__}: {message}; the transaction was rolled back, nothing "
                 "was changed."
