@@ -17,7 +17,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from django.db import DatabaseError, connections
-from psycopg import errors
 
 from django_resetdb import guard, postgres, snapshots
 from django_resetdb.conf import get_settings
@@ -113,7 +112,7 @@ def create(
                 postgres.run_on(cursor, [statement])
                 created.append(new)
             except DatabaseError as exc:
-                if not isinstance(exc.__cause__, errors.DuplicateDatabase):
+                if not postgres.is_duplicate_database(exc):
                     raise ResetError(
                         f"Cannot create database {new.name!r}: {' '.join(str(exc).split())}; "
                         "nothing was changed."

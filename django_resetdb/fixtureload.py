@@ -745,7 +745,8 @@ def _write_keyed(
             fresh = [o for o in keyed if o.pk not in existing]
         upsert = keyed
     for start in range(0, len(upsert), INSERT_BATCH):
-        manager._insert(  # type: ignore[attr-defined]
+        postgres.insert_rows(
+            model,
             upsert[start : start + INSERT_BATCH],
             fields=fields,
             raw=True,
@@ -769,8 +770,8 @@ def _write_unkeyed(model: type[models.Model], entries: list[Entry], using: str) 
     returning = meta.db_returning_fields
     for start in range(0, len(unkeyed), INSERT_BATCH):
         chunk = unkeyed[start : start + INSERT_BATCH]
-        rows = model._base_manager._insert(  # type: ignore[attr-defined]
-            chunk, fields=inserted, returning_fields=returning, raw=True, using=using
+        rows = postgres.insert_rows(
+            model, chunk, fields=inserted, returning_fields=returning, raw=True, using=using
         )
         for obj, row in zip(chunk, rows or (), strict=False):
             for returned, value in zip(returning, row, strict=False):
@@ -902,7 +903,8 @@ def _write_m2m(
             continue
         rows = [through(**{source.attname: k, target.attname: v}) for k, v in additions]
         for start in range(0, len(rows), INSERT_BATCH):
-            through._base_manager._insert(
+            postgres.insert_rows(
+                through,
                 rows[start : start + INSERT_BATCH],
                 fields=[source, target],
                 raw=True,

@@ -30,7 +30,6 @@ from django.db.migrations.operations import AddIndex, RemoveIndex
 from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ModelState, ProjectState
 from django.db.models.signals import pre_migrate
-from psycopg import errors
 
 from django_resetdb import postgres
 from django_resetdb.exceptions import ResetError
@@ -203,7 +202,7 @@ def migrate(alias: str, *, output: Any | None = None, shown: Shown = Shown()) ->
 
 
 def _refused_in_transaction(exc: BaseException) -> bool:
-    return isinstance(exc.__cause__, errors.ActiveSqlTransaction)
+    return postgres.is_active_sql_transaction(exc)
 
 
 @dataclass
@@ -506,17 +505,12 @@ def _create_tables(connection: Any, final: ProjectState, build_plan: BuildPlan) 
                     model = models.get_model(migration.app_label, operation.name)
                     if operation.allow_migrate_model(connection.alias, model):
                         editor.create_model(model)
-        later = [str(s) for s in editor.deferred_sql if _after_rows(str(s))]
-        editor.deferred_sql = [s for s in editor.deferred_sql if not _after_rows(str(s))]
+        later = [str(s) for s in editor.deferred_sql if postgres.runs_after_rows(str(s))]
+        editor.deferred_sql = [
+            s for s in editor.deferred_sql if not postgres.runs_after_rows(str(s))
+        ]
     postgres.execute_batches(connection, editor.collected_sql)
     return later
-
-
-def _after_rows(statement: str) -> bool:
-    # Unique indexes and constraints stay: loading must see the duplicates they refuse.
-    return statement.startswith("CREATE INDEX ") or (
-        statement.startswith("ALTER TABLE ") and " FOREIGN KEY " in statement
-    )
 
 
 def _post_migrate_apps(state: ProjectState) -> Any:

@@ -951,7 +951,7 @@ def _dry_run_sql(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
         yield from (f"  {statement};" for statement in prepare)
     else:
         yield f"SQL for database {target.database!r} (alias {target.alias!r}):"
-        yield "  BEGIN;"
+        yield f"  {postgres.BEGIN_SQL};"
         for statement in planned_statements(target.alias, plan.schemas):
             yield f"  {statement};"
     yield from _dry_run_migrate(plan, target)
@@ -959,7 +959,7 @@ def _dry_run_sql(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
         yield f"SQL on the maintenance database, to swap it in for {target.database!r}:"
         yield from (f"  {statement};" for statement in swap)
     else:
-        yield "  COMMIT;"
+        yield f"  {postgres.COMMIT_SQL};"
 
 
 def _dry_run_creation(plan: ResetPlan, new: creating.NewDatabase) -> Iterator[str]:
@@ -967,7 +967,7 @@ def _dry_run_creation(plan: ResetPlan, new: creating.NewDatabase) -> Iterator[st
     yield f"SQL on the maintenance database, for {new.name!r}:"
     yield from (f"  {statement};" for statement in create)
     yield f"SQL for database {new.name!r} (alias {new.alias!r}), once created:"
-    yield "  BEGIN;"
+    yield f"  {postgres.BEGIN_SQL};"
     yield from (f"  {statement};" for statement in lock)
     yield (
         f"  -- schemas: {', '.join(plan.schemas)} dropped and made again as the template "
@@ -976,7 +976,7 @@ def _dry_run_creation(plan: ResetPlan, new: creating.NewDatabase) -> Iterator[st
     target = next(t for t in plan.targets if t.alias == new.alias)
     with creating.rendering_on_maintenance(new.alias):
         yield from _dry_run_migrate(plan, target)
-    yield "  COMMIT;"
+    yield f"  {postgres.COMMIT_SQL};"
 
 
 def _dry_run_migrate(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
@@ -1028,7 +1028,7 @@ def _wrapped_statement(line: str) -> list[str]:
     """A long ``CREATE TABLE`` with one column or constraint per line; other statements as
     they are. Breaks only after the commas between the table's elements, never inside a
     quoted name or a literal, so the statement still runs as it is."""
-    if len(line) <= WIDTH or not line.lstrip().startswith("CREATE TABLE "):
+    if len(line) <= WIDTH or not postgres.creates_table(line):
         return [line]
     indent = " " * (len(line) - len(line.lstrip()) + 4)
     lines: list[str] = []
@@ -1069,7 +1069,7 @@ def _indented(log: Log, deeper: int = 1) -> Log:
 
 def _database_error(exc: BaseException, outcome: str) -> str:
     message = one_line(exc)
-    if "max_locks_per_transaction" in message:
+    if postgres.is_out_of_locks(exc):
         message += (
             " (the reset needs more locks than the server's lock table holds: give the role "
             "CREATEDB, so that resetdb builds in a new database and swaps it in, or raise "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +35,6 @@ from django_resetdb.progress import NO_PROGRESS, Progress
 Report = Callable[[str], None]
 
 # PostgreSQL's detail line for a foreign key violation.
-MISSING_KEY = re.compile(r"Key \((?P<column>[^)]+)\)=\((?P<value>.*)\) is not present in table")
 
 
 @dataclass(frozen=True)
@@ -396,17 +394,18 @@ def _loaded_tables(loader: Loader) -> list[str]:
 
 def _dangling(loader: Loader, database: str, exc: IntegrityError) -> str:
     """Which object names a row that does not exist, and where it comes from."""
-    diag = getattr(exc.__cause__, "diag", None)
-    table = getattr(diag, "table_name", None)
-    match = MISSING_KEY.search(getattr(diag, "message_detail", None) or "")
+    missing = postgres.missing_key(exc)
     plain = " ".join(str(exc).split()).rstrip(".")
+    if missing is None:
+        return plain
+    table = missing.table
     model = next(
         (m for m in apps.get_models(include_auto_created=True) if m._meta.db_table == table),
         None,
     )
-    if model is None or match is None:
+    if model is None:
         return plain
-    column, value = match["column"], match["value"]
+    column, value = missing.column, missing.value
     fk = next((f for f in model._meta.concrete_fields if f.column == column), None)
     if fk is None or fk.related_model is None:
         return plain

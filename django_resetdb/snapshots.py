@@ -666,16 +666,8 @@ def find(alias: str, target: str, fingerprint: str) -> Snapshot | None:
 @contextlib.contextmanager
 def connected_to(alias: str, database: str) -> Iterator[None]:
     """``alias``'s connection pointed at ``database`` while inside, then back."""
-    # As Django's test runner points a connection at the test database.
-    connection = connections[alias]
-    connection.close()
-    original = connection.settings_dict["NAME"]
-    connection.settings_dict["NAME"] = database
-    try:
+    with postgres.pointed_at(connections[alias], database):
         yield
-    finally:
-        connection.close()
-        connection.settings_dict["NAME"] = original
 
 
 def restore(
@@ -850,8 +842,7 @@ def swap_in(
         wanted = postgres.database_properties(cursor, target)
         check(wanted)  # may raise NotRestorable: still nothing made, nothing said
         ready()
-        cursor.execute("SELECT current_user")
-        (current_user,) = cursor.fetchone()
+        current_user = postgres.current_user(cursor)
         make(cursor, new, wanted)
         try:
             postgres.run_on(cursor, postgres.database_properties_sql(new, wanted, current_user))
@@ -938,8 +929,7 @@ def keep(
     )
     with maintenance_cursor(alias) as cursor:
         postgres.lock_database_name(cursor, target, get_settings().lock_timeout)
-        cursor.execute("SELECT current_user")
-        (current_user,) = cursor.fetchone()
+        current_user = postgres.current_user(cursor)
         # Copied and marked under a name of the target's, then renamed: a run killed
         # before the mark would leave a full copy that no listing could tell was ours.
         staging = keep_name(target)
@@ -991,8 +981,7 @@ def _planned_swap(
     old += "XXXXXXXX"
     with maintenance_cursor(alias) as cursor:
         wanted = postgres.database_properties(cursor, target)
-        cursor.execute("SELECT current_user")
-        (current_user,) = cursor.fetchone()
+        current_user = postgres.current_user(cursor)
         before = [make(new, wanted), *postgres.database_properties_sql(new, wanted, current_user)]
         swap = [
             postgres.rename_database_sql(target, old),

@@ -7,6 +7,7 @@ Identifiers are quoted with ``psycopg.sql.Identifier``, values go as parameters
 from __future__ import annotations
 
 import contextlib
+import re
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,11 @@ from psycopg import errors, sql
 ADVISORY_LOCK_KEY = zlib.crc32(b"django_resetdb") & 0x7FFFFFFF
 
 PROTECTED_SETTING = "django_resetdb.protected"
+
+# A transaction as a client writes it out: the swaps send these, --dry-run shows them.
+BEGIN_SQL = "BEGIN"
+COMMIT_SQL = "COMMIT"
+ROLLBACK_SQL = "ROLLBACK"
 
 # pg_default_acl.defaclobjtype -> the keyword ALTER DEFAULT PRIVILEGES takes.
 DEFAULT_ACL_OBJECT_TYPES = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES"}
@@ -130,7 +136,11 @@ def _run(connection: BaseDatabaseWrapper, statement: sql.Composable) -> None:
         cursor.execute(statement.as_string(raw))
 
 
-def _rows(connection: BaseDatabaseWrapper, query: str, params: Sequence[Any] = ()) -> list[Any]:
+def _rows(
+    connection: BaseDatabaseWrapper, query: str | sql.Composable, params: Sequence[Any] = ()
+) -> list[Any]:
+    if isinstance(query, sql.Composable):
+        query = render(connection, query)
     with connection.cursor() as cursor:
         cursor.execute(query, params)
         return list(cursor.fetchall())
@@ -279,7 +289,7 @@ def count_rows(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> int:
         sql.SQL("(SELECT count(*) FROM {}.{})").format(sql.Identifier(schema), sql.Identifier(name))
         for schema, name in tables
     )
-    (count,) = _rows(connection, render(connection, sql.SQL("SELECT {}").format(total)))[0]
+    (count,) = _rows(connection, sql.SQL("SELECT {}").format(total))[0]
     return int(count)
 
 
@@ -390,11 +400,14 @@ def advisory_lock_holders(connection: BaseDatabaseWrapper) -> list[Session]:
     return [Session(*row) for row in rows]
 
 
+def _caused_by(exc: BaseException, error: type[psycopg.Error]) -> bool:
+    """Whether ``exc`` is ``error``, or Django's wrapper of one (its cause)."""
+    return isinstance(exc, error) or isinstance(exc.__cause__, error)
+
+
 def is_lock_timeout(exc: BaseException) -> bool:
     """Whether ``exc`` (or the driver error Django wrapped in it) is a lock_timeout."""
-    return isinstance(exc, errors.LockNotAvailable) or isinstance(
-        exc.__cause__, errors.LockNotAvailable
-    )
+    return _caused_by(exc, errors.LockNotAvailable)
 
 
 class LockBusy(Exception):
@@ -427,12 +440,14 @@ def _acl_items(connection: BaseDatabaseWrapper, catalog: str, oid: int) -> list[
     column = {"pg_namespace": "nspacl", "pg_default_acl": "defaclacl"}[catalog]
     rows = _rows(
         connection,
-        "SELECT pg_get_userbyid(a.grantor), "
-        "CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, "
-        "a.privilege_type, a.is_grantable "
-        "FROM " + catalog + " x, aclexplode(x." + column + ") WITH ORDINALITY "
-        "AS a(grantor, grantee, privilege_type, is_grantable, position) "
-        "WHERE x.oid = %s ORDER BY a.position",
+        sql.SQL(
+            "SELECT pg_get_userbyid(a.grantor), "
+            "CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, "
+            "a.privilege_type, a.is_grantable "
+            "FROM {} x, aclexplode(x.{}) WITH ORDINALITY "
+            "AS a(grantor, grantee, privilege_type, is_grantable, position) "
+            "WHERE x.oid = %s ORDER BY a.position"
+        ).format(sql.Identifier(catalog), sql.Identifier(column)),
         [oid],
     )
     return [AclItem(*row) for row in rows]
@@ -1043,12 +1058,12 @@ def databases_like(
     """Name, comment and (with ``sizes``; it reads every file's size) size of the
     databases whose name starts with ``prefix``; with ``closed``, only those closed to
     connections (as the tool leaves its snapshots)."""
-    size = "pg_database_size(oid)" if sizes else "0"
     cursor.execute(
-        "SELECT datname, shobj_description(oid, 'pg_database'), " + size + " "
+        "SELECT datname, shobj_description(oid, 'pg_database'), "
+        "CASE WHEN %s THEN pg_database_size(oid) ELSE 0 END "
         "FROM pg_database WHERE starts_with(datname, %s) AND (NOT %s OR NOT datallowconn) "
         "ORDER BY datname",
-        [prefix, closed],
+        [sizes, prefix, closed],
     )
     # NULL for a database dropped while the sizes were read (a background drop).
     return [(name, comment, int(size or 0)) for name, comment, size in cursor.fetchall()]
@@ -1105,14 +1120,13 @@ def terminate_idle_on(cursor: Any, pids: Sequence[int]) -> None:
 def swap_databases(cursor: Any, statements: Sequence[sql.Composable]) -> bool:
     """Run the renames of a swap in one transaction; False, with nothing changed, when a
     session connected to one of the databases meanwhile."""
-    cursor.execute("BEGIN")
+    cursor.execute(BEGIN_SQL)
     try:
         run_on(cursor, statements)
-        cursor.execute("COMMIT")
+        cursor.execute(COMMIT_SQL)
     except BaseException as exc:
-        cursor.execute("ROLLBACK")
-        # Django's cursor wraps psycopg's error in its own.
-        if isinstance(exc, errors.ObjectInUse) or isinstance(exc.__cause__, errors.ObjectInUse):
+        cursor.execute(ROLLBACK_SQL)
+        if _caused_by(exc, errors.ObjectInUse):
             return False
         raise
     return True
@@ -1220,3 +1234,106 @@ def whole_database_context(
         [list(schemas)],
     )
     return lost, [list(row) for row in context]
+
+
+# For the other modules: what they would otherwise write as SQL themselves ----------
+
+
+def current_user(cursor: Any) -> str:
+    """The role the cursor's session acts as."""
+    cursor.execute("SELECT current_user")
+    (user,) = cursor.fetchone()
+    return str(user)
+
+
+@contextlib.contextmanager
+def pointed_at(connection: BaseDatabaseWrapper, database: str) -> Iterator[None]:
+    """``connection`` pointed at ``database`` while inside, then back."""
+    # As Django's test runner points a connection at the test database.
+    connection.close()
+    original = connection.settings_dict["NAME"]
+    connection.settings_dict["NAME"] = database
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict["NAME"] = original
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from or while handling, outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def is_out_of_locks(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised from, PostgreSQL running out of its shared lock
+    table: "out of shared memory" (SQLSTATE 53200), hinting at
+    max_locks_per_transaction, which other shortages of shared memory do not."""
+    return any(
+        isinstance(error, errors.OutOfMemory)
+        and "max_locks_per_transaction" in (error.diag.message_hint or "")
+        for error in _chain(exc)
+    )
+
+
+def is_duplicate_database(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the driver error Django wrapped in it) says a database of that
+    name exists already."""
+    return _caused_by(exc, errors.DuplicateDatabase)
+
+
+def is_active_sql_transaction(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the driver error Django wrapped in it) is a statement refused
+    inside a transaction block (CREATE INDEX CONCURRENTLY, VACUUM, ...)."""
+    return _caused_by(exc, errors.ActiveSqlTransaction)
+
+
+def runs_after_rows(statement: str) -> bool:
+    """Whether a deferred statement of a schema editor can wait until the rows are
+    loaded: a plain index or a foreign key. Unique indexes and constraints stay: loading
+    must see the duplicates they refuse."""
+    return statement.startswith("CREATE INDEX ") or (
+        statement.startswith("ALTER TABLE ") and " FOREIGN KEY " in statement
+    )
+
+
+def creates_table(statement: str) -> bool:
+    """Whether ``statement`` (indented or not) is a ``CREATE TABLE``."""
+    return statement.lstrip().startswith("CREATE TABLE ")
+
+
+_MISSING_KEY = re.compile(r"Key \((?P<column>[^)]+)\)=\((?P<value>.*)\) is not present in table")
+
+
+@dataclass(frozen=True)
+class MissingKey:
+    """What a foreign-key violation names: the table of the row, its column, and the
+    value no row of the referenced table has."""
+
+    table: str
+    column: str
+    value: str
+
+
+def missing_key(exc: BaseException) -> MissingKey | None:
+    """The missing key of a foreign-key violation (Django's ``IntegrityError`` over
+    psycopg's); None for other errors. The table comes from the error's fields; the
+    column and value only from its detail, which PostgreSQL has no field for."""
+    diag = getattr(exc.__cause__, "diag", None)
+    table = getattr(diag, "table_name", None)
+    match = _MISSING_KEY.search(getattr(diag, "message_detail", None) or "")
+    if table is None or match is None:
+        return None
+    return MissingKey(table, match["column"], match["value"])
+
+
+def insert_rows(model: type[Model], objs: Sequence[Any], *, using: str, **options: Any) -> Any:
+    """Insert ``objs`` with Django's own ``INSERT`` (the manager's ``_insert``, as
+    ``bulk_create`` and ``save_base`` do): ``options`` as it takes them (fields, raw,
+    on_conflict, update_fields, unique_fields, returning_fields). Returns its rows."""
+    return model._base_manager._insert(objs, using=using, **options)  # type: ignore[attr-defined]
