@@ -13,8 +13,8 @@ __all__ = ["Refused", "ResetError", "reset", "reset_migrations", "reset_schemas"
 
 if TYPE_CHECKING:
     from django_resetdb.exceptions import Refused, ResetError
-    from django_resetdb.migrations_reset import reset_migrations
     from django_resetdb.pipeline import reset
+    from django_resetdb.regenerate import reset_migrations
     from django_resetdb.schemas import reset_schemas
     from django_resetdb.seeding import seed
 
@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(exceptions, name)
     if name == "reset_migrations":
-        from django_resetdb.migrations_reset import reset_migrations
+        from django_resetdb.regenerate import reset_migrations
 
         return reset_migrations
     if name == "reset_schemas":

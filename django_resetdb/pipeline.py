@@ -28,16 +28,18 @@ from django_resetdb import (
     dependencies,
     guard,
     interrupts,
-    migrating,
+    migrate_step,
     postgres,
     seeding,
     snapshots,
 )
 from django_resetdb.conf import get_settings
 from django_resetdb.exceptions import ResetError
-from django_resetdb.migrations_reset import (
+from django_resetdb.output import INTERRUPTED_EXIT_STATUS, Log, one_line, quiet
+from django_resetdb.progress import NO_PROGRESS, Progress
+from django_resetdb.regenerate import (
     AppliedPlan,
-    MigrationPlan,
+    RegenerationPlan,
     apply_plan,
     committing_plan,
     finish_plan,
@@ -46,8 +48,6 @@ from django_resetdb.migrations_reset import (
     reopen_plan,
     undo_plan,
 )
-from django_resetdb.output import INTERRUPTED_EXIT_STATUS, Log, one_line, quiet
-from django_resetdb.progress import NO_PROGRESS, Progress
 from django_resetdb.schemas import planned_statements, reset_schemas, take_reset_lock
 from django_resetdb.signals import post_reset, pre_reset
 
@@ -62,7 +62,7 @@ class ResetPlan:
 
     targets: list[guard.Target]
     schemas: tuple[str, ...]
-    migrations: MigrationPlan | None  # None: --keep-migrations
+    migrations: RegenerationPlan | None  # None: --keep-migrations
     seeds: dict[str, list[seeding.Seed]] | None  # per alias; None: --no-seed
     snapshot: snapshots.SnapshotPlan | None = None  # None: the cache is off
     swap: snapshots.SwapPlan | None = None  # set: build in a new database and swap it in
@@ -236,10 +236,10 @@ def plan_reset(
     first_seeds = None if seeds is None else seeds[aliases[0]]
     # What needs the database itself is worked out once it exists (see _create).
     exists = targets[0].exists
-    cache = None
+    snapshot_plan = None
     if snapshot and not keep_migrations and len(targets) == 1 and exists:
-        cache = snapshots.find_quick(targets[0], first_seeds)
-    unchanged = cache is not None and cache.existing is not None
+        snapshot_plan = snapshots.find_quick(targets[0], first_seeds)
+    unchanged = snapshot_plan is not None and snapshot_plan.existing is not None
     migrations = None
     if not keep_migrations and not unchanged:
         migrations = _plan_migrations()
@@ -249,9 +249,9 @@ def plan_reset(
     if snapshot and not unchanged:
         if len(targets) == 1 and not exists:
             if conf.snapshots:
-                cache = snapshots.SnapshotPlan(aliases[0], targets[0].database, "", None)
+                snapshot_plan = snapshots.SnapshotPlan(aliases[0], targets[0].database, "", None)
         else:
-            cache = snapshots.plan_snapshot(
+            snapshot_plan = snapshots.plan_snapshot(
                 targets[0], migrations, first_seeds, several=len(targets) > 1
             )
     return ResetPlan(
@@ -259,7 +259,7 @@ def plan_reset(
         conf.schemas,
         migrations,
         seeds,
-        cache,
+        snapshot_plan,
         swap,
         lock_warning,
         unchanged=unchanged,
@@ -327,7 +327,7 @@ def _dropped_on_failure(
         raise
 
 
-def _plan_migrations() -> MigrationPlan:
+def _plan_migrations() -> RegenerationPlan:
     # Apps with hand-written migrations are kept as they are, not refused: what the
     # reset leaves is what their migrations make.
     return plan_migrations(keep_hand_written=True)
@@ -427,17 +427,21 @@ def run_plan(
         for alias in plan.aliases:
             pre_reset.send(sender=ResetPlan, alias=alias, plan=plan)
 
-    cache = plan.snapshot
+    snapshot_plan = plan.snapshot
     sweeper = None
     if len(plan.targets) == 1:
         # Even with the cache off: what earlier restores replaced, or killed runs left
         # half-made, would otherwise stay for good.
         target = plan.targets[0]
-        usable = cache is not None and not cache.unusable
-        spare = {cache.existing.name} if cache is not None and cache.existing else set()
+        usable = snapshot_plan is not None and not snapshot_plan.unusable
+        spare = (
+            {snapshot_plan.existing.name}
+            if snapshot_plan is not None and snapshot_plan.existing
+            else set()
+        )
         # A run that will keep a snapshot makes room for it now, before it dirties the
         # server's cache: dropping a database later would have to write all of that.
-        room = int(usable and cache is not None and cache.existing is None)
+        room = int(usable and snapshot_plan is not None and snapshot_plan.existing is None)
         sweeper = snapshots.Sweeper(
             target.alias, target.database, spare, room, snapshots=usable or plan.swap is not None
         )
@@ -455,14 +459,14 @@ def run_plan(
                     result.timings["sweep"] = waited
             # Deferred since the commit began: the reset is done, files and databases.
             late = interrupts.resume()
-        keeping = not restored and cache is not None and not cache.unusable
+        keeping = not restored and snapshot_plan is not None and not snapshot_plan.unusable
         if late:
             message = _interrupted_after(plan, result, restored, keeping)
             raise ResetError(message, returncode=INTERRUPTED_EXIT_STATUS)
         try:
             if keeping:
-                assert cache is not None
-                _keep(plan, cache, result, log, progress)
+                assert snapshot_plan is not None
+                _keep(plan, snapshot_plan, result, log, progress)
             result.seconds = time.monotonic() - started
         except KeyboardInterrupt as exc:
             # The half-made copy, if any, is dropped by the next run.
@@ -498,11 +502,14 @@ def _interrupted_after(plan: ResetPlan, result: ResetResult, restored: bool, kee
 
 
 def _snapshot_exists(plan: ResetPlan) -> bool:
-    cache = plan.snapshot
-    if cache is None or not cache.name:
+    snapshot_plan = plan.snapshot
+    if snapshot_plan is None or not snapshot_plan.name:
         return False
     try:
-        return any(s.name == cache.name for s in snapshots.listed(cache.alias, cache.target))
+        return any(
+            s.name == snapshot_plan.name
+            for s in snapshots.listed(snapshot_plan.alias, snapshot_plan.target)
+        )
     except Exception:  # the message falls back on what the run itself recorded
         return False
 
@@ -517,7 +524,7 @@ def _carry_out(
 ) -> bool:
     """Restore or rebuild, with the files; True when a snapshot was restored."""
     conf = get_settings()
-    cache = plan.snapshot
+    snapshot_plan = plan.snapshot
     step = time.monotonic()
     with backups.files_lock(conf.backup_dir, conf.lock_timeout):
         _log_wait(log, time.monotonic() - step, "for another run changing the migration files")
@@ -536,8 +543,8 @@ def _carry_out(
             # Restoring was the point of skipping the plan; rebuilding needs it.
             plan.migrations, plan.unchanged = _plan_migrations(), False
         if not restored:
-            if cache is not None and cache.unusable:
-                log(f"  snapshot    not used: {cache.unusable}", 1)
+            if snapshot_plan is not None and snapshot_plan.unusable:
+                log(f"  snapshot    not used: {snapshot_plan.unusable}", 1)
             built = plan.swap is not None and _build_and_swap(
                 plan, result, terminate_blockers, log, migrate_output, progress
             )
@@ -617,17 +624,21 @@ def _from_snapshot(
 ) -> bool:
     """Restore the plan's snapshot; False when it cannot be used this time (then the
     files may be regenerated already, and the rebuild goes on from there)."""
-    cache = plan.snapshot
-    assert cache is not None and cache.existing is not None
-    kept = cache.existing
+    snapshot_plan = plan.snapshot
+    assert snapshot_plan is not None and snapshot_plan.existing is not None
+    kept = snapshot_plan.existing
     timings: dict[str, float] = {}
 
     def inside() -> None:
-        with transaction.atomic(using=cache.alias):
+        with transaction.atomic(using=snapshot_plan.alias):
             if "migrations" in result.timings:
                 timings["migrations"] = result.timings["migrations"]
             post_reset.send(
-                sender=ResetPlan, alias=cache.alias, plan=plan, timings=timings, snapshot=kept.name
+                sender=ResetPlan,
+                alias=snapshot_plan.alias,
+                plan=plan,
+                timings=timings,
+                snapshot=kept.name,
             )
 
     if plan.unchanged:
@@ -635,7 +646,7 @@ def _from_snapshot(
     try:
         _apply_files(plan, result, log)
         seconds = snapshots.restore(
-            cache,
+            snapshot_plan,
             terminate_blockers=terminate_blockers,
             log=_indented(log, 0),
             inside=inside,
@@ -650,19 +661,19 @@ def _from_snapshot(
         _undo(result.migrations, exc, log)
         raise
     timings["snapshot"] = seconds
-    if not cache.quick:
+    if not snapshot_plan.quick:
         # Found by its fingerprint: next time, let its quick key find it.
-        seeds = plan.seeds_on(cache.alias)
-        snapshots.refresh(cache, plan.targets[0], plan.migrations, seeds, quick=True)
-    snapshots.mark_used(cache.alias, kept, cache.quick)
+        seeds = plan.seeds_on(snapshot_plan.alias)
+        snapshots.refresh(snapshot_plan, plan.targets[0], plan.migrations, seeds, quick=True)
+    snapshots.mark_used(snapshot_plan.alias, kept, snapshot_plan.quick)
     log(
         f"  snapshot    restored {kept.name} (kept {kept.kept_on}) in {seconds:.2f} s",
         1,
     )
     result.databases.append(
         DatabaseResult(
-            cache.alias,
-            cache.target,
+            snapshot_plan.alias,
+            snapshot_plan.target,
             timings=timings,
             tables=kept.tables,
             seeded=plan.seeds is not None,
@@ -736,26 +747,29 @@ def _build_and_swap(
 
 def _keep(
     plan: ResetPlan,
-    cache: snapshots.SnapshotPlan,
+    snapshot_plan: snapshots.SnapshotPlan,
     result: ResetResult,
     log: Log,
     progress: Progress,
 ) -> None:
     """Keep a snapshot of the database just rebuilt; a failure here is only reported."""
     (database,) = result.databases
-    seeds = plan.seeds_on(cache.alias)
-    snapshots.refresh(cache, plan.targets[0], plan.migrations, seeds, quick=True)
-    if cache.unusable:
-        log(f"  snapshot    not kept: {cache.unusable}", 1)
+    seeds = plan.seeds_on(snapshot_plan.alias)
+    snapshots.refresh(snapshot_plan, plan.targets[0], plan.migrations, seeds, quick=True)
+    if snapshot_plan.unusable:
+        log(f"  snapshot    not kept: {snapshot_plan.unusable}", 1)
         return
-    if snapshots.find(cache.alias, cache.target, cache.fingerprint) is not None:
+    if (
+        snapshots.find(snapshot_plan.alias, snapshot_plan.target, snapshot_plan.fingerprint)
+        is not None
+    ):
         return  # kept already: it could not be restored this time, but it is good
     try:
         seconds, stale = snapshots.keep(
-            cache,
+            snapshot_plan,
             tables=database.tables,
             rows=database.rows,
-            quick=cache.quick,
+            quick=snapshot_plan.quick,
             log=log,
             reads=database.reads,
             progress=progress,
@@ -765,7 +779,7 @@ def _keep(
         return
     result.timings["snapshot"] = seconds
     older = f"; the next run drops {stale} older one(s)" if stale else ""
-    log(f"  snapshot    kept {cache.name} in {seconds:.2f} s{older}", 1)
+    log(f"  snapshot    kept {snapshot_plan.name} in {seconds:.2f} s{older}", 1)
 
 
 def _log_wait(log: Log, seconds: float, what: str) -> None:
@@ -899,18 +913,18 @@ def _rebuild(
 
 def _migrate(
     plan: ResetPlan, alias: str, output: Any | None, progress: Progress, prefix: str
-) -> migrating.MigrateResult:
+) -> migrate_step.MigrateResult:
     """The fast build when the regenerated apps allow it, else Django's migrate."""
-    shown = migrating.Shown(progress, f"  {prefix}migrate     ")
+    shown = migrate_step.Shown(progress, f"  {prefix}migrate     ")
     if plan.migrations is None or not get_settings().fast_build:
-        return migrating.migrate(alias, output=output, shown=shown)
+        return migrate_step.migrate(alias, output=output, shown=shown)
     regenerated = [app.label for app in plan.migrations.regenerated]
-    build_plan, why = migrating.plan_build(alias, regenerated)
+    build_plan, why = migrate_step.plan_build(alias, regenerated)
     if build_plan is None:
-        result = migrating.migrate(alias, output=output, shown=shown)
+        result = migrate_step.migrate(alias, output=output, shown=shown)
         result.fallback = why
         return result
-    return migrating.build(alias, build_plan, output=output, shown=shown)
+    return migrate_step.build(alias, build_plan, output=output, shown=shown)
 
 
 def dry_run_lines(plan: ResetPlan, *, terminate_blockers: bool = False) -> Iterator[str]:
@@ -980,7 +994,7 @@ def _dry_run_creation(plan: ResetPlan, new: creating.NewDatabase) -> Iterator[st
 
 
 def _dry_run_migrate(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
-    for planned in migrating.planned_sql(target.alias, plan.migrations):
+    for planned in migrate_step.planned_sql(target.alias, plan.migrations):
         if planned.not_shown:
             yield f"  -- migrate: {planned.name}: SQL not shown ({planned.not_shown})"
             continue

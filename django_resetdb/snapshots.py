@@ -61,9 +61,9 @@ from django_resetdb import (
 )
 from django_resetdb.conf import SETTING_NAME, get_settings, project_root, user_settings
 from django_resetdb.exceptions import ResetError
-from django_resetdb.migrations_reset import MigrationPlan, migration_file, normalized
 from django_resetdb.output import Log, one_line, relative_path
 from django_resetdb.progress import NO_PROGRESS, Progress
+from django_resetdb.regenerate import RegenerationPlan, migration_file, normalized
 
 PREFIX = "resetdb_snap_"
 SWAP = "resetdb_swap_"
@@ -354,7 +354,7 @@ def _sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _migration_sources(plan: MigrationPlan | None) -> list[tuple[str, str]]:
+def _migration_sources(plan: RegenerationPlan | None) -> list[tuple[str, str]]:
     """(migration, sha256 of its text without the header) for every migration the
     reset applies, the planned files in place of those they replace."""
     files = plan.files if plan is not None else None
@@ -451,7 +451,7 @@ def fingerprint(
     alias: str,
     target: guard.Target,
     context: list[Any],
-    migrations: MigrationPlan | None,
+    migrations: RegenerationPlan | None,
     seeds: Sequence[seeding.Seed] | None,
 ) -> str:
     inputs = _inputs(alias, target, context)
@@ -550,7 +550,7 @@ def quick_key(
 
 def plan_snapshot(
     target: guard.Target,
-    migrations: MigrationPlan | None,
+    migrations: RegenerationPlan | None,
     seeds: Sequence[seeding.Seed] | None,
     *,
     several: bool,
@@ -603,7 +603,7 @@ def _role_problem(target: guard.Target) -> str:
 def refresh(
     plan: SnapshotPlan,
     target: guard.Target,
-    migrations: MigrationPlan | None,
+    migrations: RegenerationPlan | None,
     seeds: Sequence[seeding.Seed] | None,
     *,
     quick: bool = False,

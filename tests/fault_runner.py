@@ -31,9 +31,9 @@ from django.db.models.signals import post_migrate  # noqa: E402
 
 from django_resetdb import (  # noqa: E402
     fixtureload,
-    migrations_reset,
     pipeline,
     postgres,
+    regenerate,
     seeding,
     snapshots,
 )
@@ -68,7 +68,7 @@ def after(owner: Any, name: str, applies: Any) -> None:
 
 
 if POINT == "regeneration":
-    after(migrations_reset, "verify", lambda plan: True)
+    after(regenerate, "verify", lambda plan: True)
 elif POINT == "schema":
     original_sql = postgres.create_schema_sql
 

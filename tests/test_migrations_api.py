@@ -14,7 +14,7 @@ from django.test import override_settings
 
 from django_resetdb import backups, reset_migrations
 from django_resetdb.exceptions import Refused, ResetError
-from django_resetdb.migrations_reset import apply_plan, plan_migrations
+from django_resetdb.regenerate import apply_plan, plan_migrations
 from tests.conftest import REPO, tree
 
 # A field the copied migration does not have, so the plan has something to do.

@@ -17,8 +17,8 @@ import pytest
 from psycopg import sql
 
 from django_resetdb import backups
-from django_resetdb.migrations_reset import normalized
 from django_resetdb.postgres import ADVISORY_LOCK_KEY
+from django_resetdb.regenerate import normalized
 from tests.conftest import (
     ProjectCopy,
     ScratchDatabase,

@@ -727,7 +727,7 @@ import os, signal
 import django
 
 django.setup()
-from django_resetdb.migrations_reset import apply_plan, plan_migrations
+from django_resetdb.regenerate import apply_plan, plan_migrations
 
 def log(message, level):
     if "wrote" in message:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
-from django_resetdb import backups, migrations_reset
+from django_resetdb import backups, regenerate
 from django_resetdb.conf import SETTING_NAME, get_settings
 from django_resetdb.exceptions import Refused
 from django_resetdb.management.base import ResetCommand
@@ -94,9 +94,9 @@ class Command(ResetCommand):
         if restore is not None:
             self._restore(None if restore == LATEST else restore, verbosity, dry_run)
             return
-        migrations_reset.refuse_interrupted(conf.backup_dir)
+        regenerate.refuse_interrupted(conf.backup_dir)
 
-        plan = migrations_reset.plan_migrations(app_labels)
+        plan = regenerate.plan_migrations(app_labels)
         log = self.log(verbosity)
         if not plan.apps:
             log("No apps to regenerate: nothing selected has models or migrations.", 1)
@@ -109,8 +109,8 @@ class Command(ResetCommand):
             for item in plan.hand_written:
                 self.stderr.write(f"  hand-written: {item.describe(plan.root)}")
             if not force:
-                migrations_reset.refuse_hand_written(plan)
-            self.stderr.write(self.style.WARNING(migrations_reset.forced_loss(plan)))
+                regenerate.refuse_hand_written(plan)
+            self.stderr.write(self.style.WARNING(regenerate.forced_loss(plan)))
         if not plan.changed:
             log(
                 self.style.SUCCESS(
@@ -135,8 +135,8 @@ class Command(ResetCommand):
         if interactive:
             self._confirm(plan)
 
-        applied = migrations_reset.apply_plan(plan, log=log)
-        note = migrations_reset.history_note(plan)
+        applied = regenerate.apply_plan(plan, log=log)
+        note = regenerate.history_note(plan)
         if note:
             self.stderr.write(self.style.WARNING(note))
         assert applied.backup is not None
@@ -150,7 +150,7 @@ class Command(ResetCommand):
             1,
         )
 
-    def _confirm(self, plan: migrations_reset.MigrationPlan) -> None:
+    def _confirm(self, plan: regenerate.RegenerationPlan) -> None:
         count = len(plan.files_to_delete())
         try:
             answer = input(
@@ -203,5 +203,5 @@ class Command(ResetCommand):
             )
 
 
-def _names(plans: list[migrations_reset.AppPlan]) -> str:
+def _names(plans: list[regenerate.AppRegeneration]) -> str:
     return ", ".join(app.label for app in plans)

@@ -81,7 +81,7 @@ class NewFile:
 
 
 @dataclass
-class AppPlan:
+class AppRegeneration:
     app: SelectedApp
     old_files: list[Path]
     new_files: list[NewFile]
@@ -127,9 +127,9 @@ class AppPlan:
 
 
 @dataclass
-class MigrationPlan:
+class RegenerationPlan:
     root: Path
-    apps: list[AppPlan]
+    apps: list[AppRegeneration]
     skipped: list[Skipped]
     hand_written: list[HandWritten]
     # Every migration file on disk, the project's and the installed apps', as the
@@ -137,21 +137,21 @@ class MigrationPlan:
     files: dict[tuple[str, str], Path] | None = None
 
     @property
-    def changed(self) -> list[AppPlan]:
+    def changed(self) -> list[AppRegeneration]:
         return [app for app in self.apps if app.changed]
 
     @property
-    def unchanged(self) -> list[AppPlan]:
+    def unchanged(self) -> list[AppRegeneration]:
         return [app for app in self.apps if not app.changed]
 
     @property
-    def regenerated(self) -> list[AppPlan]:
+    def regenerated(self) -> list[AppRegeneration]:
         """The apps whose migrations are (or already are) what makemigrations writes
         for their models from nothing."""
         return [app for app in self.apps if not app.kept]
 
     @property
-    def kept(self) -> list[AppPlan]:
+    def kept(self) -> list[AppRegeneration]:
         return [app for app in self.apps if app.kept]
 
     def lines(self, verbosity: int = 1) -> list[str]:
@@ -275,7 +275,7 @@ class PlannedLoader(MigrationLoader):
     """The migration graph as it will be once ``plan`` is applied, built from the
     planned files' text without writing them."""
 
-    def __init__(self, plan: MigrationPlan | None) -> None:
+    def __init__(self, plan: RegenerationPlan | None) -> None:
         self._plan = plan
         super().__init__(None, ignore_no_migrations=True)
 
@@ -363,7 +363,7 @@ def _load(loader_factory: Callable[[], LoaderT], what: str) -> LoaderT:
 
 def plan_migrations(
     labels: Sequence[str] = (), *, keep_hand_written: bool = False
-) -> MigrationPlan:
+) -> RegenerationPlan:
     """Work out a regeneration of the selected apps' migrations, changing nothing.
 
     With ``keep_hand_written`` (what ``resetdb`` does), an app whose migrations hold
@@ -375,7 +375,7 @@ def plan_migrations(
     root = project_root()
     selected, skipped = select_apps(labels)
     if not selected:
-        return MigrationPlan(root, [], skipped, [])
+        return RegenerationPlan(root, [], skipped, [])
     names = {app.label for app in selected}
     # Files may have changed since this process imported them (an earlier reset).
     _forget_modules(app.module for app in selected)
@@ -403,7 +403,7 @@ def plan_migrations(
         new_names = {(app.label, new.path.stem) for app in plans for new in app.new_files}
         missing = [(key, dep) for key, dep in without.dangling if dep not in new_names]
         if not missing:
-            cycle = _cycle(MigrationPlan(root, plans, skipped, []))
+            cycle = _cycle(RegenerationPlan(root, plans, skipped, []))
             if not cycle:
                 break
             caught = {label for label, _ in cycle} & regenerated
@@ -435,10 +435,10 @@ def plan_migrations(
         key: migration_file(migration)
         for key, migration in [*without.disk_migrations.items(), *without.removed.items()]
     }
-    return MigrationPlan(root, plans, skipped, hand_written, files)
+    return RegenerationPlan(root, plans, skipped, hand_written, files)
 
 
-def _cycle(plan: MigrationPlan) -> list[tuple[str, str]]:
+def _cycle(plan: RegenerationPlan) -> list[tuple[str, str]]:
     """The migrations of a dependency cycle the planned files would make, or []."""
     try:
         PlannedLoader(plan)
@@ -475,7 +475,7 @@ def _plan_apps(
     names: set[str],
     kept: dict[str, str],
     extensions: dict[str, list[Operation]],
-) -> tuple[list[AppPlan], list[tuple[str, str]]]:
+) -> tuple[list[AppRegeneration], list[tuple[str, str]]]:
     """The new files of each selected app: from nothing for the regenerated ones, the
     pending changes only for the kept ones; makemigrations' autodetector runs once for
     all of them, so that the new files name each other as makemigrations would."""
@@ -493,7 +493,9 @@ def _plan_apps(
         migrations = list(changes.get(app.label, []))
         if app.label in kept:
             new_files = _render([(app.directory / f"{m.name}.py", m) for m in migrations])
-            plans.append(AppPlan(app, [], new_files, changed=bool(new_files), kept=kept[app.label]))
+            plans.append(
+                AppRegeneration(app, [], new_files, changed=bool(new_files), kept=kept[app.label])
+            )
             continue
         carried = extensions.get(app.label, [])
         if carried:
@@ -509,7 +511,7 @@ def _plan_apps(
                 lossy.append((app.label, lost))
         old_files = app.migration_files()
         plans.append(
-            AppPlan(
+            AppRegeneration(
                 app=app,
                 old_files=old_files,
                 new_files=new_files,
@@ -542,14 +544,14 @@ def _written_unlike(new: NewFile, carried: Sequence[Operation]) -> str:
 
 @dataclass
 class AppliedPlan:
-    plan: MigrationPlan
+    plan: RegenerationPlan
     backup: backups.Backup | None
     written: list[Path] = field(default_factory=list)
     deleted: list[Path] = field(default_factory=list)
 
 
 def refuse_hand_written(
-    plan: MigrationPlan,
+    plan: RegenerationPlan,
     command: str = "resetmigrations",
     allow: str = "pass --force to go ahead (the files stay in the backup)",
 ) -> None:
@@ -562,7 +564,7 @@ def refuse_hand_written(
         )
 
 
-def forced_loss(plan: MigrationPlan) -> str:
+def forced_loss(plan: RegenerationPlan) -> str:
     """What ``--force`` loses, in one sentence naming the data migrations."""
     data = sorted(
         {
@@ -622,7 +624,11 @@ def refuse_interrupted(
 
 
 def apply_plan(
-    plan: MigrationPlan, *, log: Log = quiet, command: str = "resetmigrations", finish: bool = True
+    plan: RegenerationPlan,
+    *,
+    log: Log = quiet,
+    command: str = "resetmigrations",
+    finish: bool = True,
 ) -> AppliedPlan:
     """Back up, delete and write the changed apps' files, then verify them.
 
@@ -697,7 +703,7 @@ def undo_plan(applied: AppliedPlan, log: Log = quiet) -> None:
         _forget_modules(app.app.module for app in applied.plan.apps)
 
 
-def _missing_folders(changed: Sequence[AppPlan]) -> list[Path]:
+def _missing_folders(changed: Sequence[AppRegeneration]) -> list[Path]:
     missing: list[Path] = []
     for app in changed:
         folder = app.app.directory
@@ -709,7 +715,7 @@ def _missing_folders(changed: Sequence[AppPlan]) -> list[Path]:
     return missing
 
 
-def _write(changed: Sequence[AppPlan], applied: AppliedPlan, log: Log) -> None:
+def _write(changed: Sequence[AppRegeneration], applied: AppliedPlan, log: Log) -> None:
     for app in changed:
         for folder in _missing_folders([app]):
             folder.mkdir()
@@ -745,7 +751,7 @@ def _no_bytecode() -> Iterator[None]:
         sys.dont_write_bytecode = previous
 
 
-def verify(plan: MigrationPlan) -> None:
+def verify(plan: RegenerationPlan) -> None:
     """Check the files on disk the way ``makemigrations --check`` would."""
     labels = {app.label for app in plan.apps}
     for app in plan.changed:
@@ -773,7 +779,7 @@ def verify(plan: MigrationPlan) -> None:
         raise ResetError(f"Verification failed: makemigrations still finds changes for {found}.")
 
 
-def history_note(plan: MigrationPlan, alias: str = DEFAULT_DB_ALIAS) -> str | None:
+def history_note(plan: RegenerationPlan, alias: str = DEFAULT_DB_ALIAS) -> str | None:
     """A sentence when the database was migrated with files the reset replaced."""
     labels = {app.label for app in plan.changed}
     if not labels:

@@ -33,9 +33,9 @@ from django.db.models.signals import pre_migrate
 
 from django_resetdb import postgres
 from django_resetdb.exceptions import ResetError
-from django_resetdb.migrations_reset import MigrationPlan, PlannedLoader, is_database_level
 from django_resetdb.output import one_line
 from django_resetdb.progress import NO_PROGRESS, Progress
+from django_resetdb.regenerate import PlannedLoader, RegenerationPlan, is_database_level
 
 # The line migrate prints before applying each migration, at verbosity 1.
 APPLYING = re.compile(r"^\s*Applying (\S+)\.\.\.", re.MULTILINE)
@@ -224,7 +224,7 @@ class PlannedSQL:
 _LOOKUPS = ("_constraint_names", "_get_sequence_name")
 
 
-def planned_sql(alias: str, plan: MigrationPlan | None) -> Iterator[PlannedSQL]:
+def planned_sql(alias: str, plan: RegenerationPlan | None) -> Iterator[PlannedSQL]:
     """The SQL ``migrate`` would run on a new, empty schema of ``alias``, per migration,
     once ``plan`` (``None``: the files as they are) is applied. What cannot be written as
     SQL (``RunPython``) shows as Django's comment for it.
@@ -318,7 +318,7 @@ _BUILT_OPERATIONS: tuple[type[Operation], ...] = (
 
 
 @dataclass
-class BuildPlan:
+class FastBuildPlan:
     """How to bring a new, empty schema to what ``migrate`` would make of it."""
 
     plan: list[Migration]  # migrate's own plan, in its order
@@ -327,7 +327,7 @@ class BuildPlan:
     executor: MigrationExecutor
 
 
-def plan_build(alias: str, labels: Sequence[str]) -> tuple[BuildPlan | None, str]:
+def plan_build(alias: str, labels: Sequence[str]) -> tuple[FastBuildPlan | None, str]:
     """The fast build of apps ``labels`` on ``alias``, or ``None`` and why not.
 
     Only apps whose migrations are exactly what makemigrations writes for their models
@@ -393,7 +393,7 @@ def plan_build(alias: str, labels: Sequence[str]) -> tuple[BuildPlan | None, str
             f"after {first.app_label}.{first.name}, the first migration that needs the "
             "regenerated apps' tables"
         )
-    return BuildPlan(plan, fast, build_at, executor), ""
+    return FastBuildPlan(plan, fast, build_at, executor), ""
 
 
 def _forwards(graph: Any) -> list[tuple[str, str]]:
@@ -409,7 +409,7 @@ def _forwards(graph: Any) -> list[tuple[str, str]]:
 
 
 def build(
-    alias: str, build_plan: BuildPlan, *, output: Any | None = None, shown: Shown = Shown()
+    alias: str, build_plan: FastBuildPlan, *, output: Any | None = None, shown: Shown = Shown()
 ) -> MigrateResult:
     """What ``migrate`` does on a new schema, in the caller's transaction, without
     rendering the project state for each regenerated migration.
@@ -487,7 +487,7 @@ def _moved_on(state: ProjectState, migrations: Sequence[Migration]) -> ProjectSt
     return state
 
 
-def _create_tables(connection: Any, final: ProjectState, build_plan: BuildPlan) -> list[str]:
+def _create_tables(connection: Any, final: ProjectState, build_plan: FastBuildPlan) -> list[str]:
     """Create the regenerated apps' tables; return the statements that are better run
     once the rows are in: the foreign keys and the indexes that enforce nothing."""
     models = final.apps
