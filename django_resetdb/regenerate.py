@@ -809,19 +809,31 @@ def history_note(plan: RegenerationPlan, alias: str = DEFAULT_DB_ALIAS) -> str |
 
 
 def reset_migrations(
-    app_labels: Sequence[str] = (), *, force: bool = False, dry_run: bool = False, log: Log = quiet
+    app_labels: Sequence[str] = (),
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    log: Log = quiet,
+    planned: Callable[[RegenerationPlan], None] | None = None,
+    confirm: Callable[[RegenerationPlan], None] | None = None,
 ) -> AppliedPlan:
     """What ``resetmigrations --no-input`` does, without the ``ENABLED`` gate.
 
     Refuses (:class:`Refused`) after an interrupted run and, unless ``force``, when
-    hand-written operations would be lost. With ``dry_run``, only plans.
+    hand-written operations would be lost. With ``dry_run``, only plans. ``planned``
+    gets the plan as soon as it is made (to show it), ``confirm`` before any file
+    changes, only when some would (it raises to stop).
     """
     conf = get_settings()
     with backups.files_lock(conf.backup_dir, conf.lock_timeout):
         refuse_interrupted(conf.backup_dir)
         plan = plan_migrations(app_labels)
+        if planned is not None:
+            planned(plan)
         if not force:
             refuse_hand_written(plan)
         if dry_run:
             return AppliedPlan(plan, None)
+        if confirm is not None and plan.changed:
+            confirm(plan)
         return apply_plan(plan, log=log)

@@ -1129,3 +1129,52 @@ def planned_build(plan: SwapPlan) -> tuple[list[str], list[str], list[str]]:
         {"public"}, plan.states, plan.extensions, {"plpgsql"}, current_user
     )
     return before, [postgres.render(connection, s) for s in prepare], swap
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What ``resetdb --list-snapshots`` shows for one database."""
+
+    alias: str
+    database: str
+    kept: list[Snapshot]
+    half_made: list[str]
+    replaced: list[tuple[str, int]]  # name, size in bytes
+
+    @property
+    def size(self) -> int:
+        return sum(s.size for s in self.kept)
+
+
+def _gated(aliases: Sequence[str], command: str) -> Iterator[tuple[str, str]]:
+    """Each alias and its database, once every alias is known to be PostgreSQL."""
+    for alias in aliases:  # before any alias is touched
+        guard.check_postgresql(alias, command)
+    for alias in aliases:
+        # They touch only the tool's own copies: HOSTS is the only gate.
+        yield alias, guard.check_server(alias, command).database
+
+
+def list_all(aliases: Sequence[str]) -> Iterator[Listing]:
+    """The snapshots of each alias's database, with sizes, and what the next run drops."""
+    for alias, database in _gated(aliases, "resetdb --list-snapshots"):
+        yield Listing(
+            alias,
+            database,
+            listed(alias, database, sizes=True),
+            half_made(alias, database),
+            replaced(alias, database),
+        )
+
+
+def drop_all(aliases: Sequence[str], log: Log) -> Iterator[tuple[str, str, int]]:
+    """Drop every snapshot of each alias's database, and what earlier runs left; yields
+    the alias, its database and the number of snapshots dropped."""
+    for alias, database in _gated(aliases, "resetdb --drop-snapshots"):
+        found = listed(alias, database)
+        for snapshot in found:
+            drop(alias, snapshot.name)
+        sweeper = Sweeper(alias, database)
+        sweeper.run()
+        sweeper.finish(log)
+        yield alias, database, len(found)

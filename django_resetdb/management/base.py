@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from django_resetdb import clock, driver
-from django_resetdb.exceptions import ResetError
+from django_resetdb.exceptions import Refused, ResetError
 from django_resetdb.output import INTERRUPTED_EXIT_STATUS, one_line
 from django_resetdb.progress import NO_PROGRESS, Progress
 
@@ -98,6 +98,16 @@ class ResetCommand(BaseCommand):
             guard.confirm(target, command, write=self.stdout.write)
         elif verbosity >= 1:
             self.stdout.write(target.one_line())
+
+    def ask_yes(self, question: str, *, refusal: str) -> None:
+        """Ask ``question``; raise :class:`Refused` with ``refusal`` unless the answer is
+        'yes'. No answer (end of input, Ctrl-C) is not 'yes'."""
+        try:
+            answer = input(question)
+        except (EOFError, KeyboardInterrupt):
+            answer = ""
+        if answer.strip().lower() != "yes":
+            raise Refused(refusal)
 
     def show_progress(self, verbosity: int) -> Progress:
         """The in-place line of the long steps: on a terminal at verbosity 1 or more,

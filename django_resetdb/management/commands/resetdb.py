@@ -95,39 +95,27 @@ class Command(ResetCommand):
             self.stdout.write(self.style.SUCCESS(result.summary()))
 
     def _snapshots(self, aliases: list[str], *, drop: bool) -> None:
-        from django_resetdb import guard, snapshots
+        from django_resetdb import snapshots
 
-        command = "resetdb --drop-snapshots" if drop else "resetdb --list-snapshots"
-        for alias in aliases:  # before any alias is touched
-            guard.check_postgresql(alias, command)
-        for alias in aliases:
-            # They touch only the tool's own copies: HOSTS is the only gate.
-            database = guard.check_server(alias, command).database
-            if drop:
-                found = snapshots.listed(alias, database)
-                for snapshot in found:
-                    snapshots.drop(alias, snapshot.name)
-                sweeper = snapshots.Sweeper(alias, database)
-                sweeper.run()
-                sweeper.finish(self.log(1))
+        if drop:
+            for alias, database, count in snapshots.drop_all(aliases, self.log(1)):
                 self.stdout.write(
-                    f"Dropped {len(found)} snapshot(s) of database {database!r} (alias {alias!r})."
+                    f"Dropped {count} snapshot(s) of database {database!r} (alias {alias!r})."
                 )
-                continue
-            found = snapshots.listed(alias, database, sizes=True)
-            for snapshot in found:
+            return
+        for listing in snapshots.list_all(aliases):
+            for snapshot in listing.kept:
                 self.stdout.write(f"  {snapshot.describe()}")
-            for name in snapshots.half_made(alias, database):
+            for name in listing.half_made:
                 self.stdout.write(
                     f"  {name}  left half-made by an interrupted run; the next run drops it"
                 )
-            for name, replaced_size in snapshots.replaced(alias, database):
+            for name, replaced_size in listing.replaced:
                 self.stdout.write(
                     f"  {name}  {replaced_size / 2**20:.0f} MB  replaced by a restore or a "
                     "swap; the next run drops it"
                 )
-            size = sum(s.size for s in found) / 2**20
             self.stdout.write(
-                f"{len(found)} snapshot(s) of database {database!r} (alias {alias!r}), "
-                f"{size:.0f} MB in all."
+                f"{len(listing.kept)} snapshot(s) of database {listing.database!r} (alias "
+                f"{listing.alias!r}), {listing.size / 2**20:.0f} MB in all."
             )

@@ -5,7 +5,6 @@ from typing import Any
 
 from django_resetdb import backups, regenerate
 from django_resetdb.conf import SETTING_NAME, get_settings
-from django_resetdb.exceptions import Refused
 from django_resetdb.management.base import ResetCommand
 
 LATEST = "latest"
@@ -71,46 +70,43 @@ class Command(ResetCommand):
         verbosity: int,
         **options: Any,
     ) -> None:
-        conf = get_settings()
         if list_backups:
             self._list_backups()
             return
         from django_resetdb import guard
 
         guard.check_enabled("resetmigrations")
-        with backups.files_lock(conf.backup_dir, conf.lock_timeout):
-            self._handle(app_labels, dry_run, interactive, force, restore, verbosity)
-
-    def _handle(
-        self,
-        app_labels: list[str],
-        dry_run: bool,
-        interactive: bool,
-        force: bool,
-        restore: str | None,
-        verbosity: int,
-    ) -> None:
-        conf = get_settings()
         if restore is not None:
-            self._restore(None if restore == LATEST else restore, verbosity, dry_run)
+            conf = get_settings()
+            with backups.files_lock(conf.backup_dir, conf.lock_timeout):
+                self._restore(None if restore == LATEST else restore, verbosity, dry_run)
             return
-        regenerate.refuse_interrupted(conf.backup_dir)
-
-        plan = regenerate.plan_migrations(app_labels)
         log = self.log(verbosity)
-        if not plan.apps:
-            log("No apps to regenerate: nothing selected has models or migrations.", 1)
-            return
-        if verbosity >= 1 or dry_run:
-            self.stdout.write("Migrations to regenerate:" if plan.changed else "Migrations:")
-            for line in plan.lines(verbosity):
-                self.stdout.write(line)
-        if plan.hand_written:
+
+        def planned(plan: regenerate.RegenerationPlan) -> None:
+            if not plan.apps:
+                log("No apps to regenerate: nothing selected has models or migrations.", 1)
+                return
+            if verbosity >= 1 or dry_run:
+                self.stdout.write("Migrations to regenerate:" if plan.changed else "Migrations:")
+                for line in plan.lines(verbosity):
+                    self.stdout.write(line)
             for item in plan.hand_written:
                 self.stderr.write(f"  hand-written: {item.describe(plan.root)}")
-            if not force:
-                regenerate.refuse_hand_written(plan)
-            self.stderr.write(self.style.WARNING(regenerate.forced_loss(plan)))
+            if plan.hand_written and force:
+                self.stderr.write(self.style.WARNING(regenerate.forced_loss(plan)))
+
+        applied = regenerate.reset_migrations(
+            app_labels,
+            force=force,
+            dry_run=dry_run,
+            log=log,
+            planned=planned,
+            confirm=self._confirm if interactive else None,
+        )
+        plan = applied.plan
+        if not plan.apps:
+            return
         if not plan.changed:
             log(
                 self.style.SUCCESS(
@@ -132,10 +128,6 @@ class Command(ResetCommand):
                 f"{_names(plan.changed)}; nothing was changed."
             )
             return
-        if interactive:
-            self._confirm(plan)
-
-        applied = regenerate.apply_plan(plan, log=log)
         note = regenerate.history_note(plan)
         if note:
             self.stderr.write(self.style.WARNING(note))
@@ -152,18 +144,14 @@ class Command(ResetCommand):
 
     def _confirm(self, plan: regenerate.RegenerationPlan) -> None:
         count = len(plan.files_to_delete())
-        try:
-            answer = input(
-                f"Delete and rewrite the {count} migration file(s) above (a backup is kept)? "
-                f"Type 'yes' to continue: "
-            )
-        except (EOFError, KeyboardInterrupt):
-            answer = ""
-        if answer.strip().lower() != "yes":
-            raise Refused(
+        self.ask_yes(
+            f"Delete and rewrite the {count} migration file(s) above (a backup is kept)? "
+            f"Type 'yes' to continue: ",
+            refusal=(
                 "resetmigrations refused: the answer was not 'yes'; nothing was changed "
                 "(pass --no-input to skip the question)."
-            )
+            ),
+        )
 
     def _list_backups(self) -> None:
         root = get_settings().backup_dir
