@@ -29,6 +29,7 @@ from django_resetdb import (
     guard,
     interrupts,
     migrate_step,
+    newdatabase,
     postgres,
     seeding,
     snapshots,
@@ -65,7 +66,7 @@ class ResetPlan:
     migrations: RegenerationPlan | None  # None: --keep-migrations
     seeds: dict[str, list[seeding.Seed]] | None  # per alias; None: --no-seed
     snapshot: snapshots.SnapshotPlan | None = None  # None: the cache is off
-    swap: snapshots.SwapPlan | None = None  # set: build in a new database and swap it in
+    swap: newdatabase.SwapPlan | None = None  # set: build in a new database and swap it in
     lock_warning: str = ""  # an in-place reset may run out of locks, and why
     # The snapshot's quick key matched: the migrations were not planned, as regenerating
     # them would change nothing (migrations is None then, without --keep-migrations).
@@ -245,7 +246,7 @@ def plan_reset(
         migrations = _plan_migrations()
     swap, lock_warning = None, ""
     if len(targets) == 1 and exists:
-        swap, lock_warning = snapshots.plan_swap(targets[0], models=_models_on(aliases[0]))
+        swap, lock_warning = newdatabase.plan_swap(targets[0], models=_models_on(aliases[0]))
     if snapshot and not unchanged:
         if len(targets) == 1 and not exists:
             if conf.snapshots:
@@ -298,7 +299,9 @@ def _create(
                 )
         plan.targets[index] = target
         if len(plan.targets) == 1:
-            plan.swap, plan.lock_warning = snapshots.plan_swap(target, models=_models_on(new.alias))
+            plan.swap, plan.lock_warning = newdatabase.plan_swap(
+                target, models=_models_on(new.alias)
+            )
             if plan.snapshot is not None:
                 plan.snapshot = snapshots.plan_snapshot(
                     target, plan.migrations, plan.seeds_on(new.alias), several=False
@@ -715,7 +718,7 @@ def _build_and_swap(
         )
 
     try:
-        seconds = snapshots.build_fresh(
+        seconds = newdatabase.build_fresh(
             swap,
             build=build,
             terminate_blockers=terminate_blockers,
@@ -958,7 +961,7 @@ def _dry_run_sql(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
         return
     swap: list[str] = []
     if plan.swap is not None:
-        before, prepare, swap = snapshots.planned_build(plan.swap)
+        before, prepare, swap = newdatabase.planned_build(plan.swap)
         yield f"SQL on the maintenance database, for {target.database!r}:"
         yield from (f"  {statement};" for statement in before)
         yield "SQL in the new database, each step committing on its own:"

@@ -1,0 +1,148 @@
+"""Building in a new database and swapping it in for the target."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections
+
+from django_resetdb import (
+    guard,
+    postgres,
+)
+from django_resetdb.conf import SETTING_NAME, get_settings
+from django_resetdb.exceptions import ResetError
+from django_resetdb.snapshots.store import NotRestorable, _role_problem
+from django_resetdb.snapshots.swap import _planned_swap, swap_in
+
+# Lock-table entries one model's table, indexes and constraints take when created.
+LOCKS_PER_MODEL = 6
+
+
+@dataclass
+class SwapPlan:
+    alias: str
+    target: str
+    reason: str  # why the reset builds in a new database
+    states: list[postgres.SchemaState]
+    extensions: list[postgres.Extension]
+    context: list[Any]  # the database around the schemas, as the new one must have it
+
+
+def plan_swap(target: guard.Target, *, models: int) -> tuple[SwapPlan | None, str]:
+    """A build in a new database when an in-place reset of ``target`` would need more
+    locks than the server has; else None, with a warning when it would but cannot."""
+    strategy = get_settings().strategy
+    if strategy == "in-place":
+        return None, ""
+    connection = connections[target.alias]
+    objects, capacity = postgres.lock_estimate(connection, target.schemas)
+    needed = objects + LOCKS_PER_MODEL * models
+    if strategy == "new-database":
+        reason = f"{SETTING_NAME}['STRATEGY'] is 'new-database'"
+    elif needed <= capacity:
+        return None, ""
+    else:
+        reason = (
+            f"a reset in place takes about {needed} locks, more than the {capacity} the "
+            "server's lock table holds (max_locks_per_transaction x max_connections)"
+        )
+    lost, context = postgres.whole_database_context(connection, target.schemas)
+    extensions = postgres.extensions(connection)
+    problem = _role_problem(target)
+    if not problem and lost:
+        problem = f"the database holds {', '.join(lost)} outside {SETTING_NAME}['SCHEMAS']"
+    if not problem:
+        kinds = {row[0] for row in context}
+        homes = (*target.schemas, "pg_catalog")
+        outside = [e.name for e in extensions if e.schema not in homes]
+        if "schema" in kinds:
+            names = ", ".join(repr(row[1]) for row in context if row[0] == "schema")
+            problem = f"it has other schemas than {SETTING_NAME}['SCHEMAS'] ({names})"
+        elif "default acl" in kinds:
+            problem = "it has database-wide default privileges"
+        elif outside:
+            problem = f"extension(s) {', '.join(outside)} live outside the reset schemas"
+    if problem and strategy == "new-database":
+        raise ResetError(
+            f"Cannot build in a new database as {SETTING_NAME}['STRATEGY'] asks: {problem}; "
+            "nothing was changed."
+        )
+    if problem:
+        return None, f"{reason}; building in a new database would avoid that, but {problem}"
+    states = postgres.schema_states(connection, target.schemas)
+    return SwapPlan(target.alias, target.database, reason, states, extensions, context), ""
+
+
+def build_fresh(
+    plan: SwapPlan,
+    *,
+    build: Callable[[], None],
+    terminate_blockers: bool,
+    log: Callable[[str, int], None],
+    ready: Callable[[], None] = lambda: None,
+    committing: Callable[[], None] = lambda: None,
+) -> float:
+    """Make an empty database like the target (owner, encoding, locale, schemas,
+    extensions), run ``build`` connected to it, and swap it in; return the seconds.
+    ``ready`` is as for :func:`swap_in`."""
+
+    def possible(wanted: postgres.DatabaseProperties) -> None:
+        if wanted.locale_provider not in ("c", "i"):
+            raise NotRestorable(
+                f"database {plan.target!r} uses the locale provider "
+                f"{wanted.locale_provider!r}, which a new database cannot be given here"
+            )
+
+    def empty(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
+        postgres.run_on(cursor, [postgres.create_empty_database_sql(name, wanted)])
+
+    def inside() -> None:
+        connection = connections[plan.alias]
+        names = [state.name for state in plan.states]
+        present = postgres.existing_schemas(connection, names)
+        present_extensions = {e.name for e in postgres.extensions(connection)}
+        current_user = postgres.privileges(connection).current_user
+        postgres.execute(
+            connection,
+            postgres.prepare_schemas_sql(
+                present, plan.states, plan.extensions, present_extensions, current_user
+            ),
+        )
+        _, context = postgres.whole_database_context(connection, names)
+        states = postgres.schema_states(connection, names)
+        if context != plan.context or [s.comparable() for s in states] != [
+            s.comparable() for s in plan.states
+        ]:
+            raise NotRestorable(
+                f"the new database could not be made like {plan.target!r} around the "
+                f"schemas ({context!r} != {plan.context!r})"
+            )
+        build()
+
+    return swap_in(
+        plan.alias,
+        plan.target,
+        make=empty,
+        inside=inside,
+        terminate_blockers=terminate_blockers,
+        log=log,
+        ready=ready,
+        check=possible,
+        committing=committing,
+    )
+
+
+def planned_build(plan: SwapPlan) -> tuple[list[str], list[str], list[str]]:
+    """For ``--dry-run``: the statements that make the new database, those that prepare
+    it (assuming ``template0`` has its usual ``public`` schema and ``plpgsql``), and those
+    that swap it in, as text."""
+    before, swap = _planned_swap(plan.alias, plan.target, postgres.create_empty_database_sql)
+    connection = connections[plan.alias]
+    current_user = postgres.privileges(connection).current_user
+    prepare = postgres.prepare_schemas_sql(
+        {"public"}, plan.states, plan.extensions, {"plpgsql"}, current_user
+    )
+    return before, [postgres.render(connection, s) for s in prepare], swap

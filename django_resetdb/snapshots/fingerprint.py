@@ -1,0 +1,249 @@
+"""Snapshot fingerprints: what a reset reads, in canonical form, and its digest and quick key."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import inspect
+import json
+import marshal
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import django
+from django.apps import apps
+from django.conf import settings
+from django.db import connections
+from django.db.migrations.autodetector import MigrationAutodetector
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.state import ProjectState
+
+from django_resetdb import (
+    __version__,
+    dependencies,
+    guard,
+    postgres,
+    seeding,
+)
+from django_resetdb.conf import SETTING_NAME, project_root, user_settings
+from django_resetdb.output import relative_path
+from django_resetdb.regenerate import RegenerationPlan, migration_file, normalized
+
+# Where an object's default repr says it lives in memory.
+ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+# Keys of a DATABASES entry that say where and how to connect, not what is built.
+CONNECTION_KEYS = frozenset(
+    {"NAME", "USER", "PASSWORD", "HOST", "PORT", "CONN_MAX_AGE", "CONN_HEALTH_CHECKS", "TEST"}
+)
+
+
+# Keys of DJANGO_RESETDB that change nothing in the result (the fast build and a build
+# in a new database leave what the plain ways leave).
+NEUTRAL_KEYS = frozenset(
+    {"ENABLED", "HOSTS", "LOCK_TIMEOUT", "BACKUP_DIR", "SNAPSHOTS", "FAST_BUILD", "STRATEGY"}
+)
+
+
+def _sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _migration_sources(plan: RegenerationPlan | None) -> list[tuple[str, str]]:
+    """(migration, sha256 of its text without the header) for every migration the
+    reset applies, the planned files in place of those they replace."""
+    files = plan.files if plan is not None else None
+    if files is None:
+        loader = MigrationLoader(None, ignore_no_migrations=True)
+        files = {
+            key: migration_file(migration) for key, migration in loader.disk_migrations.items()
+        }
+    changed = plan.changed if plan is not None else []
+    replaced = {app.label for app in changed if not app.kept}
+    sources = {}
+    for (label, name), path in files.items():
+        if label not in replaced:
+            text = path.read_text(encoding="utf-8")
+            sources[f"{label}.{name}"] = hashlib.sha256(normalized(text).encode()).hexdigest()
+    for app in changed:
+        for new in app.new_files:
+            digest = hashlib.sha256(normalized(new.text).encode()).hexdigest()
+            sources[f"{app.label}.{new.path.stem}"] = digest
+    return sorted(sources.items())
+
+
+def _seed_sources(seeds: Sequence[seeding.Seed] | None) -> list[Any]:
+    if seeds is None:
+        return ["--no-seed"]
+    described: list[Any] = []
+    root = project_root()
+    for seed in seeds:
+        if seed.function is None:
+            described.append(
+                [seed.entry, [[relative_path(f, root), _sha256(f)] for f in seed.files]]
+            )
+        else:
+            module = inspect.getmodule(seed.function)
+            source = getattr(module, "__file__", None)
+            described.append(
+                [
+                    seed.entry,
+                    relative_path(source, root) if source else "",
+                    _sha256(source) if source else "",
+                ]
+            )
+    return described
+
+
+def _settings() -> dict[str, Any]:
+    """Every setting, as the settings module's source is not part of the code covered:
+    a seed may read any of them. The connection's own keys are left out (the target is
+    covered by what it is), and DJANGO_RESETDB's keys that change nothing."""
+    values: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        # Django 6.1 warns on each read of a deprecated setting (EMAIL_BACKEND and the
+        # other email settings, even at their defaults): reading them all here is not the
+        # project using them, and Django already warns about the ones it sets.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        for name in dir(settings):
+            if name.isupper() and name not in ("DATABASES", SETTING_NAME):
+                values[name] = _canonical(getattr(settings, name, None))
+    values["DATABASES"] = {
+        alias: _canonical({k: v for k, v in entry.items() if k not in CONNECTION_KEYS})
+        for alias, entry in sorted(getattr(settings, "DATABASES", {}).items())
+        if isinstance(entry, dict)
+    }
+    raw = user_settings()
+    values[SETTING_NAME] = {
+        key: _canonical(value)
+        for key, value in (raw if isinstance(raw, dict) else {}).items()
+        if key not in NEUTRAL_KEYS
+    }
+    return values
+
+
+def _inputs(alias: str, target: guard.Target, context: list[Any]) -> dict[str, Any]:
+    """What the result depends on besides the migration files and the seeds."""
+    connection = connections[alias]
+    abilities = postgres.capabilities(connection)
+    states = [state.comparable() for state in postgres.schema_states(connection, target.schemas)]
+    return {
+        "format": 2,
+        "versions": [__version__, django.get_version(), abilities.server_version],
+        "installed": dependencies.installed_distributions(),
+        "database": [target.database, target.user, list(target.schemas), states, context],
+        "settings": _settings(),
+    }
+
+
+def _digest(inputs: dict[str, Any]) -> str:
+    text = json.dumps(inputs, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def fingerprint(
+    alias: str,
+    target: guard.Target,
+    context: list[Any],
+    migrations: RegenerationPlan | None,
+    seeds: Sequence[seeding.Seed] | None,
+) -> str:
+    inputs = _inputs(alias, target, context)
+    inputs["migrations"] = _migration_sources(migrations)
+    inputs["seeds"] = _seed_sources(seeds)
+    inputs["code"] = dependencies.code_digests()
+    return _digest(inputs)
+
+
+def _canonical(value: Any, depth: int = 0) -> Any:
+    """A stable stand-in for a value (a deconstructed field's argument, a setting): what
+    repr() would give, but naming functions and classes rather than showing their memory
+    address, with a function's code (a setting that is a function defined in the
+    settings module is seen by its body), and an object of the default repr by its
+    attributes."""
+    deeper = depth + 1
+    if depth > 8:  # deep enough for settings; a cycle stops here
+        return ADDRESS.sub("", repr(value))
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v, deeper) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_canonical(v, deeper) for v in value), key=repr)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v, deeper) for k, v in value.items()}
+    if inspect.isfunction(value):
+        code = hashlib.sha256(marshal.dumps(value.__code__)).hexdigest()[:16]
+        return f"{value.__module__}.{value.__qualname__}:{code}"
+    if inspect.isclass(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    shown = repr(value)
+    if ADDRESS.search(shown) and hasattr(value, "__dict__") and not inspect.ismodule(value):
+        # The default repr says nothing of what the object holds.
+        return [ADDRESS.sub("", shown), _canonical(vars(value), deeper)]
+    # An object's default repr shows where it lives in memory, which no other run shares.
+    return ADDRESS.sub("", shown)
+
+
+@functools.cache
+def _models_state() -> str:
+    """A digest of the project's models as the autodetector compares them (they do not
+    change while a process runs: a reset regenerates files, not models)."""
+    state = ProjectState.from_apps(apps)
+    autodetector = MigrationAutodetector(state, state)
+    described = [
+        [
+            list(key),
+            [[name, _canonical(autodetector.deep_deconstruct(f))] for name, f in m.fields.items()],
+            _canonical(sorted(m.options.items(), key=str)),
+            _canonical(list(m.bases)),
+            _canonical([[name, manager.__class__] for name, manager in m.managers]),
+        ]
+        for key, m in sorted(state.models.items())
+    ]
+    return _digest({"models": described})
+
+
+def _migration_files() -> list[list[Any]]:
+    """Every migration package's files, with their size and modification time."""
+    found = []
+    for app_config in apps.get_app_configs():
+        module, _ = MigrationLoader.migrations_module(app_config.label)
+        try:
+            spec = importlib.util.find_spec(module) if module else None
+        except (ImportError, ValueError):
+            continue
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            for entry in os.scandir(folder):
+                if entry.name.endswith(".py"):
+                    stat = entry.stat()
+                    found.append([entry.path, stat.st_size, stat.st_mtime_ns])
+    return sorted(found)
+
+
+def quick_key(
+    target: guard.Target,
+    context: list[Any],
+    seeds: Sequence[seeding.Seed] | None,
+    *,
+    regenerating: bool = True,
+) -> str:
+    """A key for the snapshot that can be worked out without planning the migrations:
+    the fingerprint's inputs, with the models' state and the migration files' sizes and
+    times in place of the files' planned text. Equal keys mean the files are what the
+    last regeneration wrote and the models have not moved since: regenerating would
+    change nothing. A snapshot kept by a run with ``--keep-migrations`` gets a key of
+    its own: its files need not match the models, so a regenerating run must not find it
+    by this key (its fingerprint still finds it when regenerating would change nothing)."""
+    inputs = _inputs(target.alias, target, context)
+    inputs["regenerating"] = regenerating
+    inputs["models"] = _models_state()
+    inputs["files"] = _migration_files()
+    inputs["seeds"] = _seed_sources(seeds)
+    inputs["code"] = dependencies.code_stats()
+    return _digest(inputs)

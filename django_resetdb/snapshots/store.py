@@ -1,0 +1,543 @@
+"""The snapshot store: names, listing, finding, keeping and dropping snapshots, and the Sweeper."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections
+
+from django_resetdb import (
+    __version__,
+    clock,
+    dependencies,
+    guard,
+    postgres,
+    seeding,
+)
+from django_resetdb.conf import SETTING_NAME, get_settings
+from django_resetdb.exceptions import ResetError
+from django_resetdb.output import Log, one_line
+from django_resetdb.progress import NO_PROGRESS, Progress
+from django_resetdb.regenerate import RegenerationPlan
+from django_resetdb.snapshots.fingerprint import fingerprint, quick_key
+
+PREFIX = "resetdb_snap_"
+
+
+SWAP = "resetdb_swap_"
+
+
+# PostgreSQL keeps the first NAMEDATALEN - 1 bytes of a name.
+NAME_BYTES = 63
+
+
+# Random hex digits that end a replaced database's name.
+REPLACED_SUFFIX = 8
+
+
+REPLACED_END = re.compile(f"[0-9a-f]{{{REPLACED_SUFFIX}}}")
+
+
+class NotRestorable(Exception):
+    """The snapshot cannot be used this time; the reset goes the normal way."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    name: str
+    target: str
+    fingerprint: str
+    created: str
+    used: str  # when a reset last restored it (or made it)
+    quick: str  # its quick key, see quick_key()
+    tables: int
+    rows: int
+    size: int
+    data: dict[str, Any]  # its comment, as stored
+
+    @classmethod
+    def parse(cls, name: str, comment: str | None, size: int) -> Snapshot | None:
+        try:
+            data = json.loads(comment or "")
+            return cls(
+                name,
+                str(data["target"]),
+                str(data["fingerprint"]),
+                str(data["created"]),
+                str(data.get("used", data["created"])),
+                str(data.get("quick", "")),
+                int(data["tables"]),
+                int(data["rows"]),
+                size,
+                data,
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    @property
+    def kept_on(self) -> str:
+        """When it was kept, to the second, as the listings show it."""
+        return self.created[:19].replace("T", " ")
+
+    def stale(self) -> str:
+        """What the seeds read that differs now (see dependencies.Reads), or "": a
+        snapshot whose seeds' reads are not known is stale too."""
+        reads = dependencies.Reads.from_json(self.data.get("reads"))
+        if reads is None:
+            return "what the seeds read when it was kept is not known"
+        return reads.changed()
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}  {self.kept_on}  {self.size / 2**20:.0f} MB  "
+            f"{self.tables} table(s), {self.rows} row(s) seeded"
+        )
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _stale(snapshots: Sequence[Snapshot], spare: set[str], room: int = 0) -> list[Snapshot]:
+    """The snapshots beyond ``SNAPSHOTS`` (less ``room`` for ones about to be kept),
+    least recently used first, but ``spare``."""
+    by_use = sorted(snapshots, key=lambda s: (s.used, s.name), reverse=True)
+    keep = max(0, get_settings().snapshots - room)
+    return [s for s in by_use[keep:] if s.name not in spare]
+
+
+@dataclass
+class SnapshotPlan:
+    alias: str
+    target: str
+    fingerprint: str
+    existing: Snapshot | None
+    unusable: str = ""  # why the cache is off this time, or ""
+    quick: str = ""  # found by its quick key, without planning the migrations
+
+    @property
+    def name(self) -> str:
+        return snapshot_name(self.target, self.fingerprint)
+
+
+def _fitted(prefix: str, target: str, digest: str, reserved: int = 0) -> str:
+    """``prefix``, as much of ``target`` as fits, and ``digest``: a name PostgreSQL keeps
+    whole (it cuts names at ``NAME_BYTES`` bytes), ``reserved`` bytes left for a suffix.
+    The target is cut by bytes, never inside a character; the digest is never cut."""
+    room = NAME_BYTES - len(prefix.encode()) - 1 - len(digest) - reserved
+    part = target.encode()[: max(room, 0)].decode("utf-8", "ignore")
+    return f"{prefix}{part}_{digest}"
+
+
+def snapshot_name(target: str, fingerprint: str) -> str:
+    """The target's name (as much of it as fits), then a digest of the target and the
+    fingerprint: on a shared server the name says whose it is, and two fingerprints
+    never share one."""
+    digest = hashlib.sha256(f"{target}\0{fingerprint}".encode()).hexdigest()
+    return _fitted(PREFIX, target, digest[:24])
+
+
+def _target_digest(target: str) -> str:
+    return hashlib.sha256(target.encode()).hexdigest()[:16]
+
+
+def swap_names(target: str) -> tuple[str, str]:
+    """The copy's name while it is made, and the prefix of the replaced databases' (a
+    replaced database's name ends with ``REPLACED_SUFFIX`` random hex digits, so that
+    a run right after another never reuses one)."""
+    digest = _target_digest(target)
+    return (
+        _fitted(f"{SWAP}new_", target, digest),
+        _fitted(f"{SWAP}old_", target, digest, 1 + REPLACED_SUFFIX) + "_",
+    )
+
+
+def keep_name(target: str) -> str:
+    """A snapshot's name while it is copied and marked: one that names its target, so
+    that a copy left by a killed run is known for whose it is (a snapshot's own name
+    does not tell)."""
+    return _fitted(f"{SWAP}keep_", target, _target_digest(target))
+
+
+def _legacy_names(target: str) -> tuple[str, str, str]:
+    """The names earlier versions gave the copy in the making, the replaced databases
+    (a prefix) and the snapshot being kept, from a digest of the target alone: what
+    they left is still listed and dropped."""
+    digest = hashlib.sha256(target.encode()).hexdigest()[:20]
+    return f"{SWAP}new_{digest}", f"{SWAP}old_{digest}_", f"{SWAP}keep_{digest}"
+
+
+def _half_made_names(target: str) -> list[str]:
+    new, _, keeping = _legacy_names(target)
+    return [swap_names(target)[0], keep_name(target), new, keeping]
+
+
+def _replaced_prefixes(target: str) -> list[str]:
+    return [swap_names(target)[1], _legacy_names(target)[1]]
+
+
+def _is_replaced(name: str, target: str) -> bool:
+    """Whether ``name`` is one a swap of ``target`` gave the database it replaced."""
+    return any(
+        name.startswith(prefix) and REPLACED_END.fullmatch(name[len(prefix) :]) is not None
+        for prefix in _replaced_prefixes(target)
+    )
+
+
+def half_made(alias: str, target: str) -> list[str]:
+    """The databases that runs killed half-way left for ``target``: a restore's or a
+    build's new database, a snapshot being kept."""
+    names = _half_made_names(target)
+    with maintenance_cursor(alias) as cursor:
+        rows = postgres.databases_like(cursor, SWAP)
+    return [name for name, _, _ in rows if name in names]
+
+
+def replaced(alias: str, target: str) -> list[tuple[str, int]]:
+    """The databases restores and swaps of ``target`` replaced, not dropped yet (their
+    background drop failed, or is still going), with their sizes: the next run drops
+    them."""
+    with maintenance_cursor(alias) as cursor:
+        rows = [
+            row
+            for prefix in _replaced_prefixes(target)
+            for row in postgres.databases_like(cursor, prefix, sizes=True)
+        ]
+    return [(name, size) for name, _, size in rows if _is_replaced(name, target)]
+
+
+class Sweeper(threading.Thread):
+    """Drops, in the background, what earlier runs left to drop: the databases restores
+    replaced whose own drop failed (see :func:`background.drop_later`) and the snapshots
+    beyond ``SNAPSHOTS`` (least recently used first).
+
+    A rebuild does not wait for a database's removal (on PostgreSQL 15+ ``DROP
+    DATABASE`` forces a checkpoint, which right after a rebuild has much to write); the
+    next run drops them while it plans, before it writes much itself.
+    ``spare`` names a snapshot this run is about to restore; ``room`` makes room for
+    one it is about to keep. Without ``snapshots`` (the cache is off this time) the
+    snapshots are left as they are. What a run killed half-way left is dropped too,
+    unless a run is making it now.
+    """
+
+    def __init__(
+        self,
+        alias: str,
+        target: str,
+        spare: set[str] | None = None,
+        room: int = 0,
+        *,
+        snapshots: bool = True,
+    ) -> None:
+        super().__init__(name="django_resetdb sweeper", daemon=True)
+        self.alias, self.target = alias, target
+        self.spare = spare or set()
+        self.room = room
+        self.snapshots = snapshots
+        self.dropped: list[str] = []
+        self.error = ""
+
+    def run(self) -> None:
+        try:
+            # A connection of this thread's own: Django's may not cross threads.
+            with maintenance_cursor(self.alias) as cursor:
+                left = _half_made_names(self.target)
+                with postgres.database_name_free(cursor, self.target) as free:
+                    # Listed before anything is dropped: a swap this run makes meanwhile
+                    # drops what it replaced itself.
+                    rows = postgres.databases_like(cursor, SWAP)
+                    for name, _, _ in rows if free else []:
+                        if name in left:
+                            postgres.run_on(cursor, [postgres.drop_database_sql(name)])
+                            self.dropped.append(name)
+                # An earlier run's background drop may be at them too: dropping is
+                # idempotent.
+                names = [name for name, _, _ in rows if _is_replaced(name, self.target)]
+                kept = [
+                    snapshot
+                    for snapshot in (
+                        Snapshot.parse(name, comment, size)
+                        for name, comment, size in postgres.databases_like(
+                            cursor, PREFIX, closed=True
+                        )
+                    )
+                    if snapshot is not None and snapshot.target == self.target
+                ]
+                if self.snapshots:
+                    names += [s.name for s in _stale(kept, self.spare, self.room)]
+                for name in names:
+                    postgres.run_on(cursor, [postgres.drop_database_sql(name)])
+                    self.dropped.append(name)
+        except Exception as exc:
+            self.error = one_line(exc)
+
+    def finish(self, log: Log) -> float:
+        """Wait for the drops to end; return the seconds waited, and say so when any."""
+        waited = 0.0
+        if self.is_alive():
+            step = time.monotonic()
+            self.join()
+            waited = time.monotonic() - step
+            level = 1 if waited >= clock.WAIT_SHOWN else 2
+            log(f"  snapshot    waited {waited:.2f} s for {self._what()} to be dropped", level)
+        for name in self.dropped:
+            log(f"  dropped {name}, left by an earlier run", 2)
+        if self.error:
+            log(f"  could not drop what an earlier run left: {self.error}", 0)
+        return waited
+
+    def _what(self) -> str:
+        if len(self.dropped) == 1:
+            return "the earlier database"
+        if self.dropped:
+            return f"{len(self.dropped)} earlier databases"
+        return "what earlier runs left"
+
+
+@contextlib.contextmanager
+def maintenance_cursor(alias: str) -> Iterator[Any]:
+    """A cursor on the server's maintenance database, in autocommit, as Django opens it
+    to create test databases."""
+    with postgres.maintenance_cursor(connections[alias]) as cursor:
+        yield cursor
+
+
+def plan_snapshot(
+    target: guard.Target,
+    migrations: RegenerationPlan | None,
+    seeds: Sequence[seeding.Seed] | None,
+    *,
+    several: bool,
+) -> SnapshotPlan | None:
+    """Whether a snapshot can be restored or kept for ``target``; None when the cache is
+    off (``SNAPSHOTS = 0``)."""
+    if get_settings().snapshots == 0:
+        return None
+    alias = target.alias
+    plan = SnapshotPlan(alias, target.database, "", None)
+    if several:
+        plan.unusable = "not used when several databases are reset together"
+    else:
+        plan.unusable = _role_problem(target)
+    if not plan.unusable:
+        refresh(plan, target, migrations, seeds)
+        if not plan.unusable:
+            plan.existing = find(alias, target.database, plan.fingerprint)
+    return plan
+
+
+def find_quick(target: guard.Target, seeds: Sequence[seeding.Seed] | None) -> SnapshotPlan | None:
+    """The snapshot whose quick key is this run's, if the cache is usable: then the
+    migrations need no planning. None otherwise."""
+    if get_settings().snapshots == 0 or _role_problem(target):
+        return None
+    lost, context = postgres.whole_database_context(connections[target.alias], target.schemas)
+    if lost:
+        return None
+    key = quick_key(target, context, seeds)
+    found = [s for s in listed(target.alias, target.database) if s.quick == key and not s.stale()]
+    if not found:
+        plan = SnapshotPlan(target.alias, target.database, "", None)
+        plan.quick = key
+        return plan
+    snapshot = found[-1]
+    return SnapshotPlan(target.alias, target.database, snapshot.fingerprint, snapshot, "", key)
+
+
+def _role_problem(target: guard.Target) -> str:
+    """Why the role cannot create, rename and drop databases for ``target``, or ""."""
+    abilities = postgres.capabilities(connections[target.alias])
+    if not (abilities.superuser or abilities.create_database):
+        return f"role {abilities.current_user!r} cannot create databases (CREATEDB)"
+    if not (abilities.superuser or abilities.owns_database):
+        return f"role {abilities.current_user!r} does not own database {target.database!r}"
+    return ""
+
+
+def refresh(
+    plan: SnapshotPlan,
+    target: guard.Target,
+    migrations: RegenerationPlan | None,
+    seeds: Sequence[seeding.Seed] | None,
+    *,
+    quick: bool = False,
+) -> None:
+    """Work out the fingerprint from the database as it is now.
+
+    Before a reset it is the key to look for; after a rebuild, the key the snapshot is
+    kept under. They differ when the reset itself changes the database around the
+    schemas (its first run creates the extensions the migrations ask for): a snapshot is
+    found by the next reset of a database that looks like the one it was taken of.
+    """
+    lost, context = postgres.whole_database_context(connections[plan.alias], target.schemas)
+    plan.fingerprint = fingerprint(plan.alias, target, context, migrations, seeds)
+    regenerating = migrations is not None
+    plan.quick = quick_key(target, context, seeds, regenerating=regenerating) if quick else ""
+    plan.existing = None
+    if lost:
+        plan.unusable = (
+            f"a copy of the whole database would also bring back {', '.join(lost)} outside "
+            f"{SETTING_NAME}['SCHEMAS']"
+        )
+
+
+def listed(alias: str, target: str | None = None, *, sizes: bool = False) -> list[Snapshot]:
+    """The snapshots on ``alias``'s server (of database ``target``), oldest first;
+    ``size`` is 0 unless ``sizes``."""
+    with maintenance_cursor(alias) as cursor:
+        # A database someone opened to connections is not left as the tool leaves its
+        # snapshots, whatever its name and comment say: it is not listed nor dropped.
+        rows = postgres.databases_like(cursor, PREFIX, sizes=sizes, closed=True)
+    found = [Snapshot.parse(name, comment, size) for name, comment, size in rows]
+    return sorted(
+        (s for s in found if s is not None and (target is None or s.target == target)),
+        key=lambda s: (s.created, s.name),
+    )
+
+
+def mark_used(alias: str, snapshot: Snapshot, quick: str) -> None:
+    """Record that a reset restored ``snapshot`` now (the least recently used go first),
+    and the quick key it was restored for."""
+    comment = json.dumps({**snapshot.data, "used": _now(), "quick": quick or snapshot.quick})
+    with maintenance_cursor(alias) as cursor:
+        postgres.run_on(cursor, [postgres.comment_on_database_sql(snapshot.name, comment)])
+
+
+def find(alias: str, target: str, fingerprint: str) -> Snapshot | None:
+    """The snapshot kept under ``fingerprint``, unless what its seeds read has changed
+    since (a rebuild then keeps a new one in its place)."""
+    name = snapshot_name(target, fingerprint)
+    return next(
+        (
+            s
+            for s in listed(alias, target)
+            if s.name == name and s.fingerprint == fingerprint and not s.stale()
+        ),
+        None,
+    )
+
+
+@contextlib.contextmanager
+def connected_to(alias: str, database: str) -> Iterator[None]:
+    """``alias``'s connection pointed at ``database`` while inside, then back."""
+    with postgres.pointed_at(connections[alias], database):
+        yield
+
+
+def keep(
+    plan: SnapshotPlan,
+    *,
+    tables: int,
+    rows: int,
+    quick: str,
+    log: Callable[[str, int], None],
+    reads: dependencies.Reads | None = None,
+    progress: Progress = NO_PROGRESS,
+) -> tuple[float, int]:
+    """Copy the target database, just reset, into a snapshot. Returns the seconds and
+    how many snapshots are now beyond ``SNAPSHOTS``, for the next run to drop. Raises
+    :class:`ResetError` when the copy cannot be made (the reset itself is done).
+    ``progress`` shows the seconds the copy has taken so far."""
+    started = time.monotonic()
+    alias, target = plan.alias, plan.target
+    connections[alias].close()
+    comment = json.dumps(
+        {
+            "django_resetdb": __version__,
+            "target": target,
+            "fingerprint": plan.fingerprint,
+            "created": _now(),
+            "tables": tables,
+            "rows": rows,
+            "quick": quick,
+            # Checked again before a restore: the seeds may read them again.
+            "reads": (reads or dependencies.Reads()).as_json(),
+        }
+    )
+    with maintenance_cursor(alias) as cursor:
+        postgres.lock_database_name(cursor, target, get_settings().lock_timeout)
+        current_user = postgres.current_user(cursor)
+        # Copied and marked under a name of the target's, then renamed: a run killed
+        # before the mark would leave a full copy that no listing could tell was ours.
+        staging = keep_name(target)
+        try:
+            copy = postgres.create_database_sql(staging, target, current_user)
+            with progress.seconds("  snapshot    copying the database to keep a snapshot:"):
+                postgres.run_on(cursor, [postgres.drop_database_sql(staging), copy])
+        except Exception as exc:
+            raise ResetError(one_line(exc)) from exc
+        postgres.run_on(cursor, postgres.snapshot_marks_sql(staging, comment))
+        postgres.run_on(
+            cursor,
+            [
+                postgres.drop_database_sql(plan.name),
+                postgres.rename_database_sql(staging, plan.name),
+            ],
+        )
+    # The oldest beyond SNAPSHOTS are dropped by the next run, in the background.
+    return time.monotonic() - started, len(_stale(listed(alias, target), {plan.name}))
+
+
+def drop(alias: str, name: str) -> None:
+    if not name.startswith(PREFIX):
+        raise ResetError(f"{name!r} is not a snapshot of django_resetdb.")
+    with maintenance_cursor(alias) as cursor:
+        postgres.run_on(cursor, [postgres.drop_database_sql(name)])
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What ``resetdb --list-snapshots`` shows for one database."""
+
+    alias: str
+    database: str
+    kept: list[Snapshot]
+    half_made: list[str]
+    replaced: list[tuple[str, int]]  # name, size in bytes
+
+    @property
+    def size(self) -> int:
+        return sum(s.size for s in self.kept)
+
+
+def _gated(aliases: Sequence[str], command: str) -> Iterator[tuple[str, str]]:
+    """Each alias and its database, once every alias is known to be PostgreSQL."""
+    for alias in aliases:  # before any alias is touched
+        guard.check_postgresql(alias, command)
+    for alias in aliases:
+        # They touch only the tool's own copies: HOSTS is the only gate.
+        yield alias, guard.check_server(alias, command).database
+
+
+def list_all(aliases: Sequence[str]) -> Iterator[Listing]:
+    """The snapshots of each alias's database, with sizes, and what the next run drops."""
+    for alias, database in _gated(aliases, "resetdb --list-snapshots"):
+        yield Listing(
+            alias,
+            database,
+            listed(alias, database, sizes=True),
+            half_made(alias, database),
+            replaced(alias, database),
+        )
+
+
+def drop_all(aliases: Sequence[str], log: Log) -> Iterator[tuple[str, str, int]]:
+    """Drop every snapshot of each alias's database, and what earlier runs left; yields
+    the alias, its database and the number of snapshots dropped."""
+    for alias, database in _gated(aliases, "resetdb --drop-snapshots"):
+        found = listed(alias, database)
+        for snapshot in found:
+            drop(alias, snapshot.name)
+        sweeper = Sweeper(alias, database)
+        sweeper.run()
+        sweeper.finish(log)
+        yield alias, database, len(found)
