@@ -109,6 +109,7 @@ from django_resetdb.postgres.statements import (
     reset_lock_sql,
     runs_after_rows,
     snapshot_marks_sql,
+    swap_sql,
 )
 from django_resetdb.postgres.values import (
     ADVISORY_LOCK_KEY,
@@ -227,6 +228,7 @@ __all__ = [
     "set_lock_timeout",
     "snapshot_marks_sql",
     "swap_databases",
+    "swap_sql",
     "terminate_idle_on",
     "terminate_on",
     "terminate_sessions",

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import sql
 
-from django_resetdb.postgres.connections import _rows
+from django_resetdb.postgres.connections import Where, _rows
 from django_resetdb.postgres.values import (
     PROTECTED_SETTING,
     AclItem,
@@ -49,22 +49,21 @@ def _markers(rows: Sequence[Any]) -> list[StoredSetting]:
     return markers
 
 
-def protected_markers(connection: BaseDatabaseWrapper) -> list[StoredSetting]:
-    """The ``django_resetdb.protected`` values stored for this database, for the roles the
-    session logged in as and acts as, and for both together.
+def protected_markers(where: Where, database: str | None = None) -> list[StoredSetting]:
+    """The ``django_resetdb.protected`` values stored for the session's database, for the
+    roles the session logged in as and acts as, and for both together.
 
     Read from pg_db_role_setting, not current_setting(): the client chooses the session's
     value (``options=-c ...``, PGOPTIONS, SET) and would switch the DBA's marker off.
+    With ``database``, read on another database's session (the maintenance database's)
+    for database ``database``: for one that does not exist yet, only those stored for the
+    roles in every database (``ALTER ROLE ... SET``, ``ALTER ROLE ALL SET``) apply.
     """
-    return _markers(_rows(connection, _MARKERS, [None]))
+    return _markers(_rows(where, _MARKERS, [database]))
 
 
-def protected_markers_for(cursor: Any, database: str) -> list[StoredSetting]:
-    """The same, read on another database's session (the maintenance database's) for
-    database ``database``: for one that does not exist yet, only those stored for the
-    roles in every database (``ALTER ROLE ... SET``, ``ALTER ROLE ALL SET``) apply."""
-    cursor.execute(_MARKERS, [database])
-    return _markers(cursor.fetchall())
+# The name the calls on a cursor of the maintenance database use, naming the database.
+protected_markers_for = protected_markers
 
 
 def existing_schemas(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> set[str]:
@@ -102,11 +101,11 @@ def count_rows(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> int:
     return int(count)
 
 
-def _acl_items(connection: BaseDatabaseWrapper, catalog: str, oid: int) -> list[AclItem]:
+def _acl_items(where: Where, catalog: str, oid: int) -> list[AclItem]:
     """The items of the ACL of row ``oid`` of ``catalog``, in the ACL's own order."""
-    column = {"pg_namespace": "nspacl", "pg_default_acl": "defaclacl"}[catalog]
+    column = {"pg_namespace": "nspacl", "pg_default_acl": "defaclacl", "pg_database": "datacl"}
     rows = _rows(
-        connection,
+        where,
         sql.SQL(
             "SELECT pg_get_userbyid(a.grantor), "
             "CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, "
@@ -114,7 +113,7 @@ def _acl_items(connection: BaseDatabaseWrapper, catalog: str, oid: int) -> list[
             "FROM {} x, aclexplode(x.{}) WITH ORDINALITY "
             "AS a(grantor, grantee, privilege_type, is_grantable, position) "
             "WHERE x.oid = %s ORDER BY a.position"
-        ).format(sql.Identifier(catalog), sql.Identifier(column)),
+        ).format(sql.Identifier(catalog), sql.Identifier(column[catalog])),
         [oid],
     )
     return [AclItem(*row) for row in rows]
@@ -215,10 +214,12 @@ def extensions_not_creatable(
     return [e for e in wanted if e.name in missing]
 
 
-def database_properties(cursor: Any, name: str) -> DatabaseProperties:
+def database_properties(where: Where, name: str) -> DatabaseProperties:
     # The locale columns differ between versions (datlocprovider and daticulocale from
     # 15, datlocale from 17): read them from the row as JSON, where a missing one is null.
-    cursor.execute(
+    (oid, owner, encoding, collate, ctype, tablespace, limit, provider, icu, acl,
+     comment) = _rows(
+        where,
         "SELECT d.oid, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), "
         "d.datcollate, d.datctype, t.spcname, d.datconnlimit, "
         "coalesce(to_jsonb(d) ->> 'datlocprovider', 'c'), "
@@ -227,52 +228,40 @@ def database_properties(cursor: Any, name: str) -> DatabaseProperties:
         "FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace "
         "WHERE d.datname = %s",
         [name],
-    )
-    (oid, owner, encoding, collate, ctype, tablespace, limit, provider, icu, acl,
-     comment) = cursor.fetchone()  # fmt: skip
-    cursor.execute(
-        "SELECT pg_get_userbyid(a.grantor), "
-        "CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, "
-        "a.privilege_type, a.is_grantable "
-        "FROM pg_database d, aclexplode(d.datacl) WITH ORDINALITY "
-        "AS a(grantor, grantee, privilege_type, is_grantable, position) "
-        "WHERE d.oid = %s ORDER BY a.position",
-        [oid],
-    )
-    items = tuple(AclItem(*row) for row in cursor.fetchall())
-    cursor.execute(
+    )[0]  # fmt: skip
+    items = tuple(_acl_items(where, "pg_database", oid))
+    rows = _rows(
+        where,
         "SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE pg_get_userbyid(s.setrole) END, "
         "s.setconfig FROM pg_db_role_setting s WHERE s.setdatabase = %s ORDER BY 1 NULLS FIRST",
         [oid],
     )
-    settings = tuple((role, tuple(sorted(config))) for role, config in cursor.fetchall())
+    settings = tuple((role, tuple(sorted(config))) for role, config in rows)
     return DatabaseProperties(
         owner, encoding, collate, ctype, tablespace, int(limit), provider, icu,
         None if acl is None else tuple(acl), items, comment, settings,
     )  # fmt: skip
 
 
-def database_encoding(cursor: Any, name: str) -> str | None:
+def database_encoding(where: Where, name: str) -> str | None:
     """The encoding of database ``name``; None when there is no such database."""
-    cursor.execute(
-        "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = %s", [name]
+    rows = _rows(
+        where, "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = %s", [name]
     )
-    row = cursor.fetchone()
-    return None if row is None else str(row[0])
+    return str(rows[0][0]) if rows else None
 
 
-def database_exists(cursor: Any, name: str) -> bool:
-    cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)", [name])
-    (exists,) = cursor.fetchone()
-    return bool(exists)
+def database_exists(where: Where, name: str) -> bool:
+    rows = _rows(where, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)", [name])
+    return bool(rows[0][0])
 
 
-def creator(cursor: Any) -> Creator:
-    cursor.execute(
+def creator(where: Where) -> Creator:
+    (user, superuser, createdb, database) = _rows(
+        where,
         "SELECT current_user, r.rolsuper, r.rolcreatedb, current_database() "
-        "FROM pg_roles r WHERE r.rolname = current_user"
-    )
-    (user, superuser, createdb, database) = cursor.fetchone()
+        "FROM pg_roles r WHERE r.rolname = current_user",
+    )[0]
     return Creator(user, bool(superuser), bool(createdb), database)
 
 
@@ -300,12 +289,13 @@ def lock_estimate(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> tu
 
 
 def databases_like(
-    cursor: Any, prefix: str, *, sizes: bool = False, closed: bool = False
+    where: Where, prefix: str, *, sizes: bool = False, closed: bool = False
 ) -> list[tuple[str, str | None, int]]:
     """Name, comment and (with ``sizes``; it reads every file's size) size of the
     databases whose name starts with ``prefix``; with ``closed``, only those closed to
     connections (as the tool leaves its snapshots)."""
-    cursor.execute(
+    rows = _rows(
+        where,
         "SELECT datname, shobj_description(oid, 'pg_database'), "
         "CASE WHEN %s THEN pg_database_size(oid) ELSE 0 END "
         "FROM pg_database WHERE starts_with(datname, %s) AND (NOT %s OR NOT datallowconn) "
@@ -313,7 +303,7 @@ def databases_like(
         [sizes, prefix, closed],
     )
     # NULL for a database dropped while the sizes were read (a background drop).
-    return [(name, comment, int(size or 0)) for name, comment, size in cursor.fetchall()]
+    return [(name, comment, int(size or 0)) for name, comment, size in rows]
 
 
 def capabilities(connection: BaseDatabaseWrapper) -> Capabilities:
@@ -385,8 +375,6 @@ def whole_database_context(
     return lost, [list(row) for row in context]
 
 
-def current_user(cursor: Any) -> str:
-    """The role the cursor's session acts as."""
-    cursor.execute("SELECT current_user")
-    (user,) = cursor.fetchone()
-    return str(user)
+def current_user(where: Where) -> str:
+    """The role the session acts as."""
+    return str(_rows(where, "SELECT current_user")[0][0])

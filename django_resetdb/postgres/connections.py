@@ -4,46 +4,77 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from django.db.backends.base.base import NO_DB_ALIAS, BaseDatabaseWrapper
 from psycopg import sql
 
 from django_resetdb.postgres.values import ConnectionTarget
 
-
-def _run(connection: BaseDatabaseWrapper, statement: sql.Composable) -> None:
-    raw = connection.connection
-    assert raw is not None
-    with connection.cursor() as cursor:
-        cursor.execute(statement.as_string(raw))
+# Where the layer's reads and statements go: a Django connection (a cursor of its own is
+# opened) or a cursor already open (Django's, on the maintenance database say).
+Where: TypeAlias = BaseDatabaseWrapper | Any
 
 
-def _rows(
-    connection: BaseDatabaseWrapper, query: str | sql.Composable, params: Sequence[Any] = ()
-) -> list[Any]:
-    if isinstance(query, sql.Composable):
-        query = render(connection, query)
-    with connection.cursor() as cursor:
+@contextlib.contextmanager
+def _cursor(where: Where) -> Iterator[Any]:
+    if isinstance(where, BaseDatabaseWrapper):
+        with where.cursor() as cursor:
+            yield cursor
+    else:
+        yield where
+
+
+def _raw(where: Where) -> Any:
+    """The psycopg connection of ``where``, connecting a Django connection first."""
+    if isinstance(where, BaseDatabaseWrapper):
+        where.ensure_connection()
+        raw = where.connection
+        assert raw is not None
+        return raw
+    return where.connection
+
+
+def execute(where: Where, statements: Sequence[sql.Composable]) -> None:
+    """Run ``statements``, one after the other, on a Django connection or a cursor."""
+    with _cursor(where) as cursor:
+        for statement in statements:
+            cursor.execute(statement.as_string(cursor.connection))
+
+
+# The name the calls on a cursor of the maintenance database use.
+run_on = execute
+
+
+def _run(where: Where, statement: sql.Composable) -> None:
+    execute(where, [statement])
+
+
+def _rows(where: Where, query: str | sql.Composable, params: Sequence[Any] = ()) -> list[Any]:
+    with _cursor(where) as cursor:
+        if isinstance(query, sql.Composable):
+            query = query.as_string(cursor.connection)
         cursor.execute(query, params)
         return list(cursor.fetchall())
 
 
-def connection_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
-    """Where the connection really goes (after service files, PGHOST and the like)."""
-    connection.ensure_connection()
-    raw = connection.connection
-    assert raw is not None
-    info = raw.info
+def connection_target(where: Where, database: str | None = None) -> ConnectionTarget:
+    """Where a connection, or a cursor's, really goes (after service files, PGHOST and the
+    like); for ``database`` on the same server when given, else for its own database."""
+    info = _raw(where).info
     return ConnectionTarget(
         host=info.host,
         port=info.port,
-        database=info.dbname,
+        database=info.dbname if database is None else database,
         user=info.user,
         # The address libpq really reached, whatever the name said (hostaddr,
         # PGHOSTADDR, a service file); "" over a Unix socket.
         address=info.hostaddr,
     )
+
+
+# The name the calls on a cursor of the maintenance database use, naming the database.
+cursor_target = connection_target
 
 
 @contextlib.contextmanager
@@ -78,17 +109,9 @@ def server_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
         return cursor_target(cursor, str(connection.settings_dict["NAME"]))
 
 
-def render(connection: BaseDatabaseWrapper, statement: sql.Composable) -> str:
+def render(where: Where, statement: sql.Composable) -> str:
     """``statement`` as the text PostgreSQL would receive (for ``--dry-run``)."""
-    connection.ensure_connection()
-    raw = connection.connection
-    assert raw is not None
-    return statement.as_string(raw)
-
-
-def execute(connection: BaseDatabaseWrapper, statements: Sequence[sql.Composable]) -> None:
-    for statement in statements:
-        _run(connection, statement)
+    return statement.as_string(_raw(where))
 
 
 # Statements sent to PostgreSQL in one round trip each.
@@ -103,15 +126,6 @@ def execute_batches(connection: BaseDatabaseWrapper, statements: Sequence[str]) 
                                       statements[start : start + BATCH]))  # fmt: skip
 
 
-def cursor_target(cursor: Any, database: str) -> ConnectionTarget:
-    """Where a cursor's connection really goes, as :func:`connection_target` says it,
-    for database ``database`` on the same server."""
-    info = cursor.connection.info
-    return ConnectionTarget(
-        host=info.host, port=info.port, database=database, user=info.user, address=info.hostaddr
-    )
-
-
 def connection_parameters(connection: Any) -> dict[str, str]:
     """What the psycopg ``connection`` was opened with, its password included: for
     another process to open one to the same server, as the same role."""
@@ -121,14 +135,8 @@ def connection_parameters(connection: Any) -> dict[str, str]:
     return params
 
 
-def run_on(cursor: Any, statements: Sequence[sql.Composable]) -> None:
-    """Run ``statements`` on a cursor of the maintenance database."""
-    for statement in statements:
-        cursor.execute(statement.as_string(cursor.connection))
-
-
-def backend_pid(connection: BaseDatabaseWrapper) -> int:
-    return int(_rows(connection, "SELECT pg_backend_pid()")[0][0])
+def backend_pid(where: Where) -> int:
+    return int(_rows(where, "SELECT pg_backend_pid()")[0][0])
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from psycopg import errors, sql
 
 from django_resetdb.postgres.connections import run_on
 from django_resetdb.postgres.failures import _caused_by
-from django_resetdb.postgres.statements import drop_database_sql
+from django_resetdb.postgres.statements import drop_database_sql, lock_timeout_sql
 from django_resetdb.postgres.values import BEGIN_SQL, COMMIT_SQL, ROLLBACK_SQL
 
 
@@ -25,8 +25,7 @@ def drop_database_over(params: dict[str, str], name: str, lock_seconds: float) -
     # A server that does not answer must not keep the process waiting for good.
     conninfo = psycopg.conninfo.make_conninfo(**{"connect_timeout": "10", **params})
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        milliseconds = max(1, round(lock_seconds * 1000))
-        conn.execute("SELECT set_config('lock_timeout', %s, false)", [f"{milliseconds}ms"])
+        conn.execute(lock_timeout_sql(lock_seconds, local=False).as_string(conn))
         conn.execute(drop_database_sql(name).as_string(conn))
 
 

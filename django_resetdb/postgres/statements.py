@@ -21,10 +21,12 @@ from django_resetdb.postgres.values import (
 )
 
 
-def lock_timeout_sql(seconds: float) -> sql.Composable:
+def lock_timeout_sql(seconds: float, *, local: bool = True) -> sql.Composable:
+    """Bound every lock wait to ``seconds``: of the current transaction when ``local``,
+    else of the session."""
     milliseconds = max(1, round(seconds * 1000))
-    return sql.SQL("SELECT set_config('lock_timeout', {}, true)").format(
-        sql.Literal(f"{milliseconds}ms")
+    return sql.SQL("SELECT set_config('lock_timeout', {}, {})").format(
+        sql.Literal(f"{milliseconds}ms"), sql.SQL("true" if local else "false")
     )
 
 
@@ -51,17 +53,14 @@ def create_schema_sql(state: SchemaState, current_user: str) -> list[sql.Composa
         statements.append(
             sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(schema, sql.Identifier(state.owner))
         )
-        by_grantor: dict[str, list[AclItem]] = {}
-        for item in state.acl_items:
-            by_grantor.setdefault(item.grantor, []).append(item)
-        # The owner's grants first: other grantors hold their grant option from them.
-        for grantor in sorted(by_grantor, key=lambda g: g != state.owner):
-            on_schema = sql.SQL("SCHEMA {}").format(schema)
-            if grantor != state.owner:
-                statements.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(grantor)))
-            statements += _grants(on_schema, by_grantor[grantor])
-            if grantor != state.owner:
-                statements.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(current_user)))
+        statements += _grants_by_grantor(
+            sql.SQL("SCHEMA {}").format(schema),
+            state.acl_items,
+            owner=state.owner,
+            acting=state.owner,
+            become=sql.SQL("SET LOCAL ROLE {}"),
+            back=sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(current_user)),
+        )
     if state.comment is not None:
         statements.append(
             sql.SQL("COMMENT ON SCHEMA {} IS {}").format(schema, sql.Literal(state.comment))
@@ -104,6 +103,32 @@ def _grants(
         )
         for (grantee, grantable), privs in groups.items()
     ]
+
+
+def _grants_by_grantor(
+    on_object: sql.Composable,
+    items: Sequence[AclItem],
+    *,
+    owner: str,
+    acting: str,
+    become: sql.SQL,
+    back: sql.Composable,
+) -> list[sql.Composable]:
+    """The grants of ``items``, each made by its original grantor: the owner's first
+    (other grantors hold their grant option from them), each other grantor's between
+    ``become`` (a ``SET ROLE``, formatted with the grantor) and ``back``. The grants of
+    ``acting`` (the role the statements run as, or one it acts for) need no switch."""
+    by_grantor: dict[str, list[AclItem]] = {}
+    for item in items:
+        by_grantor.setdefault(item.grantor, []).append(item)
+    statements: list[sql.Composable] = []
+    for grantor in sorted(by_grantor, key=lambda g: g != owner):
+        if grantor != acting:
+            statements.append(become.format(sql.Identifier(grantor)))
+        statements += _grants(on_object, by_grantor[grantor])
+        if grantor != acting:
+            statements.append(back)
+    return statements
 
 
 def create_extension_sql(extension: Extension) -> sql.Composable:
@@ -178,15 +203,14 @@ def database_properties_sql(
         statements.append(
             sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(name, sql.Identifier(wanted.owner))
         )
-        by_grantor: dict[str, list[AclItem]] = {}
-        for item in wanted.acl_items:
-            by_grantor.setdefault(item.grantor, []).append(item)
-        for grantor in sorted(by_grantor, key=lambda g: g != wanted.owner):
-            if grantor != current_user:
-                statements.append(sql.SQL("SET ROLE {}").format(sql.Identifier(grantor)))
-            statements += _grants(on, by_grantor[grantor])
-            if grantor != current_user:
-                statements.append(sql.SQL("RESET ROLE"))
+        statements += _grants_by_grantor(
+            on,
+            wanted.acl_items,
+            owner=wanted.owner,
+            acting=current_user,
+            become=sql.SQL("SET ROLE {}"),
+            back=sql.SQL("RESET ROLE"),
+        )
     if wanted.comment is not None:
         statements.append(
             sql.SQL("COMMENT ON DATABASE {} IS {}").format(name, sql.Literal(wanted.comment))
@@ -286,6 +310,10 @@ def comment_on_database_sql(name: str, comment: str) -> sql.Composable:
 
 def snapshot_marks_sql(name: str, comment: str) -> list[sql.Composable]:
     """Nobody connects to a snapshot; its comment says what it is."""
+    return _closed_sql(name, comment)
+
+
+def _closed_sql(name: str, comment: str) -> list[sql.Composable]:
     return [
         sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)),
         comment_on_database_sql(name, comment),
@@ -296,9 +324,16 @@ def replaced_marks_sql(name: str, replaced: str) -> list[sql.Composable]:
     """A database a restore replaced: closed to connections until it is dropped (at
     once, in the background; by the next run if that fails)."""
     comment = f"django_resetdb: the earlier {replaced}, replaced by a restore or a swap"
+    return _closed_sql(name, comment)
+
+
+def swap_sql(target: str, new: str, old: str) -> list[sql.Composable]:
+    """The renames that swap database ``new`` in for ``target``, which becomes ``old``,
+    marked as replaced (run them in one transaction: see ``swap_databases``)."""
     return [
-        sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)),
-        sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(comment)),
+        rename_database_sql(target, old),
+        rename_database_sql(new, target),
+        *replaced_marks_sql(old, target),
     ]
 
 
