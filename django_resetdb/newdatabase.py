@@ -9,6 +9,7 @@ from typing import Any
 from django.db import connections
 
 from django_resetdb import (
+    faults,
     guard,
     postgres,
 )
@@ -105,6 +106,7 @@ def build_fresh(
         present = postgres.existing_schemas(connection, names)
         present_extensions = {e.name for e in postgres.extensions(connection)}
         current_user = postgres.privileges(connection).current_user
+        faults.reached("schema")
         postgres.execute(
             connection,
             postgres.prepare_schemas_sql(

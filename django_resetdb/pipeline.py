@@ -26,6 +26,7 @@ from django_resetdb import (
     clock,
     creating,
     dependencies,
+    faults,
     guard,
     interrupts,
     migrate_step,
@@ -208,7 +209,9 @@ class ResetResult:
         parts = "; ".join(db.summary() for db in self.databases)
         prompt = self.timings.get("prompt")
         answer = f" ({prompt:.2f} s of it waiting for the answer)" if prompt is not None else ""
-        return f"Rebuilt {parts} in {self.seconds:.2f} s{answer}."
+        summary = f"Rebuilt {parts} in {self.seconds:.2f} s{answer}."
+        faults.reached("summary")
+        return summary
 
 
 def plan_reset(
@@ -605,6 +608,8 @@ def _rebuild_all(
                 postgres.check_deferred_constraints(connections[alias])
             _committing(result)
             interrupts.defer()  # until run_plan has finished what the commit began
+        for alias in plan.aliases:
+            faults.reached("commit", alias)
     except BaseException as exc:
         # The commit failed, or never began: a Ctrl-C deferred meanwhile changes nothing.
         interrupts.resume()

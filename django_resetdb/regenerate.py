@@ -37,7 +37,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
 from django.db.migrations.writer import MigrationWriter
 
-from django_resetdb import backups
+from django_resetdb import backups, faults
 from django_resetdb.conf import get_settings, project_root
 from django_resetdb.exceptions import Refused, ResetError
 from django_resetdb.output import INTERRUPTED_EXIT_STATUS, Log, quiet, relative_path
@@ -655,6 +655,7 @@ def apply_plan(
     try:
         _write(changed, applied, log)
         verify(plan)
+        faults.reached("regeneration")
         if finish:
             backup.mark(backups.COMPLETE)
     except BaseException as exc:

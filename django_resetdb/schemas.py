@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from django_resetdb import postgres
+from django_resetdb import faults, postgres
 from django_resetdb.conf import SETTING_NAME, get_settings
 from django_resetdb.exceptions import Refused, ResetError
 from django_resetdb.identifiers import schema_name_problem
@@ -84,6 +84,7 @@ def reset_schemas(
 
         terminated = _drop(connection, alias, names, timeout, terminate_blockers, log)
 
+        faults.reached("schema")
         current_user = postgres.privileges(connection).current_user
         for state in states:
             postgres.execute(connection, postgres.create_schema_sql(state, current_user))

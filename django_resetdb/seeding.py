@@ -18,7 +18,7 @@ from django.core.management.utils import parse_apps_and_model_labels
 from django.db import IntegrityError, connections, models, transaction
 from django.utils.module_loading import import_string
 
-from django_resetdb import dependencies, guard, postgres
+from django_resetdb import dependencies, faults, guard, postgres
 from django_resetdb.conf import get_settings, project_root
 from django_resetdb.exceptions import ResetError
 from django_resetdb.fixtureload import (
@@ -228,6 +228,7 @@ def seed(
                     f"Seed {item.entry!r} failed: {str(exc).rstrip('.')}; nothing was written."
                 ) from exc
             watch.refuse(item, database)
+            faults.reached("seed", item.entry)
             report = SeedReport(item.entry, item.kind, objects, time.monotonic() - step)
             result.reports.append(report)
             log(report.line(width), 1)

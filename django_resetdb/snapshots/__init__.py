@@ -22,7 +22,7 @@ schemas; so the cache is only used when nothing is there but extensions.
 
 from __future__ import annotations
 
-from django_resetdb.snapshots.fingerprint import (
+from django_resetdb.snapshots.fingerprints import (
     ADDRESS,
     CONNECTION_KEYS,
     NEUTRAL_KEYS,

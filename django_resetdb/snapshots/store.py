@@ -19,6 +19,7 @@ from django_resetdb import (
     __version__,
     clock,
     dependencies,
+    faults,
     guard,
     postgres,
     seeding,
@@ -28,7 +29,7 @@ from django_resetdb.exceptions import ResetError
 from django_resetdb.output import Log, one_line
 from django_resetdb.progress import NO_PROGRESS, Progress
 from django_resetdb.regenerate import RegenerationPlan
-from django_resetdb.snapshots.fingerprint import fingerprint, quick_key
+from django_resetdb.snapshots.fingerprints import fingerprint, quick_key
 
 PREFIX = "resetdb_snap_"
 
@@ -475,6 +476,7 @@ def keep(
                 postgres.run_on(cursor, [postgres.drop_database_sql(staging), copy])
         except Exception as exc:
             raise ResetError(one_line(exc)) from exc
+        faults.reached("snapshot", staging)
         postgres.run_on(cursor, postgres.snapshot_marks_sql(staging, comment))
         postgres.run_on(
             cursor,
@@ -483,6 +485,7 @@ def keep(
                 postgres.rename_database_sql(staging, plan.name),
             ],
         )
+    faults.reached("kept", plan.name)
     # The oldest beyond SNAPSHOTS are dropped by the next run, in the background.
     return time.monotonic() - started, len(_stale(listed(alias, target), {plan.name}))
 

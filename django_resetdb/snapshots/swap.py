@@ -11,6 +11,7 @@ from django.db import connections
 
 from django_resetdb import (
     background,
+    faults,
     interrupts,
     postgres,
 )
@@ -209,11 +210,7 @@ def swap_in(
                 )
             with connected_to(alias, new):
                 inside()
-            swap = [
-                postgres.rename_database_sql(target, old),
-                postgres.rename_database_sql(new, target),
-                *postgres.replaced_marks_sql(old, target),
-            ]
+            swap = postgres.swap_sql(target, new, old)
             for _ in range(SWAP_ATTEMPTS):
                 # Again: sessions may have come or gone while the new database was made.
                 ending = _refuse_blockers(cursor, target, terminate_blockers)
@@ -229,6 +226,8 @@ def swap_in(
                 interrupts.defer()
                 try:
                     swapped = postgres.swap_databases(cursor, swap)
+                    if swapped:
+                        faults.reached("swap", target)
                 except BaseException:
                     interrupts.resume()  # not swapped: the error says so
                     raise
@@ -277,11 +276,7 @@ def _planned_swap(
         wanted = postgres.database_properties(cursor, target)
         current_user = postgres.current_user(cursor)
         before = [make(new, wanted), *postgres.database_properties_sql(new, wanted, current_user)]
-        swap = [
-            postgres.rename_database_sql(target, old),
-            postgres.rename_database_sql(new, target),
-            *postgres.replaced_marks_sql(old, target),
-        ]
+        swap = postgres.swap_sql(target, new, old)
         return (
             [s.as_string(cursor.connection) for s in before],
             [s.as_string(cursor.connection) for s in swap],
