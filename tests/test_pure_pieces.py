@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from django_resetdb import faults, output, pipeline
+from django_resetdb import faults, output
 from django_resetdb import regenerate as regeneration
+from django_resetdb.pipeline import report
 from django_resetdb.snapshots import fingerprints
 
 
@@ -146,18 +147,18 @@ def test_canonical_form_stops_at_a_cycle():
 
 def test_a_long_list_is_shown_one_item_a_line_under_the_first():
     line = "  keep      " + ", ".join(f"app_{n:02d}" for n in range(20))
-    lines = pipeline._one_item_per_line(line)
+    lines = report._one_item_per_line(line)
     assert lines[0] == "  keep      app_00,"
     assert lines[1] == "            app_01,"
     assert lines[-1] == "            app_19"
     assert len(lines) == 20
-    assert pipeline._one_item_per_line("  keep      a, b") == ["  keep      a, b"]
+    assert report._one_item_per_line("  keep      a, b") == ["  keep      a, b"]
 
 
 def test_a_long_create_table_is_shown_one_element_a_line_and_still_runs_as_it_was():
     columns = ", ".join(f"\"col_{n}\" varchar(20) DEFAULT 'a, b' NOT NULL" for n in range(6))
     line = f'    CREATE TABLE "t" ("id" bigint, {columns}, CHECK ("col_0" <> \'(\'));'
-    lines = pipeline._wrapped_statement(line)
+    lines = report._wrapped_statement(line)
     assert lines[0] == '    CREATE TABLE "t" ('
     assert lines[1] == '        "id" bigint,'
     assert lines[2] == "        \"col_0\" varchar(20) DEFAULT 'a, b' NOT NULL,"
@@ -168,8 +169,8 @@ def test_a_long_create_table_is_shown_one_element_a_line_and_still_runs_as_it_wa
 
 
 def test_short_statements_and_other_statements_are_shown_as_they_are():
-    assert pipeline._wrapped_statement('CREATE TABLE "t" ("id" bigint);') == [
+    assert report._wrapped_statement('CREATE TABLE "t" ("id" bigint);') == [
         'CREATE TABLE "t" ("id" bigint);'
     ]
     long_index = "CREATE INDEX " + "x" * 200
-    assert pipeline._wrapped_statement(long_index) == [long_index]
+    assert report._wrapped_statement(long_index) == [long_index]

@@ -1,0 +1,226 @@
+"""The plan of a reset: what ``resetdb`` will do to which databases, worked out before
+anything changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.apps import apps
+from django.db import router
+
+from django_resetdb import (
+    creating,
+    guard,
+    newdatabase,
+    seeding,
+    snapshots,
+)
+from django_resetdb.conf import get_settings
+from django_resetdb.exceptions import ResetError
+from django_resetdb.regenerate import (
+    RegenerationPlan,
+    plan_migrations,
+    refuse_interrupted,
+)
+
+COMMAND = "resetdb"
+
+
+@dataclass
+class ResetPlan:
+    """What a reset will do, worked out without changing anything."""
+
+    targets: list[guard.Target]
+    schemas: tuple[str, ...]
+    migrations: RegenerationPlan | None  # None: --keep-migrations
+    seeds: dict[str, list[seeding.Seed]] | None  # per alias; None: --no-seed
+    snapshot: snapshots.SnapshotPlan | None = None  # None: the cache is off
+    swap: newdatabase.SwapPlan | None = None  # set: build in a new database and swap it in
+    lock_warning: str = ""  # an in-place reset may run out of locks, and why
+    # The snapshot's quick key matched: the migrations were not planned, as regenerating
+    # them would change nothing (migrations is None then, without --keep-migrations).
+    unchanged: bool = False
+    # The databases that do not exist yet, created before the rebuild.
+    creations: list[creating.NewDatabase] = field(default_factory=list)
+
+    @property
+    def restoring(self) -> bool:
+        """Whether a snapshot will be restored instead of rebuilding."""
+        return (
+            self.snapshot is not None
+            and not self.snapshot.unusable
+            and self.snapshot.existing is not None
+        )
+
+    @property
+    def aliases(self) -> list[str]:
+        return [target.alias for target in self.targets]
+
+    def seeds_on(self, alias: str) -> list[seeding.Seed] | None:
+        """The seeds that run on ``alias``; None with --no-seed."""
+        return None if self.seeds is None else self.seeds[alias]
+
+    def session_lines(self, *, terminate_blockers: bool = False) -> list[str]:
+        """What a swap would do with the other sessions connected now."""
+        if not (self.restoring or self.swap is not None):
+            return []
+        target = self.targets[0]
+        instead = (
+            "the reset would rebuild in place instead of restoring the snapshot"
+            if self.restoring
+            else "the reset would rebuild in place instead of in a new database"
+        )
+        lines = snapshots.planned_session_lines(
+            target.database,
+            target.sessions,
+            terminate_blockers=terminate_blockers,
+            instead=instead,
+        )
+        return [f"  {line}" for line in lines]
+
+    def lines(self, *, terminate_blockers: bool = False) -> list[str]:
+        """The steps, one line each, and the files the regeneration touches."""
+        lines = [new.planned_line() for new in self.creations]
+        if self.unchanged:
+            lines.append(
+                "  migrations  no changes since the snapshot was kept (the same models and files)"
+            )
+        elif self.migrations is None:
+            lines.append("  migrations  kept as they are (--keep-migrations)")
+        elif not self.migrations.apps:
+            lines.append("  migrations  no app of the project to regenerate")
+        elif not self.migrations.changed:
+            lines.append("  migrations  no changes: the files already match the models")
+        else:
+            regenerate = [app for app in self.migrations.changed if not app.kept]
+            if regenerate:
+                names = ", ".join(app.label for app in regenerate)
+                lines.append(f"  migrations  regenerate {names} (backed up first)")
+                root = self.migrations.root
+                for app in regenerate:
+                    lines += [f"  {line}" for line in [app.header(root), *app.file_lines()]]
+        if self.migrations is not None:
+            for app in self.migrations.kept:
+                lines.append(f"  migrations  kept {app.label} as it is: {app.kept}")
+                lines += [f"  {line}" for line in app.file_lines()]
+        snapshot = self.snapshot
+        if self.restoring:
+            assert snapshot is not None and snapshot.existing is not None
+            lines.append(
+                f"  snapshot    restore {snapshot.existing.name} (kept "
+                f"{snapshot.existing.kept_on}) instead of rebuilding"
+            )
+            return lines + self.session_lines(terminate_blockers=terminate_blockers)
+        if self.swap is not None:
+            lines.append(
+                f"  database    build in a new database, then swap it in: {self.swap.reason}"
+            )
+            lines += self.session_lines(terminate_blockers=terminate_blockers)
+        elif self.lock_warning:
+            lines.append(f"  database    in place, though {self.lock_warning}")
+        lines.append(f"  schemas     drop and recreate {', '.join(self.schemas)}")
+        lines.append("  migrate     apply every migration")
+        if self.seeds is None:
+            lines.append("  seed        skipped (--no-seed)")
+        else:
+            entries = next(iter(self.seeds.values()), [])
+            listed = ", ".join(s.entry for s in entries) or "nothing: SEEDS is empty"
+            lines.append(f"  seed        {listed}")
+        if snapshot is not None:
+            if snapshot.unusable:
+                lines.append(f"  snapshot    not used: {snapshot.unusable}")
+            elif not snapshot.fingerprint:  # the database does not exist yet
+                lines.append("  snapshot    keep one for the next reset")
+            else:
+                lines.append(f"  snapshot    keep one as {snapshot.name} for the next reset")
+        return lines
+
+
+def plan_reset(
+    databases: Sequence[str] = ("default",),
+    *,
+    keep_migrations: bool = False,
+    seed: bool = True,
+    snapshot: bool = True,
+) -> ResetPlan:
+    """Run the gates on every alias and work out the plan; changes nothing."""
+    conf = get_settings()
+    aliases = list(dict.fromkeys(databases))
+    if not aliases:
+        raise ResetError("No database to reset.")
+    # Before any alias is connected to or gated: no setting would allow another vendor.
+    for alias in aliases:
+        guard.check_postgresql(alias, COMMAND)
+    targets = [guard.check(alias, COMMAND, conf.schemas, creatable=True) for alias in aliases]
+    _refuse_same_database(targets)
+    creations = [creating.plan_creation(target) for target in targets if not target.exists]
+    refuse_interrupted(conf.backup_dir, COMMAND, rebuilds=True)
+    seeds = None
+    if seed:
+        entries = seeding.configured_seeds()
+        seeds = {alias: seeding.resolve_seeds(entries, database=alias) for alias in aliases}
+    first_seeds = None if seeds is None else seeds[aliases[0]]
+    # What needs the database itself is worked out once it exists (see _create).
+    exists = targets[0].exists
+    snapshot_plan = None
+    if snapshot and not keep_migrations and len(targets) == 1 and exists:
+        snapshot_plan = snapshots.find_quick(targets[0], first_seeds)
+    unchanged = snapshot_plan is not None and snapshot_plan.existing is not None
+    migrations = None
+    if not keep_migrations and not unchanged:
+        migrations = _plan_migrations()
+    swap, lock_warning = None, ""
+    if len(targets) == 1 and exists:
+        swap, lock_warning = newdatabase.plan_swap(targets[0], models=_models_on(aliases[0]))
+    if snapshot and not unchanged:
+        if len(targets) == 1 and not exists:
+            if conf.snapshots:
+                snapshot_plan = snapshots.SnapshotPlan(aliases[0], targets[0].database, "", None)
+        else:
+            snapshot_plan = snapshots.plan_snapshot(
+                targets[0], migrations, first_seeds, several=len(targets) > 1
+            )
+    return ResetPlan(
+        targets,
+        conf.schemas,
+        migrations,
+        seeds,
+        snapshot_plan,
+        swap,
+        lock_warning,
+        unchanged=unchanged,
+        creations=creations,
+    )
+
+
+def _plan_migrations() -> RegenerationPlan:
+    # Apps with hand-written migrations are kept as they are, not refused: what the
+    # reset leaves is what their migrations make.
+    return plan_migrations(keep_hand_written=True)
+
+
+def _models_on(alias: str) -> int:
+    """The tables migrate makes on ``alias``: its concrete, managed models, many-to-many
+    tables included."""
+    return sum(
+        1
+        for model in apps.get_models(include_auto_created=True)
+        if model._meta.managed
+        and not model._meta.proxy
+        and not model._meta.swapped
+        and router.allow_migrate_model(alias, model)
+    )
+
+
+def _refuse_same_database(targets: Sequence[guard.Target]) -> None:
+    seen: dict[tuple[str, int, str], str] = {}
+    for target in targets:
+        key = (target.host, target.port, target.database)
+        if key in seen:
+            raise ResetError(
+                f"Database aliases {seen[key]!r} and {target.alias!r} are the same database "
+                f"{target.database!r} on {target.host or '(default socket)'}:{target.port}; "
+                "name it once."
+            )
+        seen[key] = target.alias
