@@ -1,3 +1,5 @@
+"""The app's configuration: registers the system checks."""
+
 from __future__ import annotations
 
 from django.apps import AppConfig

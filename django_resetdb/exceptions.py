@@ -1,3 +1,5 @@
+"""The errors a reset raises: a refusal (exit status 3) and a failure, both CommandErrors."""
+
 from __future__ import annotations
 
 from django.core.management.base import CommandError

@@ -1,3 +1,5 @@
+"""What the destructive commands share: their options, the prompt, errors as one line."""
+
 from __future__ import annotations
 
 import time

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections, transaction
@@ -147,6 +148,20 @@ def reset(
     )
 
 
+@dataclass
+class Run:
+    """What the steps of one run share: the plan it follows, the result it fills, and how
+    it reports. The plan it follows may be replaced (a snapshot that could not be used
+    sends the run back to a planned regeneration); the caller's plan is never changed."""
+
+    plan: ResetPlan
+    result: ResetResult
+    log: Log
+    progress: Progress = NO_PROGRESS
+    terminate_blockers: bool = False
+    migrate_output: Any | None = None
+
+
 def run_plan(
     plan: ResetPlan,
     *,
@@ -206,10 +221,10 @@ def run_plan(
         sweeper.start()
     with interrupts.handled():
         try:
+            run = Run(plan, result, log, progress, terminate_blockers, migrate_output)
             with _dropped_on_failure(created, result, log):
-                restored = _carry_out(
-                    plan, result, terminate_blockers, log, migrate_output, progress
-                )
+                restored = _carry_out(run)
+            plan = run.plan
         finally:
             if sweeper is not None:
                 waited = sweeper.finish(log)
@@ -224,7 +239,7 @@ def run_plan(
         try:
             if keeping:
                 assert snapshot_plan is not None
-                _keep(plan, snapshot_plan, result, log, progress)
+                _keep(run, snapshot_plan)
             result.seconds = time.monotonic() - started
         except KeyboardInterrupt as exc:
             # The half-made copy, if any, is dropped by the next run.
@@ -272,15 +287,9 @@ def _snapshot_exists(plan: ResetPlan) -> bool:
         return False
 
 
-def _carry_out(
-    plan: ResetPlan,
-    result: ResetResult,
-    terminate_blockers: bool,
-    log: Log,
-    migrate_output: Any | None,
-    progress: Progress,
-) -> bool:
+def _carry_out(run: Run) -> bool:
     """Restore or rebuild, with the files; True when a snapshot was restored."""
+    plan, result, log = run.plan, run.result, run.log
     conf = get_settings()
     snapshot_plan = plan.snapshot
     step = time.monotonic()
@@ -294,22 +303,20 @@ def _carry_out(
                 f"{backup.name}): rebuilding from the migration files it left",
                 1,
             )
-        restored = plan.restoring and _from_snapshot(
-            plan, result, terminate_blockers, log, progress
-        )
+        restored = plan.restoring and _from_snapshot(run)
         if not restored and plan.unchanged:
             # Restoring was the point of skipping the plan; rebuilding needs it.
-            plan.migrations, plan.unchanged = _plan_migrations(), False
+            plan = run.plan = dataclasses.replace(
+                plan, migrations=_plan_migrations(), unchanged=False
+            )
         if not restored:
             if snapshot_plan is not None and snapshot_plan.unusable:
                 log(f"  snapshot    not used: {snapshot_plan.unusable}", 1)
-            built = plan.swap is not None and _build_and_swap(
-                plan, result, terminate_blockers, log, migrate_output, progress
-            )
+            built = plan.swap is not None and _build_and_swap(run)
             if not built:
                 if plan.lock_warning:
                     log(f"  database    in place, though {plan.lock_warning}", 1)
-                _rebuild_all(plan, result, terminate_blockers, log, migrate_output, progress)
+                _rebuild_all(run)
         result.committed = True
         if result.migrations is not None:
             finish_plan(result.migrations)
@@ -331,15 +338,9 @@ def _apply_files(plan: ResetPlan, result: ResetResult, log: Log) -> None:
         log(line, 1)
 
 
-def _rebuild_all(
-    plan: ResetPlan,
-    result: ResetResult,
-    terminate_blockers: bool,
-    log: Log,
-    migrate_output: Any | None,
-    progress: Progress,
-) -> None:
+def _rebuild_all(run: Run) -> None:
     """Every database in a transaction of its own, committed together at the end."""
+    plan, result, log = run.plan, run.result, run.log
     conf = get_settings()
     try:
         with contextlib.ExitStack() as transactions:
@@ -352,9 +353,7 @@ def _rebuild_all(
             _apply_files(plan, result, log)
             for alias in plan.aliases:
                 prefix = f"[{alias}] " if len(plan.aliases) > 1 else ""
-                database = _rebuild(
-                    plan, alias, result, terminate_blockers, log, migrate_output, prefix, progress
-                )
+                database = _rebuild(run, alias, prefix)
                 result.databases.append(database)
             for alias in plan.aliases:
                 postgres.check_deferred_constraints(connections[alias])
@@ -379,11 +378,10 @@ def _reopen(result: ResetResult) -> None:
         reopen_plan(result.migrations)
 
 
-def _from_snapshot(
-    plan: ResetPlan, result: ResetResult, terminate_blockers: bool, log: Log, progress: Progress
-) -> bool:
+def _from_snapshot(run: Run) -> bool:
     """Restore the plan's snapshot; False when it cannot be used this time (then the
     files may be regenerated already, and the rebuild goes on from there)."""
+    plan, result, log = run.plan, run.result, run.log
     snapshot_plan = plan.snapshot
     assert snapshot_plan is not None and snapshot_plan.existing is not None
     kept = snapshot_plan.existing
@@ -407,11 +405,11 @@ def _from_snapshot(
         _apply_files(plan, result, log)
         seconds = snapshots.restore(
             snapshot_plan,
-            terminate_blockers=terminate_blockers,
+            terminate_blockers=run.terminate_blockers,
             log=_indented(log, 0),
             inside=inside,
             committing=lambda: _committing(result),
-            progress=progress,
+            progress=run.progress,
         )
     except snapshots.NotRestorable as exc:
         _reopen(result)
@@ -444,16 +442,10 @@ def _from_snapshot(
     return True
 
 
-def _build_and_swap(
-    plan: ResetPlan,
-    result: ResetResult,
-    terminate_blockers: bool,
-    log: Log,
-    migrate_output: Any | None,
-    progress: Progress,
-) -> bool:
+def _build_and_swap(run: Run) -> bool:
     """Rebuild in a new database, step by step, and swap it in; False when that cannot
     be done this time (then the rebuild goes on in place)."""
+    plan, result, log = run.plan, run.result, run.log
     swap = plan.swap
     assert swap is not None
     built: list[DatabaseResult] = []
@@ -468,17 +460,13 @@ def _build_and_swap(
     def build() -> None:
         # No transaction around it all: nobody sees this database until the swap, and
         # a failure drops it.
-        built.append(
-            _rebuild(
-                plan, swap.alias, result, terminate_blockers, log, migrate_output, "", progress
-            )
-        )
+        built.append(_rebuild(run, swap.alias, ""))
 
     try:
         seconds = newdatabase.build_fresh(
             swap,
             build=build,
-            terminate_blockers=terminate_blockers,
+            terminate_blockers=run.terminate_blockers,
             log=_indented(log, 0),
             ready=ready,
             committing=lambda: _committing(result),
@@ -505,14 +493,9 @@ def _build_and_swap(
     return True
 
 
-def _keep(
-    plan: ResetPlan,
-    snapshot_plan: snapshots.SnapshotPlan,
-    result: ResetResult,
-    log: Log,
-    progress: Progress,
-) -> None:
+def _keep(run: Run, snapshot_plan: snapshots.SnapshotPlan) -> None:
     """Keep a snapshot of the database just rebuilt; a failure here is only reported."""
+    plan, result, log = run.plan, run.result, run.log
     (database,) = result.databases
     seeds = plan.seeds_on(snapshot_plan.alias)
     snapshots.refresh(snapshot_plan, plan.targets[0], plan.migrations, seeds, quick=True)
@@ -532,7 +515,7 @@ def _keep(
             quick=snapshot_plan.quick,
             log=log,
             reads=database.reads,
-            progress=progress,
+            progress=run.progress,
         )
     except ResetError as exc:
         log(f"  snapshot    not kept: {exc}", 1)
@@ -563,16 +546,10 @@ def _undo(applied: AppliedPlan | None, exc: BaseException, log: Log) -> None:
         raise ResetError(_database_error(exc, where or "nothing was changed")) from exc
 
 
-def _rebuild(
-    plan: ResetPlan,
-    alias: str,
-    result: ResetResult,
-    terminate_blockers: bool,
-    log: Log,
-    migrate_output: Any | None,
-    prefix: str,
-    progress: Progress,
-) -> DatabaseResult:
+def _rebuild(run: Run, alias: str, prefix: str) -> DatabaseResult:
+    """Rebuild one database: its schemas reset, migrated, seeded."""
+    plan, result, log, progress = run.plan, run.result, run.log, run.progress
+    terminate_blockers, migrate_output = run.terminate_blockers, run.migrate_output
     connection = connections[alias]
     step = time.monotonic()
     schema = reset_schemas(

@@ -1,0 +1,1 @@
+"""``resetschema``, ``resetmigrations``, ``seed`` and ``resetdb``."""

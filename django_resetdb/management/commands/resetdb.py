@@ -1,3 +1,5 @@
+"""``manage.py resetdb``: parse, call ``pipeline``, print."""
+
 from __future__ import annotations
 
 from argparse import ArgumentParser

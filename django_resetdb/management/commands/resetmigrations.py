@@ -1,3 +1,5 @@
+"""``manage.py resetmigrations``: parse, call ``regenerate.reset_migrations()``, print."""
+
 from __future__ import annotations
 
 from argparse import ArgumentParser

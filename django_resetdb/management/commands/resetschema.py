@@ -1,3 +1,5 @@
+"""``manage.py resetschema``: parse, call ``schemas.reset_schemas()``, print."""
+
 from __future__ import annotations
 
 from argparse import ArgumentParser

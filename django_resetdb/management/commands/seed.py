@@ -1,3 +1,5 @@
+"""``manage.py seed``: parse, call ``seeding.seed()``, print."""
+
 from __future__ import annotations
 
 from argparse import ArgumentParser
