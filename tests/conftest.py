@@ -704,17 +704,25 @@ def _sessions_on(admin: psycopg.Connection[Any], name: str) -> dict[int, tuple[s
     }
 
 
-def wait_for_session(name: str, application: str, state: str = "idle") -> int:
+def wait_for_session(name: str, application: str, state: str = "idle", *, running: str = "") -> int:
     """The pid of the session of ``application`` on database ``name`` once it is in
-    ``state``, polling pg_stat_activity (each statement in autocommit sees it afresh)
-    for at most 30 s."""
+    ``state`` (and, with ``running``, runs a statement that names it), polling
+    pg_stat_activity (each statement in autocommit sees it afresh) for at most 30 s.
+    ``running`` tells this run's session from another run's on the same database, as on
+    ``postgres``, which every run's maintenance connections share."""
     deadline = time.monotonic() + 30
     with connect("postgres") as admin:
         while time.monotonic() < deadline:
+            statements = dict(
+                admin.execute(
+                    "SELECT pid, coalesce(query, '') FROM pg_stat_activity WHERE datname = %s",
+                    [name],
+                ).fetchall()
+            )
             found = [
                 pid
                 for pid, (app, now, _) in _sessions_on(admin, name).items()
-                if app == application and now == state
+                if app == application and now == state and running in statements.get(pid, "")
             ]
             if found:
                 (pid,) = found
