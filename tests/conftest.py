@@ -4,6 +4,7 @@ a way to run ``manage.py`` as a user would."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -280,6 +281,77 @@ class Manage:
 @pytest.fixture
 def manage(tmp_path: Path) -> Manage:
     return Manage(tmp_path)
+
+
+@dataclass
+class InProcess:
+    """Run a management command in this process, with ``call_command``, on a database of
+    its own: what ``manage.py`` would print and exit with, for the tests whose contract is
+    the output and the effects rather than the process."""
+
+    settings: Any  # pytest-django's ``settings`` fixture: changes undone after the test
+    _saved: dict[str, Any] | None = None
+
+    def __call__(
+        self,
+        *args: str,
+        db: ScratchDatabase | None = None,
+        url: str | None = None,
+        resetdb_settings: dict[str, Any] | None = None,
+        debug: Any = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """``manage.py ARGS`` as :class:`Manage` runs it, without a new process: the
+        system checks run unless ``--skip-checks`` is given, and a ``CommandError`` ends
+        in its one line on stderr and its ``returncode``, as ``run_from_argv`` does."""
+        from django.core.management import call_command
+        from django.core.management.base import CommandError
+        from django.db import connections
+
+        from testproject.database import parse_database_url
+
+        if resetdb_settings is not None:
+            self.settings.DJANGO_RESETDB = resetdb_settings
+        if debug is not None:
+            self.settings.DEBUG = debug
+        entry = connections["default"].settings_dict
+        if db is not None or url is not None:
+            if self._saved is None:
+                self._saved = dict(entry)
+            connections["default"].close()
+            entry.update(parse_database_url(url or db.url()))  # type: ignore[union-attr]
+        stdout, stderr = io.StringIO(), io.StringIO()
+        returncode = 0
+        try:
+            call_command(*args, stdout=stdout, stderr=stderr, skip_checks="--skip-checks" in args)
+        except CommandError as exc:
+            stderr.write(f"{type(exc).__name__}: {exc}\n")
+            returncode = exc.returncode
+        finally:
+            connections.close_all()
+        return subprocess.CompletedProcess(
+            ["manage.py", *args], returncode, stdout.getvalue(), stderr.getvalue()
+        )
+
+    def restore(self) -> None:
+        from django.db import connections
+
+        connections.close_all()
+        if self._saved is not None:
+            entry = connections["default"].settings_dict
+            entry.clear()
+            entry.update(self._saved)
+
+
+@pytest.fixture
+def command(settings: Any, django_db_blocker: Any) -> Iterator[InProcess]:
+    """Run ``manage.py`` commands in this process: Django's ``default`` connection points
+    at the database a call names (a scratch database), and back afterwards."""
+    run = InProcess(settings)
+    with django_db_blocker.unblock():
+        try:
+            yield run
+        finally:
+            run.restore()
 
 
 # What a reset must leave alone, or put back: read from the catalogs directly.
@@ -632,17 +704,25 @@ def _sessions_on(admin: psycopg.Connection[Any], name: str) -> dict[int, tuple[s
     }
 
 
-def wait_for_session(name: str, application: str, state: str = "idle") -> int:
+def wait_for_session(name: str, application: str, state: str = "idle", *, running: str = "") -> int:
     """The pid of the session of ``application`` on database ``name`` once it is in
-    ``state``, polling pg_stat_activity (each statement in autocommit sees it afresh)
-    for at most 30 s."""
+    ``state`` (and, with ``running``, runs a statement that names it), polling
+    pg_stat_activity (each statement in autocommit sees it afresh) for at most 30 s.
+    ``running`` tells this run's session from another run's on the same database, as on
+    ``postgres``, which every run's maintenance connections share."""
     deadline = time.monotonic() + 30
     with connect("postgres") as admin:
         while time.monotonic() < deadline:
+            statements = dict(
+                admin.execute(
+                    "SELECT pid, coalesce(query, '') FROM pg_stat_activity WHERE datname = %s",
+                    [name],
+                ).fetchall()
+            )
             found = [
                 pid
                 for pid, (app, now, _) in _sessions_on(admin, name).items()
-                if app == application and now == state
+                if app == application and now == state and running in statements.get(pid, "")
             ]
             if found:
                 (pid,) = found

@@ -79,8 +79,8 @@ def test_host_outside_hosts_refuses(db, manage, command, flags):
     assert_untouched(db, before)
 
 
-def test_hosts_star_allows_any_host(db, manage):
-    result = manage("resetschema", "--no-input", db=db, resetdb_settings={"HOSTS": ["*"]})
+def test_hosts_star_allows_any_host(db, command):
+    result = command("resetschema", "--no-input", db=db, resetdb_settings={"HOSTS": ["*"]})
 
     assert result.returncode == 0, result.stderr
     assert relations(db) == []
@@ -113,7 +113,7 @@ def test_protected_marker_refuses_whatever_the_settings(db, manage, command, fla
     assert_untouched(db, before)
 
 
-def test_protected_marker_off_allows(db, manage):
+def test_protected_marker_off_allows(db, command):
     with db.connect() as conn:
         conn.execute(
             sql.SQL("ALTER DATABASE {} SET django_resetdb.protected = off").format(
@@ -121,7 +121,7 @@ def test_protected_marker_off_allows(db, manage):
             )
         )
 
-    result = manage("resetschema", "--no-input", db=db)
+    result = command("resetschema", "--no-input", db=db)
 
     assert result.returncode == 0, result.stderr
     assert relations(db) == []
@@ -487,11 +487,11 @@ def test_a_role_marker_holds_after_set_session_authorization(db, manage, scratch
 
 
 @pytest.mark.parametrize("value", ["ON", " true ", "Yes", "1", "t", "tru", "y"])
-def test_every_true_spelling_protects(db, manage, value):
+def test_every_true_spelling_protects(db, command, value):
     store_marker(db, "database", value, "unused")
     before = relations(db)
 
-    result = manage("resetschema", "--no-input", db=db)
+    result = command("resetschema", "--no-input", db=db)
 
     assert result.returncode == 3
     assert f"protected = {value!r} stored for the database;" in result.stderr
@@ -499,11 +499,11 @@ def test_every_true_spelling_protects(db, manage, value):
 
 
 @pytest.mark.parametrize("value", ["maybe", "o", ""])
-def test_a_value_neither_on_nor_off_protects(db, manage, value):
+def test_a_value_neither_on_nor_off_protects(db, command, value):
     store_marker(db, "database", value, "unused")
     before = relations(db)
 
-    result = manage("resetschema", "--no-input", db=db)
+    result = command("resetschema", "--no-input", db=db)
 
     assert result.returncode == 3
     assert result.stderr == (
@@ -516,10 +516,10 @@ def test_a_value_neither_on_nor_off_protects(db, manage, value):
 
 
 @pytest.mark.parametrize("value", ["OFF", "of", " no ", "0", "f"])
-def test_every_false_spelling_allows(db, manage, value):
+def test_every_false_spelling_allows(db, command, value):
     store_marker(db, "database", value, "unused")
 
-    result = manage("resetschema", "--no-input", db=db)
+    result = command("resetschema", "--no-input", db=db)
 
     assert result.returncode == 0, result.stderr
     assert relations(db) == []
@@ -532,12 +532,12 @@ NOT_TRUE = ["false", "true", 1, "yes"]
 
 @pytest.mark.parametrize("debug", [False, True], ids=["DEBUG-False", "DEBUG-True"])
 @pytest.mark.parametrize("enabled", NOT_TRUE)
-def test_enabled_not_a_bool_refuses_without_the_checks(db, manage, enabled, debug):
+def test_enabled_not_a_bool_refuses_without_the_checks(db, command, enabled, debug):
     before = relations(db)
 
-    result = manage(
+    result = command(
         "resetschema", "--no-input", "--skip-checks", db=db,
-        resetdb_settings={"ENABLED": enabled}, extra_settings=f"DEBUG = {debug}\n",
+        resetdb_settings={"ENABLED": enabled}, debug=debug,
     )  # fmt: skip
 
     assert result.returncode == 3
@@ -549,12 +549,12 @@ def test_enabled_not_a_bool_refuses_without_the_checks(db, manage, enabled, debu
     assert_untouched(db, before)
 
 
-def test_debug_not_a_bool_does_not_enable(db, manage):
+def test_debug_not_a_bool_does_not_enable(db, command):
     before = relations(db)
 
-    result = manage(
+    result = command(
         "resetschema", "--no-input", "--skip-checks", db=db,
-        resetdb_settings={}, extra_settings="DEBUG = 'False'\n",
+        resetdb_settings={}, debug="False",
     )  # fmt: skip
 
     assert result.returncode == 3

@@ -45,7 +45,7 @@ def populate(db: ScratchDatabase, role: str, extensions: list[str]) -> None:
 
 
 def test_round_trip_keeps_owner_acl_comment_default_privileges_and_extensions(
-    scratch_db, scratch_role, manage
+    scratch_db, scratch_role, command
 ):
     wanted = sorted({"hstore", "citext", "vector"} & EXTENSIONS)
     assert wanted, "the server offers none of hstore, citext, vector"
@@ -54,7 +54,7 @@ def test_round_trip_keeps_owner_acl_comment_default_privileges_and_extensions(
     assert before["schema"][0][1] == "pg_database_owner"
     assert {name for name, _, _ in before["extensions"]} >= set(wanted)
 
-    result = manage("resetschema", "--no-input", db=scratch_db)
+    result = command("resetschema", "--no-input", db=scratch_db)
 
     assert result.returncode == 0, result.stderr
     assert schema_snapshot(scratch_db) == before
@@ -68,11 +68,11 @@ def test_round_trip_keeps_owner_acl_comment_default_privileges_and_extensions(
 @pytest.mark.skipif(
     not {"hstore", "citext"} <= EXTENSIONS, reason="hstore and citext are not on this server"
 )
-def test_round_trip_with_hstore_and_citext(scratch_db, scratch_role, manage):
+def test_round_trip_with_hstore_and_citext(scratch_db, scratch_role, command):
     populate(scratch_db, scratch_role, ["hstore", "citext"])
     before = schema_snapshot(scratch_db)
 
-    result = manage("resetschema", "--no-input", db=scratch_db)
+    result = command("resetschema", "--no-input", db=scratch_db)
 
     assert result.returncode == 0, result.stderr
     after = schema_snapshot(scratch_db)
@@ -83,7 +83,7 @@ def test_round_trip_with_hstore_and_citext(scratch_db, scratch_role, manage):
 
 
 def test_other_schema_with_own_owner_acl_and_several_grantors(
-    scratch_db, scratch_role, other_role, manage
+    scratch_db, scratch_role, other_role, command
 ):
     owner, grantor = sql.Identifier(scratch_role), sql.Identifier(other_role)
     with scratch_db.connect() as conn:
@@ -106,7 +106,7 @@ def test_other_schema_with_own_owner_acl_and_several_grantors(
     ]
     public_before = schema_snapshot(scratch_db, "public")
 
-    result = manage("resetschema", "--schema", "reporting", "--no-input", db=scratch_db)
+    result = command("resetschema", "--schema", "reporting", "--no-input", db=scratch_db)
 
     assert result.returncode == 0, result.stderr
     assert schema_snapshot(scratch_db, "reporting") == before
@@ -209,7 +209,7 @@ def test_another_reset_in_progress_is_named(scratch_db, manage):
     assert relations(scratch_db) == before
 
 
-def test_a_role_that_does_not_own_the_schema_gets_a_clear_error(scratch_db, scratch_role, manage):
+def test_a_role_that_does_not_own_the_schema_gets_a_clear_error(scratch_db, scratch_role, command):
     populate(scratch_db, scratch_role, [])
     with scratch_db.connect() as conn:
         conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
@@ -218,7 +218,7 @@ def test_a_role_that_does_not_own_the_schema_gets_a_clear_error(scratch_db, scra
     before = relations(scratch_db)
     snapshot = schema_snapshot(scratch_db)
 
-    result = manage("resetschema", "--no-input", url=scratch_db.url(user=scratch_role))
+    result = command("resetschema", "--no-input", url=scratch_db.url(user=scratch_role))
 
     assert result.returncode == 1
     assert last_line(result.stderr) == (
@@ -230,7 +230,7 @@ def test_a_role_that_does_not_own_the_schema_gets_a_clear_error(scratch_db, scra
     assert schema_snapshot(scratch_db) == snapshot
 
 
-def test_an_owner_that_is_not_superuser_can_reset_its_schema(scratch_db, scratch_role, manage):
+def test_an_owner_that_is_not_superuser_can_reset_its_schema(scratch_db, scratch_role, command):
     with scratch_db.connect() as conn:
         conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
             sql.Identifier(scratch_db.name), sql.Identifier(scratch_role)
@@ -239,7 +239,7 @@ def test_an_owner_that_is_not_superuser_can_reset_its_schema(scratch_db, scratch
         conn.execute("CREATE TABLE mine (n int)")
     before = schema_snapshot(scratch_db)
 
-    result = manage("resetschema", "--no-input", url=scratch_db.url(user=scratch_role))
+    result = command("resetschema", "--no-input", url=scratch_db.url(user=scratch_role))
 
     assert result.returncode == 0, result.stderr
     assert schema_snapshot(scratch_db) == before
@@ -254,14 +254,14 @@ def test_an_owner_that_is_not_superuser_can_reset_its_schema(scratch_db, scratch
         "Public",
     ],
 )
-def test_injection_shaped_names_are_quoted_not_run(scratch_db, manage, name):
+def test_injection_shaped_names_are_quoted_not_run(scratch_db, command, name):
     with scratch_db.connect() as conn:
         conn.execute("CREATE SCHEMA keep")
         conn.execute("CREATE TABLE keep.precious (n int)")
         conn.execute("CREATE TABLE public.t (n int)")
     before = relations(scratch_db)
 
-    result = manage("resetschema", "--schema", name, "--no-input", db=scratch_db)
+    result = command("resetschema", "--schema", name, "--no-input", db=scratch_db)
 
     assert result.returncode == 1
     assert last_line(result.stderr) == (
@@ -271,7 +271,7 @@ def test_injection_shaped_names_are_quoted_not_run(scratch_db, manage, name):
     assert relations(scratch_db) == before
 
 
-def test_a_schema_with_a_strange_name_is_reset_exactly(scratch_db, manage):
+def test_a_schema_with_a_strange_name_is_reset_exactly(scratch_db, command):
     name = 'we"ird; DROP SCHEMA keep CASCADE; --'
     with scratch_db.connect() as conn:
         conn.execute("CREATE SCHEMA keep")
@@ -281,7 +281,7 @@ def test_a_schema_with_a_strange_name_is_reset_exactly(scratch_db, manage):
         conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS 'it''s odd'").format(sql.Identifier(name)))
     before = schema_snapshot(scratch_db, name)
 
-    result = manage("resetschema", "--schema", name, "--no-input", db=scratch_db)
+    result = command("resetschema", "--schema", name, "--no-input", db=scratch_db)
 
     assert result.returncode == 0, result.stderr
     assert schema_snapshot(scratch_db, name) == before
@@ -302,12 +302,12 @@ def test_a_schema_with_a_strange_name_is_reset_exactly(scratch_db, manage):
         ("", "CommandError: Invalid schema: schema names must not be empty."),
     ],
 )  # fmt: skip
-def test_invalid_names_are_rejected_before_connecting(scratch_db, manage, name, message):
+def test_invalid_names_are_rejected_before_connecting(scratch_db, command, name, message):
     with scratch_db.connect() as conn:
         conn.execute("CREATE TABLE t (n int)")
     before = relations(scratch_db)
 
-    result = manage("resetschema", "--schema", name, "--no-input", db=scratch_db)
+    result = command("resetschema", "--schema", name, "--no-input", db=scratch_db)
 
     assert result.returncode == 1
     assert last_line(result.stderr) == message
@@ -322,11 +322,11 @@ def add_view_in_other_schema(db: ScratchDatabase) -> None:
         conn.execute("CREATE VIEW reporting.artifacts AS SELECT id FROM public.artifact")
 
 
-def test_objects_of_other_schemas_that_depend_on_the_schema_are_not_dropped(scratch_db, manage):
+def test_objects_of_other_schemas_that_depend_on_the_schema_are_not_dropped(scratch_db, command):
     add_view_in_other_schema(scratch_db)
     before = relations(scratch_db)
 
-    result = manage("resetschema", "--no-input", db=scratch_db)
+    result = command("resetschema", "--no-input", db=scratch_db)
 
     assert result.returncode == 3
     assert last_line(result.stderr) == (
@@ -337,10 +337,10 @@ def test_objects_of_other_schemas_that_depend_on_the_schema_are_not_dropped(scra
     assert relations(scratch_db) == before
 
 
-def test_several_schemas_in_one_transaction(scratch_db, manage):
+def test_several_schemas_in_one_transaction(scratch_db, command):
     add_view_in_other_schema(scratch_db)
 
-    result = manage(
+    result = command(
         "resetschema", "--schema", "public", "--schema", "reporting", "--no-input", db=scratch_db
     )
 
@@ -351,8 +351,8 @@ def test_several_schemas_in_one_transaction(scratch_db, manage):
     ]
 
 
-def test_missing_schema_is_an_error(scratch_db, manage):
-    result = manage("resetschema", "--schema", "nope", "--no-input", db=scratch_db)
+def test_missing_schema_is_an_error(scratch_db, command):
+    result = command("resetschema", "--schema", "nope", "--no-input", db=scratch_db)
 
     assert result.returncode == 1
     assert last_line(result.stderr) == (
@@ -362,13 +362,13 @@ def test_missing_schema_is_an_error(scratch_db, manage):
     assert scratch_db.query("SELECT count(*) FROM pg_namespace WHERE nspname = 'nope'") == [(0,)]
 
 
-def test_schemas_setting_is_the_default(scratch_db, manage):
+def test_schemas_setting_is_the_default(scratch_db, command):
     with scratch_db.connect() as conn:
         conn.execute("CREATE SCHEMA app")
         conn.execute("CREATE TABLE app.t (n int)")
         conn.execute("CREATE TABLE public.kept (n int)")
 
-    result = manage(
+    result = command(
         "resetschema", "--no-input", db=scratch_db, resetdb_settings={"SCHEMAS": ["app"]}
     )
 
@@ -376,14 +376,14 @@ def test_schemas_setting_is_the_default(scratch_db, manage):
     assert relations(scratch_db) == [("public", "kept", "r")]
 
 
-def test_verbosity_zero_prints_nothing(scratch_db, manage):
-    result = manage("resetschema", "--no-input", "-v", "0", db=scratch_db)
+def test_verbosity_zero_prints_nothing(scratch_db, command):
+    result = command("resetschema", "--no-input", "-v", "0", db=scratch_db)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
 
 
-def test_a_schema_that_comes_back_different_is_rolled_back(scratch_db, scratch_role, manage):
+def test_a_schema_that_comes_back_different_is_rolled_back(scratch_db, scratch_role, command):
     # An event trigger that grants more on every new schema: the restored ACL then
     # differs from the original, and the reset must roll back.
     with scratch_db.connect() as conn:
@@ -403,7 +403,7 @@ def test_a_schema_that_comes_back_different_is_rolled_back(scratch_db, scratch_r
     before = relations(scratch_db)
     snapshot = schema_snapshot(scratch_db)
 
-    result = manage("resetschema", "--no-input", db=scratch_db)
+    result = command("resetschema", "--no-input", db=scratch_db)
 
     assert result.returncode == 1
     message = last_line(result.stderr)

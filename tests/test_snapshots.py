@@ -948,7 +948,8 @@ def test_a_restore_does_not_wait_for_the_replaced_database_to_be_dropped(synthet
             assert run.returncode == 0, errors
             assert "  snapshot    restored " in rest
             assert exists(earlier)
-            wait_for_session("postgres", "django_resetdb drop", "active")
+            # Another test's drop may be running on "postgres" too: this one names earlier.
+            wait_for_session("postgres", "django_resetdb drop", "active", running=earlier)
             blocker.execute("ROLLBACK")
     finally:
         if run.poll() is None:

@@ -23,7 +23,8 @@ from tests.conftest import (
 )
 from tests.wagtailsite import WagtailSite, copy_site, drop_clone
 
-pytestmark = pytest.mark.slow
+# One worker runs them all: the session's site is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wagtail")]
 
 HOME_MIGRATIONS = "home/migrations"
 # Outside every project folder, so resetdb treats its apps as third-party ones.
