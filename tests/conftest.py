@@ -3,6 +3,7 @@ a way to run ``manage.py`` as a user would."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
@@ -11,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -104,6 +106,30 @@ def wait_for_replaced_dropped(name: str, seconds: float = 30) -> None:
                 return
             admin.execute("SELECT pg_sleep(0.05)")  # a short pause on the server
     raise AssertionError(f"still there after {seconds} s: {replaced_of(name)}")
+
+
+@pytest.fixture(autouse=True)
+def _server_share(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Hold the server shared, or, for a test marked ``whole_server``, to itself.
+
+    PostgreSQL's lock table is one for the whole server: a test that fills it on purpose
+    (a reset of 1100 tables at default settings) makes any other test's statement fail
+    with "out of shared memory" meanwhile, and theirs make it fail. The tests run in
+    parallel (pytest-xdist, and any other run on the same server from this machine), so
+    each takes a shared file lock named after the server, and a ``whole_server`` test
+    an exclusive one. Set up before the test's other fixtures, it is released after
+    their clean-up.
+    """
+    entry = settings.DATABASES["default"]
+    server = re.sub(r"[^A-Za-z0-9.-]", "_", f"{entry['HOST']}-{entry['PORT']}")
+    path = Path(tempfile.gettempdir()) / f"django_resetdb-tests-{server}.lock"
+    exclusive = request.node.get_closest_marker("whole_server") is not None
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _scratch_db() -> Iterator[ScratchDatabase]:

@@ -39,6 +39,7 @@ def lock_capacity() -> int:
     return int(row[0])
 
 
+@pytest.mark.whole_server
 def test_a_project_of_1100_tables_resets_twice_at_default_settings(tmp_path, scratch_db):
     if lock_capacity() > 64 * 100:
         pytest.skip("the server's lock table is larger than PostgreSQL's default")
