@@ -109,7 +109,7 @@ def create(
         if made:
             statement = postgres.new_database_sql(new.name, new.owner, new.template, new.asked)
             try:
-                postgres.run_on(cursor, [statement])
+                postgres.execute(cursor, [statement])
                 created.append(new)
             except DatabaseError as exc:
                 if not postgres.is_duplicate_database(exc):
@@ -147,7 +147,7 @@ def drop(created: Sequence[NewDatabase]) -> str:
         connections[new.alias].close()
         try:
             with snapshots.maintenance_cursor(new.alias) as cursor:
-                postgres.run_on(cursor, [postgres.drop_database_sql(new.name, force=False)])
+                postgres.execute(cursor, [postgres.drop_database_sql(new.name, force=False)])
             dropped.append(repr(new.name))
         except Exception as exc:
             failed.append(f"{new.name!r} ({' '.join(str(exc).split())})")

@@ -345,8 +345,8 @@ def _missing_database(
             with postgres.maintenance_cursor(connection) as cursor:
                 if postgres.database_exists(cursor, name):
                     return None
-                where = postgres.cursor_target(cursor, str(name))
-                return where, postgres.protected_markers_for(cursor, str(name))
+                where = postgres.connection_target(cursor, str(name))
+                return where, postgres.protected_markers(cursor, str(name))
     except Exception:  # the server cannot be reached either: the first error says why
         return None
 

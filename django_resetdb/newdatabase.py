@@ -98,7 +98,7 @@ def build_fresh(
             )
 
     def empty(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
-        postgres.run_on(cursor, [postgres.create_empty_database_sql(name, wanted)])
+        postgres.execute(cursor, [postgres.create_empty_database_sql(name, wanted)])
 
     def inside() -> None:
         connection = connections[plan.alias]

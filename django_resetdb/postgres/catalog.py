@@ -63,7 +63,6 @@ def protected_markers(where: Where, database: str | None = None) -> list[StoredS
 
 
 # The name the calls on a cursor of the maintenance database use, naming the database.
-protected_markers_for = protected_markers
 
 
 def existing_schemas(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> set[str]:

@@ -43,7 +43,6 @@ def execute(where: Where, statements: Sequence[sql.Composable]) -> None:
 
 
 # The name the calls on a cursor of the maintenance database use.
-run_on = execute
 
 
 def _run(where: Where, statement: sql.Composable) -> None:
@@ -74,7 +73,6 @@ def connection_target(where: Where, database: str | None = None) -> ConnectionTa
 
 
 # The name the calls on a cursor of the maintenance database use, naming the database.
-cursor_target = connection_target
 
 
 @contextlib.contextmanager
@@ -106,7 +104,7 @@ def server_target(connection: BaseDatabaseWrapper) -> ConnectionTarget:
     of ``connection``, reached whether or not its database exists. ``database`` is the
     name in the settings."""
     with maintenance_cursor(connection) as cursor:
-        return cursor_target(cursor, str(connection.settings_dict["NAME"]))
+        return connection_target(cursor, str(connection.settings_dict["NAME"]))
 
 
 def render(where: Where, statement: sql.Composable) -> str:

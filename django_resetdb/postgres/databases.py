@@ -13,7 +13,7 @@ import psycopg
 import psycopg.conninfo
 from psycopg import errors, sql
 
-from django_resetdb.postgres.connections import run_on
+from django_resetdb.postgres.connections import execute
 from django_resetdb.postgres.failures import _caused_by
 from django_resetdb.postgres.statements import drop_database_sql, lock_timeout_sql
 from django_resetdb.postgres.values import BEGIN_SQL, COMMIT_SQL, ROLLBACK_SQL
@@ -34,7 +34,7 @@ def swap_databases(cursor: Any, statements: Sequence[sql.Composable]) -> bool:
     session connected to one of the databases meanwhile."""
     cursor.execute(BEGIN_SQL)
     try:
-        run_on(cursor, statements)
+        execute(cursor, statements)
         cursor.execute(COMMIT_SQL)
     except BaseException as exc:
         cursor.execute(ROLLBACK_SQL)

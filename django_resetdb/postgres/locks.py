@@ -48,7 +48,6 @@ def other_sessions(where: Where, database: str | None = None) -> list[Session]:
 
 
 # The name the calls on a cursor of the maintenance database use, naming the database.
-database_sessions = other_sessions
 
 
 def blocking_sessions(where: Where, schemas: Sequence[str]) -> list[Session]:
@@ -76,7 +75,6 @@ def terminate_sessions(where: Where, pids: Sequence[int]) -> None:
 
 
 # The name the calls on a cursor of the maintenance database use.
-terminate_on = terminate_sessions
 
 
 def advisory_lock_holders(where: Where) -> list[Session]:

@@ -258,7 +258,7 @@ class Sweeper(threading.Thread):
                     rows = postgres.databases_like(cursor, SWAP)
                     for name, _, _ in rows if free else []:
                         if name in left:
-                            postgres.run_on(cursor, [postgres.drop_database_sql(name)])
+                            postgres.execute(cursor, [postgres.drop_database_sql(name)])
                             self.dropped.append(name)
                 # An earlier run's background drop may be at them too: dropping is
                 # idempotent.
@@ -276,7 +276,7 @@ class Sweeper(threading.Thread):
                 if self.snapshots:
                     names += [s.name for s in _stale(kept, self.spare, self.room)]
                 for name in names:
-                    postgres.run_on(cursor, [postgres.drop_database_sql(name)])
+                    postgres.execute(cursor, [postgres.drop_database_sql(name)])
                     self.dropped.append(name)
         except Exception as exc:
             self.error = one_line(exc)
@@ -410,7 +410,7 @@ def mark_used(alias: str, snapshot: Snapshot, quick: str) -> None:
     and the quick key it was restored for."""
     comment = json.dumps({**snapshot.data, "used": _now(), "quick": quick or snapshot.quick})
     with maintenance_cursor(alias) as cursor:
-        postgres.run_on(cursor, [postgres.comment_on_database_sql(snapshot.name, comment)])
+        postgres.execute(cursor, [postgres.comment_on_database_sql(snapshot.name, comment)])
 
 
 def find(alias: str, target: str, fingerprint: str) -> Snapshot | None:
@@ -473,12 +473,12 @@ def keep(
         try:
             copy = postgres.create_database_sql(staging, target, current_user)
             with progress.seconds("  snapshot    copying the database to keep a snapshot:"):
-                postgres.run_on(cursor, [postgres.drop_database_sql(staging), copy])
+                postgres.execute(cursor, [postgres.drop_database_sql(staging), copy])
         except Exception as exc:
             raise ResetError(one_line(exc)) from exc
         faults.reached("snapshot", staging)
-        postgres.run_on(cursor, postgres.snapshot_marks_sql(staging, comment))
-        postgres.run_on(
+        postgres.execute(cursor, postgres.snapshot_marks_sql(staging, comment))
+        postgres.execute(
             cursor,
             [
                 postgres.drop_database_sql(plan.name),
@@ -494,7 +494,7 @@ def drop(alias: str, name: str) -> None:
     if not name.startswith(PREFIX):
         raise ResetError(f"{name!r} is not a snapshot of django_resetdb.")
     with maintenance_cursor(alias) as cursor:
-        postgres.run_on(cursor, [postgres.drop_database_sql(name)])
+        postgres.execute(cursor, [postgres.drop_database_sql(name)])
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def restore(
     def copy(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
         # One statement, however large the database: only the time can be shown.
         with progress.seconds("  snapshot    copying the snapshot to restore it:"):
-            postgres.run_on(cursor, [postgres.create_database_sql(name, snapshot, wanted.owner)])
+            postgres.execute(cursor, [postgres.create_database_sql(name, snapshot, wanted.owner)])
 
     return swap_in(
         plan.alias,
@@ -146,7 +146,7 @@ def planned_session_lines(
 def _refuse_blockers(cursor: Any, target: str, terminate_blockers: bool) -> list[postgres.Session]:
     """The sessions to end before the swap; raises :class:`NotRestorable` naming those
     that would keep it from happening."""
-    sessions = postgres.database_sessions(cursor, target)
+    sessions = postgres.other_sessions(cursor, target)
     ending, blocking = split_sessions(sessions, terminate_blockers=terminate_blockers)
     if blocking:
         raise NotRestorable("; ".join(blocker_parts(target, blocking)))
@@ -192,7 +192,7 @@ def swap_in(
     with maintenance_cursor(alias) as cursor:
         postgres.lock_database_name(cursor, target, conf.lock_timeout)
         # Left by a run that was killed half-way: only ours use this name.
-        postgres.run_on(cursor, [postgres.drop_database_sql(new)])
+        postgres.execute(cursor, [postgres.drop_database_sql(new)])
         # Before anything is made: a build in a new database may take minutes.
         _refuse_blockers(cursor, target, terminate_blockers)
         wanted = postgres.database_properties(cursor, target)
@@ -201,7 +201,7 @@ def swap_in(
         current_user = postgres.current_user(cursor)
         make(cursor, new, wanted)
         try:
-            postgres.run_on(cursor, postgres.database_properties_sql(new, wanted, current_user))
+            postgres.execute(cursor, postgres.database_properties_sql(new, wanted, current_user))
             copied = postgres.database_properties(cursor, new)
             if copied.comparable() != wanted.comparable():
                 raise NotRestorable(
@@ -218,7 +218,7 @@ def swap_in(
                     idle = [s for s in ending if s.idle]
                     busy = [s for s in ending if not s.idle]
                     postgres.terminate_idle_on(cursor, [s.pid for s in idle])
-                    postgres.terminate_on(cursor, [s.pid for s in busy])
+                    postgres.terminate_sessions(cursor, [s.pid for s in busy])
                     for group in (idle, busy):
                         if group:
                             log(ending_line(target, group, done=True), 1)
@@ -240,7 +240,7 @@ def swap_in(
                     f"sessions kept connecting to {target!r} while it was being swapped"
                 )
         except BaseException:
-            postgres.run_on(cursor, [postgres.drop_database_sql(new)])
+            postgres.execute(cursor, [postgres.drop_database_sql(new)])
             raise
         # Swapped: the replaced database goes now, without this run waiting for it.
         problem = background.drop_later(cursor.connection, old)
