@@ -45,6 +45,11 @@ def _installed() -> tuple[tuple[Path, ...], Path]:
     return folders, root
 
 
+def is_installed(path: Path) -> bool:
+    """Whether ``path``, resolved, is installed code rather than the project's."""
+    return _is_installed(path)
+
+
 def _is_installed(path: Path) -> bool:
     """Whether ``path``, resolved, is installed code (see projectapps)."""
     if "site-packages" in path.parts or "dist-packages" in path.parts:
@@ -132,6 +137,11 @@ def file_digest(path: str | Path) -> str:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return ""
+
+
+def shown(path: Path) -> str:
+    """``path`` as keys record it: relative to the project when inside it."""
+    return _shown(path)
 
 
 def _shown(path: Path) -> str:

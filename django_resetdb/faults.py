@@ -12,6 +12,7 @@ nothing. ``subject`` says which one of several: the seed's entry, the database's
 ``swap``          a swap of names committed (subject: the target database)
 ``snapshot``      a snapshot's copy made, not yet marked as one
 ``kept``          a snapshot kept, named and marked
+``state``         a migrated state kept (subject: its name), the seeds not yet run
 ``summary``       the last line worked out
 
 ``migrate`` and ``post_reset`` need no point of their own: Django's ``post_migrate`` and
@@ -25,7 +26,17 @@ from collections.abc import Callable
 Hook = Callable[[str, str], None]
 
 POINTS = frozenset(
-    {"regeneration", "schema", "seed", "commit", "swap", "snapshot", "kept", "summary"}
+    {
+        "regeneration",
+        "schema",
+        "seed",
+        "commit",
+        "swap",
+        "snapshot",
+        "kept",
+        "state",
+        "summary",
+    }
 )
 
 _hook: Hook | None = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,8 @@ class MigrateResult:
     # foreign key checks the table in one pass, where loading rows into it would check
     # each row, and an index is built faster from the rows than row by row.
     later: list[str] = field(default_factory=list)
+    # The tables each of ``later`` names (of the fast-built apps).
+    later_tables: list[tuple[str, ...]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,7 @@ def planned_sql(alias: str, plan: RegenerationPlan | None) -> Iterator[PlannedSQ
     try:
         loader = PlannedLoader(plan)
         graph = loader.graph
-        order = [graph.nodes[key] for key in _forwards(graph)]
+        order = [graph.nodes[key] for key in forwards(graph)]
     except Exception as exc:  # a dry run shows what it can; the reset itself will fail
         cause = f"{type(exc).__name__}: {one_line(exc)}"
         yield PlannedSQL(
@@ -325,6 +327,10 @@ class FastBuildPlan:
     fast: frozenset[tuple[str, str]]  # recorded, their tables built from the final state
     build_at: int  # the tables are built before plan[build_at]
     executor: MigrationExecutor
+    # The migrations applied already (a migrated state restored): the plan starts after
+    # them, from the state they leave.
+    applied: frozenset[tuple[str, str]] = frozenset()
+    fallback: str = ""  # why no app is fast-built, when none is
 
 
 def plan_build(alias: str, labels: Sequence[str]) -> tuple[FastBuildPlan | None, str]:
@@ -336,12 +342,36 @@ def plan_build(alias: str, labels: Sequence[str]) -> tuple[FastBuildPlan | None,
     """
     if not labels:
         return None, "no regenerated app"
-    connection = connections[alias]
-    executor = MigrationExecutor(connection)
+    executor = MigrationExecutor(connections[alias])
+    graph = executor.loader.graph
+    plan = [graph.nodes[key] for key in forwards(graph)]
+    return _fast_plan(executor, plan, labels)
+
+
+def plan_rest(alias: str, labels: Sequence[str]) -> FastBuildPlan:
+    """The build of what is not applied yet on ``alias`` (a migrated state restored):
+    apps ``labels`` fast-built when they qualify (see :func:`plan_build`), the other
+    migrations run for real, in migrate's order."""
+    executor = MigrationExecutor(connections[alias])
     loader = executor.loader
     graph = loader.graph
-    plan = [loader.graph.nodes[key] for key in _forwards(graph)]
+    applied = frozenset(key for key in loader.applied_migrations if key in graph.nodes)
+    plan = [graph.nodes[key] for key in forwards(graph) if key not in applied]
+    found, why = _fast_plan(executor, plan, labels) if labels else (None, "no regenerated app")
+    if found is None:
+        found = FastBuildPlan(plan, frozenset(), len(plan), executor, fallback=why)
+    found.applied = applied
+    return found
+
+
+def _fast_plan(
+    executor: MigrationExecutor, plan: list[Migration], labels: Sequence[str]
+) -> tuple[FastBuildPlan | None, str]:
+    loader = executor.loader
+    graph = loader.graph
     fast = frozenset((m.app_label, m.name) for m in plan if m.app_label in set(labels))
+    if not fast:
+        return None, "no regenerated app left to build"
     for migration in plan:
         if (migration.app_label, migration.name) not in fast:
             continue
@@ -373,7 +403,7 @@ def plan_build(alias: str, labels: Sequence[str]) -> tuple[FastBuildPlan | None,
     first = plan[build_at] if build_at < len(plan) else None
     for key in sorted(fast, key=position.__getitem__):
         late = sorted(
-            (k for k in needs[key] if k not in fast and position[k] >= build_at),
+            (k for k in needs[key] if k in position and k not in fast and position[k] >= build_at),
             key=position.__getitem__,
         )
         if not late:
@@ -396,8 +426,8 @@ def plan_build(alias: str, labels: Sequence[str]) -> tuple[FastBuildPlan | None,
     return FastBuildPlan(plan, fast, build_at, executor), ""
 
 
-def _forwards(graph: Any) -> list[tuple[str, str]]:
-    # migrate's plan for a clean start: each leaf's ancestors, in order, once.
+def forwards(graph: Any) -> list[tuple[str, str]]:
+    """migrate's plan for a clean start: each leaf's ancestors, in order, once."""
     seen: set[tuple[str, str]] = set()
     order: list[tuple[str, str]] = []
     for leaf in graph.leaf_nodes():
@@ -409,7 +439,12 @@ def _forwards(graph: Any) -> list[tuple[str, str]]:
 
 
 def build(
-    alias: str, build_plan: FastBuildPlan, *, output: Any | None = None, shown: Shown = Shown()
+    alias: str,
+    build_plan: FastBuildPlan,
+    *,
+    output: Any | None = None,
+    shown: Shown = Shown(),
+    checkpoint: Callable[[MigrateResult], None] | None = None,
 ) -> MigrateResult:
     """What ``migrate`` does on a new schema, in the caller's transaction, without
     rendering the project state for each regenerated migration.
@@ -419,6 +454,10 @@ def build(
     from the final state of the migrations (so with the columns in the order migrate
     leaves them) by the schema editor, in one pass. Then the post_migrate signal, as
     migrate sends it. ``shown`` gets the number and name of each migration in turn.
+
+    With ``build_plan.applied``, the plan starts from the state those migrations leave.
+    ``checkpoint`` runs once every migration is applied, before post_migrate (the build
+    cache keeps its migrated state there).
     """
     connection = connections[alias]
     executor = build_plan.executor
@@ -429,7 +468,10 @@ def build(
     final = loader.project_state()
     connection.prepare_database()
     executor.recorder.ensure_schema()
-    state = ProjectState(real_apps=loader.unmigrated_apps)
+    if build_plan.applied:
+        state = loader.project_state(sorted(build_plan.applied), at_end=True)
+    else:
+        state = ProjectState(real_apps=loader.unmigrated_apps)
     emit_pre_migrate_signal(1, False, alias, stdout=printed, apps=state.clone().apps, plan=plan)
     # Until the tables are built, the migrations that run see a state without them, as
     # the database is: nothing tries to alter a table that does not exist yet. Built
@@ -441,7 +483,7 @@ def build(
             if index == build_plan.build_at:
                 current = "the regenerated apps"
                 shown.step("creating the tables of the regenerated apps")
-                result.later = _create_tables(connection, final, build_plan)
+                result.later, result.later_tables = _create_tables(connection, final, build_plan)
                 state = _moved_on(state, waiting or [])
                 waiting = None
             current = f"{migration.app_label}.{migration.name}"
@@ -462,7 +504,7 @@ def build(
         if waiting is not None:
             current = "the regenerated apps"
             shown.step("creating the tables of the regenerated apps")
-            result.later = _create_tables(connection, final, build_plan)
+            result.later, result.later_tables = _create_tables(connection, final, build_plan)
         # A squashed migration counts as applied once all it replaces are, as migrate
         # records it.
         executor.check_replacements()
@@ -471,6 +513,8 @@ def build(
             f"migrate failed in {current}: {type(exc).__name__}: {one_line(exc)}; "
             "the transaction was rolled back, nothing was changed."
         ) from exc
+    if checkpoint is not None:
+        checkpoint(result)
     # The state after every migration is the final one, already rendered.
     emit_post_migrate_signal(
         1, False, alias, stdout=printed, apps=_post_migrate_apps(final), plan=plan
@@ -487,11 +531,17 @@ def _moved_on(state: ProjectState, migrations: Sequence[Migration]) -> ProjectSt
     return state
 
 
-def _create_tables(connection: Any, final: ProjectState, build_plan: FastBuildPlan) -> list[str]:
+def _create_tables(
+    connection: Any, final: ProjectState, build_plan: FastBuildPlan
+) -> tuple[list[str], list[tuple[str, ...]]]:
     """Create the regenerated apps' tables; return the statements that are better run
-    once the rows are in: the foreign keys and the indexes that enforce nothing."""
-    models = final.apps
+    once the rows are in (the foreign keys and the indexes that enforce nothing), and
+    the tables of those apps each one names."""
     fast = [m for m in build_plan.plan if (m.app_label, m.name) in build_plan.fast]
+    if not fast:
+        return [], []
+    models = final.apps
+    tables: list[str] = []
     with connection.schema_editor(atomic=False) as editor:
         # Extensions and collations first, for real: the tables may use them.
         for migration in fast:
@@ -505,12 +555,22 @@ def _create_tables(connection: Any, final: ProjectState, build_plan: FastBuildPl
                     model = models.get_model(migration.app_label, operation.name)
                     if operation.allow_migrate_model(connection.alias, model):
                         editor.create_model(model)
-        later = [str(s) for s in editor.deferred_sql if postgres.runs_after_rows(str(s))]
+                        tables.append(model._meta.db_table)
+                        tables += [
+                            f.remote_field.through._meta.db_table
+                            for f in model._meta.local_many_to_many
+                            if f.remote_field.through._meta.auto_created
+                        ]
+        deferred = [s for s in editor.deferred_sql if postgres.runs_after_rows(str(s))]
         editor.deferred_sql = [
             s for s in editor.deferred_sql if not postgres.runs_after_rows(str(s))
         ]
     postgres.execute_batches(connection, editor.collected_sql)
-    return later
+    named = [
+        tuple(t for t in tables if hasattr(s, "references_table") and s.references_table(t))
+        for s in deferred
+    ]
+    return [str(s) for s in deferred], named
 
 
 def _post_migrate_apps(state: ProjectState) -> Any:

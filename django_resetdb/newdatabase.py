@@ -32,9 +32,11 @@ class SwapPlan:
     context: list[Any]  # the database around the schemas, as the new one must have it
 
 
-def plan_swap(target: guard.Target, *, models: int) -> tuple[SwapPlan | None, str]:
+def plan_swap(target: guard.Target, *, models: int, cache: str = "") -> tuple[SwapPlan | None, str]:
     """A build in a new database when an in-place reset of ``target`` would need more
-    locks than the server has; else None, with a warning when it would but cannot."""
+    locks than the server has, or when ``cache`` says why the build cache wants one (a
+    migrated state is copied from, or kept of, a database no transaction holds); else
+    None, with a warning when the locks call for one but it cannot be made."""
     strategy = get_settings().strategy
     if strategy == "in-place":
         return None, ""
@@ -44,7 +46,9 @@ def plan_swap(target: guard.Target, *, models: int) -> tuple[SwapPlan | None, st
     if strategy == "new-database":
         reason = f"{SETTING_NAME}['STRATEGY'] is 'new-database'"
     elif needed <= capacity:
-        return None, ""
+        if not cache:
+            return None, ""
+        reason = cache
     else:
         reason = (
             f"a reset in place takes about {needed} locks, more than the {capacity} the "
@@ -71,6 +75,8 @@ def plan_swap(target: guard.Target, *, models: int) -> tuple[SwapPlan | None, st
             f"Cannot build in a new database as {SETTING_NAME}['STRATEGY'] asks: {problem}; "
             "nothing was changed."
         )
+    if problem and reason == cache:
+        return None, ""  # the build cache is not used; in place, as without it
     if problem:
         return None, f"{reason}; building in a new database would avoid that, but {problem}"
     states = postgres.schema_states(connection, target.schemas)
@@ -85,10 +91,12 @@ def build_fresh(
     log: Callable[[str, int], None],
     ready: Callable[[], None] = lambda: None,
     committing: Callable[[], None] = lambda: None,
+    template: str = "",
 ) -> float:
     """Make an empty database like the target (owner, encoding, locale, schemas,
     extensions), run ``build`` connected to it, and swap it in; return the seconds.
-    ``ready`` is as for :func:`swap_in`."""
+    ``ready`` is as for :func:`swap_in`. With ``template`` (a migrated state of the
+    target's), the new database is a copy of it instead, as it was made."""
 
     def possible(wanted: postgres.DatabaseProperties) -> None:
         if wanted.locale_provider not in ("c", "i"):
@@ -98,9 +106,16 @@ def build_fresh(
             )
 
     def empty(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
-        postgres.execute(cursor, [postgres.create_empty_database_sql(name, wanted)])
+        if template:
+            postgres.execute(cursor, [postgres.create_database_sql(name, template, wanted.owner)])
+        else:
+            postgres.execute(cursor, [postgres.create_empty_database_sql(name, wanted)])
 
     def inside() -> None:
+        if template:
+            # Made like the target when it was kept, under the same key.
+            build()
+            return
         connection = connections[plan.alias]
         names = [state.name for state in plan.states]
         present = postgres.existing_schemas(connection, names)

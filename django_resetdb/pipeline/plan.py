@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.apps import apps
-from django.db import router
+from django.db import connections, router
 
 from django_resetdb import (
+    buildcache,
     creating,
     guard,
     newdatabase,
+    postgres,
     seeding,
     snapshots,
 )
@@ -43,6 +45,9 @@ class ResetPlan:
     unchanged: bool = False
     # The databases that do not exist yet, created before the rebuild.
     creations: list[creating.NewDatabase] = field(default_factory=list)
+    # The build cache: the migrated state the build starts from, if any, and the one it
+    # keeps (see buildcache); None when it is not used.
+    states: buildcache.StatePlan | None = None
 
     @property
     def restoring(self) -> bool:
@@ -119,8 +124,18 @@ class ResetPlan:
             lines += self.session_lines(terminate_blockers=terminate_blockers)
         elif self.lock_warning:
             lines.append(f"  database    in place, though {self.lock_warning}")
-        lines.append(f"  schemas     drop and recreate {', '.join(self.schemas)}")
-        lines.append("  migrate     apply every migration")
+        start = self.states.start if self.states is not None else None
+        if start is None:
+            lines.append(f"  schemas     drop and recreate {', '.join(self.schemas)}")
+            lines.append("  migrate     apply every migration")
+        else:
+            lines.append(f"  migrate     {start.line()}")
+        if self.states is not None and start is None:
+            lines += [f"  cache       not used: {why}" for why in self.states.misses]
+        if self.states is not None and not (start is not None and start.same):
+            lines.append(
+                "  cache       keep the migrated state, before the seeds, for the next reset"
+            )
         if self.seeds is None:
             lines.append("  seed        skipped (--no-seed)")
         else:
@@ -181,7 +196,7 @@ def plan_reset(
             snapshot_plan = snapshots.plan_snapshot(
                 targets[0], migrations, first_seeds, several=len(targets) > 1
             )
-    return ResetPlan(
+    plan = ResetPlan(
         targets,
         conf.schemas,
         migrations,
@@ -192,6 +207,45 @@ def plan_reset(
         unchanged=unchanged,
         creations=creations,
     )
+    if exists:
+        plan_build_cache(plan)
+    return plan
+
+
+# Why a reset builds in a new database for the build cache.
+STARTING = "to start from a migrated state of the build cache"
+KEEPING = "to keep its migrated state in the build cache"
+
+
+def plan_build_cache(plan: ResetPlan) -> None:
+    """Use the build cache when the snapshot cache is on and usable and no snapshot is
+    restored: the state to start from, and the build in a new database it needs (a
+    state is copied from, or kept of, a database no transaction holds)."""
+    snapshot = plan.snapshot
+    if (
+        snapshot is None
+        or snapshot.unusable
+        or plan.restoring
+        or plan.unchanged
+        or len(plan.targets) != 1
+    ):
+        return
+    target = plan.targets[0]
+    _, context = postgres.whole_database_context(connections[target.alias], target.schemas)
+    environment = snapshots.environment(target.alias, target, context)
+    states = buildcache.plan_states(
+        target,
+        plan.migrations,
+        environment,
+        snapshots.states(target.alias, target.database),
+    )
+    if plan.swap is None:
+        why = STARTING if states.start is not None else KEEPING
+        swap, _ = newdatabase.plan_swap(target, models=_models_on(target.alias), cache=why)
+        if swap is None:
+            return
+        plan.swap = swap
+    plan.states = states
 
 
 def _plan_migrations() -> RegenerationPlan:

@@ -36,6 +36,9 @@ class DatabaseResult:
     objects: int = 0
     rows: int = 0
     snapshot: str = ""  # the snapshot restored, if one was
+    state: str = ""  # the migrated state the build started from, if any
+    state_kept: str = ""  # the migrated state this build kept, if any
+    state_problem: str = ""  # why it kept none, when it tried
     # What the seeds read, kept with a snapshot of this database.
     reads: dependencies.Reads = field(default_factory=dependencies.Reads)
 

@@ -14,6 +14,7 @@ from django.db import connections, transaction
 
 from django_resetdb import (
     backups,
+    buildcache,
     creating,
     faults,
     guard,
@@ -26,12 +27,13 @@ from django_resetdb import (
 )
 from django_resetdb.conf import get_settings
 from django_resetdb.exceptions import ResetError
-from django_resetdb.output import INTERRUPTED_EXIT_STATUS, Log, quiet
+from django_resetdb.output import INTERRUPTED_EXIT_STATUS, Log, one_line, quiet
 from django_resetdb.pipeline.plan import (
     COMMAND,
     ResetPlan,
     _models_on,
     _plan_migrations,
+    plan_build_cache,
     plan_reset,
 )
 from django_resetdb.pipeline.report import (
@@ -94,6 +96,7 @@ def _create(
                 plan.snapshot = snapshots.plan_snapshot(
                     target, plan.migrations, plan.seeds_on(new.alias), several=False
                 )
+            plan_build_cache(plan)
     plan.creations = []
 
 
@@ -212,6 +215,8 @@ def run_plan(
             if snapshot_plan is not None and snapshot_plan.existing
             else set()
         )
+        if plan.states is not None and plan.states.start is not None:
+            spare.add(plan.states.start.state.name)
         # A run that will keep a snapshot makes room for it now, before it dirties the
         # server's cache: dropping a database later would have to write all of that.
         room = int(usable and snapshot_plan is not None and snapshot_plan.existing is None)
@@ -460,8 +465,9 @@ def _build_and_swap(run: Run) -> bool:
     def build() -> None:
         # No transaction around it all: nobody sees this database until the swap, and
         # a failure drops it.
-        built.append(_rebuild(run, swap.alias, ""))
+        built.append(_rebuild(run, swap.alias, "", fresh=True))
 
+    start = plan.states.start if plan.states is not None else None
     try:
         seconds = newdatabase.build_fresh(
             swap,
@@ -470,6 +476,7 @@ def _build_and_swap(run: Run) -> bool:
             log=_indented(log, 0),
             ready=ready,
             committing=lambda: _committing(result),
+            template=start.state.name if start is not None else "",
         )
     except snapshots.NotRestorable as exc:
         _reopen(result)
@@ -546,44 +553,69 @@ def _undo(applied: AppliedPlan | None, exc: BaseException, log: Log) -> None:
         raise ResetError(_database_error(exc, where or "nothing was changed")) from exc
 
 
-def _rebuild(run: Run, alias: str, prefix: str) -> DatabaseResult:
-    """Rebuild one database: its schemas reset, migrated, seeded."""
+def _rebuild(run: Run, alias: str, prefix: str, *, fresh: bool = False) -> DatabaseResult:
+    """Rebuild one database: its schemas reset, migrated, seeded. ``fresh``: in the new
+    database of a build and swap, where the build cache is used."""
     plan, result, log, progress = run.plan, run.result, run.log, run.progress
     terminate_blockers, migrate_output = run.terminate_blockers, run.migrate_output
     connection = connections[alias]
+    states = plan.states if fresh else None
+    start = states.start if states is not None else None
     step = time.monotonic()
-    schema = reset_schemas(
-        alias, plan.schemas, terminate_blockers=terminate_blockers, log=_indented(log, 0)
-    )
-    db = DatabaseResult(alias, schema.database)
-    db.timings["schema"] = time.monotonic() - step
-    restored = (
-        f", restored extension(s) {', '.join(schema.extensions_restored)}"
-        if schema.extensions_restored
-        else ""
-    )
-    log(
-        f"  {prefix}schema      dropped {schema.tables_dropped} table(s) of "
-        f"{', '.join(schema.schemas)}{restored} in {db.timings['schema']:.2f} s",
-        1,
-    )
+    if start is None:
+        schema = reset_schemas(
+            alias, plan.schemas, terminate_blockers=terminate_blockers, log=_indented(log, 0)
+        )
+        db = DatabaseResult(alias, schema.database)
+        db.timings["schema"] = time.monotonic() - step
+        restored = (
+            f", restored extension(s) {', '.join(schema.extensions_restored)}"
+            if schema.extensions_restored
+            else ""
+        )
+        log(
+            f"  {prefix}schema      dropped {schema.tables_dropped} table(s) of "
+            f"{', '.join(schema.schemas)}{restored} in {db.timings['schema']:.2f} s",
+            1,
+        )
+    else:
+        # The new database is a copy of the state: what changed goes, the rest is kept.
+        buildcache.drop_what_changed(alias, start)
+        db = DatabaseResult(alias, connection.settings_dict["NAME"])
+        db.state = start.state.name
+        db.timings["schema"] = time.monotonic() - step
 
     step = time.monotonic()
     # With migrate's own output shown (verbosity 2), its lines are the progress.
-    migrated = _migrate(
-        plan, alias, migrate_output, progress if migrate_output is None else NO_PROGRESS, prefix
-    )
+    shown = progress if migrate_output is None else NO_PROGRESS
+    if states is not None:
+        migrated = _migrate_cached(run, alias, states, migrate_output, shown, db)
+    else:
+        migrated = _migrate(plan, alias, migrate_output, shown, prefix)
     db.timings["migrate"] = time.monotonic() - step
     db.migrations = len(migrated.applied)
     db.built = migrated.built
     db.adapted = migrated.adapted
     db.tables = postgres.count_tables(connection, plan.schemas)
     built = f" ({db.built} built from the models)" if db.built else ""
-    log(
-        f"  {prefix}migrate     applied {db.migrations} migration(s){built}, {db.tables} "
-        f"table(s) in {db.timings['migrate']:.2f} s",
-        1,
-    )
+    if start is not None:
+        less = f", less {', '.join(start.removed_apps)}" if start.removed_apps else ""
+        log(
+            f"  {prefix}migrate     started from the state after {start.kept} of "
+            f"{start.total} migrations ({start.state.name}{less}), applied {db.migrations} "
+            f"migration(s){built}, {db.tables} table(s) in {db.timings['migrate']:.2f} s",
+            1,
+        )
+    else:
+        log(
+            f"  {prefix}migrate     applied {db.migrations} migration(s){built}, {db.tables} "
+            f"table(s) in {db.timings['migrate']:.2f} s",
+            1,
+        )
+    if db.state_kept:
+        log(f"  {prefix}cache       kept the migrated state {db.state_kept}", 1)
+    elif db.state_problem:
+        log(f"  {prefix}cache       migrated state not kept: {db.state_problem}", 1)
     if plan.seeds is None:
         postgres.execute_batches(connection, migrated.later)
     if migrated.fallback:
@@ -619,6 +651,71 @@ def _rebuild(run: Run, alias: str, prefix: str) -> DatabaseResult:
         timings["migrations"] = result.timings["migrations"]
     post_reset.send(sender=ResetPlan, alias=alias, plan=plan, timings=timings, snapshot=None)
     return db
+
+
+def _migrate_cached(
+    run: Run,
+    alias: str,
+    states: buildcache.StatePlan,
+    output: Any | None,
+    progress: Progress,
+    db: DatabaseResult,
+) -> migrate_step.MigrateResult:
+    """Apply what the migrated state (if any) does not hold, then keep the state of the
+    whole plan before post_migrate runs."""
+    plan = run.plan
+    start = states.start
+    shown = migrate_step.Shown(progress, "  migrate     ")
+    labels: list[str] = []
+    if plan.migrations is not None and get_settings().fast_build:
+        labels = [app.label for app in plan.migrations.regenerated]
+    build_plan = migrate_step.plan_rest(alias, labels)
+    pending: list[tuple[str, tuple[str, ...]]] = []
+    if start is not None:
+        held = {f"{app}.{name}" for app, name in build_plan.applied}
+        expected = set(start.state.migrations) - {
+            key for key in start.state.migrations if key.partition(".")[0] in start.removed_apps
+        }
+        if held != expected:
+            raise snapshots.NotRestorable(
+                f"the state {start.state.name} does not hold the migrations it records"
+            )
+        pending = list(start.later)
+        if pending and len(build_plan.fast) < len(build_plan.plan):
+            # Migrations run for real may alter what those statements name.
+            postgres.execute_batches(connections[alias], [sql for sql, _ in pending])
+            pending = []
+
+    def checkpoint(migrated: migrate_step.MigrateResult) -> None:
+        if start is not None and start.same:
+            return  # the state holds all of it already
+        connection = connections[alias]
+        later = pending + list(zip(migrated.later, migrated.later_tables, strict=True))
+        data = buildcache.record(states, later=later)
+        tables = postgres.count_tables(connection, plan.schemas)
+        try:
+            db.state_kept, seconds = snapshots.keep_state(
+                alias,
+                states.target,
+                connection.settings_dict["NAME"],
+                states.key,
+                data,
+                tables=tables,
+            )
+        except Exception as exc:  # the reset goes on without it
+            db.state_problem = one_line(exc)
+            return
+        db.timings["state"] = seconds
+
+    migrated = migrate_step.build(
+        alias, build_plan, output=output, shown=shown, checkpoint=checkpoint
+    )
+    if build_plan.fallback and any(m.app_label in labels for m in build_plan.plan):
+        migrated.fallback = build_plan.fallback
+    migrated.later = [sql for sql, _ in pending] + migrated.later
+    if start is not None:
+        snapshots.mark_used(alias, start.snapshot, "")
+    return migrated
 
 
 def _migrate(

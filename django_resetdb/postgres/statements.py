@@ -349,3 +349,20 @@ def runs_after_rows(statement: str) -> bool:
 def creates_table(statement: str) -> bool:
     """Whether ``statement`` (indented or not) is a ``CREATE TABLE``."""
     return statement.lstrip().startswith("CREATE TABLE ")
+
+
+def drop_tables_sql(tables: Sequence[str]) -> list[sql.Composable]:
+    """Drop ``tables`` (found on the search path) in one statement, without CASCADE:
+    an object outside them that depends on them makes it fail."""
+    if not tables:
+        return []
+    names = sql.SQL(", ").join(sql.Identifier(table) for table in tables)
+    return [sql.SQL("DROP TABLE {}").format(names)]
+
+
+def forget_migrations_sql(apps: Sequence[str]) -> list[sql.Composable]:
+    """Forget that the migrations of ``apps`` were applied (``django_migrations``)."""
+    if not apps:
+        return []
+    labels = sql.SQL(", ").join(sql.Literal(label) for label in apps)
+    return [sql.SQL("DELETE FROM django_migrations WHERE app IN ({})").format(labels)]

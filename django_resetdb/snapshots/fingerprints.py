@@ -148,6 +148,16 @@ def _digest(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def environment(alias: str, target: guard.Target, context: list[Any]) -> str:
+    """What decides what the migrations leave besides their own files and the code they
+    import: the key of the build cache's states (see ``buildcache``). The seeds are not
+    part of it."""
+    inputs = _inputs(alias, target, context)
+    inputs["settings"][SETTING_NAME].pop("SEEDS", None)
+    inputs["kind"] = "state"
+    return _digest(inputs)
+
+
 def fingerprint(
     alias: str,
     target: guard.Target,

@@ -34,6 +34,10 @@ from django_resetdb.snapshots.fingerprints import fingerprint, quick_key
 PREFIX = "resetdb_snap_"
 
 
+# The kind of a migrated state (see ``buildcache``), kept under the same prefix.
+STATE = "state"
+
+
 SWAP = "resetdb_swap_"
 
 
@@ -85,6 +89,16 @@ class Snapshot:
             return None
 
     @property
+    def kind(self) -> str:
+        """ "snapshot" (the database after a reset) or "state" (after the migrations,
+        before the seeds: see ``buildcache``)."""
+        return str(self.data.get("kind") or "snapshot")
+
+    @property
+    def is_state(self) -> bool:
+        return self.kind == STATE
+
+    @property
     def kept_on(self) -> str:
         """When it was kept, to the second, as the listings show it."""
         return self.created[:19].replace("T", " ")
@@ -98,10 +112,12 @@ class Snapshot:
         return reads.changed()
 
     def describe(self) -> str:
-        return (
-            f"{self.name}  {self.kept_on}  {self.size / 2**20:.0f} MB  "
-            f"{self.tables} table(s), {self.rows} row(s) seeded"
-        )
+        if self.is_state:
+            held = len(self.data.get("migrations") or [])
+            what = f"migrated state: {held} migration(s), {self.tables} table(s), not seeded"
+        else:
+            what = f"{self.tables} table(s), {self.rows} row(s) seeded"
+        return f"{self.name}  {self.kept_on}  {self.size / 2**20:.0f} MB  {what}"
 
 
 def _now() -> str:
@@ -110,10 +126,15 @@ def _now() -> str:
 
 def _stale(snapshots: Sequence[Snapshot], spare: set[str], room: int = 0) -> list[Snapshot]:
     """The snapshots beyond ``SNAPSHOTS`` (less ``room`` for ones about to be kept),
-    least recently used first, but ``spare``."""
-    by_use = sorted(snapshots, key=lambda s: (s.used, s.name), reverse=True)
-    keep = max(0, get_settings().snapshots - room)
-    return [s for s in by_use[keep:] if s.name not in spare]
+    least recently used first, but ``spare``; and so the migrated states, counted on
+    their own (``room`` is for a snapshot)."""
+    stale = []
+    for kind, making in (("snapshot", room), (STATE, 0)):
+        of_kind = [s for s in snapshots if s.kind == kind]
+        by_use = sorted(of_kind, key=lambda s: (s.used, s.name), reverse=True)
+        keep = max(0, get_settings().snapshots - making)
+        stale += [s for s in by_use[keep:] if s.name not in spare]
+    return stale
 
 
 @dataclass
@@ -345,7 +366,11 @@ def find_quick(target: guard.Target, seeds: Sequence[seeding.Seed] | None) -> Sn
     if lost:
         return None
     key = quick_key(target, context, seeds)
-    found = [s for s in listed(target.alias, target.database) if s.quick == key and not s.stale()]
+    found = [
+        s
+        for s in listed(target.alias, target.database)
+        if not s.is_state and s.quick == key and not s.stale()
+    ]
     if not found:
         plan = SnapshotPlan(target.alias, target.database, "", None)
         plan.quick = key
@@ -421,7 +446,7 @@ def find(alias: str, target: str, fingerprint: str) -> Snapshot | None:
         (
             s
             for s in listed(alias, target)
-            if s.name == name and s.fingerprint == fingerprint and not s.stale()
+            if s.name == name and not s.is_state and s.fingerprint == fingerprint and not s.stale()
         ),
         None,
     )
@@ -467,27 +492,67 @@ def keep(
     with maintenance_cursor(alias) as cursor:
         postgres.lock_database_name(cursor, target, get_settings().lock_timeout)
         current_user = postgres.current_user(cursor)
-        # Copied and marked under a name of the target's, then renamed: a run killed
-        # before the mark would leave a full copy that no listing could tell was ours.
-        staging = keep_name(target)
-        try:
-            copy = postgres.create_database_sql(staging, target, current_user)
-            with progress.seconds("  snapshot    copying the database to keep a snapshot:"):
-                postgres.execute(cursor, [postgres.drop_database_sql(staging), copy])
-        except Exception as exc:
-            raise ResetError(one_line(exc)) from exc
-        faults.reached("snapshot", staging)
-        postgres.execute(cursor, postgres.snapshot_marks_sql(staging, comment))
-        postgres.execute(
-            cursor,
-            [
-                postgres.drop_database_sql(plan.name),
-                postgres.rename_database_sql(staging, plan.name),
-            ],
-        )
+        with progress.seconds("  snapshot    copying the database to keep a snapshot:"):
+            _copy_as(cursor, target, target, plan.name, comment, current_user)
     faults.reached("kept", plan.name)
     # The oldest beyond SNAPSHOTS are dropped by the next run, in the background.
     return time.monotonic() - started, len(_stale(listed(alias, target), {plan.name}))
+
+
+def _copy_as(cursor: Any, target: str, source: str, name: str, comment: str, owner: str) -> None:
+    """Copy ``source`` as the closed, marked database ``name``. Copied and marked under a
+    name of the target's, then renamed: a run killed before the mark would leave a full
+    copy that no listing could tell was ours. The caller holds the target's name lock."""
+    staging = keep_name(target)
+    try:
+        copy = postgres.create_database_sql(staging, source, owner)
+        postgres.execute(cursor, [postgres.drop_database_sql(staging), copy])
+    except Exception as exc:
+        raise ResetError(one_line(exc)) from exc
+    faults.reached("snapshot", staging)
+    postgres.execute(cursor, postgres.snapshot_marks_sql(staging, comment))
+    postgres.execute(
+        cursor,
+        [postgres.drop_database_sql(name), postgres.rename_database_sql(staging, name)],
+    )
+
+
+def state_name(target: str, key: str) -> str:
+    """The name of the migrated state of ``target`` kept under ``key``."""
+    return snapshot_name(target, f"{STATE}\0{key}")
+
+
+def keep_state(
+    alias: str, target: str, source: str, key: str, data: dict[str, Any], *, tables: int
+) -> tuple[str, float]:
+    """Copy database ``source`` (the new database of a build of ``target``, just
+    migrated, nobody connected) into a migrated state; return its name and the seconds.
+    Runs while the build holds the target's name lock (see ``swap_in``). Raises
+    :class:`ResetError` when the copy cannot be made."""
+    started = time.monotonic()
+    name = state_name(target, key)
+    comment = json.dumps(
+        {
+            "django_resetdb": __version__,
+            "target": target,
+            "fingerprint": key,
+            "created": _now(),
+            "tables": tables,
+            "rows": 0,
+            "quick": "",
+            **data,
+        }
+    )
+    connections[alias].close()
+    with maintenance_cursor(alias) as cursor:
+        _copy_as(cursor, target, source, name, comment, postgres.current_user(cursor))
+    faults.reached("state", name)
+    return name, time.monotonic() - started
+
+
+def states(alias: str, target: str) -> list[Snapshot]:
+    """The migrated states of ``target``, oldest first."""
+    return [s for s in listed(alias, target) if s.is_state]
 
 
 def drop(alias: str, name: str) -> None:

@@ -1,0 +1,519 @@
+"""The build cache: copies of the database as migrations left it, before the seeds.
+
+A rebuild keeps, besides its snapshot, a *migrated state*: a copy of the new database
+taken after the last migration, before ``post_migrate`` and the seeds, recorded with
+every migration it holds, a digest of each (its file's text, without makemigrations'
+dated header, and the project modules it imports, transitively) and its dependencies,
+under a digest of everything else that decides what migrations leave (versions,
+installed distributions, settings but ``SEEDS``, the database around the schemas).
+
+The next reset starts from the state that holds the most migrations it can use:
+
+* a migration whose digest changed, and every one that depends on it, must go. They
+  can go only when they are whole apps whose migrations were all what makemigrations
+  writes (tables of their own models, nothing else): their tables are dropped and
+  their rows in ``django_migrations`` forgotten. Else the state is not used.
+* the migrations left must be what the new plan applies, unchanged; the ones the new
+  plan adds (or brings back) run after them. Where migrate would run one of those
+  *before* one of the state's, the two must commute: different apps, and neither may
+  read what the other changes (a data migration may read every app it depends on; two
+  data migrations may write the same tables; ``RunSQL`` and custom operations may do
+  anything). Else the state is not used.
+
+Then the rest is applied (regenerated apps fast-built, the others for real),
+``post_migrate`` runs as migrate sends it, and the seeds. States live beside the
+snapshots (same prefix, listed and dropped with them) and obey ``SNAPSHOTS`` on their
+own count.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import importlib.util
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.apps import apps as global_apps
+from django.db import connections
+from django.db.migrations import operations
+from django.db.migrations.operations.base import Operation
+
+from django_resetdb import dependencies, guard, postgres
+from django_resetdb.migrate_step import forwards
+from django_resetdb.output import one_line
+from django_resetdb.regenerate import (
+    PlannedLoader,
+    RegenerationPlan,
+    is_database_level,
+    migration_file,
+    normalized,
+)
+
+KIND = "state"
+
+# What a migration's operations may do, for the commute rule.
+SCHEMA = "schema"  # Django's own schema operations, on the migration's app's models
+DATA = "data"  # RunPython: reads and writes what its dependencies made
+ANY = "any"  # RunSQL, custom operations: anything
+
+# Schema operations that rename or remove what another migration may name.
+_RENAMING = (
+    operations.RenameModel,
+    operations.DeleteModel,
+    operations.RenameField,
+    operations.RemoveField,
+    operations.AlterModelTable,
+)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the cache knows of one migration of the new plan."""
+
+    key: str  # "app_label.name"
+    app: str
+    digest: str
+    parents: tuple[str, ...]
+    kind: str
+    reach: frozenset[str]  # the apps of itself and of everything it depends on
+    renames: bool  # renames or removes a model, a field, a table, or alters a primary key
+    # The extensions and collations it makes, as their operations deconstruct.
+    database_level: tuple[str, ...]
+
+
+@dataclass
+class Planned:
+    """The new plan's migrations, in the order migrate applies them on a new database."""
+
+    order: list[Facts]
+
+    @functools.cached_property
+    def by_key(self) -> dict[str, Facts]:
+        return {facts.key: facts for facts in self.order}
+
+    @functools.cached_property
+    def position(self) -> dict[str, int]:
+        return {facts.key: index for index, facts in enumerate(self.order)}
+
+
+@dataclass(frozen=True)
+class State:
+    """A kept migrated state, as its comment records it."""
+
+    name: str
+    created: str
+    migrations: dict[str, tuple[str, tuple[str, ...]]]  # key: digest, parents
+    apps: dict[str, dict[str, Any]]  # label: {"tables": [...], "removable": bool}
+    later: list[tuple[str, tuple[str, ...]]]  # deferred statements and their tables
+
+    @classmethod
+    def from_data(cls, name: str, data: dict[str, Any]) -> State | None:
+        try:
+            return cls(
+                name,
+                str(data["created"]),
+                {str(k): (str(d), tuple(p)) for k, d, p in data["migrations"]},
+                {str(k): dict(v) for k, v in data["apps"].items()},
+                [(str(s), tuple(t)) for s, t in data.get("later", [])],
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass
+class Start:
+    """Where a reset starts from: a state, what it drops of it, and what it applies."""
+
+    state: State
+    kept: int  # migrations of the state the reset keeps
+    total: int  # migrations of the new plan
+    removed_apps: list[str]
+    removed_tables: list[str]
+    # The state's deferred statements (and the tables they name) still to run: its
+    # foreign keys and plain indexes, made once the rows are in.
+    later: list[tuple[str, tuple[str, ...]]]
+    snapshot: Any = None  # the listing's entry of the state
+
+    @property
+    def rest(self) -> int:
+        return self.total - self.kept
+
+    @property
+    def same(self) -> bool:
+        """Whether the state holds the whole new plan as it is (nothing to keep)."""
+        return self.rest == 0 and not self.removed_apps
+
+    def line(self) -> str:
+        dropped = ""
+        if self.removed_apps:
+            dropped = f", less {', '.join(self.removed_apps)} (its tables dropped)"
+        return (
+            f"restore the state after {self.kept} of {self.total} migrations "
+            f"({self.state.name}, kept {self.state.created[:19].replace('T', ' ')}"
+            f"{dropped}), then apply {self.rest}"
+        )
+
+
+@dataclass
+class StatePlan:
+    """The build cache for one reset: where it starts (if anywhere), and what it keeps."""
+
+    alias: str
+    target: str
+    environment: str
+    planned: Planned
+    removable: frozenset[str]  # apps whose migrations are what makemigrations writes
+    start: Start | None = None
+    misses: list[str] = field(default_factory=list)  # why each state could not be used
+
+    @property
+    def key(self) -> str:
+        """The digest a state of the whole new plan is kept under."""
+        listed = [[f.key, f.digest] for f in self.planned.order]
+        return _digest({"environment": self.environment, "migrations": listed})
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+# Digests of migrations ---------------------------------------------------------------
+
+
+def _kind(operation: Operation) -> str:
+    if isinstance(operation, operations.RunPython):
+        return DATA
+    if isinstance(operation, operations.SeparateDatabaseAndState):
+        kinds = {_kind(inner) for inner in operation.database_operations}
+        return ANY if ANY in kinds else DATA if DATA in kinds else SCHEMA
+    if isinstance(operation, operations.RunSQL):
+        return ANY
+    if type(operation).__module__.startswith("django.db.migrations.operations."):
+        return SCHEMA
+    if type(operation).__module__ == "django.contrib.postgres.operations":
+        return SCHEMA  # extensions, collations, concurrent indexes
+    return ANY
+
+
+def _renames(operation: Operation) -> bool:
+    if isinstance(operation, _RENAMING):
+        return True
+    if isinstance(operation, operations.AlterField):
+        return bool(getattr(operation.field, "primary_key", False))
+    if isinstance(operation, operations.SeparateDatabaseAndState):
+        return any(_renames(inner) for inner in operation.database_operations)
+    return False
+
+
+def _deconstructed(operation: Operation) -> str:
+    name, args, kwargs = operation.deconstruct()
+    return json.dumps([name, list(args), kwargs], sort_keys=True, default=repr)
+
+
+def _imported(text: str, package: str) -> set[str]:
+    """The modules ``text`` imports (and, for ``from x import y``, ``x.y`` too, which
+    may be a module)."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            if base:
+                names.add(base)
+                names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+@functools.cache
+def _origin(module: str) -> str | None:
+    """The source file of ``module`` when it is the project's code (not installed)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError, AttributeError):
+        return None
+    origin = getattr(spec, "origin", None) if spec else None
+    if not origin or not origin.endswith(".py"):
+        return None
+    path = Path(origin).resolve()
+    return None if dependencies.is_installed(path) else str(path)
+
+
+def _package_of(module: str, path: str) -> str:
+    return module if path.endswith("__init__.py") else module.rpartition(".")[0]
+
+
+@functools.cache
+def _closure(path: str, module: str) -> frozenset[str]:
+    """The project files ``path`` (module ``module``) imports, transitively, itself included."""
+    found = {path}
+    todo = [(path, module)]
+    while todo:
+        current, name = todo.pop()
+        try:
+            text = Path(current).read_text(encoding="utf-8")
+        except OSError:
+            continue
+        for imported in _imported(text, _package_of(name, current)):
+            origin = _origin(imported)
+            if origin is not None and origin not in found:
+                found.add(origin)
+                todo.append((origin, imported))
+    return frozenset(found)
+
+
+def _code_digest(text: str, package: str) -> list[list[str]]:
+    """The project modules a migration's text imports, transitively, by digest."""
+    files: set[str] = set()
+    for imported in _imported(text, package):
+        origin = _origin(imported)
+        if origin is not None:
+            files |= _closure(origin, imported)
+    return [[dependencies.shown(Path(f)), dependencies.file_digest(f)] for f in sorted(files)]
+
+
+def planned(plan: RegenerationPlan | None) -> Planned:
+    """The migrations of the new plan (``plan`` applied; ``None``: the files as they are),
+    in migrate's order on a new database, with their digests."""
+    loader = PlannedLoader(plan)
+    graph = loader.graph
+    texts: dict[tuple[str, str], str] = {}
+    if plan is not None:
+        for app in plan.changed:
+            for new in app.new_files:
+                texts[app.label, new.path.stem] = new.text
+    order: list[Facts] = []
+    reach: dict[tuple[str, str], frozenset[str]] = {}
+    for key in forwards(graph):
+        migration = graph.nodes[key]
+        text = texts.get(key)
+        if text is None:
+            try:
+                text = migration_file(migration).read_text(encoding="utf-8")
+            except (OSError, KeyError):
+                text = repr(migration.operations)  # no file to read: what it does
+        module = type(migration).__module__
+        package = module.rpartition(".")[0] or f"{key[0]}.migrations"
+        parents = tuple(sorted(parent.key for parent in graph.node_map[key].parents))
+        reach[key] = frozenset({key[0]}).union(*(reach[p] for p in parents))
+        ops = list(migration.operations)
+        kinds = {_kind(op) for op in ops}
+        kind = ANY if ANY in kinds else DATA if DATA in kinds else SCHEMA
+        digest = _digest(
+            {
+                "text": normalized(text),
+                "code": _code_digest(text, package),
+                "replaces": list(migration.replaces),
+            }
+        )
+        order.append(
+            Facts(
+                f"{key[0]}.{key[1]}",
+                key[0],
+                digest,
+                tuple(f"{p[0]}.{p[1]}" for p in parents),
+                kind,
+                reach[key],
+                any(_renames(op) for op in ops),
+                tuple(sorted(_deconstructed(op) for op in ops if is_database_level(op))),
+            )
+        )
+    return Planned(order)
+
+
+# Which state a reset can start from ------------------------------------------------
+
+
+def commute(first: Facts, then: Facts) -> bool:
+    """Whether running ``then`` before ``first`` (migrate runs ``first`` first) leaves the
+    same database."""
+    if first.app == then.app:
+        return False
+    if ANY in (first.kind, then.kind):
+        return False
+    if first.kind == DATA and then.kind == DATA:
+        return False
+    # A migration that depends on an app may read (a data migration) or name (a
+    # relation) what that app's migrations change.
+    if first.app in then.reach and (then.kind == DATA or first.kind == DATA or first.renames):
+        return False
+    return not (
+        then.app in first.reach and (first.kind == DATA or then.kind == DATA or then.renames)
+    )
+
+
+def _children(migrations: dict[str, tuple[str, tuple[str, ...]]]) -> dict[str, set[str]]:
+    children: dict[str, set[str]] = {key: set() for key in migrations}
+    for key, (_, parents) in migrations.items():
+        for parent in parents:
+            children.setdefault(parent, set()).add(key)
+    return children
+
+
+def match(state: State, new: Planned) -> tuple[Start | None, str]:
+    """Where a reset would start from ``state``, or None and why it cannot."""
+    old = state.migrations
+    changed = {
+        key for key, (digest, _) in old.items()
+        if key not in new.by_key or new.by_key[key].digest != digest
+    }  # fmt: skip
+    children = _children(old)
+    removed: set[str] = set()
+    todo = list(changed)
+    while todo:
+        key = todo.pop()
+        if key in removed:
+            continue
+        removed.add(key)
+        todo.extend(children.get(key, ()))
+        app = key.partition(".")[0]
+        # An app goes whole: its tables are dropped.
+        todo.extend(k for k in old if k.partition(".")[0] == app and k not in removed)
+    removed_apps = sorted({key.partition(".")[0] for key in removed})
+    for app in removed_apps:
+        recorded = state.apps.get(app, {})
+        if not recorded.get("removable"):
+            changed_here = sorted(k for k in changed if k.partition(".")[0] == app)
+            why = f"{', '.join(changed_here)} changed" if changed_here else "it depends on a change"
+            return None, (
+                f"{state.name}: {app} would have to go ({why}), and its migrations are not "
+                "all plain tables of its models"
+            )
+        # Dropping its tables leaves its extensions and collations: the new migrations
+        # must make them again.
+        making = {op for f in new.order if f.app == app for op in f.database_level}
+        left = [op for op in recorded.get("database_level", []) if op not in making]
+        if left:
+            return None, (
+                f"{state.name}: {app} would have to go, and its new migrations no longer "
+                f"make what its old ones made ({left[0]})"
+            )
+    kept = set(old) - removed
+    if not kept:
+        return None, f"{state.name}: none of its migrations is unchanged"
+    for key in kept:
+        missing = [p for p in new.by_key[key].parents if p not in kept]
+        if missing:
+            return None, f"{state.name}: {key} needs {missing[0]}, which it does not hold"
+    position = new.position
+    rest = [facts for facts in new.order if facts.key not in kept]
+    for facts in new.order:
+        if facts.key not in kept:
+            continue
+        for earlier in rest:
+            if position[earlier.key] > position[facts.key]:
+                break
+            if not commute(earlier, facts):
+                return None, (
+                    f"{state.name}: migrate runs {earlier.key} before {facts.key}, which the "
+                    "state already holds, and the two may not be run the other way round"
+                )
+    tables = sorted({t for app in removed_apps for t in state.apps[app].get("tables", [])})
+    later = [(s, t) for s, t in state.later if not set(t) & set(tables)]
+    return Start(state, len(kept), len(new.order), removed_apps, tables, later), ""
+
+
+def removable_apps(plan: RegenerationPlan | None) -> frozenset[str]:
+    """The apps whose migrations are what makemigrations writes for their models now."""
+    if plan is None:
+        return frozenset()
+    return frozenset(app.label for app in plan.regenerated)
+
+
+def plan_states(
+    target: guard.Target,
+    migrations: RegenerationPlan | None,
+    environment: str,
+    kept: Iterable[Any],
+) -> StatePlan:
+    """The build cache's plan for a reset of ``target``: the new plan's migrations and
+    the best of the states ``kept`` (their listing's entries) to start from."""
+    new = planned(migrations)
+    plan = StatePlan(target.alias, target.database, environment, new, removable_apps(migrations))
+    best: Start | None = None
+    for snapshot in kept:
+        name, data = snapshot.name, snapshot.data
+        if data.get("environment") != environment:
+            plan.misses.append(f"{name}: kept for other versions, settings or database")
+            continue
+        state = State.from_data(name, data)
+        if state is None:
+            continue
+        start, why = match(state, new)
+        if start is None:
+            plan.misses.append(why)
+        elif best is None or (start.kept, state.created) > (best.kept, best.state.created):
+            start.snapshot = snapshot
+            best = start
+    plan.start = best
+    return plan
+
+
+def record(plan: StatePlan, *, later: Sequence[tuple[str, Sequence[str]]]) -> dict[str, Any]:
+    """What a state of the whole new plan records, kept under :attr:`StatePlan.key`;
+    ``later``: the deferred statements not run in it yet, with the tables they name."""
+    by_app: dict[str, list[Facts]] = {}
+    for facts in plan.planned.order:
+        by_app.setdefault(facts.app, []).append(facts)
+    apps: dict[str, dict[str, Any]] = {}
+    for label, migrations in by_app.items():
+        removable = label in plan.removable and all(f.kind == SCHEMA for f in migrations)
+        apps[label] = {
+            "removable": removable,
+            "tables": _tables_of(label) if removable else [],
+            "database_level": sorted({op for f in migrations for op in f.database_level}),
+        }
+    return {
+        "kind": KIND,
+        "environment": plan.environment,
+        "migrations": [[f.key, f.digest, list(f.parents)] for f in plan.planned.order],
+        "apps": apps,
+        "later": [[s, list(t)] for s, t in later],
+    }
+
+
+def _tables_of(label: str) -> list[str]:
+    try:
+        config = global_apps.get_app_config(label)
+    except LookupError:
+        return []
+    return sorted(
+        model._meta.db_table
+        for model in config.get_models(include_auto_created=True)
+        if model._meta.managed and not model._meta.proxy and not model._meta.swapped
+    )
+
+
+def drop_what_changed(alias: str, start: Start) -> None:
+    """In the copy of ``start``'s state: drop the tables of the apps that go, and forget
+    their migrations. Raises :class:`snapshots.NotRestorable` when something outside
+    them depends on those tables (then the state is not used)."""
+    from django_resetdb.snapshots import NotRestorable
+
+    connection = connections[alias]
+    try:
+        postgres.execute(
+            connection,
+            [
+                *postgres.drop_tables_sql(start.removed_tables),
+                *postgres.forget_migrations_sql(start.removed_apps),
+            ],
+        )
+    except Exception as exc:
+        raise NotRestorable(
+            f"the tables of {', '.join(start.removed_apps)} could not be dropped from the "
+            f"state {start.state.name}: {one_line(exc)}"
+        ) from exc
