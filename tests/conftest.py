@@ -73,15 +73,23 @@ class ScratchDatabase:
             return conn.execute(query, params).fetchall()
 
 
-def snapshots_of(name: str) -> list[str]:
-    """The snapshot databases kept for database ``name``, read from the catalog."""
+def snapshots_of(name: str, kind: str = "snapshot") -> list[str]:
+    """The snapshot databases kept for database ``name`` (with ``kind="state"``, its
+    migrated states of the build cache), read from the catalog."""
     with connect("postgres") as admin:
         rows = admin.execute(
             "SELECT datname FROM pg_database WHERE starts_with(datname, 'resetdb_snap_') "
-            "AND (shobj_description(oid, 'pg_database')::jsonb ->> 'target') = %s ORDER BY 1",
-            [name],
+            "AND (shobj_description(oid, 'pg_database')::jsonb ->> 'target') = %s "
+            "AND coalesce(shobj_description(oid, 'pg_database')::jsonb ->> 'kind', "
+            "'snapshot') = %s ORDER BY 1",
+            [name, kind],
         ).fetchall()
     return [snapshot for (snapshot,) in rows]
+
+
+def states_of(name: str) -> list[str]:
+    """The migrated states kept for database ``name``, read from the catalog."""
+    return snapshots_of(name, "state")
 
 
 def replaced_of(name: str) -> list[str]:
@@ -139,7 +147,7 @@ def _scratch_db() -> Iterator[ScratchDatabase]:
     try:
         yield ScratchDatabase(name)
     finally:
-        for database in [name, *snapshots_of(name), *replaced_of(name)]:
+        for database in [name, *snapshots_of(name), *states_of(name), *replaced_of(name)]:
             drop_database(database)
 
 

@@ -21,6 +21,7 @@ from tests.conftest import (
     drop_database,
     replaced_of,
     snapshots_of,
+    states_of,
     target_host,
     target_port,
     target_user,
@@ -34,7 +35,7 @@ def missing() -> Iterator[str]:
     """The name of a database that does not exist; whatever is made for it is dropped."""
     name = f"resetdb_cdb_{uuid.uuid4().hex[:12]}"
     yield name
-    for database in [name, *snapshots_of(name), *replaced_of(name)]:
+    for database in [name, *snapshots_of(name), *states_of(name), *replaced_of(name)]:
         drop_database(database)
 
 
@@ -79,7 +80,13 @@ def test_a_missing_database_is_created_built_and_restored_the_next_time(syntheti
         rf"{template_encoding()}, template template1\) in \d+\.\d\d s",
         lines[1],
     ), lines[1]
-    assert lines[2].startswith("  migrations  regenerated app00, app01 (2 file(s)) in ")
+    # Built in a new database: the build cache keeps the state its migrations leave.
+    assert lines[2] == (
+        "  database    building in a new database, to swap it in at the end: to keep its "
+        "migrated state in the build cache"
+    )
+    assert lines[3].startswith("  migrations  regenerated app00, app01 (2 file(s)) in ")
+    assert len(states_of(missing)) == 1
     assert lines[-1].startswith(f"Rebuilt database {missing!r} (alias 'default'): 16 table(s), ")
     assert database_row(missing) == [(target_user(), template_encoding())]
     assert query(

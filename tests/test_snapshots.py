@@ -32,6 +32,7 @@ from tests.conftest import (
     replaced_of,
     sessions_on,
     snapshots_of,
+    states_of,
     swaps_in_progress,
     target_host,
     target_user,
@@ -789,7 +790,7 @@ def named_db(request) -> Iterator[str]:
     try:
         yield name
     finally:
-        for database in [name, *snapshots_of(name), *replaced_of(name)]:
+        for database in [name, *snapshots_of(name), *states_of(name), *replaced_of(name)]:
             drop_database(database)
 
 

@@ -30,6 +30,7 @@ from tests.conftest import (
     drop_database,
     replaced_of,
     snapshots_of,
+    states_of,
 )
 
 SETTINGS = "mysite.settings.dev"
@@ -136,7 +137,7 @@ def copy_site(site: WagtailSite, root: Path) -> tuple[ProjectCopy, ScratchDataba
 
 
 def drop_clone(db: ScratchDatabase) -> None:
-    for database in [db.name, *snapshots_of(db.name), *replaced_of(db.name)]:
+    for database in [db.name, *snapshots_of(db.name), *states_of(db.name), *replaced_of(db.name)]:
         drop_database(database)
 
 

@@ -220,8 +220,15 @@ def run_plan(
         # A run that will keep a snapshot makes room for it now, before it dirties the
         # server's cache: dropping a database later would have to write all of that.
         room = int(usable and snapshot_plan is not None and snapshot_plan.existing is None)
+        states = plan.states
+        keeping_state = states is not None and not (states.start and states.start.same)
         sweeper = snapshots.Sweeper(
-            target.alias, target.database, spare, room, snapshots=usable or plan.swap is not None
+            target.alias,
+            target.database,
+            spare,
+            room,
+            snapshots=usable or plan.swap is not None,
+            state_room=int(keeping_state),
         )
         sweeper.start()
     with interrupts.handled():

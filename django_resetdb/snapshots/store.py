@@ -124,12 +124,14 @@ def _now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def _stale(snapshots: Sequence[Snapshot], spare: set[str], room: int = 0) -> list[Snapshot]:
+def _stale(
+    snapshots: Sequence[Snapshot], spare: set[str], room: int = 0, state_room: int = 0
+) -> list[Snapshot]:
     """The snapshots beyond ``SNAPSHOTS`` (less ``room`` for ones about to be kept),
     least recently used first, but ``spare``; and so the migrated states, counted on
-    their own (``room`` is for a snapshot)."""
+    their own (less ``state_room``)."""
     stale = []
-    for kind, making in (("snapshot", room), (STATE, 0)):
+    for kind, making in (("snapshot", room), (STATE, state_room)):
         of_kind = [s for s in snapshots if s.kind == kind]
         by_use = sorted(of_kind, key=lambda s: (s.used, s.name), reverse=True)
         keep = max(0, get_settings().snapshots - making)
@@ -259,11 +261,13 @@ class Sweeper(threading.Thread):
         room: int = 0,
         *,
         snapshots: bool = True,
+        state_room: int = 0,
     ) -> None:
         super().__init__(name="django_resetdb sweeper", daemon=True)
         self.alias, self.target = alias, target
         self.spare = spare or set()
         self.room = room
+        self.state_room = state_room
         self.snapshots = snapshots
         self.dropped: list[str] = []
         self.error = ""
@@ -295,7 +299,7 @@ class Sweeper(threading.Thread):
                     if snapshot is not None and snapshot.target == self.target
                 ]
                 if self.snapshots:
-                    names += [s.name for s in _stale(kept, self.spare, self.room)]
+                    names += [s.name for s in _stale(kept, self.spare, self.room, self.state_room)]
                 for name in names:
                     postgres.execute(cursor, [postgres.drop_database_sql(name)])
                     self.dropped.append(name)
