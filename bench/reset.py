@@ -20,6 +20,10 @@ with 1 and N times the rows. It prints medians, ratios to the baselines measured
 same run, and peak memory (the whole process). The server comes from ``DATABASE_URL``
 (default ``postgres://postgres@127.0.0.1:5432/postgres``); the databases it creates are
 dropped, snapshots included.
+``bench.history`` times ``resetdb --keep-migrations`` after one new migration on a long
+hand-written migration history against ``migrate`` plus ``loaddata``, and
+``bench.wagtailsite`` times ``resetdb`` against the hand-written flow on a ``wagtail
+start`` site with pages and an own app; both reuse this module's runner and table.
 """
 
 from __future__ import annotations
