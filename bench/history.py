@@ -419,6 +419,7 @@ def run(options: argparse.Namespace) -> int:
     times: dict[str, list[float]] = {name: [] for name in names}
     peaks: dict[str, list[float]] = {name: [] for name in names}
     reset = ("manage.py", "resetdb", "--no-input", "--keep-migrations")
+    last: dict[str, list[str]] = {}
     with (
         TemporaryDirectory(prefix="resetdb-bench-") as folder,
         project(server, Path(folder) / "hand", history) as hand,
@@ -440,9 +441,10 @@ def run(options: argparse.Namespace) -> int:
 
             column = tool.append_migration()
             for name in ("one new", "warm"):
-                done = tool.run(*reset, "-v", "0")
+                done = tool.run(*reset)
                 times[name].append(done.seconds)
                 peaks[name].append(done.peak_mib)
+                last[name] = done.stdout.splitlines()
             check(tool, column)
 
     baseline = median(times["baseline"])
@@ -457,6 +459,10 @@ def run(options: argparse.Namespace) -> int:
     ):
         seconds = median(times[name])
         row(label, seconds, f"{baseline / seconds:.1f}x faster", max(peaks[name]))
+    for name, title in (("one new", "after one new migration"), ("warm", "warm")):
+        print(f"\nLast resetdb {title}:")
+        for line in last.get(name, []):
+            print(f"  {line}")
     return 0
 
 

@@ -215,6 +215,7 @@ def run(options: argparse.Namespace) -> int:
     times: dict[str, list[float]] = {name: [] for name in names}
     peaks: dict[str, list[float]] = {name: [] for name in names}
     steps: dict[str, list[float]] = {}
+    last: dict[str, list[str]] = {}
     with TemporaryDirectory(prefix="resetdb-bench-") as folder:
         template = make_template(server, Path(folder), options.pages)
         fixture = json.loads((template / "blog" / "fixtures" / f"{FIXTURE}.json").read_text())
@@ -236,9 +237,10 @@ def run(options: argparse.Namespace) -> int:
 
                 tool.change_a_model()
                 for name in ("cold", "warm"):
-                    done = tool.run("manage.py", "resetdb", "--no-input", "-v", "0")
+                    done = tool.run("manage.py", "resetdb", "--no-input")
                     times[name].append(done.seconds)
                     peaks[name].append(done.peak_mib)
+                    last[name] = done.stdout.splitlines()
                 check(hand, fixture)
                 check(tool, fixture, f"extra{tool.changes}")
 
@@ -254,6 +256,10 @@ def run(options: argparse.Namespace) -> int:
     ):
         seconds = median(times[name])
         row(label, seconds, f"{hand_median / seconds:.1f}x faster", max(peaks[name]))
+    for name in ("cold", "warm"):
+        print(f"\nLast resetdb {name}:")
+        for line in last.get(name, []):
+            print(f"  {line}")
     return 0
 
 
