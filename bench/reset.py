@@ -20,6 +20,10 @@ with 1 and N times the rows. It prints medians, ratios to the baselines measured
 same run, and peak memory (the whole process). The server comes from ``DATABASE_URL``
 (default ``postgres://postgres@127.0.0.1:5432/postgres``); the databases it creates are
 dropped, snapshots included.
+``bench.history`` times ``resetdb --keep-migrations`` after one new migration on a long
+hand-written migration history against ``migrate`` plus ``loaddata``, and
+``bench.wagtailsite`` times ``resetdb`` against the hand-written flow on a ``wagtail
+start`` site with pages and an own app; both reuse this module's runner and table.
 """
 
 from __future__ import annotations
@@ -52,31 +56,19 @@ class Run:
 
 
 @dataclass
-class Copy:
-    """A generated project with a database of its own."""
+class Site:
+    """A project folder with a database of its own, its commands run as whole processes."""
 
     server: Server
     root: Path
-    shape: Shape
-    seeds: str = "json"
-    database: str = field(default_factory=lambda: f"bench_r_{uuid.uuid4().hex[:10]}")
-    labels: list[str] = field(default_factory=list)
-    changes: int = 0
-
-    def __post_init__(self) -> None:
-        self.labels = generate(self.root, self.shape)
-        if self.seeds == "jsonl":
-            lines = [f"{label}_lines" for label in self.labels]
-            with (self.root / "synth" / "settings.py").open("a") as settings:
-                settings.write(f"\nDJANGO_RESETDB['SEEDS'] = {lines!r}\n")
-        self.server.create(self.database)
-        self.run("manage.py", "makemigrations", "-v", "0")
+    database: str = field(default_factory=lambda: f"bench_r_{uuid.uuid4().hex[:10]}", kw_only=True)
+    settings: str = field(default="synth.settings", kw_only=True)
 
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
             "DATABASE_URL": self.server.url_for(self.database),
-            "DJANGO_SETTINGS_MODULE": "synth.settings",
+            "DJANGO_SETTINGS_MODULE": self.settings,
             "PYTHONPATH": os.pathsep.join([str(self.root), str(REPO)]),
         }
 
@@ -97,18 +89,8 @@ class Copy:
                 )
             return Run(seconds, usage.ru_maxrss / 1024, out.read().decode())
 
-    def change_a_model(self) -> None:
-        self.changes += 1
-        models = self.root / "app00" / "models.py"
-        text = models.read_text()
-        marker = "class Model00(models.Model):\n"
-        models.write_text(
-            text.replace(
-                marker, f"{marker}    extra{self.changes} = models.IntegerField(null=True)\n", 1
-            )
-        )
-
     def drop(self) -> None:
+        """Drop the database, its snapshots and the databases restores replaced."""
         with self.server.admin() as conn:
             names = conn.execute(
                 "SELECT datname FROM pg_database WHERE datname = %s OR "
@@ -122,6 +104,36 @@ class Copy:
             ).fetchall()
         for (name,) in names:
             self.server.drop(name)
+
+
+@dataclass
+class Copy(Site):
+    """A generated synthetic project with a database of its own."""
+
+    shape: Shape
+    seeds: str = "json"
+    labels: list[str] = field(default_factory=list)
+    changes: int = 0
+
+    def __post_init__(self) -> None:
+        self.labels = generate(self.root, self.shape)
+        if self.seeds == "jsonl":
+            lines = [f"{label}_lines" for label in self.labels]
+            with (self.root / "synth" / "settings.py").open("a") as settings:
+                settings.write(f"\nDJANGO_RESETDB['SEEDS'] = {lines!r}\n")
+        self.server.create(self.database)
+        self.run("manage.py", "makemigrations", "-v", "0")
+
+    def change_a_model(self) -> None:
+        self.changes += 1
+        models = self.root / "app00" / "models.py"
+        text = models.read_text()
+        marker = "class Model00(models.Model):\n"
+        models.write_text(
+            text.replace(
+                marker, f"{marker}    extra{self.changes} = models.IntegerField(null=True)\n", 1
+            )
+        )
 
 
 @contextmanager
@@ -167,6 +179,16 @@ def clone_seconds(server: Server, template: str) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def header() -> None:
+    """The head of the table ``row`` prints the lines of."""
+    print(f"  {'what':<38} {'seconds':>8} {'ratio':>22} {'peak MiB':>9}")
+
+
+def row(label: str, seconds: float, ratio: str, peak: float | None) -> None:
+    shown = f"{peak:>9.0f}" if peak is not None else f"{'':>9}"
+    print(f"  {label:<38} {seconds:>8.2f} {ratio:>22} {shown}")
 
 
 def run(options: argparse.Namespace) -> int:
@@ -224,12 +246,7 @@ def run(options: argparse.Namespace) -> int:
     hand_median = median(times["hand-written"])
     floor = median(times["clone"]) + median(times["start-up"])
     print(f"\nMedian of {options.repeat} run(s), whole processes:")
-    print(f"  {'what':<38} {'seconds':>8} {'ratio':>22} {'peak MiB':>9}")
-
-    def row(label: str, seconds: float, ratio: str, peak: float | None) -> None:
-        shown = f"{peak:>9.0f}" if peak is not None else f"{'':>9}"
-        print(f"  {label:<38} {seconds:>8.2f} {ratio:>22} {shown}")
-
+    header()
     row("hand-written flow", hand_median, "1.0x", max(peaks["hand-written"]))
     for step in ("drop", "makemigrations", "migrate", "loaddata"):
         row(f"  of which {step}", median(steps[step]), "", None)

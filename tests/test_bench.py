@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from psycopg import sql
 
 from bench.synthetic import Shape, generate
@@ -136,3 +137,57 @@ def test_reset_benchmark_runs_and_reports_every_ratio():
         with connect("postgres") as admin:
             admin.execute("SELECT pg_sleep(0.1)")  # a short pause on the server
     assert bench_databases() - before == set()
+
+
+def own_databases(prefix: str) -> set[str]:
+    """Databases named with ``prefix``, and snapshots or replaced databases of them."""
+    with connect("postgres") as admin:
+        rows = admin.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s) OR "
+            "shobj_description(oid, 'pg_database') LIKE %s",
+            [prefix, f"%{prefix}%"],
+        ).fetchall()
+    return {name for (name,) in rows}
+
+
+def gone_within(before: set[str], prefix: str, seconds: float) -> set[str]:
+    """What is left of the databases made since ``before``, waiting up to ``seconds`` for
+    the background drop of the database the last restore replaced."""
+    deadline = time.monotonic() + seconds
+    while own_databases(prefix) - before and time.monotonic() < deadline:
+        with connect("postgres") as admin:
+            admin.execute("SELECT pg_sleep(0.1)")  # a short pause on the server
+    return own_databases(prefix) - before
+
+
+def test_history_benchmark_runs_and_reports_every_row():
+    shape = ("--apps", "2", "--migrations", "5", "--rows", "4", "--repeat", "1")
+    before = own_databases("bench_h_")
+    result = run_benchmark("bench.history", *shape, timeout=300)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "Project: 2 app(s) x 5 hand-written migration(s) (10 files), 16 fixture rows." in out
+    assert re.search(r"  migrate \+ loaddata \(baseline\) +\d+\.\d\d +1\.0x +\d+\n", out), out
+    assert re.search(r"    of which migrate +\d+\.\d\d +\n", out), out
+    assert re.search(r"    of which loaddata +\d+\.\d\d +\n", out), out
+    assert re.search(r"  resetdb --keep-migrations, 1 new +\d+\.\d\d +\d+\.\dx faster +\d+\n", out)
+    assert re.search(r"  resetdb --keep-migrations, warm +\d+\.\d\d +\d+\.\dx faster +\d+\n", out)
+    assert gone_within(before, "bench_h_", 30) == set()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("wagtail")
+def test_wagtail_benchmark_runs_and_reports_every_row():
+    before = own_databases("bench_h_")
+    result = run_benchmark("bench.wagtailsite", "--pages", "2", "--repeat", "1", timeout=600)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert re.search(r"Project: wagtail start, 2 page\(s\) added, .* of \d+ objects\.\n", out)
+    assert re.search(r"  hand-written flow +\d+\.\d\d +1\.0x +\d+\n", out), out
+    for step in ("drop", "makemigrations", "migrate", "loaddata"):
+        assert re.search(rf"    of which {step} +\d+\.\d\d +\n", out), out
+    assert re.search(r"  resetdb cold \(after a model change\) +\d+\.\d\d +\d+\.\dx faster", out)
+    assert re.search(r"  resetdb warm \(nothing changed\) +\d+\.\d\d +\d+\.\dx faster", out)
+    assert gone_within(before, "bench_h_", 30) == set()
