@@ -42,6 +42,7 @@ from django.apps import apps as global_apps
 from django.db import connections
 from django.db.migrations import operations
 from django.db.migrations.operations.base import Operation
+from django.db.models.fields import NOT_PROVIDED
 
 from django_resetdb import dependencies, guard, postgres
 from django_resetdb.migrate_step import forwards
@@ -84,6 +85,10 @@ class Facts:
     renames: bool  # renames or removes a model, a field, a table, or alters a primary key
     # The extensions and collations it makes, as their operations deconstruct.
     database_level: tuple[str, ...]
+    # Nothing a data migration does reads or writes differently whether it ran before or
+    # after it: indexes, and nullable columns without a default (a row made or saved
+    # without them gets NULL either way).
+    quiet: bool = False
 
 
 @dataclass
@@ -198,6 +203,23 @@ def _kind(operation: Operation) -> str:
     if type(operation).__module__ == "django.contrib.postgres.operations":
         return SCHEMA  # extensions, collations, concurrent indexes
     return ANY
+
+
+def _quiet(operation: Operation) -> bool:
+    if isinstance(operation, (operations.AddIndex, operations.RemoveIndex)):
+        return True
+    if isinstance(operation, operations.AddField):
+        field = operation.field
+        default = getattr(field, "db_default", NOT_PROVIDED)
+        return bool(
+            field.null
+            and not field.has_default()
+            and default is NOT_PROVIDED
+            and not field.is_relation
+            and not field.unique
+            and not field.primary_key
+        )
+    return False
 
 
 def _renames(operation: Operation) -> bool:
@@ -329,6 +351,7 @@ def planned(plan: RegenerationPlan | None) -> Planned:
                 reach[key],
                 any(_renames(op) for op in ops),
                 tuple(sorted(_deconstructed(op) for op in ops if is_database_level(op))),
+                bool(ops) and all(_quiet(op) for op in ops),
             )
         )
     return Planned(order)
@@ -348,10 +371,13 @@ def commute(first: Facts, then: Facts) -> bool:
         return False
     # A migration that depends on an app may read (a data migration) or name (a
     # relation) what that app's migrations change.
-    if first.app in then.reach and (then.kind == DATA or first.kind == DATA or first.renames):
+    if first.app in then.reach and (
+        (then.kind == DATA and not first.quiet) or first.kind == DATA or first.renames
+    ):
         return False
     return not (
-        then.app in first.reach and (first.kind == DATA or then.kind == DATA or then.renames)
+        then.app in first.reach
+        and ((first.kind == DATA and not then.quiet) or then.kind == DATA or then.renames)
     )
 
 

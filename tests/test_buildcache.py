@@ -298,9 +298,10 @@ def test_ctrl_c_while_the_state_is_kept_puts_everything_back(warmed, scratch_db)
 # The commute rule, on migrations described by hand ------------------------------------
 
 
-def facts(key: str, kind: str = buildcache.SCHEMA, reach: tuple[str, ...] = (), renames=False):
+def facts(key: str, kind=buildcache.SCHEMA, reach=(), renames=False, quiet=False):
     app = key.partition(".")[0]
-    return buildcache.Facts(key, app, "d" + key, (), kind, frozenset({app, *reach}), renames, ())
+    reached = frozenset({app, *reach})
+    return buildcache.Facts(key, app, "d" + key, (), kind, reached, renames, (), quiet)
 
 
 @pytest.mark.parametrize(
@@ -315,6 +316,8 @@ def facts(key: str, kind: str = buildcache.SCHEMA, reach: tuple[str, ...] = (), 
         (facts("a.1", buildcache.DATA), facts("b.1", buildcache.DATA), False),  # shared rows
         (facts("a.1", buildcache.ANY), facts("b.1"), False),  # RunSQL: anything
         (facts("a.1", buildcache.DATA, reach=("b",)), facts("b.1"), False),  # a read b
+        (facts("a.1", quiet=True), facts("b.1", buildcache.DATA, reach=("a",)), True),  # index
+        (facts("a.1", buildcache.DATA, reach=("b",)), facts("b.1", quiet=True), True),
     ],
 )
 def test_two_migrations_commute_only_when_neither_can_see_the_other(first, then, expected):
