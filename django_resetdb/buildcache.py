@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from django.apps import apps as global_apps
+from django.conf import settings
 from django.db import connections
 from django.db.migrations import operations
 from django.db.migrations.operations.base import Operation
@@ -307,6 +308,24 @@ def _code_digest(text: str, package: str) -> list[list[str]]:
     return [[dependencies.shown(Path(f)), dependencies.file_digest(f)] for f in sorted(files)]
 
 
+def environment_code() -> list[list[str]]:
+    """The project code every migration runs with, by digest: the database routers (they
+    decide which tables are made where) and a database backend of the project's own."""
+    modules = []
+    for entry in settings.DATABASE_ROUTERS:
+        modules.append(entry if isinstance(entry, str) else type(entry).__module__)
+    for database in settings.DATABASES.values():
+        engine = database.get("ENGINE", "")
+        modules += [engine, f"{engine}.base"] if engine else []
+    files: set[str] = set()
+    for name in modules:
+        for candidate in (name, name.rpartition(".")[0]):
+            origin = _origin(candidate) if candidate else None
+            if origin is not None:
+                files |= _closure(origin, candidate)
+    return [[dependencies.shown(Path(f)), dependencies.file_digest(f)] for f in sorted(files)]
+
+
 def planned(plan: RegenerationPlan | None) -> Planned:
     """The migrations of the new plan (``plan`` applied; ``None``: the files as they are),
     in migrate's order on a new database, with their digests."""
@@ -468,6 +487,7 @@ def plan_states(
     """The build cache's plan for a reset of ``target``: the new plan's migrations and
     the best of the states ``kept`` (their listing's entries) to start from."""
     new = planned(migrations)
+    environment = _digest([environment, environment_code()])
     plan = StatePlan(target.alias, target.database, environment, new, removable_apps(migrations))
     best: Start | None = None
     for snapshot in kept:
@@ -523,6 +543,21 @@ def _tables_of(label: str) -> list[str]:
     )
 
 
+def held(start: Start) -> set[str]:
+    """The migrations of ``start``'s state the build keeps."""
+    return {
+        key for key in start.state.migrations if key.partition(".")[0] not in start.removed_apps
+    }
+
+
+def planned_drops(start: Start) -> list[Any]:
+    """The statements that drop from the state's copy what changed."""
+    return [
+        *postgres.drop_tables_sql(start.removed_tables),
+        *postgres.forget_migrations_sql(start.removed_apps),
+    ]
+
+
 def drop_what_changed(alias: str, start: Start) -> None:
     """In the copy of ``start``'s state: drop the tables of the apps that go, and forget
     their migrations. Raises :class:`snapshots.NotRestorable` when something outside
@@ -531,13 +566,7 @@ def drop_what_changed(alias: str, start: Start) -> None:
 
     connection = connections[alias]
     try:
-        postgres.execute(
-            connection,
-            [
-                *postgres.drop_tables_sql(start.removed_tables),
-                *postgres.forget_migrations_sql(start.removed_apps),
-            ],
-        )
+        postgres.execute(connection, planned_drops(start))
     except Exception as exc:
         raise NotRestorable(
             f"the tables of {', '.join(start.removed_apps)} could not be dropped from the "

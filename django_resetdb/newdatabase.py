@@ -15,6 +15,7 @@ from django_resetdb import (
 )
 from django_resetdb.conf import SETTING_NAME, get_settings
 from django_resetdb.exceptions import ResetError
+from django_resetdb.output import one_line
 from django_resetdb.snapshots.store import NotRestorable, _role_problem
 from django_resetdb.snapshots.swap import _planned_swap, swap_in
 
@@ -107,7 +108,13 @@ def build_fresh(
 
     def empty(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
         if template:
-            postgres.execute(cursor, [postgres.create_database_sql(name, template, wanted.owner)])
+            try:
+                copy = postgres.create_database_sql(name, template, wanted.owner)
+                postgres.execute(cursor, [copy])
+            except Exception as exc:  # dropped meanwhile (another run's sweep, say)
+                raise NotRestorable(
+                    f"the migrated state {template} could not be copied: {one_line(exc)}"
+                ) from exc
         else:
             postgres.execute(cursor, [postgres.create_empty_database_sql(name, wanted)])
 
@@ -152,10 +159,17 @@ def build_fresh(
     )
 
 
-def planned_build(plan: SwapPlan) -> tuple[list[str], list[str], list[str]]:
-    """For ``--dry-run``: the statements that make the new database, those that prepare
-    it (assuming ``template0`` has its usual ``public`` schema and ``plpgsql``), and those
-    that swap it in, as text."""
+def planned_build(plan: SwapPlan, template: str = "") -> tuple[list[str], list[str], list[str]]:
+    """For ``--dry-run``: the statements that make the new database (a copy of
+    ``template``, when given), those that prepare it (assuming ``template0`` has its usual
+    ``public`` schema and ``plpgsql``), and those that swap it in, as text."""
+    if template:
+        before, swap = _planned_swap(
+            plan.alias,
+            plan.target,
+            lambda new, wanted: postgres.create_database_sql(new, template, wanted.owner),
+        )
+        return before, [], swap
     before, swap = _planned_swap(plan.alias, plan.target, postgres.create_empty_database_sql)
     connection = connections[plan.alias]
     current_user = postgres.privileges(connection).current_user

@@ -149,6 +149,17 @@ def test_one_app_changed_drops_it_and_what_points_into_it(warmed, scratch_db, ot
     steps = " ".join(line.strip() for line in dry.stdout.splitlines())
     assert "  migrate     restore the state after 19 of 22 migrations (" in dry.stdout
     assert "less catalog, event, sales (its tables dropped)), then apply 3" in steps
+    lines = dry.stdout.splitlines()
+    assert "  -- the 19 migration(s) the state " in dry.stdout
+    drop = next(line for line in lines if line.startswith("  DROP TABLE "))
+    assert '"catalog_artifact"' in drop and '"sales_ticket"' in drop
+    assert "  DELETE FROM django_migrations WHERE app IN ('catalog', 'event', 'sales');" in lines
+    shown = [line for line in lines if line.startswith("  -- migrate: ")]
+    assert shown == [
+        "  -- migrate: catalog.0001_initial",
+        "  -- migrate: event.0001_initial",
+        "  -- migrate: sales.0001_initial",
+    ]
 
     out = reset(warmed, scratch_db)
 

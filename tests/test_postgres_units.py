@@ -197,10 +197,10 @@ def test_database_statements():
     ) == [
         'CREATE DATABASE "copy" TEMPLATE "tmpl" OWNER "owner"',
         'CREATE DATABASE "new" TEMPLATE template0 OWNER "owner" ENCODING \'UTF8\' '
-        "LC_COLLATE 'en_US.UTF-8' LC_CTYPE 'en_US.UTF-8' TABLESPACE \"pg_default\" "
+        "LC_COLLATE 'en_US.UTF-8' LC_CTYPE 'en_US.UTF-8' "
         "LOCALE_PROVIDER icu ICU_LOCALE 'und-x-icu'",
         'CREATE DATABASE "new" TEMPLATE template0 OWNER "owner" ENCODING \'UTF8\' '
-        "LC_COLLATE 'en_US.UTF-8' LC_CTYPE 'en_US.UTF-8' TABLESPACE \"pg_default\"",
+        "LC_COLLATE 'en_US.UTF-8' LC_CTYPE 'en_US.UTF-8'",
         'CREATE DATABASE "new" OWNER "owner" TEMPLATE "template1" ENCODING \'LATIN1\'',
         'CREATE DATABASE "new" OWNER "owner" TEMPLATE "template1"',
         'ALTER DATABASE "a" RENAME TO "b"',

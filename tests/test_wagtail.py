@@ -6,6 +6,7 @@ rows and the files' checksums."""
 
 from __future__ import annotations
 
+import difflib
 import re
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from tests.conftest import (
     schema_dump,
     tree,
 )
+from tests.test_buildcache import full_dump
 from tests.wagtailsite import WagtailSite, copy_site, drop_clone
 
 # One worker runs them all: the session's site is built once.
@@ -29,6 +31,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wagtail")]
 HOME_MIGRATIONS = "home/migrations"
 # Outside every project folder, so resetdb treats its apps as third-party ones.
 THIRDPARTY = REPO / "tests" / "thirdparty"
+BLOG_TITLE = "    title = models.CharField(max_length=200)\n"
+BLOG_SUBTITLE = '    subtitle = models.CharField(max_length=50, blank=True, default="")\n'
 SUBTITLE = """
     subtitle = models.CharField(max_length=100, null=True, blank=True)
 """
@@ -175,7 +179,11 @@ def test_dry_run_on_the_migrated_site_prints_the_plan(site, options):
 
     assert result.returncode == 0, output(result)
     assert "Traceback" not in output(result)
-    assert "SQL for database" in result.stdout
+    # Built in a new database, for the build cache.
+    assert "SQL in the new database, each step committing on its own:" in result.stdout
+    assert "  -- migrate: wagtailcore.0001_squashed_0016_change_page_url_path_to_text_field" in (
+        result.stdout
+    )
     assert result.stdout.rstrip().endswith("Dry run: nothing was changed.")
     assert project.tree() == tree
 
@@ -291,3 +299,37 @@ def test_a_third_party_data_migration_followed_by_alter_table(
         k: v for k, v in shelf_files.items() if "/migrations/" not in k
     }
     assert tree(vendor) == app_files
+
+
+def test_a_blog_change_starts_from_the_migrated_state_and_leaves_a_rebuild(
+    site, wagtail_site, other_db
+):
+    project, db = site
+    seeds = f"DJANGO_RESETDB = {{'SEEDS': [{str(wagtail_site.fixture)!r}]}}\n"
+    project.append("mysite/settings/dev.py", seeds)
+    first = project.manage("resetdb", "--no-input")
+    assert first.returncode == 0, output(first)
+    assert "  cache       kept the migrated state " in first.stdout
+    project.edit("blog/models.py", BLOG_TITLE, BLOG_TITLE + BLOG_SUBTITLE)
+
+    again = project.manage("resetdb", "--no-input")
+
+    assert again.returncode == 0, output(again)
+    # Every third-party migration comes from the state; blog is built again.
+    found = re.search(
+        r"^  migrate +started from the state after (\d+) of (\d+) migrations "
+        r"\(\S+, less blog\), applied (\d+) migration\(s\) \(1 built from the models\)",
+        again.stdout,
+        re.M,
+    )
+    assert found, again.stdout
+    kept, total, applied_now = map(int, found.groups())
+    assert (kept + applied_now, applied_now) == (total, 1)
+    fresh = project.manage("resetdb", "--no-input", "--no-snapshot", url=other_db.url())
+    assert fresh.returncode == 0, output(fresh)
+    assert "started from the state" not in fresh.stdout
+    cached, rebuilt = full_dump(db), full_dump(other_db)
+    assert cached[1] == rebuilt[1]
+    assert cached[0] == rebuilt[0], "\n".join(
+        difflib.unified_diff(cached[0], rebuilt[0], lineterm="", n=0)
+    )[:3000]

@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from django.db import connections
+
 from django_resetdb import (
+    buildcache,
     clock,
     creating,
     dependencies,
@@ -129,7 +132,21 @@ def _dry_run_sql(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
             yield f"  {statement};"
         return
     swap: list[str] = []
-    if plan.swap is not None:
+    start = plan.states.start if plan.states is not None else None
+    if plan.swap is not None and start is not None:
+        # A copy of the migrated state instead of an empty database.
+        before, _, swap = newdatabase.planned_build(plan.swap, template=start.state.name)
+        yield f"SQL on the maintenance database, for {target.database!r}:"
+        yield from (f"  {statement};" for statement in before)
+        yield "SQL in the new database, each step committing on its own:"
+        yield (
+            f"  -- the {start.kept} migration(s) the state {start.state.name} holds are "
+            "not shown: they are applied already"
+        )
+        connection = connections[target.alias]
+        for statement in buildcache.planned_drops(start):
+            yield f"  {postgres.render(connection, statement)};"
+    elif plan.swap is not None:
         before, prepare, swap = newdatabase.planned_build(plan.swap)
         yield f"SQL on the maintenance database, for {target.database!r}:"
         yield from (f"  {statement};" for statement in before)
@@ -166,7 +183,11 @@ def _dry_run_creation(plan: ResetPlan, new: creating.NewDatabase) -> Iterator[st
 
 
 def _dry_run_migrate(plan: ResetPlan, target: guard.Target) -> Iterator[str]:
+    start = plan.states.start if plan.states is not None else None
+    held = buildcache.held(start) if start is not None else set()
     for planned in migrate_step.planned_sql(target.alias, plan.migrations):
+        if planned.name in held:
+            continue  # in the migrated state the build starts from
         if planned.not_shown:
             yield f"  -- migrate: {planned.name}: SQL not shown ({planned.not_shown})"
             continue

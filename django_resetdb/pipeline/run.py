@@ -680,10 +680,7 @@ def _migrate_cached(
     pending: list[tuple[str, tuple[str, ...]]] = []
     if start is not None:
         held = {f"{app}.{name}" for app, name in build_plan.applied}
-        expected = set(start.state.migrations) - {
-            key for key in start.state.migrations if key.partition(".")[0] in start.removed_apps
-        }
-        if held != expected:
+        if held != buildcache.held(start):
             raise snapshots.NotRestorable(
                 f"the state {start.state.name} does not hold the migrations it records"
             )

@@ -230,18 +230,19 @@ def create_database_sql(name: str, template: str, owner: str) -> sql.Composable:
 
 def create_empty_database_sql(name: str, wanted: DatabaseProperties) -> sql.Composable:
     """An empty database (from ``template0``) with ``wanted``'s owner, encoding, locale
-    and tablespace."""
+    and tablespace. ``pg_default`` (template0's) is not named: naming a tablespace needs
+    the CREATE privilege on it, which a role that may create databases lacks there."""
     statement = sql.SQL(
-        "CREATE DATABASE {} TEMPLATE template0 OWNER {} ENCODING {} LC_COLLATE {} "
-        "LC_CTYPE {} TABLESPACE {}"
+        "CREATE DATABASE {} TEMPLATE template0 OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}"
     ).format(
         sql.Identifier(name),
         sql.Identifier(wanted.owner),
         sql.Literal(wanted.encoding),
         sql.Literal(wanted.collate),
         sql.Literal(wanted.ctype),
-        sql.Identifier(wanted.tablespace),
     )
+    if wanted.tablespace != "pg_default":
+        statement += sql.SQL(" TABLESPACE {}").format(sql.Identifier(wanted.tablespace))
     if wanted.locale_provider == "i":
         statement += sql.SQL(" LOCALE_PROVIDER icu ICU_LOCALE {}").format(
             sql.Literal(wanted.icu_locale or "")

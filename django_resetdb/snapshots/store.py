@@ -580,6 +580,15 @@ class Listing:
     def size(self) -> int:
         return sum(s.size for s in self.kept)
 
+    def summary(self) -> str:
+        """How many snapshots (and migrated states) there are, and their size."""
+        states = sum(1 for s in self.kept if s.is_state)
+        held = f" and {states} migrated state(s)" if states else ""
+        return (
+            f"{len(self.kept) - states} snapshot(s){held} of database {self.database!r} "
+            f"(alias {self.alias!r}), {self.size / 2**20:.0f} MB in all."
+        )
+
 
 def _gated(aliases: Sequence[str], command: str) -> Iterator[tuple[str, str]]:
     """Each alias and its database, once every alias is known to be PostgreSQL."""
@@ -602,9 +611,10 @@ def list_all(aliases: Sequence[str]) -> Iterator[Listing]:
         )
 
 
-def drop_all(aliases: Sequence[str], log: Log) -> Iterator[tuple[str, str, int]]:
-    """Drop every snapshot of each alias's database, and what earlier runs left; yields
-    the alias, its database and the number of snapshots dropped."""
+def drop_all(aliases: Sequence[str], log: Log) -> Iterator[tuple[str, str, int, int]]:
+    """Drop every snapshot and migrated state of each alias's database, and what earlier
+    runs left; yields the alias, its database and the numbers of snapshots and of
+    states dropped."""
     for alias, database in _gated(aliases, "resetdb --drop-snapshots"):
         found = listed(alias, database)
         for snapshot in found:
@@ -612,4 +622,5 @@ def drop_all(aliases: Sequence[str], log: Log) -> Iterator[tuple[str, str, int]]
         sweeper = Sweeper(alias, database)
         sweeper.run()
         sweeper.finish(log)
-        yield alias, database, len(found)
+        held = sum(1 for snapshot in found if snapshot.is_state)
+        yield alias, database, len(found) - held, held

@@ -100,13 +100,15 @@ class Command(ResetCommand):
         from django_resetdb import snapshots
 
         if drop:
-            for alias, database, count in snapshots.drop_all(aliases, self.log(1)):
+            for alias, database, count, states in snapshots.drop_all(aliases, self.log(1)):
+                held = f" and {states} migrated state(s)" if states else ""
                 self.stdout.write(
-                    f"Dropped {count} snapshot(s) of database {database!r} (alias {alias!r})."
+                    f"Dropped {count} snapshot(s){held} of database {database!r} (alias {alias!r})."
                 )
             return
         for listing in snapshots.list_all(aliases):
-            for snapshot in listing.kept:
+            # The snapshots first, then the build cache's migrated states.
+            for snapshot in sorted(listing.kept, key=lambda s: s.is_state):
                 self.stdout.write(f"  {snapshot.describe()}")
             for name in listing.half_made:
                 self.stdout.write(
@@ -117,7 +119,4 @@ class Command(ResetCommand):
                     f"  {name}  {replaced_size / 2**20:.0f} MB  replaced by a restore or a "
                     "swap; the next run drops it"
                 )
-            self.stdout.write(
-                f"{len(listing.kept)} snapshot(s) of database {listing.database!r} (alias "
-                f"{listing.alias!r}), {listing.size / 2**20:.0f} MB in all."
-            )
+            self.stdout.write(listing.summary())
