@@ -35,6 +35,9 @@ from bench.synthetic import Shape, generate
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+# Names of the databases made here start with this, so that runs sharing a server
+# can tell theirs apart.
+PREFIX = os.environ.get("BENCH_DATABASE_PREFIX", "bench_")
 
 
 class Server:
@@ -91,7 +94,7 @@ class Project:
         self.root = root
         self.shape = shape
         self.labels = generate(root, shape)
-        self.template = f"bench_t_{uuid.uuid4().hex[:10]}"
+        self.template = f"{PREFIX}t_{uuid.uuid4().hex[:10]}"
         self.databases: list[str] = [self.template]
         server.create(self.template)
         self.manage("makemigrations", database=self.template)
@@ -114,7 +117,7 @@ class Project:
         )
 
     def fresh(self) -> str:
-        name = f"bench_d_{uuid.uuid4().hex[:10]}"
+        name = f"{PREFIX}d_{uuid.uuid4().hex[:10]}"
         self.server.create(name, template=self.template)
         self.databases.append(name)
         return name
