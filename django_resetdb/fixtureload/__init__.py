@@ -26,8 +26,25 @@ What keeps the result identical:
 
 from __future__ import annotations
 
-from django_resetdb.fixtureload.loaders import BulkLoader, DjangoLoader, Loader
+from django_resetdb.fixtureload.loaders import (
+    BULK_INSERTED,
+    BULK_PATHS,
+    COPIED,
+    BulkLoader,
+    DjangoLoader,
+    Loader,
+)
 from django_resetdb.fixtureload.reading import FixtureFinder, read_dicts
 from django_resetdb.fixtureload.rows import Where
 
-__all__ = ["BulkLoader", "DjangoLoader", "FixtureFinder", "Loader", "Where", "read_dicts"]
+__all__ = [
+    "BULK_INSERTED",
+    "BULK_PATHS",
+    "COPIED",
+    "BulkLoader",
+    "DjangoLoader",
+    "FixtureFinder",
+    "Loader",
+    "Where",
+    "read_dicts",
+]
