@@ -18,7 +18,7 @@ try:
     # Optional: several times faster than json, and the same objects from valid JSON.
     import orjson
 except ImportError:  # pragma: no cover - depends on what is installed
-    orjson = None
+    orjson = None  # type: ignore[assignment]
 
 
 # Every digit as a zero, to look for 19 digits in a row: orjson reads integers past 64

@@ -190,7 +190,7 @@ def build_entry(plan: RowPlan, item: Any, where: Where) -> Entry | None:
         columns = plan.columns
         values = [MISSING] * len(columns)
         todo: list[int] = []
-        extra: dict[str, Any] | None = None
+        extra: dict[Any, Any] | None = None
         pk = plan.model._meta.pk
         if "pk" in item:
             index = plan.index[pk.attname]

@@ -149,7 +149,7 @@ def _copy(
     everything = list(enumerate(checks))
     prepared = []
     for row, todo in rows:
-        values = row
+        values: Any = row
         for position, (kind, to_db) in (
             everything if todo is None else [(i, checks[i]) for i in todo]
         ):
