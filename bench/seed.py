@@ -35,6 +35,9 @@ from bench.synthetic import Shape, generate
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+# Names of the databases made here start with this, so that runs sharing a server
+# can tell theirs apart.
+PREFIX = os.environ.get("BENCH_DATABASE_PREFIX", "bench_")
 
 
 class Server:
@@ -91,7 +94,7 @@ class Project:
         self.root = root
         self.shape = shape
         self.labels = generate(root, shape)
-        self.template = f"bench_t_{uuid.uuid4().hex[:10]}"
+        self.template = f"{PREFIX}t_{uuid.uuid4().hex[:10]}"
         self.databases: list[str] = [self.template]
         server.create(self.template)
         self.manage("makemigrations", database=self.template)
@@ -114,7 +117,7 @@ class Project:
         )
 
     def fresh(self) -> str:
-        name = f"bench_d_{uuid.uuid4().hex[:10]}"
+        name = f"{PREFIX}d_{uuid.uuid4().hex[:10]}"
         self.server.create(name, template=self.template)
         self.databases.append(name)
         return name
@@ -131,6 +134,25 @@ class Project:
         result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
         return result
 
+    def paths(self, *labels: str) -> str:
+        """What ``seed -v 2`` says of the paths its objects took, into a fresh database
+        (not timed)."""
+        database = self.fresh()
+        try:
+            done = subprocess.run(
+                [sys.executable, "manage.py", "seed", *labels, "-v", "2"],
+                cwd=self.root,
+                env=self.env(database),
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            self.server.drop(database)
+            self.databases.remove(database)
+        found = [line.strip() for line in done.stdout.splitlines() if "objects by path:" in line]
+        return found[-1] if found else "objects by path: not reported"
+
     def drop_all(self) -> None:
         for name in reversed(self.databases):
             self.server.drop(name)
@@ -146,9 +168,12 @@ def project(server: Server, shape: Shape) -> Iterator[Project]:
             made.drop_all()
 
 
-def measure_seed(server: Server, shape: Shape, repeat: int) -> dict[str, tuple[list[float], float]]:
+def measure_seed(
+    server: Server, shape: Shape, repeat: int, paths: dict[str, str] | None = None
+) -> dict[str, tuple[list[float], float]]:
     """Seconds of each run and peak MiB of ``loaddata``, ``seed`` and ``seed`` on JSON
-    lines, into fresh copies of a migrated database; fails unless all leave the same rows."""
+    lines, into fresh copies of a migrated database; fails unless all leave the same rows.
+    ``paths`` gets, per seed command, the paths its objects took (``seed -v 2``)."""
     times: dict[str, list[float]] = {"loaddata": [], "seed": [], "seed (jsonl)": []}
     peaks: dict[str, list[float]] = {name: [] for name in times}
     with project(server, shape) as made:
@@ -169,6 +194,9 @@ def measure_seed(server: Server, shape: Shape, repeat: int) -> dict[str, tuple[l
                     snapshots[name] = server.snapshot(database)
                 server.drop(database)
                 made.databases.remove(database)
+        if paths is not None:
+            paths["seed"] = made.paths(*made.labels)
+            paths["seed (jsonl)"] = made.paths(*lines)
     if not snapshots["seed"] == snapshots["loaddata"] == snapshots["seed (jsonl)"]:
         raise SystemExit("seed and loaddata left different rows or sequences.")
     return {name: (times[name], max(peaks[name])) for name in times}
@@ -183,7 +211,8 @@ def run(options: argparse.Namespace) -> int:
         f"Project: {shape.apps} app(s) x {shape.models} model(s) x {shape.rows} row(s): "
         f"{shape.tables} tables, {objects} objects, {rows} rows with many-to-many."
     )
-    measured_seed = measure_seed(server, shape, options.repeat)
+    paths: dict[str, str] = {}
+    measured_seed = measure_seed(server, shape, options.repeat, paths)
     times = {name: values for name, (values, _) in measured_seed.items()}
     peaks = {name: [peak] for name, (_, peak) in measured_seed.items()}
     same = True
@@ -197,6 +226,8 @@ def run(options: argparse.Namespace) -> int:
             f"{max(peaks[name]):>9.0f}"
         )
     print(f"\nSame rows and sequences after loaddata and seed: {'yes' if same else 'NO'}.")
+    for name, line in paths.items():
+        print(f"{name}: {line}.")
     if options.memory_check:
         bigger = Shape(shape.apps, shape.models, shape.rows * options.memory_check)
         with project(server, bigger) as made:

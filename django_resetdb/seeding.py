@@ -22,6 +22,9 @@ from django_resetdb import dependencies, faults, guard, postgres
 from django_resetdb.conf import get_settings, project_root
 from django_resetdb.exceptions import ResetError
 from django_resetdb.fixtureload import (
+    BULK_INSERTED,
+    BULK_PATHS,
+    COPIED,
     BulkLoader,
     DjangoLoader,
     FixtureFinder,
@@ -76,6 +79,35 @@ class SeedResult:
     seconds: float = 0.0
     # The files and environment variables the seeds read, for the snapshot cache.
     reads: dependencies.Reads = field(default_factory=dependencies.Reads)
+    # The fixtures' objects by the path they took: "copied" (COPY), "inserted in bulk"
+    # (a multi-row INSERT: rows that existed, rows without a primary key), or the reason
+    # they were saved by Django one by one. Callables' objects are not in it.
+    paths: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def copied(self) -> int:
+        return self.paths.get(COPIED, 0)
+
+    @property
+    def inserted(self) -> int:
+        return self.paths.get(BULK_INSERTED, 0)
+
+    @property
+    def one_by_one(self) -> dict[str, int]:
+        """Objects saved one by one, by reason."""
+        return {k: v for k, v in sorted(self.paths.items()) if k not in BULK_PATHS}
+
+    def paths_line(self) -> str:
+        """``objects by path: N copied, M saved one by one (reason: count, ...)``."""
+        parts = [f"{self.copied} copied"]
+        if self.inserted:
+            parts.append(f"{self.inserted} inserted in bulk")
+        reasons = self.one_by_one
+        line = f"{sum(reasons.values())} saved one by one"
+        if reasons:
+            line += " (" + ", ".join(f"{why}: {n}" for why, n in reasons.items()) + ")"
+        parts.append(line)
+        return "objects by path: " + ", ".join(parts)
 
     @property
     def objects(self) -> int:
@@ -239,6 +271,7 @@ def seed(
             )
         try:
             loader.complete()
+            result.paths = dict(loader.paths)
         except ResetError as exc:
             raise ResetError(
                 f"Seeding failed: {str(exc).rstrip('.')}; nothing was written."

@@ -702,3 +702,129 @@ def test_protected_database_refuses_with_exit_3(cases):
     assert result.returncode == 3
     assert "is protected by the PostgreSQL setting django_resetdb.protected" in result.stderr
     assert data_snapshot(db) == before
+
+
+# The paths seed counts (copied, inserted in bulk, saved one by one and why), and the
+# values it copies without Django's conversions, checked against what the fixture holds
+# and against the rows loaddata leaves.
+
+
+def paths_line(cases: Cases, *labels: str, db: Any) -> str:
+    result = cases.ok("seed", *labels, "-v", "2", db=db)
+    found = re.findall(r"^  (objects by path: .*)$", result.stdout, flags=re.M)
+    assert len(found) == 1, result.stdout
+    return str(found[0])
+
+
+def count(db: Any, table: str) -> int:
+    return int(db.query(f"SELECT count(*) FROM seedcases_{table}")[0][0])
+
+
+def test_rows_with_a_key_are_copied_and_rows_without_one_inserted_in_bulk(cases):
+    cases.write("plain.json", PLAIN)
+    with_key = sum(1 for item in PLAIN if "pk" in item)
+    without_key = len(PLAIN) - with_key
+    by_loaddata, by_seed = cases.database(), cases.database()
+    cases.ok("loaddata", "plain", db=by_loaddata)
+
+    line = paths_line(cases, "plain", db=by_seed)
+
+    assert (with_key, without_key) == (5, 1)
+    assert line == "objects by path: 5 copied, 1 inserted in bulk, 0 saved one by one"
+    rows = count(by_seed, "author") + count(by_seed, "tag") + count(by_seed, "book")
+    assert rows == len(PLAIN)
+    assert data_snapshot(by_seed) == data_snapshot(by_loaddata)
+
+
+def test_rows_that_exist_already_are_inserted_in_bulk(cases):
+    cases.write("plain.json", PLAIN)
+    db, by_loaddata = cases.database(), cases.database()
+    cases.ok("seed", "plain", db=db)
+    for _ in range(2):
+        cases.ok("loaddata", "plain", db=by_loaddata)
+
+    line = paths_line(cases, "plain", db=db)
+
+    # The keyed rows exist: written again by INSERT ... ON CONFLICT; the tag without a
+    # key is found by its natural key, as loaddata finds it, and updated.
+    assert line == "objects by path: 0 copied, 6 inserted in bulk, 0 saved one by one"
+    assert count(db, "tag") == 2
+    assert data_snapshot(db) == data_snapshot(by_loaddata)
+
+
+def test_receivers_and_order_with_respect_to_are_saved_one_by_one_and_counted(cases):
+    cases.write(
+        "mixed.json",
+        [
+            obj("author", 1, name="Ann", born=None),
+            book(1, "First", 1),
+            obj("review", 1, book=1, stars=4),
+            obj("review", 2, book=1, stars=2),
+            obj("recipe", 1, name="Bread"),
+            obj("step", None, recipe=1, text="knead"),
+            obj("step", 9, recipe=1, text="bake", _order=1),
+        ],
+    )
+    by_loaddata, by_seed = cases.database(), cases.database()
+    cases.ok("loaddata", "mixed", db=by_loaddata)
+
+    line = paths_line(cases, "mixed", db=by_seed)
+
+    assert line == (
+        "objects by path: 3 copied, 4 saved one by one "
+        "(order_with_respect_to: 2, pre_save/post_save receivers: 2)"
+    )
+    # The receivers ran, once before and once after each review, as under loaddata.
+    calls = by_seed.query("SELECT signal, review, raw FROM seedcases_receivercall ORDER BY id")
+    assert calls == [
+        ("pre_save", 1, True),
+        ("post_save", 1, True),
+        ("pre_save", 2, True),
+        ("post_save", 2, True),
+    ]
+    assert count(by_seed, "review") == 2
+    assert count(by_seed, "step") == 2
+    assert data_snapshot(by_seed) == data_snapshot(by_loaddata)
+
+
+# Values of every field type the seed cases and the benchmark use, in the spellings a
+# fixture may hold them: the copied rows must be the ones loaddata leaves.
+ODD_VALUES = [
+    obj("author", 1, name="Ann", born=1950),
+    obj("author", "2", name="Bö ünicode ✓", born="1960"),  # key and integer as strings
+    obj("author", 3, name="", born=None),  # empty string, null
+    obj("author", 4, name="x" * 50, born=-7),
+    obj("author", 5, name="Ed", born=True),  # a boolean for an integer
+    obj("author", 6, name=12, born=0),  # an integer for a string
+    obj("tag", 1, label="a"),
+    obj("tag", "2", label="b"),
+    book(1, "One", 1, created="2020-01-02T03:04:05+02:00", updated="2020-01-02T03:04:05.123456Z"),
+    book(2, "Two", "2", editor="3", sequel="1", tags=["1", 2], created="2020-01-02"),
+    book(3, "Three", 4, editor=None, sequel=None, tags=[], created="2019-12-31T23:59:59-11:30"),
+    obj("place", 1, name="Inn"),
+    obj("restaurant", 1, serves_pizza=True),
+    obj("place", "2", name="Bar"),
+    obj("restaurant", "2", serves_pizza="False"),
+    obj("recipe", 1, name="Bread"),
+    obj("receivercall", 1, signal="s", review="3", raw="t", created=None, reviews_in_table=0),
+    obj("receivercall", 2, signal="s", review=3, raw=False, created=True, reviews_in_table="1"),
+]
+
+
+def test_values_in_every_spelling_are_copied_as_loaddata_leaves_them(cases):
+    cases.write("odd.json", ODD_VALUES)
+    cases.write("odd_lines.jsonl", "".join(json.dumps(o) + "\n" for o in ODD_VALUES))
+
+    by_loaddata, by_seed = cases.both("odd")
+    by_lines = cases.database()
+    line = paths_line(cases, "odd_lines", db=by_lines)
+
+    assert line == f"objects by path: {len(ODD_VALUES)} copied, 0 saved one by one"
+    expected = data_snapshot(by_loaddata)
+    assert data_snapshot(by_seed) == expected
+    assert data_snapshot(by_lines) == expected
+    for table in ("author", "book", "tag", "book_tags", "place", "restaurant", "receivercall"):
+        assert expected[f"seedcases_{table}"], table  # every table got rows
+    assert by_seed.query("SELECT created::text FROM seedcases_book ORDER BY id") == (
+        by_loaddata.query("SELECT created::text FROM seedcases_book ORDER BY id")
+    )

@@ -26,8 +26,24 @@ What keeps the result identical:
 
 from __future__ import annotations
 
-from django_resetdb.fixtureload.loaders import BulkLoader, DjangoLoader, Loader
+from django_resetdb.fixtureload.loaders import (
+    BULK_PATHS,
+    BulkLoader,
+    DjangoLoader,
+    Loader,
+)
 from django_resetdb.fixtureload.reading import FixtureFinder, read_dicts
 from django_resetdb.fixtureload.rows import Where
+from django_resetdb.fixtureload.writing import BULK_INSERTED, COPIED
 
-__all__ = ["BulkLoader", "DjangoLoader", "FixtureFinder", "Loader", "Where", "read_dicts"]
+__all__ = [
+    "BULK_INSERTED",
+    "BULK_PATHS",
+    "COPIED",
+    "BulkLoader",
+    "DjangoLoader",
+    "FixtureFinder",
+    "Loader",
+    "Where",
+    "read_dicts",
+]

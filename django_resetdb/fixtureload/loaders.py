@@ -7,6 +7,7 @@ them one at a time as ``loaddata`` does, for databases that have no ``COPY``.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
@@ -22,16 +23,30 @@ from django_resetdb.fixtureload.rows import (
     Entry,
     ModelFacts,
     Pending,
+    RowPlan,
     Where,
     build_entry,
     concrete_of,
     is_natural,
 )
-from django_resetdb.fixtureload.writing import write_keyed, write_m2m, write_unkeyed
+from django_resetdb.fixtureload.writing import (
+    BULK_INSERTED,
+    COPIED,
+    write_keyed,
+    write_m2m,
+    write_unkeyed,
+)
 from django_resetdb.output import one_line
 
 # Objects buffered before a flush, and objects per INSERT statement.
 FLUSH_EVERY = 5000
+
+# The bulk paths in ``paths``: rows copied in, and rows written by a multi-row INSERT
+# (rows that existed already, rows without a primary key).
+BULK_PATHS = (COPIED, BULK_INSERTED)
+# Why objects were saved one by one, when their format is the reason.
+CUSTOM_FORMAT = "a fixture format read by its own deserializer"
+NO_COPY = "a database without COPY"
 
 
 class _Loading:
@@ -52,6 +67,10 @@ class _Loading:
         # reset afterwards.
         self.models: set[type[models.Model]] = set()
         self.files: list[str] = []
+        # Objects saved, by the path they took: COPYPATH, BULK_INSERT, or the reason
+        # they were saved one by one. Each object counts once (a later write of the
+        # fields that referred forward is not counted again).
+        self.paths: Counter[str] = Counter()
 
 
 class BulkLoader(_Loading):
@@ -111,13 +130,21 @@ class BulkLoader(_Loading):
             )
             yield from (obj for obj in xml if obj is not None)
         elif ser_fmt in ("json", "jsonl", "yaml"):
+            # Per model label: how its items become Rows, or None (Django makes them).
+            plans: dict[Any, Any] = {}
+            file = self._file
             for item in read_dicts(stream, ser_fmt, cmp_fmt, self._file):
                 self._position += 1
+                try:
+                    plan = plans[item["model"]]
+                except Exception:
+                    plan = self._plan(item, plans)
+                if plan is not None:
+                    entry = build_entry(plan, item, Where(file, self._position))
+                    if entry is not None:
+                        yield entry
+                        continue
                 if isinstance(item, dict) and self._facts.skipped(item.get("model")):
-                    continue
-                entry = self._build(item)
-                if entry is not None:
-                    yield entry
                     continue
                 if self._pending_count and self._lookups_see_pending(item):
                     self.flush()
@@ -128,23 +155,20 @@ class BulkLoader(_Loading):
             for obj in serializers.deserialize(ser_fmt, stream, **options):
                 self._position += 1
                 self.flush()
-                self._facts.save_by_django(type(obj.object))
+                self._facts.save_by_django(type(obj.object), CUSTOM_FORMAT)
                 yield obj
 
-    def _build(self, item: Any) -> Entry | None:
-        """The item as a Row (see :func:`build_entry`), or ``None`` to leave it to Django's
-        deserializer."""
+    def _plan(self, item: Any, plans: dict[Any, Any]) -> RowPlan | None:
+        """How the items of ``item``'s model become Rows (see :func:`build_entry`), noted
+        in ``plans``; ``None`` to leave them to Django's deserializer."""
         try:
             label = item["model"]
             hash(label)
-        except KeyError:
-            raise  # reported as the error it is, about this object
         except Exception:
-            return None
-        plan = self._facts.row_plan(label)
-        if plan is None:
-            return None
-        return build_entry(plan, item, Where(self._file, self._position))
+            return None  # malformed: the deserializer says what is wrong with it
+        plan = None if self._facts.skipped(label) else self._facts.row_plan(label)
+        plans[label] = plan
+        return plan
 
     def _before_xml(self, node: Any) -> None:
         self._position += 1
@@ -173,21 +197,25 @@ class BulkLoader(_Loading):
     # Buffering ---------------------------------------------------------------
 
     def _add(self, loaded: DeserializedObject | Entry) -> bool:
-        model = loaded.model if isinstance(loaded, Entry) else type(loaded.object)
+        if type(loaded) is Entry:
+            # Built only for the models whose objects go into this database.
+            self.models.add(loaded.model)
+            self._buffer(loaded)
+            return True
+        deserialized: Any = loaded
+        model = type(deserialized.object)
         if not self._facts.wanted(model):
             return False
         self.models.add(model)
-        if isinstance(loaded, Entry):
-            self._buffer(loaded)
-            return True
-        deserialized = loaded
         obj = deserialized.object
         where = Where(self._file, self._position)
         if deserialized.deferred_fields:
             self._deferred.append((deserialized, where))
-        if self._facts.needs_django(model, deserialized.m2m_data):
+        reason = self._facts.django_reason(model, deserialized.m2m_data)
+        if reason is not None:
             self.flush()
             self._save_one(deserialized, where)
+            self.paths[reason] += 1
             return True
         waiting = {f.name: value for f, value in deserialized.deferred_fields.items()}
         self._buffer(Entry(model, obj, deserialized.m2m_data or {}, where, waiting))
@@ -239,20 +267,25 @@ class BulkLoader(_Loading):
 
     def _write(self, pending: dict[type[models.Model], Pending], *, optimistic: bool) -> None:
         """Rows with a primary key first, then the others (so that a retry takes no sequence
-        value twice), then the many-to-many rows."""
+        value twice), then the many-to-many rows. The paths are counted once all is
+        written."""
+        tally: Counter[str] = Counter()
         fresh: dict[type[models.Model], set[Any]] = {}
         for model, batch in pending.items():
             guess = optimistic and model not in self._look_up_first
             try:
-                fresh[model] = write_keyed(model, batch.entries, self.using, assume_new=guess)
+                fresh[model] = write_keyed(
+                    model, batch.entries, self.using, assume_new=guess, tally=tally
+                )
             except IntegrityError:
                 if guess:
                     self._look_up_first.add(model)
                 raise
         for model, batch in pending.items():
-            fresh[model] |= write_unkeyed(model, batch.entries, self.using)
+            fresh[model] |= write_unkeyed(model, batch.entries, self.using, tally=tally)
         for model, batch in pending.items():
             write_m2m(model, batch.entries, self.using, fresh[model])
+        self.paths.update(tally)
 
     def _culprit(self, pending: dict[type[models.Model], Pending], exc: Exception) -> str:
         with transaction.atomic(using=self.using):
@@ -299,7 +332,8 @@ class BulkLoader(_Loading):
                 self.flush()
                 self._save_one(deserialized, where)
                 continue
-            self._buffer(Entry(model, deserialized.object, deserialized.m2m_data or {}, where))
+            m2m = deserialized.m2m_data or {}
+            self._buffer(Entry(model, deserialized.object, m2m, where, counted=False))
         self.flush()
 
 
@@ -352,6 +386,7 @@ class DjangoLoader(_Loading):
         saved = router.allow_migrate_model(self.using, model)
         if saved:
             self.models.add(model)
+            self.paths[NO_COPY] += 1
             try:
                 deserialized.save(using=self.using)
             except (DatabaseError, ValueError) as exc:

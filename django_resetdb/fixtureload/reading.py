@@ -14,6 +14,35 @@ from django.core.serializers import xml_serializer
 from django_resetdb.exceptions import ResetError
 from django_resetdb.output import one_line
 
+try:
+    # Optional: several times faster than json, and the same objects from valid JSON.
+    import orjson
+except ImportError:  # pragma: no cover - depends on what is installed
+    orjson = None  # type: ignore[assignment]
+
+
+# Every digit as a zero, to look for 19 digits in a row: orjson reads integers past 64
+# bits as floats, json as ints (and the longest 64-bit ones have 19 or 20 digits).
+_DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19
+
+
+def json_loads(data: bytes | str) -> Any:
+    """``json.loads(data)``, by orjson when it is installed and reads ``data`` as json
+    does: what orjson refuses and json reads (NaN, Infinity, lone surrogates, nesting
+    past 1024 levels) and anything holding a number of 19 digits or more is read by
+    json."""
+    if (
+        orjson is not None
+        and isinstance(data, bytes)
+        and _LONG_NUMBER not in data.translate(_DIGITS_AS_ZEROS)
+    ):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
 
 class FixtureFinder:
     """``loaddata``'s own lookup of fixture labels: app ``fixtures`` folders,
@@ -80,7 +109,7 @@ def read_dicts(stream: IO[bytes], ser_fmt: str, cmp_fmt: str | None, path: str) 
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                yield json_loads(line)
             except ValueError as exc:
                 raise ResetError(f"{path}, line {number}: not valid JSON ({exc}).") from exc
         return
@@ -94,7 +123,7 @@ def read_dicts(stream: IO[bytes], ser_fmt: str, cmp_fmt: str | None, path: str) 
 
             objects = yaml.load(data, Loader=SafeLoader)
         else:
-            objects = json.loads(data)
+            objects = json_loads(data)
     except Exception as exc:
         raise ResetError(f"{path}: not valid {ser_fmt.upper()} ({one_line(exc)}).") from exc
     if objects is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.apps import apps
 from django.db import models, router
@@ -17,9 +17,9 @@ from django.db.models import signals
 from django.db.models.manager import BaseManager
 
 
-@dataclass(frozen=True)
-class Where:
-    """Where an object comes from, for error messages."""
+class Where(NamedTuple):
+    """Where an object comes from, for error messages. (A tuple: one is made for each
+    object read.)"""
 
     file: str
     position: int
@@ -28,7 +28,7 @@ class Where:
         return f"{self.file}, object {self.position}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     model: type[models.Model]
     obj: Any  # the model instance, or a Row
@@ -36,6 +36,8 @@ class Entry:
     where: Where
     # Fields whose natural key named no row when the object was read (saved later).
     waiting: dict[str, Any] = field(default_factory=dict)
+    # Whether its write counts in the loader's paths (not for a second write).
+    counted: bool = True
 
 
 @dataclass
@@ -46,41 +48,105 @@ class Pending:
     pks: set[Any] = field(default_factory=set)
 
 
+# Django fields whose to_python() returns a value of this exact type unchanged, and whose
+# get_db_prep_save() on PostgreSQL returns it unchanged too (or as an int subclass that
+# COPY writes the same): such a value goes from the fixture to COPY untouched.
+UNCHANGED: dict[type[Any], type[Any]] = {
+    **dict.fromkeys(
+        (
+            models.AutoField,
+            models.BigAutoField,
+            models.SmallAutoField,
+            models.IntegerField,
+            models.BigIntegerField,
+            models.SmallIntegerField,
+            models.PositiveIntegerField,
+            models.PositiveBigIntegerField,
+            models.PositiveSmallIntegerField,
+        ),
+        int,
+    ),
+    **dict.fromkeys((models.CharField, models.TextField, models.SlugField, models.EmailField), str),
+    models.BooleanField: bool,
+}
+
+
+def unchanged_type(f: Any) -> type[Any] | None:
+    """The type of the values ``f`` passes through unchanged (see ``UNCHANGED``); for a
+    foreign key, its target's."""
+    own = f.target_field if isinstance(f, models.ForeignKey) else f
+    return UNCHANGED.get(type(own))
+
+
+class _Nothing:
+    """No value was given (the field's default applies)."""
+
+
+MISSING: Any = _Nothing()
+
+# The kinds of fields a RowPlan knows.
+PLAIN, FK, M2M = 0, 1, 2
+
+
 class Row:
     """The attribute values of one object, standing in for the instance where only the
-    values are needed: creating model instances is most of what loading costs."""
+    values are needed: creating model instances is most of what loading costs.
 
-    __slots__ = ("_meta", "_state", "values")
+    ``values`` holds one value per column of the model's table, in the order of
+    :attr:`RowPlan.columns`, and ``todo`` the positions of those that may not be ready
+    for the database as they are (``get_db_prep_save()`` is applied to them when they
+    are copied). Attributes of no column of the table (an inherited field set by the
+    fixture) are kept aside, as the instance would keep them."""
 
-    def __init__(self, model: type[models.Model], values: dict[str, Any]) -> None:
-        object.__setattr__(self, "_meta", model._meta)
-        object.__setattr__(self, "_state", models.base.ModelState())
+    __slots__ = ("_extra", "_index", "_meta", "todo", "values")
+
+    def __init__(self, plan: RowPlan, values: list[Any], todo: list[int]) -> None:
+        object.__setattr__(self, "_meta", plan.model._meta)
+        object.__setattr__(self, "_index", plan.index)
         object.__setattr__(self, "values", values)
+        object.__setattr__(self, "todo", todo)
+        object.__setattr__(self, "_extra", None)
 
     def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+        index = self._index.get(name)
+        if index is not None:
+            return self.values[index]
+        if self._extra is not None and name in self._extra:
+            return self._extra[name]
+        raise AttributeError(name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        self.values[name] = value
+        index = self._index.get(name)
+        if index is not None:
+            self.values[index] = value
+            if index not in self.todo:
+                self.todo.append(index)
+            return
+        if self._extra is None:
+            object.__setattr__(self, "_extra", {})
+        self._extra[name] = value
 
     @property
     def pk(self) -> Any:
-        return self.values.get(self._meta.pk.attname)
+        return self.values[self._index[self._meta.pk.attname]]
 
 
 @dataclass(frozen=True)
 class RowPlan:
-    """How items of one model become Rows: per field name, its kind (plain, fk, m2m), the
-    attribute it sets, the conversion Django's deserializer applies, and whether a natural
-    key could stand in its place."""
+    """How items of one model become Rows: per field name, its kind (PLAIN, FK, M2M), the
+    position of its column in ``columns`` (or its name, for a many-to-many field, or its
+    attribute name when the table has no column for it), the conversion Django's
+    deserializer applies, whether a natural key could stand in its place, and the type
+    of the values that need no conversion at all (``None``: every value is converted)."""
 
     model: type[models.Model]
     natural_pk: bool
-    fields: dict[str, tuple[str, str, Callable[[Any], Any], bool]]
-    defaults: list[Any]
+    fields: dict[str, tuple[int, Any, Callable[[Any], Any], bool, Any]]
+    # The table's columns (the concrete model's local concrete fields, generated ones
+    # left out), as they are copied.
+    columns: list[Any]
+    index: dict[str, int]  # attribute name -> position in columns
+    pk_type: Any  # the type of primary key values taken as they are
 
 
 def plain_m2m(m2m: Any) -> bool:
@@ -116,33 +182,67 @@ def concrete_of(model: type[models.Model]) -> type[models.Model]:
 def build_entry(plan: RowPlan, item: Any, where: Where) -> Entry | None:
     """What Django's deserializer and ``Model(**data)`` make of ``item``, as a Row of
     attribute values, for the common case: no natural key, no model code that would
-    run. ``None`` leaves the item to Django's deserializer, errors included."""
+    run. ``None`` leaves the item to Django's deserializer, errors included.
+
+    A value whose type the field passes through unchanged is taken as it is; any other
+    is converted with the field's ``to_python()``, as the deserializer converts it."""
     try:
-        values: dict[str, Any] = {}
+        columns = plan.columns
+        values = [MISSING] * len(columns)
+        todo: list[int] = []
+        extra: dict[Any, Any] | None = None
         pk = plan.model._meta.pk
         if "pk" in item:
-            values[pk.attname] = pk.to_python(item["pk"])
-        if plan.natural_pk and values.get(pk.attname) is None:
+            index = plan.index[pk.attname]
+            value = item["pk"]
+            if type(value) is not plan.pk_type:
+                value = pk.to_python(value)
+                if value is None:
+                    if plan.natural_pk:
+                        return None
+                elif type(value) is not plan.pk_type:
+                    todo.append(index)
+            values[index] = value
+        elif plan.natural_pk:
             return None
         m2m: dict[str, Any] = {}
         for name, value in item["fields"].items():
-            kind, attname, convert, natural = plan.fields[name]
-            if kind == "m2m":
+            kind, index, convert, natural, fast = plan.fields[name]
+            if kind == M2M:
                 if natural and any(is_natural(v) for v in value):
                     return None
-                m2m[name] = [convert(v) for v in value]
-            elif kind == "fk":
-                if natural and is_natural(value):
+                m2m[name] = [v if type(v) is fast else convert(v) for v in value]
+                continue
+            if type(value) is not fast and not (value is None and kind == FK):
+                if kind == FK and natural and is_natural(value):
                     return None
-                values[attname] = None if value is None else convert(value)
+                value = convert(value)
+                if value is not None and type(value) is not fast and type(index) is int:
+                    todo.append(index)
+            if type(index) is int:
+                values[index] = value
             else:
-                values[attname] = convert(value)
-        for f in plan.defaults:
-            if f.attname not in values:
-                values[f.attname] = f.get_default()
+                if extra is None:
+                    extra = {}
+                extra[index] = value
+        if MISSING in values:
+            for index, f in enumerate(columns):
+                if values[index] is MISSING:
+                    values[index] = f.get_default()
+                    todo.append(index)
     except Exception:
         return None
-    return Entry(plan.model, Row(plan.model, values), m2m, where)
+    row = Row(plan, values, todo)
+    if extra is not None:
+        object.__setattr__(row, "_extra", extra)
+    return Entry(plan.model, row, m2m, where)
+
+
+# Why objects are saved by Django, one by one.
+RECEIVERS = "pre_save/post_save receivers"
+ORDERED = "order_with_respect_to"
+COMPOSITE_KEY = "a composite primary key"
+M2M_SET = "a many-to-many field set by Django (receivers, custom through or symmetrical)"
 
 
 class ModelFacts:
@@ -198,28 +298,34 @@ class ModelFacts:
             self._known["skipped", label] = not self.wanted(model)
         return bool(self._known["skipped", label])
 
-    def save_by_django(self, model: type[models.Model]) -> None:
-        """Objects of ``model`` are saved by Django from now on."""
-        self._known["django", model] = True
+    def save_by_django(self, model: type[models.Model], reason: str) -> None:
+        """Objects of ``model`` are saved by Django from now on, for ``reason``."""
+        self._known["django", model] = reason
 
     def needs_django(self, model: type[models.Model], m2m: dict[str, Any] | None) -> bool:
         """Whether objects of ``model`` must be saved by Django itself."""
+        return self.django_reason(model, m2m) is not None
 
-        def exact() -> bool:
+    def django_reason(self, model: type[models.Model], m2m: dict[str, Any] | None) -> str | None:
+        """Why objects of ``model`` (setting the many-to-many fields ``m2m``) must be saved
+        by Django itself, one by one; ``None`` when they can be written in bulk."""
+
+        def exact() -> str | None:
             meta = model._meta
-            return bool(
-                signals.pre_save.has_listeners(model)
-                or signals.post_save.has_listeners(model)
-                or meta.order_with_respect_to
-                or meta.pk is None
-                or meta.pk.column is None
-            )
+            if signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model):
+                return RECEIVERS
+            if meta.order_with_respect_to:
+                return ORDERED
+            if meta.pk is None or meta.pk.column is None:
+                return COMPOSITE_KEY
+            return None
 
-        if self._once("django", model, exact):
-            return True
-        if not m2m:
-            return False
-        return not all(self.plain_field(model, name) for name in m2m)
+        reason: str | None = self._once("django", model, exact)
+        if reason is not None or not m2m:
+            return reason
+        if all(self.plain_field(model, name) for name in m2m):
+            return None
+        return M2M_SET
 
     def plain_field(self, model: type[models.Model], name: str) -> bool:
         return bool(
@@ -243,24 +349,29 @@ class ModelFacts:
             or signals.post_init.has_listeners(model)
         ):
             return None
-        fields: dict[str, tuple[str, str, Callable[[Any], Any], bool]] = {}
+        concrete = concrete_of(model)._meta.local_concrete_fields
+        columns = [f for f in concrete if not getattr(f, "generated", False)]
+        index = {f.attname: position for position, f in enumerate(columns)}
+        fields: dict[str, tuple[int, Any, Callable[[Any], Any], bool, Any]] = {}
         for f in model._meta.fields:
+            where: Any = index.get(f.attname, f.attname)
             if f.many_to_one or f.one_to_one:
                 remote: Any = f.remote_field
                 target = remote.model._meta.get_field(remote.field_name)
                 natural = by_natural_key(remote.model)
-                fields[f.name] = ("fk", f.attname, target.to_python, natural)
+                fields[f.name] = (FK, where, target.to_python, natural, unchanged_type(f))
             else:
-                fields[f.name] = ("plain", f.attname, f.to_python, False)
+                fields[f.name] = (PLAIN, where, f.to_python, False, unchanged_type(f))
         for f in model._meta.many_to_many:
             if not self.plain_field(model, f.name):
                 continue  # an item that sets it goes to Django (KeyError in build_entry)
             target_model: Any = f.related_model
             natural = by_natural_key(target_model)
-            fields[f.name] = ("m2m", f.name, target_model._meta.pk.to_python, natural)
-        concrete = concrete_of(model)._meta.local_concrete_fields
-        defaults = [f for f in concrete if not getattr(f, "generated", False)]
-        return RowPlan(model, has_natural_key(model), fields, defaults)
+            target_pk = target_model._meta.pk
+            fast = unchanged_type(target_pk)
+            fields[f.name] = (M2M, f.name, target_pk.to_python, natural, fast)
+        pk_type = unchanged_type(model._meta.pk)
+        return RowPlan(model, has_natural_key(model), fields, columns, index, pk_type)
 
     def lookups(self, label: str) -> tuple[Any, dict[str, tuple[str, Any]]]:
         """For a model label: the model if its objects may be found by natural key, and

@@ -5,17 +5,25 @@ Many-to-many rows are written as ``.set()`` leaves them.
 
 from __future__ import annotations
 
+import datetime
+import functools
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import connections, models
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 from django.db.models.constants import OnConflict
 
 from django_resetdb import postgres
-from django_resetdb.fixtureload.rows import Entry
+from django_resetdb.fixtureload.rows import Entry, Row, unchanged_type
 
 INSERT_BATCH = 1000
+
+# The paths rows take (counted in a loader's ``paths``).
+COPIED = "copied"
+BULK_INSERTED = "inserted in bulk"
 
 
 def _fields(model: type[models.Model]) -> list[Any]:
@@ -24,7 +32,12 @@ def _fields(model: type[models.Model]) -> list[Any]:
 
 
 def write_keyed(
-    model: type[models.Model], entries: list[Entry], using: str, *, assume_new: bool
+    model: type[models.Model],
+    entries: list[Entry],
+    using: str,
+    *,
+    assume_new: bool,
+    tally: Counter[str] | None = None,
 ) -> set[Any]:
     """What ``save_base(raw=True)`` does for the entries with a primary key, in bulk: new
     rows are copied in, existing ones go through ``INSERT … ON CONFLICT DO UPDATE``.
@@ -34,25 +47,29 @@ def write_keyed(
     fields = _fields(model)
     updates = [f for f in fields if not f.primary_key]
     manager = model._base_manager
-    keyed = [e.obj for e in entries if e.obj.pk is not None]
-    if not keyed:
+    keyed_entries = [(e, pk) for e in entries if (pk := e.obj.pk) is not None]
+    if not keyed_entries:
         return set()
+    keyed = [e.obj for e, _ in keyed_entries]
+    pks = [pk for _, pk in keyed_entries]
     existing: set[Any] = set()
     if not assume_new:
-        pks = [o.pk for o in keyed]
         existing = set(manager.using(using).filter(pk__in=pks).values_list("pk", flat=True))
-    fresh = [o for o in keyed if o.pk not in existing]
-    upsert = [o for o in keyed if o.pk in existing]
+    if existing:
+        fresh = [o for o, pk in zip(keyed, pks, strict=True) if pk not in existing]
+        upsert = [o for o, pk in zip(keyed, pks, strict=True) if pk in existing]
+    else:
+        fresh, upsert = keyed, []
     # raw: the attributes as they are, no pre_save(), as save_base(raw=True).
-    values = ([getattr(o, f.attname) for f in fields] for o in fresh)
-    if not _copy(model, fields, values, using):
+    values = (
+        (o.values, o.todo) if type(o) is Row else ([getattr(o, f.attname) for f in fields], None)
+        for o in fresh
+    )
+    copied = _copy(model, fields, values, using)
+    if not copied:
         if assume_new:
-            existing = set(
-                manager.using(using)
-                .filter(pk__in=[o.pk for o in keyed])
-                .values_list("pk", flat=True)
-            )
-            fresh = [o for o in keyed if o.pk not in existing]
+            existing = set(manager.using(using).filter(pk__in=pks).values_list("pk", flat=True))
+            fresh = [o for o, pk in zip(keyed, pks, strict=True) if pk not in existing]
         upsert = keyed
     for start in range(0, len(upsert), INSERT_BATCH):
         postgres.insert_rows(
@@ -66,16 +83,30 @@ def write_keyed(
             unique_fields=[meta.pk] if updates else None,
         )
     _mark_saved(keyed, using)
-    return {o.pk for o in fresh}
+    fresh_keys = {o.pk for o in fresh} if fresh is not keyed else set(pks)
+    if tally is not None:
+        for entry, pk in keyed_entries:
+            if entry.counted:
+                new = copied and pk in fresh_keys
+                tally[COPIED if new else BULK_INSERTED] += 1
+    return fresh_keys
 
 
-def write_unkeyed(model: type[models.Model], entries: list[Entry], using: str) -> set[Any]:
+def write_unkeyed(
+    model: type[models.Model],
+    entries: list[Entry],
+    using: str,
+    *,
+    tally: Counter[str] | None = None,
+) -> set[Any]:
     """The entries without a primary key: inserted in their order, so that the sequence
     numbers them as it numbers loaddata's objects. Returns their new keys."""
     meta = model._meta
     unkeyed = [e.obj for e in entries if e.obj.pk is None]
     if not unkeyed:
         return set()
+    if tally is not None:
+        tally[BULK_INSERTED] += sum(1 for e in entries if e.obj.pk is None and e.counted)
     inserted = [f for f in _fields(model) if f is not meta.auto_field]
     returning = meta.db_returning_fields
     for start in range(0, len(unkeyed), INSERT_BATCH):
@@ -92,64 +123,68 @@ def write_unkeyed(model: type[models.Model], entries: list[Entry], using: str) -
 
 def _mark_saved(objs: list[Any], using: str) -> None:
     for obj in objs:
+        if type(obj) is Row:
+            continue  # no state to keep: a Row is written once
         obj._state.adding = False
         obj._state.db = using
 
 
-def _copy(model: Any, fields: list[Any], rows: Iterable[Sequence[Any]], using: str) -> bool:
-    """COPY ``rows`` (attribute values, one per field) in as new rows, converted as Django's
-    INSERT converts them; return False, having written nothing, when a value or a field
-    needs Django's own SQL."""
+def _copy(
+    model: Any,
+    fields: list[Any],
+    rows: Iterable[tuple[Sequence[Any], Sequence[int] | None]],
+    using: str,
+) -> bool:
+    """COPY ``rows`` in as new rows, converted as Django's INSERT converts them; return
+    False, having written nothing, when a value or a field needs Django's own SQL.
+
+    Each row is its attribute values (one per field) and the positions of the values
+    that may need ``get_db_prep_save()``, or ``None`` for all of them: a value of a type
+    the field passes through unchanged is copied as it is."""
     connection = connections[using]
     table = model._meta.db_table
     if not is_psycopg3 or '"' in table or any(hasattr(f, "get_placeholder") for f in fields):
         return False
-    convert = [_converter(f, connection) for f in fields]
+    checks = [(unchanged_type(f), _converter(f, connection)) for f in fields]
+    everything = list(enumerate(checks))
     prepared = []
-    for row in rows:
-        values = []
-        for to_db, value in zip(convert, row, strict=True):
+    for row, todo in rows:
+        values: Any = row
+        for position, (kind, to_db) in (
+            everything if todo is None else [(i, checks[i]) for i in todo]
+        ):
+            value = values[position]
+            if value is None or (type(value) is kind and value != ""):
+                continue
             if hasattr(value, "resolve_expression"):
                 return False
-            values.append(to_db(value))
+            if values is row:
+                values = list(row)  # the attribute values stay as they are
+            values[position] = to_db(value)
         prepared.append(values)
     if prepared:
         postgres.copy_rows(connection, table, [f.column for f in fields], prepared)
     return True
 
 
-# Django fields whose get_db_prep_save() returns a value of this exact type unchanged.
-_UNCHANGED: dict[type[Any], type[Any]] = {
-    **dict.fromkeys(
-        (
-            models.AutoField,
-            models.BigAutoField,
-            models.SmallAutoField,
-            models.IntegerField,
-            models.BigIntegerField,
-            models.SmallIntegerField,
-            models.PositiveIntegerField,
-            models.PositiveBigIntegerField,
-            models.PositiveSmallIntegerField,
-        ),
-        int,
-    ),
-    **dict.fromkeys((models.CharField, models.TextField, models.SlugField, models.EmailField), str),
-    models.BooleanField: bool,
-}
-
-
 def _converter(f: Any, connection: Any) -> Callable[[Any], Any]:
-    """``f.get_db_prep_save``, skipped for the values it would return unchanged."""
-    own = f.target_field if isinstance(f, models.ForeignKey) else f
-    kind = _UNCHANGED.get(type(own))
+    """``f.get_db_prep_save``; for a ``DateTimeField``, skipped for aware datetimes, which
+    it returns unchanged on PostgreSQL."""
+    sample = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+    if (
+        type(f) is models.DateTimeField
+        and settings.USE_TZ
+        and connection.ops.adapt_datetimefield_value(sample) is sample
+    ):
+        prep = f.get_db_prep_save
 
-    def to_db(value: Any) -> Any:
-        if value is None or (type(value) is kind and value != ""):
-            return value
-        return f.get_db_prep_save(value, connection=connection)
+        def to_db(value: Any) -> Any:
+            if type(value) is datetime.datetime and value.tzinfo is not None:
+                return value
+            return prep(value, connection=connection)
 
-    return to_db
+        return to_db
+    return functools.partial(f.get_db_prep_save, connection=connection)
 
 
 def write_m2m(model: type[models.Model], entries: list[Entry], using: str, fresh: set[Any]) -> None:
@@ -179,6 +214,8 @@ def write_m2m(model: type[models.Model], entries: list[Entry], using: str, fresh
             )
             for key, value in existing:
                 current[key].add(value)
+        # get_prep_value() returns a value of this type unchanged.
+        same, prep = unchanged_type(target), target.get_prep_value
         removals: list[tuple[Any, set[Any]]] = []
         additions: list[tuple[Any, Any]] = []
         conflicts = False
@@ -188,7 +225,7 @@ def write_m2m(model: type[models.Model], entries: list[Entry], using: str, fresh
             old_ids = set(current[key])
             new_objs = []
             for value in values:
-                prepared = target.get_prep_value(value)
+                prepared = value if type(value) is same else prep(value)
                 if prepared in old_ids:
                     old_ids.remove(prepared)
                 else:
@@ -197,7 +234,7 @@ def write_m2m(model: type[models.Model], entries: list[Entry], using: str, fresh
                 removals.append((key, old_ids))
             target_ids: set[Any] = set()
             for value in new_objs:
-                target_ids.add(target.get_prep_value(value))
+                target_ids.add(value if type(value) is same else prep(value))
             conflicts = conflicts or bool(target_ids & (current[key] - old_ids))
             additions.extend((key, value) for value in target_ids)
             current[key] = (current[key] - old_ids) | target_ids
@@ -207,7 +244,8 @@ def write_m2m(model: type[models.Model], entries: list[Entry], using: str, fresh
             ).delete()
         # No row conflicts: copy them in. Otherwise ON CONFLICT DO NOTHING, as .add() does,
         # which also takes a sequence value for each conflicting row.
-        if not conflicts and _copy(through, [source, target], additions, using):
+        copied = ((pair, None) for pair in additions)
+        if not conflicts and _copy(through, [source, target], copied, using):
             continue
         rows = [through(**{source.attname: k, target.attname: v}) for k, v in additions]
         for start in range(0, len(rows), INSERT_BATCH):

@@ -5,18 +5,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from django.core.management.color import no_style
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 from psycopg import sql
 
+# Sequence resets sent in one round trip.
+SEQUENCE_BATCH = 500
+
 
 def reset_sequences(connection: BaseDatabaseWrapper, models: Sequence[type[Model]]) -> None:
     """Set the sequences of ``models`` past their largest key, with Django's own statements,
     as ``loaddata`` does after loading."""
+    statements = connection.ops.sequence_reset_sql(no_style(), models)
+    # In one round trip: one statement per model, and a seed may load hundreds of them.
     with connection.cursor() as cursor:
-        for statement in connection.ops.sequence_reset_sql(no_style(), models):
-            cursor.execute(statement)
+        if not isinstance(cursor.cursor, psycopg.ClientCursor):
+            # Server-side binding takes one statement at a time.
+            for statement in statements:
+                cursor.execute(statement)
+            return
+        for start in range(0, len(statements), SEQUENCE_BATCH):
+            cursor.execute("\n".join(
+                s if s.rstrip().endswith(";") else f"{s};"
+                for s in statements[start : start + SEQUENCE_BATCH]
+            ))  # fmt: skip
 
 
 def copy_rows(

@@ -70,5 +70,7 @@ class Command(ResetCommand):
             log=self.log(verbosity),
             progress=self.show_progress(verbosity),
         )
+        if verbosity >= 2:
+            self.stdout.write(f"  {result.paths_line()}")
         if verbosity >= 1:
             self.stdout.write(self.style.SUCCESS(result.summary()))
