@@ -83,13 +83,17 @@ class Facts:
     parents: tuple[str, ...]
     kind: str
     reach: frozenset[str]  # the apps of itself and of everything it depends on
-    renames: bool  # renames or removes a model, a field, a table, or alters a primary key
+    # The models ("app.model") whose name, table, fields or primary key it renames,
+    # removes or alters: what a relation made before or after it may name differently.
+    renames: frozenset[str]
     # The extensions and collations it makes, as their operations deconstruct.
     database_level: tuple[str, ...]
     # Nothing a data migration does reads or writes differently whether it ran before or
     # after it: indexes, and nullable columns without a default (a row made or saved
     # without them gets NULL either way).
     quiet: bool = False
+    # The models ("app.model") its relations point at.
+    references: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -191,7 +195,24 @@ def _digest(value: Any) -> str:
 # Digests of migrations ---------------------------------------------------------------
 
 
+_SCHEMA_MODULES = (
+    "django.db.migrations.operations.models",
+    "django.db.migrations.operations.fields",
+)
+
+
+def _does_nothing(operation: Operation) -> bool:
+    """A ``RunSQL`` or ``RunPython`` whose forward step is the no-op."""
+    if isinstance(operation, operations.RunSQL):
+        return operation.sql in ("", [], ())
+    if isinstance(operation, operations.RunPython):
+        return operation.code is operations.RunPython.noop
+    return False
+
+
 def _kind(operation: Operation) -> str:
+    if _does_nothing(operation):
+        return SCHEMA
     if isinstance(operation, operations.RunPython):
         return DATA
     if isinstance(operation, operations.SeparateDatabaseAndState):
@@ -201,14 +222,39 @@ def _kind(operation: Operation) -> str:
         return ANY
     if type(operation).__module__.startswith("django.db.migrations.operations."):
         return SCHEMA
+    # A subclass of one of Django's model or field operations (wagtail's
+    # DeleteModelIfExists, say) is taken to do what its base class does.
+    if any(base.__module__ in _SCHEMA_MODULES for base in type(operation).__mro__):
+        return SCHEMA
     if type(operation).__module__ == "django.contrib.postgres.operations":
         return SCHEMA  # extensions, collations, concurrent indexes
     return ANY
 
 
-def _quiet(operation: Operation) -> bool:
+# What a migration may do to the models it creates itself: their tables are new and empty.
+_ON_NEW_MODELS = (
+    operations.AddField,
+    operations.AddIndex,
+    operations.AddConstraint,
+    operations.AlterUniqueTogether,
+    *([operations.AlterIndexTogether] if hasattr(operations, "AlterIndexTogether") else []),
+)
+
+
+def _quiet(operation: Operation, created: set[str]) -> bool:
+    """Whether no data migration can see a difference whether ``operation`` ran before it
+    or after it: an index, a nullable column without a default, a new model's table
+    (``created``: the models its migration creates), what it adds to one."""
     if isinstance(operation, (operations.AddIndex, operations.RemoveIndex)):
         return True
+    if _does_nothing(operation) or isinstance(operation, operations.CreateModel):
+        return True
+    if isinstance(operation, _ON_NEW_MODELS):
+        model = getattr(operation, "model_name_lower", None) or getattr(
+            operation, "name_lower", None
+        )
+        if model in created:
+            return True
     if isinstance(operation, operations.AddField):
         field = operation.field
         default = getattr(field, "db_default", NOT_PROVIDED)
@@ -223,14 +269,45 @@ def _quiet(operation: Operation) -> bool:
     return False
 
 
-def _renames(operation: Operation) -> bool:
-    if isinstance(operation, _RENAMING):
-        return True
+def _model_key(app: str, name: str) -> str:
+    return name.lower() if "." in name else f"{app}.{name.lower()}"
+
+
+def _renamed(app: str, operation: Operation) -> set[str]:
+    """The models whose names, tables or fields ``operation`` renames or removes (or
+    whose primary key it alters)."""
+    if isinstance(operation, operations.RenameModel):
+        return {_model_key(app, operation.old_name), _model_key(app, operation.new_name)}
+    if isinstance(operation, (operations.DeleteModel, operations.AlterModelTable)):
+        return {_model_key(app, operation.name)}
+    if isinstance(operation, (operations.RenameField, operations.RemoveField)):
+        return {_model_key(app, operation.model_name)}
     if isinstance(operation, operations.AlterField):
-        return bool(getattr(operation.field, "primary_key", False))
+        if getattr(operation.field, "primary_key", False):
+            return {_model_key(app, operation.model_name)}
+        return set()
     if isinstance(operation, operations.SeparateDatabaseAndState):
-        return any(_renames(inner) for inner in operation.database_operations)
-    return False
+        return set().union(*(_renamed(app, inner) for inner in operation.database_operations))
+    return set()
+
+
+def _references(app: str, operation: Operation) -> set[str]:
+    """The models the relations ``operation`` makes or alters point at."""
+    if isinstance(operation, operations.CreateModel):
+        fields = [f for _, f in operation.fields]
+    elif isinstance(operation, (operations.AddField, operations.AlterField)):
+        fields = [operation.field]
+    else:
+        return set()
+    found = set()
+    for f in fields:
+        remote = getattr(f, "remote_field", None)
+        for target in (getattr(remote, "model", None), getattr(remote, "through", None)):
+            if isinstance(target, str):
+                found.add(_model_key(app, target))
+            elif target is not None and hasattr(target, "_meta"):
+                found.add(target._meta.label_lower)
+    return found
 
 
 def _deconstructed(operation: Operation) -> str:
@@ -351,6 +428,7 @@ def planned(plan: RegenerationPlan | None) -> Planned:
         parents = tuple(sorted(parent.key for parent in graph.node_map[key].parents))
         reach[key] = frozenset({key[0]}).union(*(reach[p] for p in parents))
         ops = list(migration.operations)
+        created = {op.name_lower for op in ops if isinstance(op, operations.CreateModel)}
         kinds = {_kind(op) for op in ops}
         kind = ANY if ANY in kinds else DATA if DATA in kinds else SCHEMA
         digest = _digest(
@@ -368,9 +446,10 @@ def planned(plan: RegenerationPlan | None) -> Planned:
                 tuple(f"{p[0]}.{p[1]}" for p in parents),
                 kind,
                 reach[key],
-                any(_renames(op) for op in ops),
+                frozenset().union(*(_renamed(key[0], op) for op in ops)),
                 tuple(sorted(_deconstructed(op) for op in ops if is_database_level(op))),
-                bool(ops) and all(_quiet(op) for op in ops),
+                bool(ops) and all(_quiet(op, created) for op in ops),
+                frozenset().union(*(_references(key[0], op) for op in ops)),
             )
         )
     return Planned(order)
@@ -388,15 +467,19 @@ def commute(first: Facts, then: Facts) -> bool:
         return False
     if first.kind == DATA and then.kind == DATA:
         return False
-    # A migration that depends on an app may read (a data migration) or name (a
-    # relation) what that app's migrations change.
-    if first.app in then.reach and (
-        (then.kind == DATA and not first.quiet) or first.kind == DATA or first.renames
-    ):
+    return not (_sees(then, first) or _sees(first, then))
+
+
+def _sees(reader: Facts, changer: Facts) -> bool:
+    """Whether ``reader``, which may use the apps it depends on (a data migration reads
+    and writes their rows, a relation names their tables), may see what ``changer``
+    changes, so that the order of the two matters."""
+    if changer.app not in reader.reach:
         return False
-    return not (
-        then.app in first.reach
-        and ((first.kind == DATA and not then.quiet) or then.kind == DATA or then.renames)
+    return (
+        (reader.kind == DATA and not changer.quiet)
+        or (changer.kind == DATA and not reader.quiet)
+        or bool(changer.renames & reader.references)
     )
 
 

@@ -469,7 +469,14 @@ def build(
     connection.prepare_database()
     executor.recorder.ensure_schema()
     if build_plan.applied:
-        state = loader.project_state(sorted(build_plan.applied), at_end=True)
+        # From the leaves only: the state of a set closed under dependencies.
+        applied = build_plan.applied
+        leaves = [
+            key
+            for key in sorted(applied)
+            if not any(child.key in applied for child in loader.graph.node_map[key].children)
+        ]
+        state = loader.project_state(leaves, at_end=True)
     else:
         state = ProjectState(real_apps=loader.unmigrated_apps)
     emit_pre_migrate_signal(1, False, alias, stdout=printed, apps=state.clone().apps, plan=plan)
