@@ -122,6 +122,10 @@ def test_reset_benchmark_runs_and_reports_every_ratio():
     out = result.stdout
     assert re.search(r"  hand-written flow +\d+\.\d\d +1\.0x +\d+\n", out), out
     assert re.search(r"  resetdb cold \(after a model change\) +\d+\.\d\d +\d+\.\dx faster", out)
+    assert re.search(
+        r"  resetdb cold \(a change to the last app\) +\d+\.\d\d +\d+\.\dx faster", out
+    )
+    assert "migrate     started from the state after " in out  # the last app, from the cache
     assert re.search(r"  resetdb warm \(nothing changed\) +\d+\.\d\d +\d+\.\dx faster", out)
     assert re.search(
         r"  resetdb warm / \(clone \+ start-up\) +\d+\.\d\d +\d+\.\d\dx the floor", out
