@@ -93,6 +93,9 @@ def run_benchmark(module: str, *options: str, timeout: int) -> subprocess.Comple
     )
 
 
+# The benchmark runs, one at a time: each checks that every database made since it began
+# is gone afterwards, which another benchmark's databases would spoil.
+@pytest.mark.xdist_group("bench")
 def test_seed_benchmark_runs_and_checks_both_leave_the_same_rows():
     shape = ("--apps", "2", "--models", "3", "--rows", "5", "--repeat", "1")
     result = run_benchmark("bench.seed", *shape, timeout=300)
@@ -113,6 +116,7 @@ def bench_databases() -> set[str]:
     return {name for (name,) in rows}
 
 
+@pytest.mark.xdist_group("bench")
 def test_reset_benchmark_runs_and_reports_every_ratio():
     shape = ("--apps", "2", "--models", "3", "--rows", "4", "--repeat", "1", "--memory-check", "2")
     before = bench_databases()  # what a killed run of someone else's left is not this one's
@@ -164,6 +168,7 @@ def gone_within(before: set[str], prefix: str, seconds: float) -> set[str]:
     return own_databases(prefix) - before
 
 
+@pytest.mark.xdist_group("bench")
 def test_history_benchmark_runs_and_reports_every_row():
     shape = ("--apps", "2", "--migrations", "5", "--rows", "4", "--repeat", "1")
     before = own_databases("bench_h_")
@@ -181,7 +186,7 @@ def test_history_benchmark_runs_and_reports_every_row():
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("wagtail")
+@pytest.mark.xdist_group("bench")
 def test_wagtail_benchmark_runs_and_reports_every_row():
     before = own_databases("bench_h_")
     result = run_benchmark("bench.wagtailsite", "--pages", "2", "--repeat", "1", timeout=600)
