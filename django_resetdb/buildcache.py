@@ -375,14 +375,20 @@ def _closure(path: str, module: str) -> frozenset[str]:
     return frozenset(found)
 
 
+def _modules_digest(modules: Iterable[str]) -> list[list[str]]:
+    """The files of ``modules`` that are the project's code, and what they import,
+    transitively, by digest."""
+    files: set[str] = set()
+    for name in modules:
+        origin = _origin(name) if name else None
+        if origin is not None:
+            files |= _closure(origin, name)
+    return [[dependencies.shown(Path(f)), dependencies.file_digest(f)] for f in sorted(files)]
+
+
 def _code_digest(text: str, package: str) -> list[list[str]]:
     """The project modules a migration's text imports, transitively, by digest."""
-    files: set[str] = set()
-    for imported in _imported(text, package):
-        origin = _origin(imported)
-        if origin is not None:
-            files |= _closure(origin, imported)
-    return [[dependencies.shown(Path(f)), dependencies.file_digest(f)] for f in sorted(files)]
+    return _modules_digest(_imported(text, package))
 
 
 def environment_code() -> list[list[str]]:
@@ -394,13 +400,9 @@ def environment_code() -> list[list[str]]:
     for database in settings.DATABASES.values():
         engine = database.get("ENGINE", "")
         modules += [engine, f"{engine}.base"] if engine else []
-    files: set[str] = set()
-    for name in modules:
-        for candidate in (name, name.rpartition(".")[0]):
-            origin = _origin(candidate) if candidate else None
-            if origin is not None:
-                files |= _closure(origin, candidate)
-    return [[dependencies.shown(Path(f)), dependencies.file_digest(f)] for f in sorted(files)]
+    return _modules_digest(
+        candidate for name in modules for candidate in (name, name.rpartition(".")[0])
+    )
 
 
 def planned(plan: RegenerationPlan | None) -> Planned:
