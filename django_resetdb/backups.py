@@ -396,16 +396,36 @@ def files_lock(root: Path, timeout: float) -> Iterator[None]:
     that holds it. The operating system releases it when the holder dies, even by
     SIGKILL, so a leftover lock file means nothing.
     """
+    with _files_lock(root, timeout) as taken:
+        if not taken:
+            raise ResetError(
+                f"Another run (pid {_holder(_lock_path(root))}) is changing the migration "
+                f"files backed up in {str(root)!r}; gave up after {timeout:g} s. Try again "
+                "when it has finished."
+            )
+        yield
+
+
+@contextlib.contextmanager
+def files_lock_if_free(root: Path) -> Iterator[bool]:
+    """:func:`files_lock` without waiting: True inside when it was taken, False when
+    another process holds it now."""
+    with _files_lock(root, 0) as taken:
+        yield taken
+
+
+@contextlib.contextmanager
+def _files_lock(root: Path, timeout: float) -> Iterator[bool]:
     try:
         import fcntl
     except ImportError:  # Windows: no advisory file locks; the database lock still holds.
-        yield
+        yield True
         return
     path = _lock_path(root)
     if path in _held:
         _held[path] += 1
         try:
-            yield
+            yield True
         finally:
             _held[path] -= 1
         return
@@ -417,11 +437,8 @@ def files_lock(root: Path, timeout: float) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise ResetError(
-                        f"Another run (pid {_holder(path)}) is changing the migration files "
-                        f"backed up in {str(root)!r}; gave up after {timeout:g} s. Try again "
-                        "when it has finished."
-                    ) from None
+                    yield False
+                    return
                 time.sleep(0.05)
         handle.seek(0)
         handle.truncate()
@@ -429,28 +446,10 @@ def files_lock(root: Path, timeout: float) -> Iterator[None]:
         handle.flush()
         _held[path] = 1
         try:
-            yield
+            yield True
         finally:
             del _held[path]
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def busy_elsewhere(root: Path) -> str | None:
-    """The pid of another process holding :func:`files_lock` for ``root`` now, or None."""
-    try:
-        import fcntl
-    except ImportError:
-        return None
-    path = _lock_path(root)
-    if path in _held or not path.exists():
-        return None
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _holder(path)
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return None
 
 
 def _holder(path: Path) -> str:

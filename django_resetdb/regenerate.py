@@ -590,17 +590,12 @@ def forced_loss(plan: RegenerationPlan) -> str:
 def refuse_interrupted(
     backup_root: Path, command: str = "resetmigrations", *, rebuilds: bool = False
 ) -> list[backups.Backup]:
-    """Refuse when an earlier run was killed half-way, or fail when one runs now.
+    """Refuse when an earlier run was killed half-way. Call it holding
+    :func:`backups.files_lock`: the backup of a run going on now is half-way too.
 
     A run killed while its database committed left whole files: a command that
     ``rebuilds`` the database from them goes ahead, and is given those backups to mark
     complete once it has; any other refuses, saying what may have happened."""
-    running = backups.busy_elsewhere(backup_root)
-    if running:
-        raise ResetError(
-            f"Another run (pid {running}) is changing the migration files backed up in "
-            f"{str(backup_root)!r} now; try again when it has finished."
-        )
     stopped = backups.interrupted(backup_root)
     if stopped:
         name = stopped[-1].name

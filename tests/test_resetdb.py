@@ -763,8 +763,9 @@ def test_another_reset_of_the_database_makes_it_wait_then_fail_naming_it(built, 
     assert built.backups() == []
 
 
-def test_another_run_changing_the_files_makes_it_fail(built, scratch_db):
+def test_another_run_changing_the_files_makes_it_wait_then_fail(built, scratch_db):
     add_nickname(built)
+    settings_line(built, "DJANGO_RESETDB['LOCK_TIMEOUT'] = 1\n")
     before = state(built, scratch_db)
     backup_dir = built.path(".resetdb/backups")
 
@@ -774,10 +775,39 @@ def test_another_run_changing_the_files_makes_it_fail(built, scratch_db):
     assert result.returncode == 1
     assert result.stderr == (
         f"CommandError: Another run (pid {os.getpid()}) is changing the "
-        f"migration files backed up in {str(backup_dir)!r} now; try again when it has "
-        "finished.\n"
+        f"migration files backed up in {str(backup_dir)!r}; gave up after 1 s. Try again "
+        "when it has finished.\n"
     )
     assert state(built, scratch_db) == before
+    assert built.backups() == []
+
+
+def test_a_run_waits_for_another_changing_the_files_then_goes_on(built, scratch_db):
+    add_nickname(built)
+    backup_dir = built.path(".resetdb/backups")
+
+    with backups.files_lock(backup_dir, 1):
+        run = built.start(
+            "manage.py",
+            "resetdb",
+            "--no-input",
+            url=scratch_db.url(),
+            env={"PYTHONUNBUFFERED": "1"},
+        )
+        assert run.stdout is not None
+        first = run.stdout.readline()  # planned and gated, under way
+        time.sleep(1)
+        assert run.poll() is None, run.communicate()
+    out, err = run.communicate(timeout=240)
+
+    assert first.startswith("Target: database "), (first, err)
+    assert run.returncode == 0, err
+    assert "for another run changing the migration files" in out
+    with scratch_db.connect() as conn:
+        columns = conn.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE column_name = 'nickname'"
+        ).fetchone()
+    assert columns == (1,)
 
 
 NOTES_MODELS = """\

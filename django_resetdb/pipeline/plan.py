@@ -10,6 +10,7 @@ from django.apps import apps
 from django.db import connections, router
 
 from django_resetdb import (
+    backups,
     buildcache,
     creating,
     guard,
@@ -170,7 +171,11 @@ def plan_reset(
     targets = [guard.check(alias, COMMAND, conf.schemas, creatable=True) for alias in aliases]
     _refuse_same_database(targets)
     creations = [creating.plan_creation(target) for target in targets if not target.exists]
-    refuse_interrupted(conf.backup_dir, COMMAND, rebuilds=True)
+    # Refused before the prompt where it can be told now. While another run changes the
+    # files, its backup is half-way too: the run checks again once it has waited for it.
+    with backups.files_lock_if_free(conf.backup_dir) as free:
+        if free:
+            refuse_interrupted(conf.backup_dir, COMMAND, rebuilds=True)
     seeds = None
     if seed:
         entries = seeding.configured_seeds()
