@@ -497,22 +497,28 @@ def keep(
         postgres.lock_database_name(cursor, target, get_settings().lock_timeout)
         current_user = postgres.current_user(cursor)
         with progress.seconds("  snapshot    copying the database to keep a snapshot:"):
-            _copy_as(cursor, target, target, plan.name, comment, current_user)
+            _copy_as(cursor, target, target, plan.name, comment, current_user, log)
     faults.reached("kept", plan.name)
     # The oldest beyond SNAPSHOTS are dropped by the next run, in the background.
     return time.monotonic() - started, len(_stale(listed(alias, target), {plan.name}))
 
 
-def _copy_as(cursor: Any, target: str, source: str, name: str, comment: str, owner: str) -> None:
+def _copy_as(
+    cursor: Any, target: str, source: str, name: str, comment: str, owner: str, log: Log
+) -> None:
     """Copy ``source`` as the closed, marked database ``name``. Copied and marked under a
     name of the target's, then renamed: a run killed before the mark would leave a full
-    copy that no listing could tell was ours. The caller holds the target's name lock."""
+    copy that no listing could tell was ours. The caller holds the target's name lock, so
+    a copy already under that name was left by an earlier run: it is dropped, and said."""
     staging = keep_name(target)
     try:
+        left = postgres.database_exists(cursor, staging)
         copy = postgres.create_database_sql(staging, source, owner)
         postgres.execute(cursor, [postgres.drop_database_sql(staging), copy])
     except Exception as exc:
         raise ResetError(one_line(exc)) from exc
+    if left:
+        log(f"  dropped {staging}, left by an earlier run", 2)
     faults.reached("snapshot", staging)
     postgres.execute(cursor, postgres.snapshot_marks_sql(staging, comment))
     postgres.execute(
@@ -527,7 +533,14 @@ def state_name(target: str, key: str) -> str:
 
 
 def keep_state(
-    alias: str, target: str, source: str, key: str, data: dict[str, Any], *, tables: int
+    alias: str,
+    target: str,
+    source: str,
+    key: str,
+    data: dict[str, Any],
+    *,
+    tables: int,
+    log: Log,
 ) -> tuple[str, float]:
     """Copy database ``source`` (the new database of a build of ``target``, just
     migrated, nobody connected) into a migrated state; return its name and the seconds.
@@ -549,7 +562,7 @@ def keep_state(
     )
     connections[alias].close()
     with maintenance_cursor(alias) as cursor:
-        _copy_as(cursor, target, source, name, comment, postgres.current_user(cursor))
+        _copy_as(cursor, target, source, name, comment, postgres.current_user(cursor), log)
     faults.reached("state", name)
     return name, time.monotonic() - started
 
