@@ -12,7 +12,9 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -1027,25 +1029,76 @@ def test_hosts_still_refuses_listing_and_dropping_snapshots(synthetic, scratch_d
     assert snapshots_of(scratch_db.name) == before
 
 
-def test_what_earlier_runs_and_versions_left_is_swept_by_the_next_run(tmp_path, scratch_db):
+@contextlib.contextmanager
+def holding_name_lock(target: str) -> Iterator[None]:
+    """The lock a swap or a snapshot of ``target`` takes on its name, held by a session of
+    the test's own while inside."""
+    key = zlib.crc32(f"django_resetdb:{target}".encode()) & 0x7FFFFFFF
+    with connect("postgres") as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", [key])
+        yield
+
+
+@pytest.mark.parametrize(
+    "setting, who",
+    [
+        # Nobody holds the target's name lock: the sweep at the run's start drops them.
+        ('DJANGO_RESETDB["STRATEGY"] = "in-place"\n', "sweep"),
+        # The lock is held when the sweep starts, so it leaves them; the build in a new
+        # database, once it holds the lock, drops them.
+        ("", "swap"),
+    ],
+)
+def test_what_earlier_runs_and_versions_left_is_swept_by_the_next_run(
+    tmp_path, scratch_db, setting, who
+):
     project = synthetic_project(tmp_path / "synthetic", scratch_db.url())
-    project.append("synth/settings.py", 'DJANGO_RESETDB["SNAPSHOTS"] = 1\n')
+    project.append("synth/settings.py", 'DJANGO_RESETDB["SNAPSHOTS"] = 1\n' + setting)
     snapshot = make_legacy_snapshot(scratch_db.name)
     earlier = leave_replaced(scratch_db.name, legacy=True)
     # And one whose drop in the background failed.
     replaced_now = leave_replaced(scratch_db.name)
-    # A snapshot's copy in the making, left by a run of an earlier version killed then.
-    half_made = f"resetdb_swap_keep_{hashlib.sha256(scratch_db.name.encode()).hexdigest()[:20]}"
+    # A snapshot's copy in the making, left by a killed run of this version and of an
+    # earlier one.
+    half_made = [
+        keep_name(scratch_db.name),
+        f"resetdb_swap_keep_{hashlib.sha256(scratch_db.name.encode()).hexdigest()[:20]}",
+    ]
     with connect("postgres") as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(half_made)))
+        for name in half_made:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        result = project.manage("resetdb", "--no-input", "-v", "2")
+        if who == "swap":
+            with holding_name_lock(scratch_db.name):
+                run = project.start(
+                    "manage.py", "resetdb", "--no-input", "-v", "2", env={"PYTHONUNBUFFERED": "1"}
+                )
+                assert run.stdout is not None
+                first = run.stdout.readline()  # the sweep starts right after this line
+                assert first.startswith("Target: database "), (first, run.communicate())
+                time.sleep(1)
+                assert run.poll() is None, run.communicate()
+            out, err = run.communicate(timeout=240)
+            returncode = run.returncode
+        else:
+            result = project.manage("resetdb", "--no-input", "-v", "2")
+            out, err, returncode = result.stdout, result.stderr, result.returncode
 
-        assert result.returncode == 0, result.stderr
-        for name in (half_made, earlier, replaced_now, snapshot):
-            assert f"  dropped {name}, left by an earlier run" in result.stdout.splitlines()
+        assert returncode == 0, err
+        lines = out.splitlines()
+        for name in (*half_made, earlier, replaced_now, snapshot):
+            assert f"  dropped {name}, left by an earlier run" in lines, out
             assert not exists(name)
+        swapped = "  swap        swapped the new database in" in out
+        assert swapped == (who == "swap"), out
+        # Who dropped them: the swap as it began, before the build; the sweep, whose
+        # drops are said once the rebuild is done.
+        migrated = next(i for i, line in enumerate(lines) if line.startswith("  migrate "))
+        for name in half_made:
+            said = lines.index(f"  dropped {name}, left by an earlier run")
+            assert (said < migrated) == (who == "swap"), out
         (kept,) = snapshots_of(scratch_db.name)
         assert kept.startswith(f"resetdb_snap_{scratch_db.name}_")
     finally:
-        drop_database(half_made)
+        for name in half_made:
+            drop_database(name)

@@ -705,7 +705,6 @@ def _migrate_cached(
                 states.key,
                 data,
                 tables=tables,
-                log=run.log,
             )
         except Exception as exc:  # the reset goes on without it
             db.state_problem = one_line(exc)

@@ -226,6 +226,17 @@ def half_made(alias: str, target: str) -> list[str]:
     return [name for name, _, _ in rows if name in names]
 
 
+def drop_half_made(cursor: Any, target: str) -> list[str]:
+    """Drop what runs killed half-way left for ``target`` (see :func:`half_made`) and
+    return their names. The caller holds the target's name lock, so nobody is making
+    any of them now: the background sweep, which cannot take that lock while this run
+    holds it, would leave them."""
+    names = _half_made_names(target)
+    left = [name for name, _, _ in postgres.databases_like(cursor, SWAP) if name in names]
+    postgres.execute(cursor, [postgres.drop_database_sql(name) for name in left])
+    return left
+
+
 def replaced(alias: str, target: str) -> list[tuple[str, int]]:
     """The databases restores and swaps of ``target`` replaced, not dropped yet (their
     background drop failed, or is still going), with their sizes: the next run drops
@@ -276,15 +287,12 @@ class Sweeper(threading.Thread):
         try:
             # A connection of this thread's own: Django's may not cross threads.
             with maintenance_cursor(self.alias) as cursor:
-                left = _half_made_names(self.target)
                 with postgres.database_name_free(cursor, self.target) as free:
-                    # Listed before anything is dropped: a swap this run makes meanwhile
+                    if free:  # else the swap or snapshot holding the lock drops them
+                        self.dropped += drop_half_made(cursor, self.target)
+                    # Listed before the lock is let go: a swap this run makes later
                     # drops what it replaced itself.
                     rows = postgres.databases_like(cursor, SWAP)
-                    for name, _, _ in rows if free else []:
-                        if name in left:
-                            postgres.execute(cursor, [postgres.drop_database_sql(name)])
-                            self.dropped.append(name)
                 # An earlier run's background drop may be at them too: dropping is
                 # idempotent.
                 names = [name for name, _, _ in rows if _is_replaced(name, self.target)]
@@ -495,30 +503,26 @@ def keep(
     )
     with maintenance_cursor(alias) as cursor:
         postgres.lock_database_name(cursor, target, get_settings().lock_timeout)
+        for name in drop_half_made(cursor, target):
+            log(f"  dropped {name}, left by an earlier run", 2)
         current_user = postgres.current_user(cursor)
         with progress.seconds("  snapshot    copying the database to keep a snapshot:"):
-            _copy_as(cursor, target, target, plan.name, comment, current_user, log)
+            _copy_as(cursor, target, target, plan.name, comment, current_user)
     faults.reached("kept", plan.name)
     # The oldest beyond SNAPSHOTS are dropped by the next run, in the background.
     return time.monotonic() - started, len(_stale(listed(alias, target), {plan.name}))
 
 
-def _copy_as(
-    cursor: Any, target: str, source: str, name: str, comment: str, owner: str, log: Log
-) -> None:
+def _copy_as(cursor: Any, target: str, source: str, name: str, comment: str, owner: str) -> None:
     """Copy ``source`` as the closed, marked database ``name``. Copied and marked under a
     name of the target's, then renamed: a run killed before the mark would leave a full
-    copy that no listing could tell was ours. The caller holds the target's name lock, so
-    a copy already under that name was left by an earlier run: it is dropped, and said."""
+    copy that no listing could tell was ours. The caller holds the target's name lock."""
     staging = keep_name(target)
     try:
-        left = postgres.database_exists(cursor, staging)
         copy = postgres.create_database_sql(staging, source, owner)
         postgres.execute(cursor, [postgres.drop_database_sql(staging), copy])
     except Exception as exc:
         raise ResetError(one_line(exc)) from exc
-    if left:
-        log(f"  dropped {staging}, left by an earlier run", 2)
     faults.reached("snapshot", staging)
     postgres.execute(cursor, postgres.snapshot_marks_sql(staging, comment))
     postgres.execute(
@@ -540,7 +544,6 @@ def keep_state(
     data: dict[str, Any],
     *,
     tables: int,
-    log: Log,
 ) -> tuple[str, float]:
     """Copy database ``source`` (the new database of a build of ``target``, just
     migrated, nobody connected) into a migrated state; return its name and the seconds.
@@ -562,7 +565,7 @@ def keep_state(
     )
     connections[alias].close()
     with maintenance_cursor(alias) as cursor:
-        _copy_as(cursor, target, source, name, comment, postgres.current_user(cursor), log)
+        _copy_as(cursor, target, source, name, comment, postgres.current_user(cursor))
     faults.reached("state", name)
     return name, time.monotonic() - started
 

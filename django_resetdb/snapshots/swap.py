@@ -21,6 +21,7 @@ from django_resetdb.snapshots.store import (
     NotRestorable,
     SnapshotPlan,
     connected_to,
+    drop_half_made,
     maintenance_cursor,
     swap_names,
 )
@@ -191,8 +192,10 @@ def swap_in(
     connections[alias].close()
     with maintenance_cursor(alias) as cursor:
         postgres.lock_database_name(cursor, target, conf.lock_timeout)
-        # Left by a run that was killed half-way: only ours use this name.
-        postgres.execute(cursor, [postgres.drop_database_sql(new)])
+        # Left by runs killed half-way (this one's new database among them): only ours
+        # use these names.
+        for name in drop_half_made(cursor, target):
+            log(f"dropped {name}, left by an earlier run", 2)
         # Before anything is made: a build in a new database may take minutes.
         _refuse_blockers(cursor, target, terminate_blockers)
         wanted = postgres.database_properties(cursor, target)
