@@ -618,6 +618,34 @@ def refuse_interrupted(
     return committed
 
 
+def migration_files() -> dict[Path, bytes] | None:
+    """What every migration file of the apps a regeneration would select holds now: a
+    plan is made from them, and a run that waited for another one changing them checks
+    they are still what it planned from (see :func:`planned_files`). None when no app
+    can be selected (the plan says why)."""
+    try:
+        selected, _ = select_apps(())
+    except ResetError:
+        return None
+    return {
+        path: path.read_bytes()
+        for app in selected
+        if app.directory.is_dir()
+        for path in sorted(app.directory.glob("*.py"))
+    }
+
+
+def planned_files(plan: RegenerationPlan | None, found: dict[Path, bytes]) -> dict[Path, bytes]:
+    """The migration files ``found`` as they will be once ``plan`` has been applied."""
+    files = dict(found)
+    for app in plan.changed if plan is not None else []:
+        for path in app.old_files:
+            files.pop(path, None)
+        for new in app.new_files:
+            files[new.path] = new.data
+    return files
+
+
 def apply_plan(
     plan: RegenerationPlan,
     *,

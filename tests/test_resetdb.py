@@ -782,11 +782,12 @@ def test_another_run_changing_the_files_makes_it_wait_then_fail(built, scratch_d
     assert built.backups() == []
 
 
-def test_a_run_waits_for_another_changing_the_files_then_goes_on(built, scratch_db):
-    add_nickname(built)
-    backup_dir = built.path(".resetdb/backups")
-
-    with backups.files_lock(backup_dir, 1):
+def reset_while_files_are_held(built, scratch_db, meanwhile=lambda: None):
+    """``resetdb`` started while this process holds the project's migration files, as
+    another run changing them would: ``meanwhile`` runs once the reset has planned and
+    is waiting, then the files are let go. Returns its first line, output, errors and
+    exit status."""
+    with backups.files_lock(built.path(".resetdb/backups"), 1):
         run = built.start(
             "manage.py",
             "resetdb",
@@ -798,16 +799,90 @@ def test_a_run_waits_for_another_changing_the_files_then_goes_on(built, scratch_
         first = run.stdout.readline()  # planned and gated, under way
         time.sleep(1)
         assert run.poll() is None, run.communicate()
+        meanwhile()
     out, err = run.communicate(timeout=240)
-
     assert first.startswith("Target: database "), (first, err)
-    assert run.returncode == 0, err
-    assert "for another run changing the migration files" in out
+    return first, out, err, run.returncode
+
+
+def nickname_columns(scratch_db) -> tuple[int]:
     with scratch_db.connect() as conn:
-        columns = conn.execute(
+        return conn.execute(  # type: ignore[no-any-return]
             "SELECT count(*) FROM information_schema.columns WHERE column_name = 'nickname'"
         ).fetchone()
-    assert columns == (1,)
+
+
+def test_a_run_waits_for_another_changing_the_files_then_goes_on(built, scratch_db):
+    add_nickname(built)
+
+    _, out, err, returncode = reset_while_files_are_held(built, scratch_db)
+
+    assert returncode == 0, err
+    assert "for another run changing the migration files" in out
+    assert nickname_columns(scratch_db) == (1,)
+
+
+def files_another_run_writes(project: ProjectCopy, root: Path) -> ProjectCopy:
+    """A copy of ``project`` in ``root`` with the migration files a reset of it as it is
+    now writes (``resetmigrations`` writes the same)."""
+    other = ProjectCopy(root, project.url)
+    shutil.copytree(project.root, root, ignore=shutil.ignore_patterns("__pycache__", ".resetdb"))
+    result = other.manage("resetmigrations", "--no-input")
+    assert result.returncode == 0, result.stderr
+    return other
+
+
+def test_a_run_that_waited_goes_on_when_the_other_wrote_what_it_planned(
+    built, scratch_db, tmp_path
+):
+    add_nickname(built)
+    other = files_another_run_writes(built, tmp_path / "other")
+    assert other.migration_files() != built.migration_files()
+    earlier_backups = built.backups()
+
+    def write_them():
+        shutil.rmtree(built.path("testproject"))
+        shutil.copytree(other.path("testproject"), built.path("testproject"))
+
+    _, out, err, returncode = reset_while_files_are_held(built, scratch_db, write_them)
+
+    assert returncode == 0, err
+    assert (
+        "  migrations  the migration files were changed meanwhile (by another run) to what "
+        "this one would write: none left to write\n"
+    ) in out
+    assert built.migration_files() == other.migration_files()
+    assert built.backups() == earlier_backups  # it wrote nothing
+    assert nickname_columns(scratch_db) == (1,)
+
+
+def test_a_run_that_waited_stops_when_the_other_changed_the_files_otherwise(built, scratch_db):
+    add_nickname(built)
+    before = database_state(scratch_db)
+    earlier_backups = built.backups()
+    first_file = built.path(ACCOUNT_0001)
+
+    def change_them():
+        with first_file.open("a") as handle:
+            handle.write("# changed by another run\n")
+
+    _, out, err, returncode = reset_while_files_are_held(built, scratch_db, change_them)
+
+    assert returncode == 1, (out, err)
+    assert err == (
+        "CommandError: The migration files changed after this run planned from them "
+        "(another run changing them, or an edit, while it waited), and they are not what "
+        "it would write; nothing was changed. Run resetdb again to plan from the files as "
+        "they are now.\n"
+    )
+    assert first_file.read_text().endswith("# changed by another run\n")
+    assert database_state(scratch_db) == before
+    assert built.backups() == earlier_backups
+    assert nickname_columns(scratch_db) == (0,)
+    # Run again, it plans from the files as they are.
+    again = built.manage("resetdb", "--no-input", url=scratch_db.url())
+    assert again.returncode == 0, again.stderr
+    assert nickname_columns(scratch_db) == (1,)
 
 
 NOTES_MODELS = """\

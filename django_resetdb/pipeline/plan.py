@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.apps import apps
 from django.db import connections, router
@@ -23,6 +24,7 @@ from django_resetdb.conf import get_settings
 from django_resetdb.exceptions import ResetError
 from django_resetdb.regenerate import (
     RegenerationPlan,
+    migration_files,
     plan_migrations,
     refuse_interrupted,
 )
@@ -49,6 +51,8 @@ class ResetPlan:
     # The build cache: the migrated state the build starts from, if any, and the one it
     # keeps (see buildcache); None when it is not used.
     states: buildcache.StatePlan | None = None
+    # The migration files the plan was made from (see regenerate.migration_files).
+    files: dict[Path, bytes] | None = None
 
     @property
     def restoring(self) -> bool:
@@ -176,6 +180,9 @@ def plan_reset(
     with backups.files_lock_if_free(conf.backup_dir) as free:
         if free:
             refuse_interrupted(conf.backup_dir, COMMAND, rebuilds=True)
+        # Read before anything is planned from them: a run that waits for another one
+        # changing them checks they are still these (see pipeline.run).
+        files = migration_files()
     seeds = None
     if seed:
         entries = seeding.configured_seeds()
@@ -211,6 +218,7 @@ def plan_reset(
         lock_warning,
         unchanged=unchanged,
         creations=creations,
+        files=files,
     )
     if exists:
         plan_build_cache(plan)

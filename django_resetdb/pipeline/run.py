@@ -50,6 +50,8 @@ from django_resetdb.regenerate import (
     apply_plan,
     committing_plan,
     finish_plan,
+    migration_files,
+    planned_files,
     refuse_interrupted,
     reopen_plan,
     undo_plan,
@@ -315,6 +317,7 @@ def _carry_out(run: Run) -> bool:
                 f"{backup.name}): rebuilding from the migration files it left",
                 1,
             )
+        plan = _check_files(run)
         restored = plan.restoring and _from_snapshot(run)
         if not restored and plan.unchanged:
             # Restoring was the point of skipping the plan; rebuilding needs it.
@@ -336,6 +339,35 @@ def _carry_out(run: Run) -> bool:
         for backup in earlier:
             backup.mark(backups.COMPLETE)
     return restored
+
+
+def _check_files(run: Run) -> ResetPlan:
+    """Once the run holds the migration files: when another run changed them since they
+    were planned from, go on only if they are now what this run would have written (a
+    reset of the same project started at the same time), with nothing left to write;
+    otherwise stop, nothing changed. Returns the plan the run follows."""
+    plan = run.plan
+    if plan.files is None:
+        return plan
+    now = migration_files()
+    if now == plan.files:
+        return plan
+    if now == planned_files(plan.migrations, plan.files) and plan.migrations is not None:
+        fresh = _plan_migrations()
+        if not fresh.changed:
+            run.log(
+                "  migrations  the migration files were changed meanwhile (by another "
+                "run) to what this one would write: none left to write",
+                1,
+            )
+            run.plan = dataclasses.replace(plan, migrations=fresh)
+            return run.plan
+    raise ResetError(
+        "The migration files changed after this run planned from them (another run "
+        "changing them, or an edit, while it waited), and they are not what it would "
+        "write; nothing was changed. Run resetdb again to plan from the files as they "
+        "are now."
+    )
 
 
 def _apply_files(plan: ResetPlan, result: ResetResult, log: Log) -> None:
