@@ -1029,14 +1029,33 @@ def test_hosts_still_refuses_listing_and_dropping_snapshots(synthetic, scratch_d
     assert snapshots_of(scratch_db.name) == before
 
 
+def name_lock_key(target: str) -> int:
+    return zlib.crc32(f"django_resetdb:{target}".encode()) & 0x7FFFFFFF
+
+
 @contextlib.contextmanager
 def holding_name_lock(target: str) -> Iterator[None]:
     """The lock a swap or a snapshot of ``target`` takes on its name, held by a session of
     the test's own while inside."""
-    key = zlib.crc32(f"django_resetdb:{target}".encode()) & 0x7FFFFFFF
     with connect("postgres") as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", [key])
+        holder.execute("SELECT pg_advisory_lock(%s)", [name_lock_key(target)])
         yield
+
+
+def wait_for_name_lock_request(target: str) -> None:
+    """Until a session waits for the lock on ``target``'s name."""
+    deadline = time.monotonic() + 60
+    with connect("postgres") as admin:
+        while time.monotonic() < deadline:
+            waiting = admin.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND objid = %s",
+                [name_lock_key(target)],
+            ).fetchone()
+            if waiting and waiting[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"nobody asked for the lock on {target!r}'s name")
 
 
 @pytest.mark.parametrize(
@@ -1076,7 +1095,9 @@ def test_what_earlier_runs_and_versions_left_is_swept_by_the_next_run(
                 assert run.stdout is not None
                 first = run.stdout.readline()  # the sweep starts right after this line
                 assert first.startswith("Target: database "), (first, run.communicate())
-                time.sleep(1)
+                # The swap waits for the lock; the sweep, started before it, tried it.
+                wait_for_name_lock_request(scratch_db.name)
+                time.sleep(0.5)
                 assert run.poll() is None, run.communicate()
             out, err = run.communicate(timeout=240)
             returncode = run.returncode
