@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import socket
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -261,17 +262,23 @@ def check(
     check_enabled(command)
     conf = get_settings()
     connection = connections[alias]
-    try:
-        where = postgres.connection_target(connection)
-    except Exception as exc:
-        missing = _missing_database(connection) if creatable else None
-        if missing is None:
-            raise ResetError(f"Cannot connect to database alias {alias!r}: {exc}") from exc
-        # The gates apply to the server; the marker, to the roles in every database.
-        where, markers = missing
-        check_hosts(connection, where, alias, command, conf.hosts)
-        refuse_marked(markers, where.database, command)
-        return _target(alias, where, schemas, exists=False)
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            where = postgres.connection_target(connection)
+            break
+        except Exception as exc:
+            missing = _missing_database(connection) if creatable else None
+            if missing is not None:
+                # The gates apply to the server; the marker, to the roles in every database.
+                where, markers = missing
+                check_hosts(connection, where, alias, command, conf.hosts)
+                refuse_marked(markers, where.database, command)
+                return _target(alias, where, schemas, exists=False)
+            if attempt == CONNECT_ATTEMPTS or not _in_catalog(connection):
+                raise ResetError(f"Cannot connect to database alias {alias!r}: {exc}") from exc
+            # Swapped in, or created, by another run as this one connected.
+            connection.close()
+            time.sleep(0.05 * attempt)
     check_hosts(connection, where, alias, command, conf.hosts)
     check_protected(connection, where.database, command)
     return _target(
@@ -326,6 +333,26 @@ def check_seed(alias: str) -> str:
             f"it."
         )
     return str(connection.settings_dict["NAME"])
+
+
+# A session that starts while another run swaps a new database in under the name, or
+# creates it, fails as if there were none ("does not exist"); it is tried this many
+# times in all while the server's catalog shows the database.
+CONNECT_ATTEMPTS = 3
+
+
+def _in_catalog(connection: BaseDatabaseWrapper) -> bool:
+    """Whether the server's maintenance database lists the connection's database."""
+    name = connection.get_connection_params().get("dbname")
+    if not name:
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with postgres.maintenance_cursor(connection) as cursor:
+                return postgres.database_exists(cursor, str(name))
+    except Exception:
+        return False
 
 
 def _missing_database(
