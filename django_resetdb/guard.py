@@ -267,14 +267,13 @@ def check(
             where = postgres.connection_target(connection)
             break
         except Exception as exc:
-            missing = _missing_database(connection) if creatable else None
-            if missing is not None:
+            found = _look_up(connection, creatable=creatable)
+            if isinstance(found, _Missing):
                 # The gates apply to the server; the marker, to the roles in every database.
-                where, markers = missing
-                check_hosts(connection, where, alias, command, conf.hosts)
-                refuse_marked(markers, where.database, command)
-                return _target(alias, where, schemas, exists=False)
-            if attempt == CONNECT_ATTEMPTS or not _in_catalog(connection):
+                check_hosts(connection, found.where, alias, command, conf.hosts)
+                refuse_marked(found.markers, found.where.database, command)
+                return _target(alias, found.where, schemas, exists=False)
+            if attempt == CONNECT_ATTEMPTS or not found:
                 raise ResetError(f"Cannot connect to database alias {alias!r}: {exc}") from exc
             # Swapped in, or created, by another run as this one connected.
             connection.close()
@@ -341,41 +340,36 @@ def check_seed(alias: str) -> str:
 CONNECT_ATTEMPTS = 3
 
 
-def _in_catalog(connection: BaseDatabaseWrapper) -> bool:
-    """Whether the server's maintenance database lists the connection's database."""
+@dataclass(frozen=True)
+class _Missing:
+    """A database the server's catalog does not list: where a connection to it would
+    go, and the markers stored for its roles."""
+
+    where: postgres.ConnectionTarget
+    markers: list[postgres.StoredSetting]
+
+
+def _look_up(connection: BaseDatabaseWrapper, *, creatable: bool) -> bool | _Missing:
+    """After a failed connection, what the catalog of the server's maintenance database
+    says of its database (not the error's words, which follow the server's language):
+    True when it lists it, :class:`_Missing` when it does not and ``creatable``, False
+    otherwise or when the server cannot be reached (the first error says why)."""
     name = connection.get_connection_params().get("dbname")
     if not name:
         return False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            with postgres.maintenance_cursor(connection) as cursor:
-                return postgres.database_exists(cursor, str(name))
-    except Exception:
-        return False
-
-
-def _missing_database(
-    connection: BaseDatabaseWrapper,
-) -> tuple[postgres.ConnectionTarget, list[postgres.StoredSetting]] | None:
-    """Where the connection would go and the markers stored for its roles, when the
-    connection failed because its database does not exist; None otherwise. Told by the
-    catalog of the server's maintenance database, not by the error's words, which
-    follow the server's language."""
-    name = connection.get_connection_params().get("dbname")
-    if not name:
-        return None
     try:
         with warnings.catch_warnings():
             # Django's fallback to another database when it cannot reach "postgres".
             warnings.simplefilter("ignore", RuntimeWarning)
             with postgres.maintenance_cursor(connection) as cursor:
-                if postgres.database_exists(cursor, name):
-                    return None
+                if postgres.database_exists(cursor, str(name)):
+                    return True
+                if not creatable:
+                    return False
                 where = postgres.connection_target(cursor, str(name))
-                return where, postgres.protected_markers(cursor, str(name))
-    except Exception:  # the server cannot be reached either: the first error says why
-        return None
+                return _Missing(where, postgres.protected_markers(cursor, str(name)))
+    except Exception:
+        return False
 
 
 def confirm(
