@@ -352,7 +352,8 @@ def _check_files(run: Run) -> ResetPlan:
     now = migration_files()
     if now == plan.files:
         return plan
-    if now == planned_files(plan.migrations, plan.files) and plan.migrations is not None:
+    # With --keep-migrations nothing is written: only the files as read would do.
+    if now == planned_files(plan.migrations, plan.files):
         fresh = _plan_migrations()
         if not fresh.changed:
             run.log(

@@ -220,10 +220,13 @@ def _is_replaced(name: str, target: str) -> bool:
 def half_made(alias: str, target: str) -> list[str]:
     """The databases that runs killed half-way left for ``target``: a restore's or a
     build's new database, a snapshot being kept."""
-    names = _half_made_names(target)
     with maintenance_cursor(alias) as cursor:
-        rows = postgres.databases_like(cursor, SWAP)
-    return [name for name, _, _ in rows if name in names]
+        return _half_made_on(cursor, target)
+
+
+def _half_made_on(cursor: Any, target: str) -> list[str]:
+    names = _half_made_names(target)
+    return [name for name, _, _ in postgres.databases_like(cursor, SWAP) if name in names]
 
 
 def drop_half_made(cursor: Any, target: str) -> list[str]:
@@ -231,8 +234,7 @@ def drop_half_made(cursor: Any, target: str) -> list[str]:
     return their names. The caller holds the target's name lock, so nobody is making
     any of them now: the background sweep, which cannot take that lock while this run
     holds it, would leave them."""
-    names = _half_made_names(target)
-    left = [name for name, _, _ in postgres.databases_like(cursor, SWAP) if name in names]
+    left = _half_made_on(cursor, target)
     postgres.execute(cursor, [postgres.drop_database_sql(name) for name in left])
     return left
 

@@ -192,8 +192,8 @@ def swap_in(
     connections[alias].close()
     with maintenance_cursor(alias) as cursor:
         postgres.lock_database_name(cursor, target, conf.lock_timeout)
-        # Left by runs killed half-way (this one's new database among them): only ours
-        # use these names.
+        # Left by runs killed half-way (under this swap's new name, among others): only
+        # ours use these names.
         for name in drop_half_made(cursor, target):
             log(f"dropped {name}, left by an earlier run", 2)
         # Before anything is made: a build in a new database may take minutes.
