@@ -29,6 +29,21 @@ from psycopg import sql
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The outer bound of every wait for an event (a process ending, a database dropped in the
+# background, a session showing up): the tests wait for the event itself, and this bound
+# is reached only when something is really wrong, never by a loaded 2-core machine.
+PATIENCE = 300.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell without job control starts background jobs with SIGINT ignored, and Python
+    # keeps it ignored: the Ctrl-C tests' processes would then never see their SIGINT.
+    # A handler (not SIG_IGN) is reset to the default by exec, so every process the tests
+    # start, xdist's workers included, gets Python's KeyboardInterrupt back.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 # The Wagtail site's fixtures (a generated project, migrated once per session).
 pytest_plugins = ["tests.wagtailsite"]
 
@@ -103,7 +118,7 @@ def replaced_of(name: str) -> list[str]:
     return [database for (database,) in rows]
 
 
-def wait_for_replaced_dropped(name: str, seconds: float = 30) -> None:
+def wait_for_replaced_dropped(name: str, seconds: float = PATIENCE) -> None:
     """Return once no database that a restore or a swap of database ``name`` replaced is
     left, polling the catalog for at most ``seconds`` (the drop runs in a process of its
     own, which the run does not wait for)."""
@@ -257,7 +272,7 @@ class Manage:
         resetdb_settings: dict[str, Any] | None = None,
         extra_settings: str = "",
         input: str | None = None,
-        timeout: float = 60,
+        timeout: float = PATIENCE,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``python manage.py ARGS`` in a new process, as a user would."""
@@ -274,7 +289,7 @@ class Manage:
         resetdb_settings: dict[str, Any] | None = None,
         extra_settings: str = "",
         input: str | None = None,
-        timeout: float = 60,
+        timeout: float = PATIENCE,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``python ARGS`` (a script, or manage.py) in a new process with the
@@ -501,7 +516,7 @@ class ProjectCopy:
         input: str | None = None,
         url: str | None = None,
         env: dict[str, str] | None = None,
-        timeout: float = 120,
+        timeout: float = PATIENCE,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``python ARGS`` in the copy, with its settings, as a user would."""
         return subprocess.run(
@@ -741,10 +756,10 @@ def _sessions_on(admin: psycopg.Connection[Any], name: str) -> dict[int, tuple[s
 def wait_for_session(name: str, application: str, state: str = "idle", *, running: str = "") -> int:
     """The pid of the session of ``application`` on database ``name`` once it is in
     ``state`` (and, with ``running``, runs a statement that names it), polling
-    pg_stat_activity (each statement in autocommit sees it afresh) for at most 30 s.
+    pg_stat_activity (each statement in autocommit sees it afresh) for at most ``PATIENCE``.
     ``running`` tells this run's session from another run's on the same database, as on
     ``postgres``, which every run's maintenance connections share."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + PATIENCE
     with connect("postgres") as admin:
         while time.monotonic() < deadline:
             statements = dict(
@@ -762,4 +777,4 @@ def wait_for_session(name: str, application: str, state: str = "idle", *, runnin
                 (pid,) = found
                 return pid
             admin.execute("SELECT pg_sleep(0.02)")  # a short pause on the server, not a busy loop
-    raise AssertionError(f"no {state!r} session of {application!r} on {name!r} within 30 s")
+    raise AssertionError(f"no {state!r} session of {application!r} on {name!r} in time")

@@ -12,6 +12,7 @@ from psycopg import sql
 
 from bench.synthetic import Shape, generate
 from tests.conftest import (
+    PATIENCE,
     REPO,
     ProjectCopy,
     clone_database,
@@ -141,8 +142,8 @@ def test_reset_benchmark_runs_and_reports_every_ratio():
     assert "    snapshot    restored resetdb_snap_" in out
     assert out.count("Peak memory of a cold resetdb seeding ") == 2
     # Every database it made is gone, snapshots and replaced databases included (the
-    # last restore's replaced database is dropped by a process of its own: given 30 s).
-    deadline = time.monotonic() + 30
+    # last restore's replaced database is dropped by a process of its own: waited for).
+    deadline = time.monotonic() + PATIENCE
     while bench_databases() - before and time.monotonic() < deadline:
         with connect("postgres") as admin:
             admin.execute("SELECT pg_sleep(0.1)")  # a short pause on the server
@@ -184,7 +185,7 @@ def test_history_benchmark_runs_and_reports_every_row():
     assert re.search(r"    of which loaddata +\d+\.\d\d +\n", out), out
     assert re.search(r"  resetdb --keep-migrations, 1 new +\d+\.\d\d +\d+\.\dx faster +\d+\n", out)
     assert re.search(r"  resetdb --keep-migrations, warm +\d+\.\d\d +\d+\.\dx faster +\d+\n", out)
-    assert gone_within(before, "bench_h_", 30) == set()
+    assert gone_within(before, "bench_h_", PATIENCE) == set()
 
 
 @pytest.mark.slow
@@ -201,4 +202,4 @@ def test_wagtail_benchmark_runs_and_reports_every_row():
         assert re.search(rf"    of which {step} +\d+\.\d\d +\n", out), out
     assert re.search(r"  resetdb cold \(after a model change\) +\d+\.\d\d +\d+\.\dx faster", out)
     assert re.search(r"  resetdb warm \(nothing changed\) +\d+\.\d\d +\d+\.\dx faster", out)
-    assert gone_within(before, "bench_h_", 30) == set()
+    assert gone_within(before, "bench_h_", PATIENCE) == set()

@@ -15,6 +15,7 @@ from psycopg import sql
 
 from bench.synthetic import Shape, generate
 from tests.conftest import (
+    PATIENCE,
     ProjectCopy,
     connect,
     database_url,
@@ -115,7 +116,7 @@ def test_two_runs_at_once_create_the_database_once_and_both_build_it(synthetic, 
     runs = [synthetic.start("manage.py", "resetdb", "--no-input", "--keep-migrations")]
     runs.append(synthetic.start("manage.py", "resetdb", "--no-input", "--keep-migrations"))
 
-    outputs = [run.communicate(timeout=240) for run in runs]
+    outputs = [run.communicate(timeout=PATIENCE) for run in runs]
 
     assert [run.returncode for run in runs] == [0, 0], outputs
     created = [out for out, _ in outputs if "  database    created " in out]
@@ -306,7 +307,7 @@ def test_a_database_made_by_someone_else_while_asking_is_gated_again(synthetic, 
             conn.execute("CREATE TABLE precious (id int)")
             conn.execute("INSERT INTO precious VALUES (1), (2)")
 
-    out, err = run.communicate(f"{missing}\n", timeout=120)
+    out, err = run.communicate(f"{missing}\n", timeout=PATIENCE)
 
     if what == "tables":
         assert run.returncode == 1, (out, err)

@@ -19,12 +19,12 @@ import time
 import pytest
 
 from django_resetdb.progress import Progress
-from tests.conftest import ProjectCopy, ScratchDatabase, snapshots_of
+from tests.conftest import PATIENCE, ProjectCopy, ScratchDatabase, snapshots_of
 from tests.test_resetdb import FAST_HASHER, prepare, timeless
 
 
 def on_terminal(
-    project: ProjectCopy, *args: str, db: ScratchDatabase, timeout: float = 120
+    project: ProjectCopy, *args: str, db: ScratchDatabase, timeout: float = PATIENCE
 ) -> tuple[int, str, str]:
     """Run ``manage.py ARGS`` with its output on a pseudo-terminal; return the exit
     status, what reached the terminal (its "\\r\\n" made "\\n" again) and stderr."""

@@ -20,6 +20,7 @@ from django_resetdb import backups
 from django_resetdb.postgres import ADVISORY_LOCK_KEY
 from django_resetdb.regenerate import normalized
 from tests.conftest import (
+    PATIENCE,
     ProjectCopy,
     ScratchDatabase,
     database_state,
@@ -371,7 +372,7 @@ def test_a_seed_waiting_on_its_own_connection_for_the_resets_locks_fails_naming_
     settings_line(built, 'DJANGO_RESETDB["LOCK_TIMEOUT"] = 1\n')
     before = state(built, scratch_db)
 
-    result = built.manage("resetdb", "--no-input", url=scratch_db.url(), timeout=60)
+    result = built.manage("resetdb", "--no-input", url=scratch_db.url())
 
     assert result.returncode == 1, result.stderr
     assert re.fullmatch(
@@ -800,7 +801,7 @@ def reset_while_files_are_held(built, scratch_db, meanwhile=lambda: None):
         time.sleep(1)
         assert run.poll() is None, run.communicate()
         meanwhile()
-    out, err = run.communicate(timeout=240)
+    out, err = run.communicate(timeout=PATIENCE)
     assert first.startswith("Target: database "), (first, err)
     return first, out, err, run.returncode
 

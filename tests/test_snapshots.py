@@ -25,6 +25,7 @@ from psycopg import sql
 from bench.synthetic import Shape, generate
 from django_resetdb.snapshots import keep_name, swap_names
 from tests.conftest import (
+    PATIENCE,
     ProjectCopy,
     connect,
     database_oid,
@@ -169,7 +170,7 @@ def test_a_run_that_waits_for_the_earlier_database_to_be_dropped_says_so(cached,
                 break
         # The restore is done; the drop is still waiting for this transaction.
         blocker.execute("ROLLBACK")
-    rest, errors = run.communicate(timeout=120)
+    rest, errors = run.communicate(timeout=PATIENCE)
 
     assert run.returncode == 0, errors
     lines += rest.splitlines()
@@ -335,13 +336,13 @@ def idle_session(kind: str, project: ProjectCopy, db) -> Iterator[tuple[str, int
         yield application, pid
         if kind == "django":
             # The next request finds the connection gone, and opens another.
-            output, errors = process.communicate("\n", timeout=60)
+            output, errors = process.communicate("\n", timeout=PATIENCE)
             assert process.returncode == 0, errors
             assert int(output.split()[-1]) != pid
     finally:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGTERM)
-        process.communicate(timeout=60)
+        process.communicate(timeout=PATIENCE)
 
 
 @pytest.mark.parametrize("kind", ["psycopg", "psql", "django"])
@@ -965,7 +966,7 @@ def test_a_restore_does_not_wait_for_the_replaced_database_to_be_dropped(synthet
                 sql.SQL("COMMENT ON DATABASE {} IS 'held'").format(sql.Identifier(earlier))
             )
             # The run goes on from the swap and ends; the drop waits in its own process.
-            rest, errors = run.communicate("", timeout=60)
+            rest, errors = run.communicate("", timeout=PATIENCE)
 
             assert run.returncode == 0, errors
             assert "  snapshot    restored " in rest
@@ -1044,7 +1045,7 @@ def holding_name_lock(target: str) -> Iterator[None]:
 
 def wait_for_name_lock_request(target: str) -> None:
     """Until a session waits for the lock on ``target``'s name."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + PATIENCE
     with connect("postgres") as admin:
         while time.monotonic() < deadline:
             waiting = admin.execute(
@@ -1099,7 +1100,7 @@ def test_what_earlier_runs_and_versions_left_is_swept_by_the_next_run(
                 wait_for_name_lock_request(scratch_db.name)
                 time.sleep(0.5)
                 assert run.poll() is None, run.communicate()
-            out, err = run.communicate(timeout=240)
+            out, err = run.communicate(timeout=PATIENCE)
             returncode = run.returncode
         else:
             result = project.manage("resetdb", "--no-input", "-v", "2")
