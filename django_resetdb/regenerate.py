@@ -15,7 +15,6 @@ import re
 import shutil
 import sys
 import tempfile
-import textwrap
 import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -103,24 +102,30 @@ class AppRegeneration:
         state = "" if self.changed else " - no changes, left as it is"
         return f"  {self.label}  {folder}  ({self.app.reason}){state}"
 
-    def file_lines(self, verbosity: int = 1) -> list[str]:
-        """The files this app's plan deletes, writes and carries into, one a line."""
+    def file_changes(self) -> list[tuple[str, Path]]:
+        """What the plan does to each of this app's files, one entry a file, in the order
+        of their names: ``("rewrite", path)`` for a file deleted and written again,
+        ``("delete", path)``, or ``("add", path)``."""
         if not self.changed:
             return []
+        new = {new.path for new in self.new_files}
+        old = set() if self.kept else set(self.old_files)
+        changes = [("rewrite" if path in new else "delete", path) for path in old]
+        changes += [("add", path) for path in new - old]
+        return sorted(changes, key=lambda change: change[1].name)
+
+    def file_lines(self, root: Path, verbosity: int = 1) -> list[str]:
+        """The files this app's plan rewrites, deletes, adds and carries into, one a
+        line; each file named once, by its path from ``root``."""
+        if not self.changed:
+            return []
+        operations = {new.path: new.operations for new in self.new_files}
+        pending = " (its pending model changes)" if self.kept else ""
         lines = []
-        if not self.kept:
-            old_names = [path.name for path in self.old_files] or ["(no migration files)"]
-            # A long history comes a few names a line, not as one line of kilobytes.
-            wrapped = textwrap.wrap(
-                ", ".join(old_names), width=88, break_long_words=False, break_on_hyphens=False
-            )
-            lines.append(f"      delete  {wrapped[0]}")
-            lines += [f"              {more}" for more in wrapped[1:]]
-        for new in self.new_files:
-            pending = " (its pending model changes)" if self.kept else ""
-            lines.append(f"      write   {new.path.name}{pending}")
+        for verb, path in self.file_changes():
+            lines.append(f"      {verb:<7} {relative_path(path, root)}{pending}")
             if verbosity >= 2:
-                lines += [f"                {operation}" for operation in new.operations]
+                lines += [f"                {operation}" for operation in operations.get(path, [])]
         for carried in self.carried:
             lines.append(f"      carry   {carried} into {self.new_files[0].path.name}")
         return lines
@@ -159,7 +164,7 @@ class RegenerationPlan:
         lines = []
         for app in self.apps:
             lines.append(app.header(self.root))
-            lines += app.file_lines(verbosity)
+            lines += app.file_lines(self.root, verbosity)
         if verbosity >= 2:
             lines += [f"  {skip.label}  skipped: {skip.reason}" for skip in self.skipped]
         return lines
@@ -752,9 +757,8 @@ def _write(changed: Sequence[AppRegeneration], applied: AppliedPlan, log: Log) -
             backups.write_atomically(new.path, new.data)
             backups.remove_bytecode(new.path)
             applied.written.append(new.path)
-            log(f"  {app.label}: wrote {relative_path(new.path, applied.plan.root)}", 1)
-            for operation in new.operations:
-                log(f"      {operation}", 2)
+            # Named at verbosity 1 by the plan, before, and by the summary, after.
+            log(f"  {app.label}: wrote {relative_path(new.path, applied.plan.root)}", 2)
 
 
 def _forget_modules(packages: Iterable[str]) -> None:

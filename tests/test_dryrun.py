@@ -124,11 +124,10 @@ def test_a_migration_whose_sql_needs_the_database_is_named_and_the_rest_shown(
     if flag == "--keep-migrations":
         assert lines[steps + 1] == "  migrations  kept as they are (--keep-migrations)"
     else:
-        assert lines[steps + 1 : steps + 5] == [
+        assert lines[steps + 1 : steps + 4] == [
             "  migrations  regenerate app00 (backed up first)",
             "    app00  app00/migrations  (the project's own app)",
-            "        delete  (no migration files)",
-            "        write   0001_initial.py",
+            "        add     app00/migrations/0001_initial.py",
         ]
         assert "  -- migrate: app00.0001_initial" in lines
     # The one that cannot be shown, in a line of its own; the migrations before and

@@ -196,7 +196,10 @@ def test_a_model_change_is_regenerated_migrated_and_seeded(built, scratch_db):
     result = built.manage("resetdb", "--no-input", url=scratch_db.url())
 
     assert result.returncode == 0, result.stderr
-    assert timeless(result.stdout)[1] == "  migrations  regenerated account (1 file(s)) in X s"
+    assert timeless(result.stdout)[1:3] == [
+        "  migrations  regenerated account (1 file(s)) in X s",
+        f"              rewrote {ACCOUNT_0001}",
+    ]
     assert "nickname" in built.path(ACCOUNT_0001).read_text()
     assert "nickname" in columns(scratch_db, "account_user")
     assert scratch_db.query("SELECT count(*) FROM sales_ticket") == [(3,)]
@@ -432,8 +435,7 @@ def test_the_prompt_shows_the_plan_and_a_wrong_answer_changes_nothing(built, scr
     assert lines[9:] == [
         "  migrations  regenerate account (backed up first)",
         "    account  testproject/account/migrations  (the project's own app)",
-        "        delete  0001_initial.py",
-        "        write   0001_initial.py",
+        "        rewrite testproject/account/migrations/0001_initial.py",
         "  schemas     drop and recreate public",
         "  migrate     apply every migration",
         f"  seed        {', '.join(SEEDS)}",
@@ -514,7 +516,7 @@ def test_dry_run_shows_sql_and_files_and_changes_nothing(built, scratch_db):
     assert any('"nickname" varchar(50) NOT NULL' in line for line in sql_lines)
     assert "  -- seed: 5 seed(s), rows written with COPY and INSERT (not shown)" in sql_lines
     assert "  migrations  regenerate account (backed up first)" in lines
-    assert "        write   0001_initial.py" in lines
+    assert "        rewrite testproject/account/migrations/0001_initial.py" in lines
     assert lines[-1] == "Dry run: nothing was changed."
     assert state(built, scratch_db) == before
     assert built.backups() == []
@@ -646,7 +648,9 @@ def test_an_app_whose_new_files_would_make_a_cycle_with_a_kept_app_is_kept(built
     kept = [line for line in timeless(result.stdout) if "kept account as it is" in line]
     assert len(kept) == 1, result.stdout
     assert "regenerating it would make a dependency cycle (" in kept[0]
-    assert "; added 0002_user_venue.py for its pending model changes" in kept[0]
+    assert kept[0].endswith(" and added a migration for its pending model changes")
+    added = "              added   testproject/account/migrations/0002_user_venue.py"
+    assert timeless(result.stdout).count(added) == 1
     after = built.tree("testproject/account/migrations")
     assert {name: after[name] for name in account} == account
     assert "venue_id" in columns(scratch_db, "account_user")
@@ -667,7 +671,8 @@ def test_a_kept_app_gets_a_migration_for_its_pending_changes(built, scratch_db, 
     new = "testproject/catalog/migrations/0003_category_note.py"
     assert built.path(new).is_file()
     assert "              kept catalog as it is: hand-written content in " in result.stdout
-    assert "; added 0003_category_note.py for its pending model changes" in result.stdout
+    assert " and added a migration for its pending model changes\n" in result.stdout
+    assert result.stdout.count(f"              added   {new}\n") == 1
     assert "note" in columns(scratch_db, "catalog_category")
     # The new file is what makemigrations writes for the same change, from the files
     # as they were before the reset.
@@ -940,8 +945,11 @@ def test_two_databases_are_rebuilt_as_the_routers_say(built, scratch_db, other_d
 
     assert result.returncode == 0, result.stderr
     lines = timeless(result.stdout)
-    assert lines[2] == "  migrations  regenerated notes (1 file(s)) in X s"
-    assert lines[3].startswith("  [default] schema      dropped 18 table(s) of public")
+    assert lines[2:4] == [
+        "  migrations  regenerated notes (1 file(s)) in X s",
+        "              added   testproject/notes/migrations/0001_initial.py",
+    ]
+    assert lines[4].startswith("  [default] schema      dropped 18 table(s) of public")
     assert "  [other] seed        6 seed(s), 1 object(s), 1 row(s) in X s" in lines
     assert lines[-1] == (
         f"Rebuilt database {scratch_db.name!r} (alias 'default'): 18 table(s), 31 row(s) "

@@ -109,11 +109,11 @@ class ResetPlan:
                 lines.append(f"  migrations  regenerate {names} (backed up first)")
                 root = self.migrations.root
                 for app in regenerate:
-                    lines += [f"  {line}" for line in [app.header(root), *app.file_lines()]]
+                    lines += [f"  {line}" for line in [app.header(root), *app.file_lines(root)]]
         if self.migrations is not None:
             for app in self.migrations.kept:
                 lines.append(f"  migrations  kept {app.label} as it is: {app.kept}")
-                lines += [f"  {line}" for line in app.file_lines()]
+                lines += [f"  {line}" for line in app.file_lines(self.migrations.root)]
         snapshot = self.snapshot
         if self.restoring:
             assert snapshot is not None and snapshot.existing is not None

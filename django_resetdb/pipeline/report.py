@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.db import connections
 
@@ -20,9 +21,9 @@ from django_resetdb import (
     postgres,
     snapshots,
 )
-from django_resetdb.output import Log, one_line
+from django_resetdb.output import Log, one_line, relative_path
 from django_resetdb.pipeline.plan import COMMAND, ResetPlan
-from django_resetdb.regenerate import AppliedPlan
+from django_resetdb.regenerate import AppliedPlan, AppRegeneration
 from django_resetdb.schemas import planned_statements
 
 
@@ -95,11 +96,25 @@ def _migrations_lines(applied: AppliedPlan, seconds: float) -> list[str]:
         regenerated = [new for app in plan.changed if not app.kept for new in app.new_files]
         what = f"regenerated {', '.join(changed)} ({len(regenerated)} file(s))"
     lines = [f"  migrations  {what} in {seconds:.2f} s"]
+    lines += _file_lines([app for app in plan.changed if not app.kept], plan.root)
     for app in plan.kept:
-        added = ", ".join(new.path.name for new in app.new_files)
-        pending = f"; added {added} for its pending model changes" if added else ""
+        pending = " and added a migration for its pending model changes" if app.changed else ""
         lines.append(f"              kept {app.label} as it is: {app.kept}{pending}")
+        lines += _file_lines([app], plan.root)
     return lines
+
+
+# What a run did to a file, after the fact, for the verbs of the plan.
+DONE = {"rewrite": "rewrote", "delete": "deleted", "add": "added"}
+
+
+def _file_lines(changed: list[AppRegeneration], root: Path) -> list[str]:
+    """Each file the run rewrote, deleted or added, once, by its path from ``root``."""
+    return [
+        f"              {DONE[verb]:<7} {relative_path(path, root)}"
+        for app in changed
+        for verb, path in app.file_changes()
+    ]
 
 
 def dry_run_lines(plan: ResetPlan, *, terminate_blockers: bool = False) -> Iterator[str]:
