@@ -244,11 +244,49 @@ def check_server(alias: str, command: str) -> postgres.ConnectionTarget:
         # Not the database itself: its snapshots outlive it.
         where = postgres.server_target(connection)
     except Exception as exc:
-        # psycopg's connection errors span several lines.
-        problem = one_line(exc)
-        raise ResetError(f"Cannot connect to database alias {alias!r}: {problem}") from exc
+        raise ResetError(connection_failure(alias, exc)) from exc
     check_hosts(connection, where, alias, command, get_settings().hosts)
     return where
+
+
+# What libpq says when a connection fails, and the keys of the alias's DATABASES entry
+# that decide it; the first that matches the message is named.
+_CONNECTION_KEYS = (
+    (("authentication failed", "role ", "no password supplied", "password"), "USER and PASSWORD"),
+    (("database ",), "NAME"),
+    (("ssl", "certificate"), "OPTIONS (sslmode and the certificates)"),
+    (
+        (
+            "refused",
+            "no such file",
+            "timeout",
+            "timed out",
+            "resolve host",
+            "translate host",
+            "unreachable",
+        ),
+        "HOST and PORT, and that the server is running there",
+    ),
+)
+
+
+def connection_failure(alias: str, exc: BaseException) -> str:
+    """One sentence for a connection of ``alias`` that failed: libpq's reason, where the
+    settings point, and which keys of ``DATABASES`` to check."""
+    settings = connections[alias].settings_dict
+    problem = one_line(exc)  # psycopg's connection errors span several lines
+    lowered = problem.lower()
+    keys = next(
+        (keys for words, keys in _CONNECTION_KEYS if any(word in lowered for word in words)),
+        "HOST, PORT, USER, PASSWORD, NAME and OPTIONS",
+    )
+    host = settings.get("HOST") or "libpq's default host"
+    port = settings.get("PORT") or "the default port"
+    user = settings.get("USER") or "the default user"
+    return (
+        f"Cannot connect to database alias {alias!r} (HOST {host!s}, PORT {port!s}, USER "
+        f"{user!s}): {problem.rstrip('.')}; check DATABASES[{alias!r}] {keys}."
+    )
 
 
 def check(
@@ -274,7 +312,7 @@ def check(
                 refuse_marked(found.markers, found.where.database, command)
                 return _target(alias, found.where, schemas, exists=False)
             if attempt == CONNECT_ATTEMPTS or not found:
-                raise ResetError(f"Cannot connect to database alias {alias!r}: {exc}") from exc
+                raise ResetError(connection_failure(alias, exc)) from exc
             # Swapped in, or created, by another run as this one connected.
             connection.close()
             time.sleep(0.05 * attempt)

@@ -163,6 +163,16 @@ def planned_statements(
     return [postgres.render(connection, statement) for statement in statements]
 
 
+def _owner(connection: BaseDatabaseWrapper, owner: str) -> str:
+    """``owner`` as a user can act on it: ``pg_database_owner`` is a pseudo-role (the
+    owner of ``public`` from PostgreSQL 15 on) that stands for the database's owner."""
+    if owner != "pg_database_owner":
+        return repr(owner)
+    database = str(connection.settings_dict["NAME"])
+    real = postgres.database_properties(connection, database).owner
+    return f"'pg_database_owner', that is by the owner of database {database!r}, {real!r}"
+
+
 def _check_privileges(
     connection: BaseDatabaseWrapper,
     states: Sequence[postgres.SchemaState],
@@ -177,8 +187,8 @@ def _check_privileges(
             if postgres.roles_not_usable(connection, [state.owner]):
                 raise ResetError(
                     f"Role {privileges.current_user!r} cannot drop schema {state.name!r}: it "
-                    f"is owned by {state.owner!r}. Connect as that owner (or a member of it) "
-                    "or as a superuser; nothing was dropped."
+                    f"is owned by {_owner(connection, state.owner)}. Connect as that owner "
+                    "(or a member of it) or as a superuser; nothing was dropped."
                 )
         if not privileges.can_create_schema:
             raise ResetError(

@@ -654,3 +654,46 @@ def test_enabled_true_or_debug_allows_from_python(db, manage, tmp_path, enabled,
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == ["reset"]
     assert relations(db) == []
+
+
+def free_port() -> int:
+    """A port of this machine where nothing listens: the kernel's pick, let go at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("command", ["resetdb", "resetschema", "seed"])
+def test_a_wrong_port_names_the_settings_to_check(db, manage, command):
+    before = relations(db)
+    port = free_port()
+    url = f"postgres://resetdb_someone@127.0.0.1:{port}/{db.name}"
+
+    result = manage(command, *(["--no-input"] if command != "seed" else []), url=url)
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"CommandError: Cannot connect to database alias 'default' (HOST 127.0.0.1, PORT "
+        f'{port}, USER resetdb_someone): connection failed: connection to server at "127.0.0.1", '
+        f"port {port} failed: Connection refused Is the server running on that host and "
+        "accepting TCP/IP connections?; check DATABASES['default'] HOST and PORT, and that "
+        "the server is running there.\n"
+    )
+    assert_untouched(db, before)
+
+
+@pytest.mark.parametrize("command", ["resetdb", "resetschema"])
+def test_an_unknown_role_names_the_settings_to_check(db, manage, command):
+    before = relations(db)
+    result = manage(command, "--no-input", url=db.url(user="resetdb_nobody"))
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"CommandError: Cannot connect to database alias 'default' (HOST {target_host()}, "
+        f"PORT {target_port()}, USER resetdb_nobody): "
+    )
+    assert result.stderr.endswith(
+        "FATAL: role \"resetdb_nobody\" does not exist; check DATABASES['default'] USER and "
+        "PASSWORD.\n"
+    )
+    assert_untouched(db, before)

@@ -219,13 +219,18 @@ def test_a_role_that_does_not_own_the_schema_gets_a_clear_error(scratch_db, scra
     before = relations(scratch_db)
     snapshot = schema_snapshot(scratch_db)
 
+    [(owner,)] = scratch_db.query(
+        "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+    )
+
     result = command("resetschema", "--no-input", url=scratch_db.url(user=scratch_role))
 
     assert result.returncode == 1
     assert last_line(result.stderr) == (
         f"CommandError: Role {scratch_role!r} cannot drop schema 'public': it is owned by "
-        "'pg_database_owner'. Connect as that owner (or a member of it) or as a superuser; "
-        "nothing was dropped."
+        f"'pg_database_owner', that is by the owner of database {scratch_db.name!r}, "
+        f"{owner!r}. Connect as that owner (or a member of it) or as a superuser; nothing "
+        "was dropped."
     )
     assert relations(scratch_db) == before
     assert schema_snapshot(scratch_db) == snapshot
