@@ -83,10 +83,12 @@ def test_a_missing_database_is_created_built_and_restored_the_next_time(syntheti
     ), lines[1]
     # Built in a new database: the build cache keeps the state its migrations leave.
     assert lines[2] == (
-        "  database    building in a new database, to swap it in at the end: to keep its "
-        "migrated state in the build cache"
+        "  database    building in a second new database, to swap it in for the empty one at "
+        "the end: to keep its migrated state in the build cache"
     )
     assert lines[3].startswith("  migrations  regenerated app00, app01 (2 file(s)) in ")
+    # Nothing of the user's was dropped: no schema line.
+    assert not [line for line in lines if line.startswith("  schema      ")]
     assert len(states_of(missing)) == 1
     assert lines[-1].startswith(f"Rebuilt database {missing!r} (alias 'default'): 16 table(s), ")
     assert database_row(missing) == [(target_user(), template_encoding())]

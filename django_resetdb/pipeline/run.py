@@ -54,6 +54,7 @@ from django_resetdb.regenerate import (
     planned_files,
     refuse_interrupted,
     reopen_plan,
+    same_files,
     undo_plan,
 )
 from django_resetdb.schemas import reset_schemas, take_reset_lock
@@ -165,6 +166,11 @@ class Run:
     progress: Progress = NO_PROGRESS
     terminate_blockers: bool = False
     migrate_output: Any | None = None
+    # The user was shown the plan's steps at the prompt: a line that would only say
+    # again what a step is going to do is a detail then.
+    plan_shown: bool = False
+    # The aliases whose database this run created.
+    created: frozenset[str] = frozenset()
 
 
 def run_plan(
@@ -200,6 +206,7 @@ def run_plan(
     if interactive:
         result.timings["prompt"] = time.monotonic() - asking
     created: list[creating.NewDatabase] = []
+    creating_now = frozenset(new.alias for new in plan.creations)
     with _dropped_on_failure(created, result, log):
         _create(plan, created, log, confirmed=interactive)
         for alias in plan.aliases:
@@ -235,7 +242,16 @@ def run_plan(
         sweeper.start()
     with interrupts.handled():
         try:
-            run = Run(plan, result, log, progress, terminate_blockers, migrate_output)
+            run = Run(
+                plan,
+                result,
+                log,
+                progress,
+                terminate_blockers,
+                migrate_output,
+                plan_shown=interactive,
+                created=creating_now,
+            )
             with _dropped_on_failure(created, result, log):
                 restored = _carry_out(run)
             plan = run.plan
@@ -353,7 +369,7 @@ def _check_files(run: Run) -> ResetPlan:
     if now == plan.files:
         return plan
     # With --keep-migrations nothing is written: only the files as read would do.
-    if now == planned_files(plan.migrations, plan.files):
+    if now is not None and same_files(now, planned_files(plan.migrations, plan.files)):
         fresh = _plan_migrations()
         if not fresh.changed:
             run.log(
@@ -499,7 +515,12 @@ def _build_and_swap(run: Run) -> bool:
     def ready() -> None:
         # Said only once the sessions connected now allow the swap.
         started.append(True)
-        log(f"  database    building in a new database, to swap it in at the end: {swap.reason}", 1)
+        where = (
+            "a second new database, to swap it in for the empty one at the end"
+            if swap.alias in run.created
+            else "a new database, to swap it in at the end"
+        )
+        log(f"  database    building in {where}: {swap.reason}", 2 if run.plan_shown else 1)
         _apply_files(plan, result, log)
 
     def build() -> None:
@@ -613,10 +634,11 @@ def _rebuild(run: Run, alias: str, prefix: str, *, fresh: bool = False) -> Datab
             if schema.extensions_restored
             else ""
         )
+        # In a new database nothing of the user's is dropped: a detail, not a step.
         log(
             f"  {prefix}schema      dropped {schema.tables_dropped} table(s) of "
             f"{', '.join(schema.schemas)}{restored} in {db.timings['schema']:.2f} s",
-            1,
+            2 if fresh else 1,
         )
     else:
         # The new database is a copy of the state: what changed goes, the rest is kept.
