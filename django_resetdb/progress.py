@@ -82,9 +82,10 @@ class Progress:
             yield
 
     @contextlib.contextmanager
-    def seconds(self, text: str) -> Iterator[None]:
+    def seconds(self, text: str, *, after: float = 0.0) -> Iterator[None]:
         """While the block runs (one long statement), show ``text`` and the seconds since
-        it began, from a thread of its own; clear the line at the end."""
+        it began, from a thread of its own, once it has run ``after`` seconds; clear the
+        line at the end."""
         if self.stream is None:
             yield
             return
@@ -92,7 +93,9 @@ class Progress:
         stopping = threading.Event()
 
         def tick() -> None:
-            # Shown at once, then each second: the count is in whole seconds.
+            if stopping.wait(after):
+                return  # done before it was worth a line
+            # Then each second: the count is in whole seconds.
             while True:
                 self.update(f"{text} {time.monotonic() - started:.0f} s", force=True)
                 if stopping.wait(1.0):

@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from django_resetdb.management.base import PLANNING, PLANNING_FILES
 from django_resetdb.progress import Progress
 from tests.conftest import PATIENCE, ProjectCopy, ScratchDatabase, snapshots_of
 from tests.test_resetdb import FAST_HASHER, prepare, timeless
@@ -264,3 +265,52 @@ def test_off_a_terminal_nothing_is_written(verbosity):
     progress.clear()
 
     assert stream.getvalue() == ""
+
+
+def test_seconds_after_a_delay_shows_nothing_for_a_quick_block():
+    stream = Terminal()
+    progress = Progress(stream)
+
+    with progress.seconds("planning:", after=60):
+        pass
+
+    assert stream.getvalue() == ""
+
+
+def test_seconds_after_a_delay_shows_the_line_once_the_block_outlasts_it():
+    stream = Terminal()
+    progress = Progress(stream)
+
+    with progress.seconds("planning:", after=0.01):
+        # The block outlasts the delay: it waits for the line to be written.
+        deadline = time.monotonic() + PATIENCE
+        while not stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    assert screen(stream.getvalue()) == ""  # cleared at the end
+    assert stream.getvalue().startswith("\rplanning: 0 s")
+
+
+# A migration of the project that takes a while to import: planning reads every one.
+SLOW_IMPORT = "\nimport time\n\ntime.sleep(1.5)  # a project slow to plan\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "line"),
+    [
+        (("resetdb", "--dry-run"), PLANNING),
+        (("resetmigrations", "--dry-run"), PLANNING_FILES),
+    ],
+)
+def test_planning_that_takes_over_a_second_shows_a_line(project, scratch_db, command, line):
+    prepare(project, NO_CACHE)
+    project.append("testproject/catalog/migrations/0001_initial.py", SLOW_IMPORT)
+
+    returncode, output, stderr = on_terminal(project, *command, "--no-color", db=scratch_db)
+
+    assert returncode == 0, stderr
+    # Shown once planning has taken a second (counted from its start), then each second.
+    shown = [update for update in updates(output) if update.startswith(line)]
+    assert shown and all(re.fullmatch(rf"{re.escape(line)} [1-9]\d* s", s) for s in shown)
+    # Cleared before the plan is printed: nothing of it stays on the screen.
+    assert line not in screen(output)

@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from django_resetdb import guard
 
 
+# The in-place line while a command plans (on a terminal, once it takes over a second).
+PLANNING = "planning: reading the models, the migration files and the database..."
+PLANNING_FILES = "planning: reading the models and the migration files..."
+
+
 class ResetCommand(BaseCommand):
     """Shared options and error handling of the destructive commands."""
 

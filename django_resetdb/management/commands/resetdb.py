@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from django_resetdb.management.base import ResetCommand
+from django_resetdb.management.base import PLANNING, ResetCommand
 
 
 class Command(ResetCommand):
@@ -73,9 +73,11 @@ class Command(ResetCommand):
         if list_snapshots or drop_snapshots:
             self._snapshots(aliases, drop=drop_snapshots)
             return
-        plan = pipeline.plan_reset(
-            aliases, keep_migrations=keep_migrations, seed=not no_seed, snapshot=not no_snapshot
-        )
+        # A large project takes seconds to plan: past one, a line says what is going on.
+        with self.show_progress(verbosity).seconds(PLANNING, after=1.0):
+            plan = pipeline.plan_reset(
+                aliases, keep_migrations=keep_migrations, seed=not no_seed, snapshot=not no_snapshot
+            )
         if dry_run:
             for line in pipeline.dry_run_lines(plan, terminate_blockers=terminate_blockers):
                 self.stdout.write(line)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from argparse import ArgumentParser
 from typing import Any
 
 from django_resetdb import backups, regenerate
 from django_resetdb.conf import SETTING_NAME, get_settings
-from django_resetdb.management.base import ResetCommand
+from django_resetdb.management.base import PLANNING_FILES, ResetCommand
 
 LATEST = "latest"
 
@@ -84,8 +85,13 @@ class Command(ResetCommand):
                 self._restore(None if restore == LATEST else restore, verbosity, dry_run)
             return
         log = self.log(verbosity)
+        # Planning a long history takes seconds: past one, a line says so, until the plan
+        # is shown (and before any question).
+        planning = contextlib.ExitStack()
+        planning.enter_context(self.show_progress(verbosity).seconds(PLANNING_FILES, after=1.0))
 
         def planned(plan: regenerate.RegenerationPlan) -> None:
+            planning.close()
             if not plan.apps:
                 log("No apps to regenerate: nothing selected has models or migrations.", 1)
                 return
@@ -98,14 +104,15 @@ class Command(ResetCommand):
             if plan.hand_written and force:
                 self.stderr.write(self.style.WARNING(regenerate.forced_loss(plan)))
 
-        applied = regenerate.reset_migrations(
-            app_labels,
-            force=force,
-            dry_run=dry_run,
-            log=log,
-            planned=planned,
-            confirm=self._confirm if interactive else None,
-        )
+        with planning:
+            applied = regenerate.reset_migrations(
+                app_labels,
+                force=force,
+                dry_run=dry_run,
+                log=log,
+                planned=planned,
+                confirm=self._confirm if interactive else None,
+            )
         plan = applied.plan
         if not plan.apps:
             return
