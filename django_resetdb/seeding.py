@@ -4,7 +4,12 @@ configured order and in one transaction."""
 from __future__ import annotations
 
 import contextlib
+import difflib
+import importlib
+import importlib.util
 import inspect
+import pkgutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,10 +21,9 @@ from django.apps import apps
 from django.core.management.base import CommandError
 from django.core.management.utils import parse_apps_and_model_labels
 from django.db import IntegrityError, connections, models, transaction
-from django.utils.module_loading import import_string
 
 from django_resetdb import dependencies, faults, guard, postgres
-from django_resetdb.conf import get_settings, project_root
+from django_resetdb.conf import SETTING_NAME, get_settings, project_root
 from django_resetdb.exceptions import ResetError
 from django_resetdb.fixtureload import (
     BULK_INSERTED,
@@ -30,9 +34,10 @@ from django_resetdb.fixtureload import (
     FixtureFinder,
     Loader,
     Where,
+    model_labels,
     read_dicts,
 )
-from django_resetdb.output import Log, quiet, relative_path
+from django_resetdb.output import Log, one_line, quiet, relative_path
 from django_resetdb.progress import NO_PROGRESS, Progress
 
 Report = Callable[[str], None]
@@ -130,52 +135,237 @@ def configured_seeds() -> tuple[str, ...]:
 
 
 def resolve_seeds(entries: Sequence[str], *, database: str = "default") -> list[Seed]:
-    """Resolve each entry to its fixture files or callable; touches no database.
+    """Resolve each entry to its fixture files or callable, and check what can be checked
+    before anything changes; touches no database.
 
     An entry is a callable when it is a dotted path that imports to a callable and does
     not end with a fixture format or compression extension; otherwise it is a fixture
-    label, found as ``loaddata`` finds it.
+    label, found as ``loaddata`` finds it. Each fixture file must parse, and every model
+    its objects name must be installed.
     """
     finder = FixtureFinder(database)
     seeds: list[Seed] = []
     for entry in entries:
         if not isinstance(entry, str) or not entry.strip():
             raise ResetError(f"Seed {entry!r} is not a fixture label or a dotted path.")
-        function, why_not = _import_callable(entry, finder)
+        function, unimportable = _import_callable(entry, finder)
         if function is not None:
             seeds.append(Seed(entry, function=function))
             continue
         try:
             files = finder.find(entry)
         except CommandError as exc:
-            also = f"; it is not an importable callable either ({why_not})" if why_not else ""
-            raise ResetError(f"Seed {entry!r}: {str(exc).rstrip('.')}{also}.") from exc
+            # A dotted path that no fixture has as its label: the import's failure leads,
+            # unless it is a fixture's label with its extension misspelt.
+            if unimportable is not None and not _close_format(entry, finder):
+                close = _did_you_mean(unimportable.close)
+                where = f" in {SETTING_NAME}['SEEDS']" if entry in configured_seeds() else ""
+                raise ResetError(
+                    f"Seed {entry!r} {unimportable.problem}{close}; fix the dotted path"
+                    f"{where} or name a fixture."
+                ) from (unimportable.error or exc)
+            raise ResetError(_not_found(entry, exc, finder)) from exc
+        _check_models(entry, files, finder)
         seeds.append(Seed(entry, files=tuple(files)))
     return seeds
 
 
-def _import_callable(entry: str, finder: FixtureFinder) -> tuple[Any, str]:
-    """The callable ``entry`` names, or ``None`` and why it is not one."""
-    module, _, name = entry.rpartition(".")
-    if not module or name in finder.formats or name in finder.compressions:
-        return None, ""
+@dataclass(frozen=True)
+class _Unimportable:
+    """Why a dotted path is not a callable: a clause after the entry ("cannot be imported:
+    ..."), the close names that exist, and the error, if any."""
+
+    problem: str
+    close: list[str]
+    error: BaseException | None = None
+
+
+def _import_callable(entry: str, finder: FixtureFinder) -> tuple[Any, _Unimportable | None]:
+    """The callable ``entry`` names, or ``None`` and why it is not one (``None`` too when
+    it does not look like a dotted path)."""
+    module_path, _, name = entry.rpartition(".")
+    if not module_path or name in finder.formats or name in finder.compressions:
+        return None, None
     if not all(part.isidentifier() for part in entry.split(".")):
-        return None, ""
+        return None, None
     try:
-        function = import_string(entry)
-    except ImportError as exc:
-        missing = getattr(exc, "name", None)
-        if missing and not (entry + ".").startswith(missing + "."):
+        module = importlib.import_module(module_path)
+    except ModuleNotFoundError as exc:
+        missing = exc.name
+        if not missing or not (module_path + ".").startswith(missing + "."):
             # The module exists but something it imports does not: a real error.
             raise ResetError(f"Seed {entry!r}: importing it failed: {exc}.") from exc
-        return None, str(exc)
+        return None, _Unimportable(
+            f"cannot be imported: {exc}", _close_modules(entry, missing), exc
+        )
+    except ImportError as exc:
+        raise ResetError(f"Seed {entry!r}: importing it failed: {exc}.") from exc
+    except Exception as exc:
+        raise ResetError(
+            f"Seed {entry!r}: importing it failed: {type(exc).__name__}: {exc}."
+        ) from exc
+    try:
+        function = getattr(module, name)
+    except AttributeError as exc:
+        close = _close_callables(module, module_path, name)
+        if _is_module(entry):
+            return None, _Unimportable("is a module, not a callable", close)
+        problem = f"cannot be imported: module {module_path!r} has no attribute {name!r}"
+        return None, _Unimportable(problem, close, exc)
     except Exception as exc:
         raise ResetError(
             f"Seed {entry!r}: importing it failed: {type(exc).__name__}: {exc}."
         ) from exc
     if not callable(function):
-        return None, f"{entry} is a {type(function).__name__}, not a callable"
-    return function, ""
+        close = _close_callables(module, module_path, name)
+        return None, _Unimportable(f"is a {type(function).__name__}, not a callable", close)
+    return function, None
+
+
+def _is_module(dotted: str) -> bool:
+    try:
+        return importlib.util.find_spec(dotted) is not None
+    except Exception:
+        return False
+
+
+def _close_modules(entry: str, missing: str) -> list[str]:
+    """``entry`` with module ``missing`` replaced by the closest module beside it: among
+    the modules of its nearest parent package, or the top-level ones."""
+    parent, _, last = missing.rpartition(".")
+    if parent:
+        paths = getattr(sys.modules.get(parent), "__path__", None)
+        names = [info.name for info in pkgutil.iter_modules(paths)] if paths else []
+    else:
+        names = [info.name for info in pkgutil.iter_modules()]
+    rest = entry[len(missing) :]
+    return [
+        f"{parent}.{found}{rest}" if parent else f"{found}{rest}"
+        for found in difflib.get_close_matches(last, sorted(set(names)), n=1)
+    ]
+
+
+def _close_callables(module: Any, module_path: str, name: str) -> list[str]:
+    """The dotted path of the public callable of ``module`` closest to ``name``."""
+    names = [
+        found
+        for found, value in vars(module).items()
+        if not found.startswith("_") and callable(value) and found != name
+    ]
+    return [
+        f"{module_path}.{found}" for found in difflib.get_close_matches(name, sorted(names), n=1)
+    ]
+
+
+def _close_format(entry: str, finder: FixtureFinder) -> list[str]:
+    """``entry`` with its last part, close to a format or compression extension, replaced
+    by that extension, when a fixture has that label."""
+    head, _, last = entry.rpartition(".")
+    extensions = [*finder.formats, *finder.compressions]
+    for extension in difflib.get_close_matches(last, extensions, n=3):
+        try:
+            finder.find(f"{head}.{extension}")
+        except (CommandError, ValueError):
+            continue
+        return [f"{head}.{extension}"]
+    return []
+
+
+def _did_you_mean(close: Sequence[str]) -> str:
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _not_found(entry: str, exc: CommandError, finder: FixtureFinder) -> str:
+    """What ``loaddata`` says of a label it does not find, and the close labels found."""
+    text = str(exc).rstrip(".")
+    if text.startswith("No fixture named"):
+        close = finder.close_labels(entry)
+    elif text.startswith("Problem installing fixture"):  # an unknown extension
+        close = _close_format(entry, finder)
+    else:
+        close = []
+    return f"Seed {entry!r}: {text}{_did_you_mean(close)}."
+
+
+def _check_models(entry: str, files: Sequence[str], finder: FixtureFinder) -> None:
+    """Refuse a fixture that does not parse or names a model that is not installed: found
+    now, before anything changes, rather than when it is loaded, after the migrations."""
+    for path in files:
+        shown = display_path(path)
+        try:
+            read = model_labels(finder, path, shown)
+        except ResetError as exc:
+            raise ResetError(f"Seed {entry!r}: {exc}; nothing was changed.") from exc
+        except Exception as exc:  # a file that cannot be opened or decompressed
+            raise ResetError(
+                f"Seed {entry!r}: fixture {shown} cannot be read ({one_line(exc)}); nothing "
+                "was changed."
+            ) from exc
+        if read is None:
+            continue  # a format of the project's own: the loader checks its models
+        problems: list[tuple[int, str]] = []
+        if read.odd is not None:
+            position, what = read.odd
+            problems.append((position, f", object {position}, {what}"))
+        for label, position in read.labels.items():
+            problem = _unknown_model(label)
+            if problem is not None:
+                problems.append(
+                    (position, f", object {position}, names model {label!r}, {problem}")
+                )
+        if problems:
+            _, problem = min(problems)
+            raise ResetError(f"Seed {entry!r}: fixture {shown}{problem}; nothing was changed.")
+
+
+def _unknown_model(label: str) -> str | None:
+    """Why ``label`` names no installed model (as Django's deserializers look it up), and
+    the closest label that does; ``None`` when it names one."""
+    try:
+        apps.get_model(label)
+    except Exception:
+        pass
+    else:
+        return None
+    app_label, dot, model_name = label.partition(".")
+    if not dot or "." in model_name:
+        problem = "which is not an 'app_label.ModelName' label"
+        close = _close_models(None, model_name or app_label)
+    elif app_label not in apps.app_configs:
+        problem = f"but no app {app_label!r} is installed"
+        close = _close_models(app_label, model_name)
+    else:
+        problem = "which is not installed"
+        close = _close_models(app_label, model_name)
+    return f"{problem}{_did_you_mean(close)}"
+
+
+def _close_models(app_label: str | None, model_name: str) -> list[str]:
+    """The installed model closest to ``app_label.model_name``: a model of that app with
+    a close name; else one of that very name in the closest app; else one whose name and
+    app are both close."""
+    wanted = model_name.lower()
+    installed = [(m._meta.app_label, str(m._meta.model_name)) for m in apps.get_models()]
+    if app_label in apps.app_configs:
+        names = [name for app, name in installed if app == app_label]
+        close = difflib.get_close_matches(wanted, names, n=1)
+        if close:
+            return [f"{app_label}.{close[0]}"]
+
+    def score(model: tuple[str, str]) -> float:
+        app, name = model
+        if app_label is None:
+            return _likeness(wanted, name)
+        app_score = _likeness(app_label.lower(), app)
+        return 1 + app_score if name == wanted else min(_likeness(wanted, name), app_score)
+
+    best = max(installed, key=score, default=None)
+    return [f"{best[0]}.{best[1]}"] if best is not None and score(best) >= 0.6 else []
+
+
+def _likeness(a: str, b: str) -> float:
+    """What ``difflib.get_close_matches`` measures (0.6 and more: close)."""
+    return difflib.SequenceMatcher(None, a, b).ratio()
 
 
 def seed(

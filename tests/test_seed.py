@@ -513,14 +513,15 @@ def refused(cases: Cases, *labels: str, settings: str = "") -> str:
     return str(result.stderr)
 
 
-def test_unknown_model_is_refused_naming_the_file_and_object(cases):
+def test_unknown_model_is_refused_naming_the_file_and_the_model(cases):
     path = cases.write("bad.json", [obj("tag", 40, label="x"), obj("nosuch", 1, name="?")])
 
     error = refused(cases, "bad")
 
     assert error == (
-        f"CommandError: Seed 'bad' failed: {path}, object 2: Invalid model identifier: "
-        "seedcases.nosuch; nothing was written.\n"
+        f"CommandError: Seed 'bad': fixture {path}, object 2, names model 'seedcases.nosuch', "
+        "which is "
+        "not installed; nothing was changed.\n"
     )
 
 
@@ -551,10 +552,10 @@ def test_malformed_json_is_refused(cases):
 
     error = refused(cases, "broken")
 
-    assert error.startswith(
-        f"CommandError: Seed 'broken' failed: {path}: not valid JSON (Expecting property name"
+    assert error == (
+        f"CommandError: Seed 'broken': fixture {path} is not valid JSON (Expecting property "
+        "name enclosed in double quotes: line 1 column 37 (char 36)); nothing was changed.\n"
     )
-    assert error.endswith("; nothing was written.\n")
 
 
 def test_bad_value_is_refused_naming_the_object(cases):
@@ -659,10 +660,9 @@ def test_unknown_label_is_refused_before_anything_runs(cases):
     assert missing.returncode == dotted.returncode == 1
     assert missing.stderr == "CommandError: Seed 'nosuch': No fixture named 'nosuch' found.\n"
     assert dotted.stderr == (
-        "CommandError: Seed 'testproject.seeds.nosuch': Problem installing fixture "
-        "'testproject.seeds': nosuch is not a known serialization format; it is not an "
-        'importable callable either (Module "testproject.seeds" does not '
-        'define a "nosuch" attribute/class).\n'
+        "CommandError: Seed 'testproject.seeds.nosuch' cannot be imported: module "
+        "'testproject.seeds' has no attribute 'nosuch'; fix the dotted path or name a "
+        "fixture.\n"
     )
     assert data_snapshot(db) == before
 

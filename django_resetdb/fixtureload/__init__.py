@@ -32,7 +32,7 @@ from django_resetdb.fixtureload.loaders import (
     DjangoLoader,
     Loader,
 )
-from django_resetdb.fixtureload.reading import FixtureFinder, read_dicts
+from django_resetdb.fixtureload.reading import FixtureFinder, ModelLabels, model_labels, read_dicts
 from django_resetdb.fixtureload.rows import Where
 from django_resetdb.fixtureload.writing import BULK_INSERTED, COPIED
 
@@ -44,6 +44,8 @@ __all__ = [
     "DjangoLoader",
     "FixtureFinder",
     "Loader",
+    "ModelLabels",
     "Where",
+    "model_labels",
     "read_dicts",
 ]
