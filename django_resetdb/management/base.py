@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
+import textwrap
 import time
 from argparse import ArgumentParser
 from typing import TYPE_CHECKING, Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import (
+    BaseCommand,
+    CommandError,
+    CommandParser,
+    DjangoHelpFormatter,
+)
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from django_resetdb import clock, driver
@@ -23,8 +30,28 @@ PLANNING = "planning: reading the models, the migration files and the database..
 PLANNING_FILES = "planning: reading the models and the migration files..."
 
 
+# What --help says after the options: the verbosity levels and the exit statuses, each
+# command's own lines first (``help_epilog``).
+EXIT_STATUSES = """\
+exit status:
+  0    done (also when there was nothing to do)
+  1    an error, in one CommandError line; nothing was changed, or the line says what
+       state things are in and the one command that puts them back
+  2    wrong command-line usage
+  3    refused by a guard (ENABLED, HOSTS, the protected marker, the prompt, ...); the
+       line names the setting or flag that would allow it
+  130  interrupted (Ctrl-C); the line says what state things are in"""
+
+
+class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Django's order of options, with the epilog's lines kept as written."""
+
+
 class ResetCommand(BaseCommand):
     """Shared options and error handling of the destructive commands."""
+
+    # The lines --help shows after the options, before the exit statuses.
+    help_epilog = ""
 
     # atomic() has rolled the transaction back by the time Ctrl-C reaches execute().
     interrupted_message = "Interrupted; the transaction was rolled back, nothing was changed."
@@ -34,6 +61,14 @@ class ResetCommand(BaseCommand):
     started: float | None = None
     # The in-place line of the long steps; see show_progress().
     progress: Progress = NO_PROGRESS
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.formatter_class = _HelpFormatter
+        # Kept as written now, like the epilog: wrapped here.
+        parser.description = textwrap.fill(self.help, 88) if self.help else None
+        parser.epilog = f"{self.help_epilog}\n\n{EXIT_STATUSES}".lstrip()
+        return parser
 
     def run_from_argv(self, argv: list[str]) -> None:
         self.started = clock.PROCESS_STARTED

@@ -16,6 +16,24 @@ class Command(ResetCommand):
         "migrate and seed; all or nothing."
     )
 
+    help_epilog = """\
+migration files:
+  By default resetdb DELETES AND REWRITES the migration files of the project's own
+  apps (those under the project's folder, not installed packages) from their models,
+  and names each file it rewrites, deletes or adds. A backup is kept first:
+  `manage.py resetmigrations --restore` puts the files back. To keep them, pass
+  --keep-migrations, or narrow DJANGO_RESETDB["APPS"] / ["EXCLUDE_APPS"]. Apps whose
+  migrations hold hand-written operations are kept as they are, and said so.
+
+verbosity (-v):
+  0  nothing but errors
+  1  the target, a line a step (the files rewritten, deleted or added among them),
+     and a last line saying what was rebuilt (the default; on a terminal, an in-place
+     progress line too)
+  2  also each migration as migrate applies it, each seed, and the details of each
+     step (the backup, the snapshots dropped, the apps skipped)
+  3  the same as 2"""
+
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "--database",

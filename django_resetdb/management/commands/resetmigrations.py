@@ -20,6 +20,23 @@ class Command(ResetCommand):
         "backup to go back to. Does not touch the database."
     )
 
+    help_epilog = """\
+files:
+  resetmigrations DELETES AND REWRITES the migration files of the selected apps (by
+  default the project's own; never an installed package's), after a backup in
+  .resetdb/backups (DJANGO_RESETDB["BACKUP_DIR"]); every file is named as rewrite,
+  delete or add. --restore puts the latest backup back, --dry-run changes nothing.
+  Apps with hand-written operations are refused unless --force. To keep an app's
+  files, leave it out of the labels or of DJANGO_RESETDB["APPS"], or list it in
+  DJANGO_RESETDB["EXCLUDE_APPS"].
+
+verbosity (-v):
+  0  nothing but errors (and the question, unless --no-input)
+  1  the plan: each app and each file it rewrites, deletes or adds, then a last line
+     (the default)
+  2  also the operations each new file holds, the apps skipped and why, the backup
+  3  with --dry-run, also the full text of each new file"""
+
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "app_labels",

@@ -15,6 +15,12 @@ class Command(ResetCommand):
         "their owner, privileges, default privileges, comment and extensions."
     )
 
+    help_epilog = """\
+verbosity (-v):
+  0  nothing but errors
+  1  the target and a last line saying what was dropped (the default)
+  2  also each schema dropped and each extension restored"""
+
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "--schema",

@@ -15,6 +15,14 @@ class Command(ResetCommand):
         "Python callables, in order, in one transaction."
     )
 
+    help_epilog = """\
+verbosity (-v):
+  0  nothing but errors
+  1  a line a seed and a last line (the default; on a terminal, an in-place progress
+     line too)
+  2  also how the objects were written (COPY, bulk INSERT, one by one) and why
+  3  the same as 2"""
+
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "labels",
