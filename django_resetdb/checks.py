@@ -8,7 +8,7 @@ one that is not PostgreSQL says so itself (``guard.check_postgresql``)."""
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
@@ -51,7 +51,7 @@ _TYPES: dict[str, tuple[Any, str]] = {
 
 def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
     raw = user_settings()
-    if not isinstance(raw, dict):
+    if not isinstance(raw, Mapping):
         return [
             Error(
                 f"{SETTING_NAME} must be a dict, not {type(raw).__name__}.",

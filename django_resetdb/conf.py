@@ -1,15 +1,15 @@
-"""The ``DJANGO_RESETDB`` setting: defaults, merging and a cached, typed view of it."""
+"""The ``DJANGO_RESETDB`` setting: defaults, merging and a typed view of it."""
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
+
+from django_resetdb.exceptions import Refused
 
 SETTING_NAME = "DJANGO_RESETDB"
 
@@ -71,11 +71,31 @@ def enabled_value(enabled: object) -> bool:
     return enabled is True
 
 
-@functools.cache
+# Keys that take a list of strings: a bare string would be read a letter at a time (a
+# "*" among them allowing any host).
+LIST_KEYS = ("HOSTS", "SCHEMAS", "APPS", "EXCLUDE_APPS", "SEEDS")
+
+
 def get_settings() -> ResetDBSettings:
-    """Return the merged settings; invalid values are reported by the system checks."""
+    """The merged settings, read afresh on every call: the gates must see what the
+    settings say now (a process may change them without Django's setting_changed), and
+    whatever the system checks said, since ``call_command``, ``--skip-checks`` and the
+    Python API run none. A shape the gates could misread refuses (exit status 3); other
+    invalid values are reported by the system checks."""
     raw = user_settings()
-    merged = {**DEFAULTS, **(raw if isinstance(raw, dict) else {})}
+    if not isinstance(raw, Mapping):
+        raise Refused(
+            f"{SETTING_NAME} is a {type(raw).__name__}, not a dict of settings; nothing was "
+            "done. Write it as a dict, for instance {'ENABLED': True}."
+        )
+    merged = {**DEFAULTS, **raw}
+    for key in LIST_KEYS:
+        value = merged[key]
+        if isinstance(value, (str, bytes)):
+            raise Refused(
+                f"{SETTING_NAME}[{key!r}] must be a list, not the string {value!r}; nothing "
+                f"was done. Write [{value!r}]."
+            )
     apps = merged["APPS"]
     backup_dir = merged["BACKUP_DIR"]
     return ResetDBSettings(
@@ -95,11 +115,3 @@ def get_settings() -> ResetDBSettings:
         snapshots=int(merged["SNAPSHOTS"]),
         strategy=str(merged["STRATEGY"]),
     )
-
-
-@receiver(setting_changed)
-def _clear_cache(*, setting: str, **kwargs: Any) -> None:
-    # ENABLED defaults to DEBUG and BACKUP_DIR is relative to BASE_DIR, so changes of
-    # those change the result too.
-    if setting in (SETTING_NAME, "DEBUG", "BASE_DIR"):
-        get_settings.cache_clear()

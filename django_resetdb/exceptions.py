@@ -17,3 +17,13 @@ class Refused(ResetError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, returncode=REFUSED_EXIT_STATUS)
+
+
+def refuse_string(value: object, what: str) -> None:
+    """Refuse ``value`` when it is a string where a list of them is needed: iterated,
+    ``"default"`` would be the aliases ``d``, ``e``, ``f``..."""
+    if isinstance(value, (str, bytes)):
+        raise Refused(
+            f"{what[:1].upper()}{what[1:]} must be a list, not the string {value!r}; nothing "
+            f"was done. Pass [{value!r}]."
+        )

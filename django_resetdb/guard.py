@@ -13,7 +13,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -159,8 +159,9 @@ def check_enabled(command: str) -> None:
     """The first gate, and the only one for commands that touch no database. Read from
     the settings as they are now, not from the cached merge: a process may change them
     without Django's setting_changed signal."""
+    get_settings()  # a shape of the settings the gates could misread refuses first
     raw = user_settings()
-    enabled = raw.get("ENABLED") if isinstance(raw, dict) else None
+    enabled = raw.get("ENABLED") if isinstance(raw, Mapping) else None
     if enabled_value(enabled):
         return
     debug = settings.DEBUG

@@ -38,7 +38,7 @@ from django.db.migrations.writer import MigrationWriter
 
 from django_resetdb import backups, faults
 from django_resetdb.conf import get_settings, project_root
-from django_resetdb.exceptions import Refused, ResetError
+from django_resetdb.exceptions import Refused, ResetError, refuse_string
 from django_resetdb.output import INTERRUPTED_EXIT_STATUS, Log, quiet, relative_path
 from django_resetdb.projectapps import SelectedApp, Skipped, select_apps
 
@@ -864,6 +864,7 @@ def reset_migrations(
     gets the plan as soon as it is made (to show it), ``confirm`` before any file
     changes, only when some would (it raises to stop).
     """
+    refuse_string(app_labels, "the app labels")
     conf = get_settings()
     with backups.files_lock(conf.backup_dir, conf.lock_timeout):
         refuse_interrupted(conf.backup_dir)

@@ -11,7 +11,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from django_resetdb import faults, postgres
 from django_resetdb.conf import SETTING_NAME, get_settings
-from django_resetdb.exceptions import Refused, ResetError
+from django_resetdb.exceptions import Refused, ResetError, refuse_string
 from django_resetdb.identifiers import schema_name_problem
 from django_resetdb.output import Log, quiet
 
@@ -66,6 +66,7 @@ def reset_schemas(
     with it are put back and verified; on any failure nothing has changed.
     Does not run the guard: callers do that first (see ``django_resetdb.guard``).
     """
+    refuse_string(schemas, "the schemas")
     conf = get_settings()
     names = validate_schema_names(conf.schemas if schemas is None else schemas)
     if not names:

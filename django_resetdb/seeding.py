@@ -24,7 +24,7 @@ from django.db import IntegrityError, connections, models, transaction
 
 from django_resetdb import dependencies, faults, guard, postgres
 from django_resetdb.conf import SETTING_NAME, get_settings, project_root
-from django_resetdb.exceptions import ResetError
+from django_resetdb.exceptions import ResetError, refuse_string
 from django_resetdb.fixtureload import (
     BULK_INSERTED,
     BULK_PATHS,
@@ -391,6 +391,8 @@ def seed(
     ``progress`` shows, after ``progress_prefix``, the seed running and the objects its
     fixtures have loaded so far, or the seconds a callable has run.
     """
+    refuse_string(labels, "the seed labels")
+    refuse_string(exclude, "the excluded labels")
     entries = configured_seeds() if labels is None else tuple(labels)
     connection = connections[database]
     postgresql = connection.vendor == "postgresql"

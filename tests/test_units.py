@@ -18,6 +18,7 @@ from django_resetdb import (
     regenerate,
     snapshots,
 )
+from django_resetdb.exceptions import Refused
 from django_resetdb.pipeline import report
 from django_resetdb.snapshots import fingerprints
 
@@ -314,7 +315,6 @@ def test_get_settings_merges_over_the_defaults_and_follows_changes(settings, tmp
     assert merged.backup_dir == tmp_path.resolve() / ".resetdb" / "backups"
     assert merged.lock_timeout == 5.0
     assert merged.strategy == "auto"
-    assert conf.get_settings() is merged, "not cached"
 
     settings.DJANGO_RESETDB = {"BACKUP_DIR": "kept", "APPS": ["catalog"], "LOCK_TIMEOUT": 1}
     changed = conf.get_settings()
@@ -325,10 +325,26 @@ def test_get_settings_merges_over_the_defaults_and_follows_changes(settings, tmp
     assert changed.schemas == ("public",)
 
 
-def test_get_settings_ignores_a_setting_that_is_not_a_dict(settings):
+def test_get_settings_refuses_a_setting_that_is_not_a_mapping(settings):
     settings.DJANGO_RESETDB = ["not", "a", "dict"]
 
-    assert conf.get_settings().schemas == tuple(conf.DEFAULTS["SCHEMAS"])
+    with pytest.raises(Refused) as refused:
+        conf.get_settings()
+
+    assert refused.value.returncode == 3
+    assert str(refused.value) == (
+        "DJANGO_RESETDB is a list, not a dict of settings; nothing was done. Write it as a "
+        "dict, for instance {'ENABLED': True}."
+    )
+
+
+def test_get_settings_reads_a_change_made_in_place(settings):
+    settings.DJANGO_RESETDB = {"SCHEMAS": ["public"]}
+    assert conf.get_settings().schemas == ("public",)
+
+    settings.DJANGO_RESETDB["SCHEMAS"] = ["public", "audit"]  # no setting_changed signal
+
+    assert conf.get_settings().schemas == ("public", "audit")
 
 
 # identifiers

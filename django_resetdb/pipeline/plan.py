@@ -21,7 +21,7 @@ from django_resetdb import (
     snapshots,
 )
 from django_resetdb.conf import get_settings
-from django_resetdb.exceptions import ResetError
+from django_resetdb.exceptions import ResetError, refuse_string
 from django_resetdb.regenerate import (
     RegenerationPlan,
     migration_files,
@@ -165,6 +165,7 @@ def plan_reset(
     snapshot: bool = True,
 ) -> ResetPlan:
     """Run the gates on every alias and work out the plan; changes nothing."""
+    refuse_string(databases, "the databases")
     conf = get_settings()
     aliases = list(dict.fromkeys(databases))
     if not aliases:

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from django_resetdb.exceptions import refuse_string
 from django_resetdb.management.base import PLANNING, ResetCommand
 
 
@@ -87,6 +88,7 @@ verbosity (-v):
     ) -> None:
         from django_resetdb import pipeline
 
+        refuse_string(databases, "the databases")
         aliases = databases or [DEFAULT_DB_ALIAS]
         if list_snapshots or drop_snapshots:
             self._snapshots(aliases, drop=drop_snapshots)

@@ -6,6 +6,7 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django_resetdb.conf import get_settings
+from django_resetdb.exceptions import refuse_string
 from django_resetdb.management.base import ResetCommand
 
 
@@ -44,6 +45,7 @@ verbosity (-v):
         from django_resetdb import guard
         from django_resetdb.schemas import reset_schemas, validate_schema_names
 
+        refuse_string(schemas, "the schemas")
         names = validate_schema_names(schemas or get_settings().schemas)
         target = guard.check(database, "resetschema", names)
         self.confirm(target, "resetschema", interactive=interactive, verbosity=verbosity)
