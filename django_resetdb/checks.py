@@ -54,8 +54,9 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     if not isinstance(raw, Mapping):
         return [
             Error(
-                f"{SETTING_NAME} must be a dict, not {type(raw).__name__}.",
-                hint=f"Set {SETTING_NAME} = {{...}} with the keys documented in README.rst.",
+                f"{SETTING_NAME} must be a dict (or another mapping), not {type(raw).__name__}.",
+                hint=f"Set {SETTING_NAME} = {{...}} with the keys documented in the manual "
+                "(docs/settings.rst).",
                 id="django_resetdb.E001",
             )
         ]

@@ -584,7 +584,8 @@ def _call(item: Seed, database: str, log: Log) -> int | None:
         # success) after the transaction was rolled back, or pass for a guard's refusal.
         raise ResetError(f"it called sys.exit({exc.code!r}): a seed must return or raise") from exc
     except Exception as exc:
-        raise ResetError(f"{type(exc).__name__}: {exc}") from exc
+        # A database error's text spans lines (PostgreSQL's LINE 1: ... ^): one line.
+        raise ResetError(f"{type(exc).__name__}: {one_line(exc)}") from exc
     if isinstance(returned, int) and not isinstance(returned, bool):
         return returned
     return None

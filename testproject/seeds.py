@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import check_password
 from django.db import router
 
-# Development only: these passwords are listed in README.rst.
+# Development only: these passwords are listed in the manual (docs/demo.rst).
 SAMPLE_USERS = [
     # username, password, is_staff/superuser, first name, last name
     ("admin", "admin", True, "Ada", "Admin"),

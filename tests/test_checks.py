@@ -36,7 +36,7 @@ def test_not_a_dict(settings):
     messages = check_settings()
 
     assert ids(messages) == ["django_resetdb.E001"]
-    assert messages[0].msg == "DJANGO_RESETDB must be a dict, not list."
+    assert messages[0].msg == "DJANGO_RESETDB must be a dict (or another mapping), not list."
 
 
 def test_unknown_key(settings):

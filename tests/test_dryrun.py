@@ -5,13 +5,15 @@ database and files are as they were (checked through the catalogs and the checks
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import django
 import pytest
 
 from bench.synthetic import Shape, generate
-from tests.conftest import ProjectCopy, ScratchDatabase, database_state
+from tests.conftest import PATIENCE, ProjectCopy, ScratchDatabase, database_state
 
 # A third-party app (installed outside the project folder) whose second migration drops a
 # unique_together: Django finds the constraint's name by asking the database.
@@ -190,3 +192,28 @@ def test_long_lists_and_tables_come_one_item_per_line(tmp_path, scratch_db, othe
     assert other_db.query(
         "SELECT count(*) FROM information_schema.columns WHERE table_name = 'app07_model00'"
     ) == [(45,)]
+
+
+def test_a_reader_that_stops_early_gets_one_line_not_a_traceback(project, scratch_db):
+    # As `resetdb --dry-run | head -n 1` does: the pipe is closed after the first line.
+    run = subprocess.Popen(
+        [sys.executable, "manage.py", "resetdb", "--dry-run"],
+        cwd=project.root,
+        env=project._env(scratch_db.url(), None),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert run.stdout is not None and run.stderr is not None
+    first = run.stdout.readline()
+    run.stdout.close()
+    errors = run.stderr.read()
+    returncode = run.wait(timeout=PATIENCE)
+
+    assert first == "resetdb would do this (dry run, nothing is changed):\n"
+    assert (returncode, errors) == (
+        1,
+        "CommandError: The output was closed before the command had written it all (broken "
+        "pipe).\n",
+    )

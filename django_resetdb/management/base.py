@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import textwrap
 import time
 from argparse import ArgumentParser
@@ -118,6 +120,14 @@ class ResetCommand(BaseCommand):
         except KeyboardInterrupt as exc:
             raise CommandError(
                 self.interrupted_message, returncode=INTERRUPTED_EXIT_STATUS
+            ) from exc
+        except BrokenPipeError as exc:
+            # The reader went away (`resetdb --dry-run | head`): later writes, Python's
+            # own flush at exit included, go nowhere rather than into a traceback.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise CommandError(
+                "The output was closed before the command had written it all (broken pipe)."
             ) from exc
         except DatabaseError as exc:
             # Whatever PostgreSQL refused, the transaction was rolled back.
