@@ -132,6 +132,9 @@ def check_hosts(
     if "*" in patterns:
         return
     names, addresses = configured_hosts(connection)
+    # And what libpq itself read, a service file's host list included.
+    names = list(dict.fromkeys([*names, *where.hosts]))
+    addresses = list(dict.fromkeys([*addresses, *where.addresses]))
     for name in [where.host, *names]:
         if not host_allowed(name, patterns):
             raise Refused(
@@ -247,6 +250,8 @@ def check_server(alias: str, command: str) -> postgres.ConnectionTarget:
     except Exception as exc:
         raise ResetError(connection_failure(alias, exc)) from exc
     check_hosts(connection, where, alias, command, get_settings().hosts)
+    # The snapshots' connections go to the server just checked (see check()).
+    postgres.pin(connection, where)
     return where
 
 
@@ -311,6 +316,7 @@ def check(
                 # The gates apply to the server; the marker, to the roles in every database.
                 check_hosts(connection, found.where, alias, command, conf.hosts)
                 refuse_marked(found.markers, found.where.database, command)
+                postgres.pin(connection, found.where)
                 return _target(alias, found.where, schemas, exists=False)
             if attempt == CONNECT_ATTEMPTS or not found:
                 raise ResetError(connection_failure(alias, exc)) from exc
@@ -319,6 +325,9 @@ def check(
             time.sleep(0.05 * attempt)
     check_hosts(connection, where, alias, command, conf.hosts)
     check_protected(connection, where.database, command)
+    # Every later connection of the run, to this database or another of the server,
+    # goes where this one went: the server the gates just checked.
+    postgres.pin(connection, where)
     return _target(
         alias,
         where,

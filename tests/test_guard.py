@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 import pytest
 from psycopg import sql
 
-from tests.conftest import connect, relations, target_host, target_port, target_user
+from tests.conftest import (
+    connect,
+    relations,
+    target_host,
+    target_port,
+    target_user,
+    wait_for_replaced_dropped,
+)
 
 COMMANDS = ["resetschema", "resetdb"]
 INPUT_FLAGS = [[], ["--no-input"]]
@@ -349,6 +356,98 @@ def test_a_service_hostaddr_behind_a_socket_host_refuses(db, manage, elsewhere, 
         "to allow resets on that server.\n"
     )
     assert_untouched(db, before)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_service_file_listing_a_host_outside_hosts_refuses(db, manage, here, elsewhere,
+                                                             tmp_path, command):  # fmt: skip
+    # The first host answers the gate (load balancing off: deterministic), but a later
+    # connection of the run, opened from the same service, could reach the second one.
+    extra, env = service_settings(
+        tmp_path, host="127.0.0.1,127.0.0.5", port=f"{here.port},{elsewhere.port}",
+        dbname=db.name, load_balance_hosts="disable",
+    )  # fmt: skip
+    before = relations(db)
+
+    result = manage(command, "--no-input", db=db, env=env, extra_settings=extra)
+
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"CommandError: {command} refused: host '127.0.0.5' of database alias 'default' is "
+        "not in DJANGO_RESETDB['HOSTS']; add it there to allow resets on that server.\n"
+    )
+    assert elsewhere.connections == 0  # nothing reached the server outside HOSTS
+    assert_untouched(db, before)
+
+
+def test_every_connection_of_a_run_goes_to_the_server_the_gates_checked(
+    db, manage, here, elsewhere, tmp_path
+):
+    # Two "servers" allowed, chosen at random by libpq for each new connection: the run
+    # (gate, maintenance, new database, swap, snapshot, background drop) must stay on the
+    # one the gated connection reached. Each forwarder counts what reached it.
+    extra, env = service_settings(
+        tmp_path, host="127.0.0.1,127.0.0.5", port=f"{here.port},{elsewhere.port}",
+        dbname=db.name, load_balance_hosts="random",
+    )  # fmt: skip
+    extra += 'DJANGO_RESETDB["STRATEGY"] = "new-database"\n'
+
+    result = manage(
+        "resetdb", "--no-input", "--keep-migrations", db=db, env=env, extra_settings=extra,
+        resetdb_settings={"HOSTS": ["127.0.0.1", "127.0.0.5"]},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    wait_for_replaced_dropped(db.name)
+
+    # A dozen connections: at random, both forwarders would see some (all on one by
+    # chance: about 1 run in 2,000). Pinned, one saw them all.
+    counts = sorted([here.connections, elsewhere.connections])
+    assert counts[0] == 0, counts
+    assert counts[1] >= 6, counts
+    assert ("public", "account_user", "r") in relations(db)
+
+
+PINNED = """
+import json, django
+django.setup()
+from django.db import connection
+from django_resetdb import guard, postgres
+
+target = guard.check("default", "resetdb")
+reached = postgres.connection_target(connection)
+print(json.dumps({
+    "reached": [reached.host, str(reached.port), reached.address],
+    "params": {key: str(value) for key, value in connection.get_connection_params().items()},
+    "background": postgres.connection_parameters(connection.connection),
+    "database": target.database,
+}))
+"""
+
+
+def test_the_gate_pins_the_alias_to_the_server_it_reached(db, manage, here, elsewhere, tmp_path):
+    extra, env = service_settings(
+        tmp_path, host="127.0.0.1,127.0.0.5", port=f"{here.port},{elsewhere.port}",
+        dbname=db.name, load_balance_hosts="random",
+    )  # fmt: skip
+    script = tmp_path / "pinned.py"
+    script.write_text(PINNED)
+
+    result = manage.python(
+        str(script), db=db, env=env, extra_settings=extra,
+        resetdb_settings={"HOSTS": ["127.0.0.1", "127.0.0.5"]},
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout)
+    host, port, address = got["reached"]
+    assert (host, port) in {("127.0.0.1", str(here.port)), ("127.0.0.5", str(elsewhere.port))}
+    # Later connections of the alias, and the background process's, go there only.
+    params = got["params"]
+    assert (params["host"], str(params["port"]), params["hostaddr"]) == (host, port, address)
+    assert params["service"] == "svc"  # the service's other options still apply
+    background = got["background"]
+    assert (background["host"], background["port"]) == (host, port)
+    assert got["database"] == db.name
 
 
 def test_the_maintenance_connection_keeps_the_service(db, manage, here, tmp_path):

@@ -60,7 +60,9 @@ def _rows(where: Where, query: str | sql.Composable, params: Sequence[Any] = ())
 def connection_target(where: Where, database: str | None = None) -> ConnectionTarget:
     """Where a connection, or a cursor's, really goes (after service files, PGHOST and the
     like); for ``database`` on the same server when given, else for its own database."""
-    info = _raw(where).info
+    raw = _raw(where)
+    info = raw.info
+    options = _options(raw)
     return ConnectionTarget(
         host=info.host,
         port=info.port,
@@ -69,7 +71,43 @@ def connection_target(where: Where, database: str | None = None) -> ConnectionTa
         # The address libpq really reached, whatever the name said (hostaddr,
         # PGHOSTADDR, a service file); "" over a Unix socket.
         address=info.hostaddr,
+        hosts=_listed(options.get("host", "")),
+        addresses=_listed(options.get("hostaddr", "")),
     )
+
+
+def _options(raw: Any) -> dict[str, str]:
+    """The options libpq opened ``raw`` with, after the environment and the service
+    file: a multi-host list as it was given, not only the host reached."""
+    return {
+        option.keyword.decode(): option.val.decode()
+        for option in raw.pgconn.info
+        if option.val is not None
+    }
+
+
+def _listed(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def pin(connection: BaseDatabaseWrapper, where: ConnectionTarget) -> None:
+    """Point every later connection of ``connection``'s alias at the server ``where``
+    reached: the host, port and address libpq went to, whatever list of hosts, service
+    file or load balancing the settings name. The gates checked that server; the run's
+    other connections (the maintenance database, a new database, a snapshot) must not
+    land on another. Explicit values win over the service file's and the environment's,
+    so the service's other options (user, sslmode, ...) still apply."""
+    settings = connection.settings_dict
+    options = dict(settings.get("OPTIONS") or {})
+    options.pop("host", None)
+    options.pop("port", None)
+    if where.address:
+        options["hostaddr"] = where.address
+    else:
+        options.pop("hostaddr", None)
+    settings["HOST"] = where.host
+    settings["PORT"] = str(where.port)
+    settings["OPTIONS"] = options
 
 
 # The name the calls on a cursor of the maintenance database use, naming the database.
@@ -130,6 +168,13 @@ def connection_parameters(connection: Any) -> dict[str, str]:
     params = dict(connection.info.get_parameters())
     if connection.info.password:
         params["password"] = connection.info.password
+    # The server it reached, not the list it was given (see :func:`pin`).
+    params["host"] = connection.info.host
+    params["port"] = str(connection.info.port)
+    if connection.info.hostaddr:
+        params["hostaddr"] = connection.info.hostaddr
+    else:
+        params.pop("hostaddr", None)
     return params
 
 

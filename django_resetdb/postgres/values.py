@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # One reset at a time per database: advisory locks are scoped to the current
@@ -78,6 +78,11 @@ class ConnectionTarget:
     database: str
     user: str
     address: str = ""
+    # Every host name and address the connection's options let libpq go to, as libpq
+    # read them from the settings, the environment and a service file: with several,
+    # another connection opened from the same settings may reach another server.
+    hosts: tuple[str, ...] = field(default=(), compare=False)
+    addresses: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
