@@ -92,6 +92,7 @@ def build_fresh(
     log: Callable[[str, int], None],
     ready: Callable[[], None] = lambda: None,
     committing: Callable[[], None] = lambda: None,
+    committed: Callable[[], None] = lambda: None,
     template: str = "",
 ) -> float:
     """Make an empty database like the target (owner, encoding, locale, schemas,
@@ -156,6 +157,7 @@ def build_fresh(
         ready=ready,
         check=possible,
         committing=committing,
+        committed=committed,
     )
 
 

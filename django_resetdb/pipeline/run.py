@@ -240,47 +240,61 @@ def run_plan(
             state_room=int(keeping_state),
         )
         sweeper.start()
+    run = Run(
+        plan,
+        result,
+        log,
+        progress,
+        terminate_blockers,
+        migrate_output,
+        plan_shown=interactive,
+        created=creating_now,
+    )
+    keeping = False
     with interrupts.handled():
         try:
-            run = Run(
-                plan,
-                result,
-                log,
-                progress,
-                terminate_blockers,
-                migrate_output,
-                plan_shown=interactive,
-                created=creating_now,
-            )
-            with _dropped_on_failure(created, result, log):
-                restored = _carry_out(run)
-            plan = run.plan
-        finally:
-            if sweeper is not None:
-                waited = sweeper.finish(log)
-                if waited:
-                    result.timings["sweep"] = waited
-            # Deferred since the commit began: the reset is done, files and databases.
-            late = interrupts.resume()
-        keeping = not restored and snapshot_plan is not None and not snapshot_plan.unusable
-        if late:
-            message = _interrupted_after(plan, result, restored, keeping)
-            raise ResetError(message, returncode=INTERRUPTED_EXIT_STATUS)
-        try:
-            if keeping:
-                assert snapshot_plan is not None
-                _keep(run, snapshot_plan)
-            result.seconds = time.monotonic() - started
-        except KeyboardInterrupt as exc:
-            # The half-made copy, if any, is dropped by the next run.
-            message = _interrupted_after(plan, result, restored, keeping)
-            raise ResetError(message, returncode=INTERRUPTED_EXIT_STATUS) from exc
+            try:
+                with _dropped_on_failure(created, result, log):
+                    restored = _carry_out(run)
+                plan = run.plan
+            finally:
+                if sweeper is not None:
+                    waited = sweeper.finish(log)
+                    if waited:
+                        result.timings["sweep"] = waited
+                # Deferred since the commit began: the reset is done, files and databases.
+                late = interrupts.resume()
+            keeping = not restored and snapshot_plan is not None and not snapshot_plan.unusable
+            if late:
+                message = "Interrupted " + _after_commit(run.plan, result, keeping)
+                raise ResetError(message, returncode=INTERRUPTED_EXIT_STATUS)
+            try:
+                if keeping:
+                    assert snapshot_plan is not None
+                    _keep(run, snapshot_plan)
+                result.seconds = time.monotonic() - started
+            except KeyboardInterrupt as exc:
+                # The half-made copy, if any, is dropped by the next run.
+                message = "Interrupted " + _after_commit(run.plan, result, keeping)
+                raise ResetError(message, returncode=INTERRUPTED_EXIT_STATUS) from exc
+        except Exception as exc:
+            # Past the commit nothing is undone, whatever fails: a message that said
+            # "rolled back" or "nothing was changed" would be untrue.
+            if not result.committed or str(exc).startswith("Interrupted after "):
+                raise
+            if result.migrations is not None:
+                finish_plan(result.migrations)  # the files are those of the rebuild
+            what = f"{type(exc).__name__}: {one_line(exc).rstrip('.')}"
+            raise ResetError(
+                f"{what}; this came {_after_commit(run.plan, result, keeping)}"
+            ) from exc
     return result
 
 
-def _interrupted_after(plan: ResetPlan, result: ResetResult, restored: bool, keeping: bool) -> str:
-    """What a Ctrl-C once the databases have committed leaves: the whole reset."""
-    if restored:
+def _after_commit(plan: ResetPlan, result: ResetResult, keeping: bool) -> str:
+    """What the databases and files are once the rebuild has committed, for a message
+    about something that happened after: "after ...: the reset is complete (...)."."""
+    if any(database.snapshot for database in result.databases):
         what = "the snapshot was restored"
     elif any("swap" in database.timings for database in result.databases):
         what = "the new database was swapped in"
@@ -301,7 +315,7 @@ def _interrupted_after(plan: ResetPlan, result: ResetResult, restored: bool, kee
         # (a half-made copy is dropped by the next run).
         done = "snapshot" in result.timings or _snapshot_exists(plan)
         kept = "; a snapshot was kept" if done else "; no snapshot was kept"
-    return f"Interrupted after {what}: the reset is complete ({files}){kept}."
+    return f"after {what}: the reset is complete ({files}){kept}."
 
 
 def _snapshot_exists(plan: ResetPlan) -> bool:
@@ -420,18 +434,24 @@ def _rebuild_all(run: Run) -> None:
                 postgres.check_deferred_constraints(connections[alias])
             _committing(result)
             interrupts.defer()  # until run_plan has finished what the commit began
-        for alias in plan.aliases:
-            faults.reached("commit", alias)
     except BaseException as exc:
         # The commit failed, or never began: a Ctrl-C deferred meanwhile changes nothing.
         interrupts.resume()
         _undo(result.migrations, exc, log)
         raise
+    result.committed = True
+    for alias in plan.aliases:
+        faults.reached("commit", alias)
 
 
 def _committing(result: ResetResult) -> None:
     if result.migrations is not None:
         committing_plan(result.migrations)
+
+
+def _committed(result: ResetResult) -> None:
+    """The databases hold the rebuild: from now on nothing is undone."""
+    result.committed = True
 
 
 def _reopen(result: ResetResult) -> None:
@@ -470,6 +490,7 @@ def _from_snapshot(run: Run) -> bool:
             log=_indented(log, 0),
             inside=inside,
             committing=lambda: _committing(result),
+            committed=lambda: _committed(result),
             progress=run.progress,
         )
     except snapshots.NotRestorable as exc:
@@ -477,8 +498,10 @@ def _from_snapshot(run: Run) -> bool:
         log(f"  snapshot    not used: {exc}", 1)
         return False
     except BaseException as exc:
-        _undo(result.migrations, exc, log)
+        if not result.committed:  # swapped in already: nothing is undone (see run_plan)
+            _undo(result.migrations, exc, log)
         raise
+    result.committed = True
     timings["snapshot"] = seconds
     if not snapshot_plan.quick:
         # Found by its fingerprint: next time, let its quick key find it.
@@ -537,6 +560,7 @@ def _build_and_swap(run: Run) -> bool:
             log=_indented(log, 0),
             ready=ready,
             committing=lambda: _committing(result),
+            committed=lambda: _committed(result),
             template=start.state.name if start is not None else "",
         )
     except snapshots.NotRestorable as exc:
@@ -551,8 +575,10 @@ def _build_and_swap(run: Run) -> bool:
             log(f"  database    not built in a new one: {exc}; resetting in place", 1)
         return False
     except BaseException as exc:
-        _undo(result.migrations, exc, log)
+        if not result.committed:  # swapped in already: nothing is undone (see run_plan)
+            _undo(result.migrations, exc, log)
         raise
+    result.committed = True
     (database,) = built
     database.database = swap.target
     database.timings["swap"] = seconds
@@ -562,7 +588,19 @@ def _build_and_swap(run: Run) -> bool:
 
 
 def _keep(run: Run, snapshot_plan: snapshots.SnapshotPlan) -> None:
-    """Keep a snapshot of the database just rebuilt; a failure here is only reported."""
+    """Keep a snapshot of the database just rebuilt; a failure here is only reported: a
+    snapshot is a cache, and the reset is complete whatever befalls it."""
+    try:
+        _keep_snapshot(run, snapshot_plan)
+    except Exception as exc:
+        why = str(exc) if isinstance(exc, ResetError) else f"{type(exc).__name__}: {one_line(exc)}"
+        if _snapshot_exists(run.plan):  # it failed once the copy had its name
+            run.log(f"  snapshot    kept {snapshot_plan.name}, then: {why}", 1)
+        else:
+            run.log(f"  snapshot    not kept: {why}", 1)
+
+
+def _keep_snapshot(run: Run, snapshot_plan: snapshots.SnapshotPlan) -> None:
     plan, result, log = run.plan, run.result, run.log
     (database,) = result.databases
     seeds = plan.seeds_on(snapshot_plan.alias)
@@ -575,19 +613,15 @@ def _keep(run: Run, snapshot_plan: snapshots.SnapshotPlan) -> None:
         is not None
     ):
         return  # kept already: it could not be restored this time, but it is good
-    try:
-        seconds, stale = snapshots.keep(
-            snapshot_plan,
-            tables=database.tables,
-            rows=database.rows,
-            quick=snapshot_plan.quick,
-            log=log,
-            reads=database.reads,
-            progress=run.progress,
-        )
-    except ResetError as exc:
-        log(f"  snapshot    not kept: {exc}", 1)
-        return
+    seconds, stale = snapshots.keep(
+        snapshot_plan,
+        tables=database.tables,
+        rows=database.rows,
+        quick=snapshot_plan.quick,
+        log=log,
+        reads=database.reads,
+        progress=run.progress,
+    )
     result.timings["snapshot"] = seconds
     older = f"; the next run drops {stale} older one(s)" if stale else ""
     log(f"  snapshot    kept {snapshot_plan.name} in {seconds:.2f} s{older}", 1)

@@ -34,6 +34,7 @@ def restore(
     log: Callable[[str, int], None],
     inside: Callable[[], None] = lambda: None,
     committing: Callable[[], None] = lambda: None,
+    committed: Callable[[], None] = lambda: None,
     progress: Progress = NO_PROGRESS,
 ) -> float:
     """Replace the target database with a copy of the snapshot; return the seconds.
@@ -59,6 +60,7 @@ def restore(
         terminate_blockers=terminate_blockers,
         log=log,
         committing=committing,
+        committed=committed,
     )
 
 
@@ -170,6 +172,7 @@ def swap_in(
     ready: Callable[[], None] = lambda: None,
     check: Callable[[postgres.DatabaseProperties], None] = lambda wanted: None,
     committing: Callable[[], None] = lambda: None,
+    committed: Callable[[], None] = lambda: None,
 ) -> float:
     """Make a new database (``make``), give it the target's own properties, run
     ``inside`` connected to it, then end the sessions on the target that may be ended
@@ -181,7 +184,8 @@ def swap_in(
     Raises :class:`NotRestorable` when the target cannot be swapped this time (sessions
     that may not be ended, properties that cannot be carried over), with nothing changed.
 
-    ``committing`` runs just before the swap's transaction commits. Once it has, this
+    ``committing`` runs just before the swap's transaction commits, ``committed`` just
+    after: from then on nothing is undone, whatever fails. Once it has, this
     returns with Ctrl-C deferred (see :mod:`interrupts`): the caller finishes what the
     swap began, then calls ``interrupts.resume()``.
     """
@@ -229,8 +233,6 @@ def swap_in(
                 interrupts.defer()
                 try:
                     swapped = postgres.swap_databases(cursor, swap)
-                    if swapped:
-                        faults.reached("swap", target)
                 except BaseException:
                     interrupts.resume()  # not swapped: the error says so
                     raise
@@ -245,7 +247,12 @@ def swap_in(
         except BaseException:
             postgres.execute(cursor, [postgres.drop_database_sql(new)])
             raise
-        # Swapped: the replaced database goes now, without this run waiting for it.
+        # Swapped: the new database is the target now, and nothing is undone (a failure
+        # from here on would otherwise drop the name ``new``, gone, and its caller put
+        # back files older than the database).
+        committed()
+        faults.reached("swap", target)
+        # The replaced database goes now, without this run waiting for it.
         problem = background.drop_later(cursor.connection, old)
         if problem:
             log(f"database    could not start dropping {old} ({problem}); the next run drops it", 1)

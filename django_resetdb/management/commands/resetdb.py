@@ -5,10 +5,12 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
+from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from django_resetdb.exceptions import refuse_string
 from django_resetdb.management.base import PLANNING, ResetCommand
+from django_resetdb.output import one_line
 
 
 class Command(ResetCommand):
@@ -113,10 +115,17 @@ verbosity (-v):
             # What the user waited for: start-up (from the command line) and planning too.
             started=self.started,
         )
-        # From here a Ctrl-C stops only the printing: nothing is undone.
+        # From here a Ctrl-C, or any failure, stops only the printing: nothing is undone.
         self.interrupted_message = "Interrupted after the reset had finished: it is complete."
         if verbosity >= 1:
-            self.stdout.write(self.style.SUCCESS(result.summary()))
+            try:
+                summary = result.summary()
+            except Exception as exc:
+                raise CommandError(
+                    f"{type(exc).__name__}: {one_line(exc).rstrip('.')}; this came after the "
+                    "reset had finished: it is complete."
+                ) from exc
+            self.stdout.write(self.style.SUCCESS(summary))
 
     def _snapshots(self, aliases: list[str], *, drop: bool) -> None:
         from django_resetdb import snapshots
