@@ -93,6 +93,7 @@ def build_fresh(
     ready: Callable[[], None] = lambda: None,
     committing: Callable[[], None] = lambda: None,
     committed: Callable[[], None] = lambda: None,
+    recheck: Callable[[Any], None] = lambda cursor: None,
     template: str = "",
 ) -> float:
     """Make an empty database like the target (owner, encoding, locale, schemas,
@@ -158,6 +159,7 @@ def build_fresh(
         check=possible,
         committing=committing,
         committed=committed,
+        recheck=recheck,
     )
 
 

@@ -432,6 +432,10 @@ def _rebuild_all(run: Run) -> None:
                 result.databases.append(database)
             for alias in plan.aliases:
                 postgres.check_deferred_constraints(connections[alias])
+            # A marker the DBA stored while the run went on stops it now, before the
+            # commit (the gates read it at the start).
+            for alias, target in zip(plan.aliases, plan.targets, strict=True):
+                guard.check_protected(connections[alias], target.database, COMMAND)
             _committing(result)
             interrupts.defer()  # until run_plan has finished what the commit began
     except BaseException as exc:
@@ -447,6 +451,16 @@ def _rebuild_all(run: Run) -> None:
 def _committing(result: ResetResult) -> None:
     if result.migrations is not None:
         committing_plan(result.migrations)
+
+
+def _marker_check(target: str) -> Callable[[Any], None]:
+    """For a swap's ``recheck``: refuse when a DBA marked ``target`` while the run went
+    on (read on the maintenance database, from what is stored)."""
+
+    def check(cursor: Any) -> None:
+        guard.refuse_marked(postgres.protected_markers(cursor, target), target, COMMAND)
+
+    return check
 
 
 def _committed(result: ResetResult) -> None:
@@ -491,6 +505,7 @@ def _from_snapshot(run: Run) -> bool:
             inside=inside,
             committing=lambda: _committing(result),
             committed=lambda: _committed(result),
+            recheck=_marker_check(snapshot_plan.target),
             progress=run.progress,
         )
     except snapshots.NotRestorable as exc:
@@ -561,6 +576,7 @@ def _build_and_swap(run: Run) -> bool:
             ready=ready,
             committing=lambda: _committing(result),
             committed=lambda: _committed(result),
+            recheck=_marker_check(swap.target),
             template=start.state.name if start is not None else "",
         )
     except snapshots.NotRestorable as exc:

@@ -35,6 +35,7 @@ def restore(
     inside: Callable[[], None] = lambda: None,
     committing: Callable[[], None] = lambda: None,
     committed: Callable[[], None] = lambda: None,
+    recheck: Callable[[Any], None] = lambda cursor: None,
     progress: Progress = NO_PROGRESS,
 ) -> float:
     """Replace the target database with a copy of the snapshot; return the seconds.
@@ -61,6 +62,7 @@ def restore(
         log=log,
         committing=committing,
         committed=committed,
+        recheck=recheck,
     )
 
 
@@ -173,6 +175,7 @@ def swap_in(
     check: Callable[[postgres.DatabaseProperties], None] = lambda wanted: None,
     committing: Callable[[], None] = lambda: None,
     committed: Callable[[], None] = lambda: None,
+    recheck: Callable[[Any], None] = lambda cursor: None,
 ) -> float:
     """Make a new database (``make``), give it the target's own properties, run
     ``inside`` connected to it, then end the sessions on the target that may be ended
@@ -184,8 +187,10 @@ def swap_in(
     Raises :class:`NotRestorable` when the target cannot be swapped this time (sessions
     that may not be ended, properties that cannot be carried over), with nothing changed.
 
-    ``committing`` runs just before the swap's transaction commits, ``committed`` just
-    after: from then on nothing is undone, whatever fails. Once it has, this
+    ``recheck`` gets the maintenance cursor just before each try at the swap, to refuse
+    what appeared meanwhile (a DBA's marker). ``committing`` runs just before the swap's
+    transaction commits, ``committed`` just after: from then on nothing is undone,
+    whatever fails. Once it has, this
     returns with Ctrl-C deferred (see :mod:`interrupts`): the caller finishes what the
     swap began, then calls ``interrupts.resume()``.
     """
@@ -229,6 +234,17 @@ def swap_in(
                     for group in (idle, busy):
                         if group:
                             log(ending_line(target, group, done=True), 1)
+                # What the DBA stored on the target may have changed while the new
+                # database was made (minutes, for a build): read again under the name
+                # lock. A change the new database does not carry sends the run in place,
+                # which keeps the database and all that is stored on it.
+                recheck(cursor)
+                latest = postgres.database_properties(cursor, target)
+                if latest.comparable() != wanted.comparable():
+                    raise NotRestorable(
+                        f"what is stored on {target!r} (settings, comment, grants, "
+                        "connection limit) changed while the new database was made"
+                    )
                 committing()
                 interrupts.defer()
                 try:

@@ -1,0 +1,127 @@
+"""What a DBA stores on a database (the protected marker, settings, comment, grants,
+connection limit) is on the database after a reset, and a marker stored while a reset
+runs stops it before its commit or swap: read again just before, never only at the start.
+"""
+
+# The fixtures come from the modules that define them: their names are arguments here.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import pytest
+from psycopg import sql
+
+from tests.conftest import ProjectCopy, ScratchDatabase, connect, database_state, snapshots_of
+from tests.test_resetdb import built, status  # noqa: F401 (fixtures: built)
+from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
+
+# A seed that runs a statement of the test's on the maintenance database, over a
+# connection of its own, while the reset builds: a DBA acting meanwhile.
+DBA_SEED = """
+import os
+
+import psycopg
+
+from testproject.database import parse_database_url
+
+
+def act(database, report):
+    entry = parse_database_url(os.environ["DATABASE_URL"])
+    with psycopg.connect(host=entry["HOST"], port=entry["PORT"] or None,
+                         user=entry["USER"] or None, dbname="postgres", autocommit=True) as conn:
+        conn.execute(os.environ["RESETDB_TEST_DBA"])
+"""
+
+
+def with_dba_seed(project: ProjectCopy, strategy: str) -> None:
+    project.append("dba_seeds.py", DBA_SEED)
+    project.append(
+        "testproject/settings.py",
+        f'DJANGO_RESETDB["STRATEGY"] = {strategy!r}\n'
+        'DJANGO_RESETDB["SEEDS"] = [*DJANGO_RESETDB["SEEDS"], "dba_seeds.act"]\n',
+    )
+
+
+def stored(db: ScratchDatabase) -> list[tuple[object, ...]]:
+    """What pg_db_role_setting holds for the database, read on the maintenance database."""
+    with connect("postgres") as admin:
+        return admin.execute(
+            "SELECT setrole, setconfig FROM pg_db_role_setting s "
+            "JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = %s ORDER BY 1",
+            [db.name],
+        ).fetchall()
+
+
+def statement(template: str, db: ScratchDatabase) -> str:
+    with connect("postgres") as admin:
+        return sql.SQL(template).format(sql.Identifier(db.name)).as_string(admin)
+
+
+def left_over_swaps(db: ScratchDatabase) -> list[str]:
+    with connect("postgres") as admin:
+        rows = admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'resetdb_swap_new_%%' "
+            "AND datname LIKE %s",
+            [f"%{db.name}%"],
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+@pytest.mark.parametrize("strategy", ["new-database", "in-place"])
+def test_a_marker_stored_while_the_reset_runs_stops_it_before_the_commit(
+    built, scratch_db, strategy
+):
+    with_dba_seed(built, strategy)
+    add_nickname(built)
+    before = database_state(scratch_db)
+    files = built.migration_files()
+    mark = statement("ALTER DATABASE {} SET django_resetdb.protected = on", scratch_db)
+
+    result = built.manage(
+        "resetdb", "--no-input", url=scratch_db.url(), env={"RESETDB_TEST_DBA": mark}
+    )
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert result.stderr.startswith(
+        f"CommandError: resetdb refused: database {scratch_db.name!r} is protected by the "
+        "PostgreSQL setting django_resetdb.protected = 'on' stored for "
+    )
+    assert "the migration files were put back from backup" in result.stderr
+    # Untouched, the marker on it, the files as they were, nothing half-made left.
+    assert database_state(scratch_db) == before
+    assert stored(scratch_db) == [(0, ["django_resetdb.protected=on"])]
+    assert built.migration_files() == files
+    assert left_over_swaps(scratch_db) == []
+
+
+def test_a_comment_stored_while_a_new_database_is_built_stays_on_the_database(built, scratch_db):
+    # The new database was given the target's properties as they were when it was made:
+    # the swap would leave the comment on the replaced database. The run resets in place
+    # instead, which keeps the database and all that is stored on it.
+    with_dba_seed(built, "new-database")
+    add_nickname(built)
+    comment = statement("COMMENT ON DATABASE {} IS 'the shop''s dev copy'", scratch_db)
+
+    result = built.manage(
+        "resetdb", "--no-input", url=scratch_db.url(), env={"RESETDB_TEST_DBA": comment}
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        "  database    the new database was dropped, not swapped in: what is stored on "
+        f"{scratch_db.name!r} (settings, comment, grants, connection limit) changed while "
+        "the new database was made; resetting in place"
+    ) in result.stdout
+    with connect("postgres") as admin:
+        assert admin.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            [scratch_db.name],
+        ).fetchone() == ("the shop's dev copy",)
+    with scratch_db.connect() as conn:
+        columns = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'account_user'"
+        ).fetchall()
+    assert ("nickname",) in columns
+    assert "nickname" in built.path(ACCOUNT_0001).read_text()
+    assert left_over_swaps(scratch_db) == []
+    assert snapshots_of(scratch_db.name) is not None
