@@ -80,6 +80,7 @@ def reset_schemas(
         states = postgres.schema_states(connection, names)
         extensions_before = postgres.extensions(connection)
         _check_privileges(connection, states, extensions_before)
+        _refuse_dependents(connection, names)
         outside_before = postgres.objects_outside(connection, names)
         tables = postgres.count_tables(connection, names)
 
@@ -105,6 +106,20 @@ def reset_schemas(
         terminated=tuple(terminated),
         seconds=time.monotonic() - started,
     )
+
+
+def _refuse_dependents(connection: BaseDatabaseWrapper, names: Sequence[str]) -> None:
+    """Refuse, before anything is dropped, when the drop would take objects of other
+    schemas (or of none) with it: CASCADE drops them silently."""
+    found = postgres.dependents_outside(connection, names)
+    if found:
+        shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+        raise Refused(
+            f"Reset refused: dropping schema {_names(names)} would also drop objects outside "
+            f"it that depend on it: {shown}; drop or change those first, or add their "
+            f"schemas with --schema (or {SETTING_NAME}['SCHEMAS']) to reset them too. Nothing "
+            "was dropped."
+        )
 
 
 def take_reset_lock(alias: str, timeout: float) -> None:

@@ -991,8 +991,8 @@ def test_a_failure_on_the_second_database_rolls_back_the_first(
 
     assert result.returncode == 3
     assert result.stderr.startswith(
-        "CommandError: Reset refused: dropping schema 'public' would also drop objects in "
-        "schema 'reporting' that depend on it;"
+        "CommandError: Reset refused: dropping schema 'public' would also drop objects "
+        "outside it that depend on it: rule _RETURN on view reporting.notes;"
     )
     assert (state(built, scratch_db), database_state(other_db)) == before
     assert "nickname" not in columns(scratch_db, "account_user")

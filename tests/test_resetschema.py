@@ -337,7 +337,8 @@ def test_objects_of_other_schemas_that_depend_on_the_schema_are_not_dropped(scra
     assert result.returncode == 3
     assert last_line(result.stderr) == (
         "CommandError: Reset refused: dropping schema 'public' would also drop objects "
-        "in schema 'reporting' that depend on it; add those schemas with --schema (or "
+        "outside it that depend on it: rule _RETURN on view reporting.artifacts; drop or "
+        "change those first, or add their schemas with --schema (or "
         "DJANGO_RESETDB['SCHEMAS']) to reset them too. Nothing was dropped."
     )
     assert relations(scratch_db) == before
@@ -422,3 +423,101 @@ def test_a_schema_that_comes_back_different_is_rolled_back(scratch_db, scratch_r
     assert scratch_db.query("SELECT n FROM public.precious") == [(1,)]
     with scratch_db.connect() as conn:
         conn.execute("DROP EVENT TRIGGER grant_more")
+
+
+# Objects of another schema, or of none, that DROP SCHEMA public CASCADE would drop or
+# change, and how each is described in the refusal. Each is made after a table and a
+# function in public it can use.
+DEPENDENT_KINDS = {
+    "column default": (
+        "CREATE TABLE reporting.a (id int DEFAULT public.answer())",
+        "default value for column id of table reporting.a",
+    ),
+    "trigger": (
+        "CREATE TABLE reporting.a (id int); CREATE TRIGGER stamp BEFORE INSERT ON reporting.a "
+        "FOR EACH ROW EXECUTE FUNCTION public.stamp()",
+        "trigger stamp on table reporting.a",
+    ),
+    "row-level security policy": (
+        "CREATE TABLE reporting.a (id int); ALTER TABLE reporting.a ENABLE ROW LEVEL "
+        "SECURITY; CREATE POLICY mine ON reporting.a USING (public.allowed())",
+        "policy mine on table reporting.a",
+    ),
+    "foreign key": (
+        "CREATE TABLE reporting.a (artifact_id int REFERENCES public.artifact (id))",
+        "constraint a_artifact_id_fkey on table reporting.a",
+    ),
+    "event trigger": (
+        "CREATE EVENT TRIGGER resetdb_test_ddl ON ddl_command_start "
+        "EXECUTE FUNCTION public.on_ddl()",
+        "event trigger resetdb_test_ddl",
+    ),
+    "publication": (
+        "CREATE PUBLICATION resetdb_test_pub FOR TABLE public.artifact",
+        "publication of table artifact in publication resetdb_test_pub",
+    ),
+}
+
+PUBLIC_OBJECTS = """
+CREATE TABLE public.artifact (id int PRIMARY KEY);
+CREATE FUNCTION public.answer() RETURNS int LANGUAGE sql AS 'SELECT 42';
+CREATE FUNCTION public.allowed() RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE FUNCTION public.stamp() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+CREATE FUNCTION public.on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS 'BEGIN END';
+CREATE SCHEMA reporting;
+"""
+
+# A second channel: every object of every kind that could have gone, by name.
+SURVIVORS = """
+SELECT (SELECT count(*) FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid
+        WHERE c.relname = 'a'),
+       (SELECT count(*) FROM pg_trigger WHERE tgname = 'stamp'),
+       (SELECT count(*) FROM pg_policy WHERE polname = 'mine'),
+       (SELECT count(*) FROM pg_constraint WHERE conname = 'a_artifact_id_fkey'),
+       (SELECT count(*) FROM pg_event_trigger WHERE evtname = 'resetdb_test_ddl'),
+       (SELECT count(*) FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
+        WHERE p.pubname = 'resetdb_test_pub'),
+       (SELECT count(*) FROM pg_proc WHERE proname IN ('answer', 'allowed', 'stamp', 'on_ddl'))
+"""
+
+
+@pytest.mark.parametrize("kind", DEPENDENT_KINDS)
+def test_each_kind_of_object_outside_that_depends_on_the_schema_refuses(scratch_db, manage, kind):
+    made, described = DEPENDENT_KINDS[kind]
+    with scratch_db.connect() as conn:
+        conn.execute(PUBLIC_OBJECTS)
+        conn.execute(made)
+    before = relations(scratch_db), scratch_db.query(SURVIVORS)
+
+    result = manage("resetschema", "--no-input", db=scratch_db)
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert last_line(result.stderr) == (
+        "CommandError: Reset refused: dropping schema 'public' would also drop objects "
+        f"outside it that depend on it: {described}; drop or change those first, or add "
+        "their schemas with --schema (or DJANGO_RESETDB['SCHEMAS']) to reset them too. "
+        "Nothing was dropped."
+    )
+    assert (relations(scratch_db), scratch_db.query(SURVIVORS)) == before
+
+
+def test_objects_inside_the_schema_and_extension_members_do_not_refuse(scratch_db, manage):
+    # Its own foreign keys, triggers and policies, and the casts and operator families of
+    # an extension, go with the schema or come back with the extension.
+    with scratch_db.connect() as conn:
+        conn.execute(PUBLIC_OBJECTS)
+        conn.execute(
+            "CREATE EXTENSION IF NOT EXISTS citext SCHEMA public; "
+            "CREATE TABLE public.b (artifact_id int REFERENCES public.artifact (id), "
+            "n int DEFAULT public.answer(), name public.citext); "
+            "CREATE TRIGGER stamp BEFORE INSERT ON public.b FOR EACH ROW "
+            "EXECUTE FUNCTION public.stamp()"
+        )
+
+    result = manage("resetschema", "--no-input", db=scratch_db)
+
+    assert result.returncode == 0, result.stderr
+    assert scratch_db.query("SELECT extname FROM pg_extension WHERE extname = 'citext'") == [
+        ("citext",)
+    ]
+    assert scratch_db.query("SELECT count(*) FROM pg_class WHERE relname = 'artifact'") == [(0,)]

@@ -179,6 +179,73 @@ def objects_outside(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> 
     return {name: int(count) for name, count in rows}
 
 
+# Every object DROP SCHEMA ... CASCADE would take: what depends on the schemas, and on
+# what depends on them, as pg_depend records it (normal, automatic, internal and extension
+# dependencies; on a column, only what depends on that column). Then the schema each one
+# belongs to: a default, trigger, policy, rule or constraint belongs to its table's, an
+# operator family's member to the family's, default privileges to their schema (the
+# triggers a foreign key makes for itself go with its constraint, named instead).
+_DEPENDENTS = """
+WITH RECURSIVE dropped(classid, objid, objsubid) AS (
+    SELECT 'pg_namespace'::regclass::oid, n.oid, 0 FROM pg_namespace n
+    WHERE n.nspname = ANY(%s)
+  UNION
+    SELECT d.classid, d.objid, d.objsubid FROM pg_depend d
+    JOIN dropped p ON d.refclassid = p.classid AND d.refobjid = p.objid
+        AND (d.refobjsubid = p.objsubid OR p.objsubid = 0)
+    WHERE d.deptype IN ('n', 'a', 'i', 'e')
+)
+SELECT DISTINCT pg_describe_object(x.classid, x.objid, x.objsubid)
+FROM dropped x
+CROSS JOIN LATERAL pg_identify_object(x.classid, x.objid, x.objsubid) o
+CROSS JOIN LATERAL (SELECT coalesce(
+    (SELECT c.relnamespace FROM pg_attrdef a JOIN pg_class c ON c.oid = a.adrelid
+     WHERE x.classid = 'pg_attrdef'::regclass AND a.oid = x.objid),
+    (SELECT c.relnamespace FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+     WHERE x.classid = 'pg_trigger'::regclass AND t.oid = x.objid),
+    (SELECT c.relnamespace FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+     WHERE x.classid = 'pg_policy'::regclass AND p.oid = x.objid),
+    (SELECT c.relnamespace FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
+     WHERE x.classid = 'pg_rewrite'::regclass AND r.oid = x.objid),
+    (SELECT f.opfnamespace FROM pg_amproc a JOIN pg_opfamily f ON f.oid = a.amprocfamily
+     WHERE x.classid = 'pg_amproc'::regclass AND a.oid = x.objid),
+    (SELECT f.opfnamespace FROM pg_amop a JOIN pg_opfamily f ON f.oid = a.amopfamily
+     WHERE x.classid = 'pg_amop'::regclass AND a.oid = x.objid),
+    (SELECT d.defaclnamespace FROM pg_default_acl d
+     WHERE x.classid = 'pg_default_acl'::regclass AND d.oid = x.objid),
+    (SELECT coalesce(c.relnamespace, k.connamespace) FROM pg_constraint k
+     LEFT JOIN pg_class c ON c.oid = k.conrelid
+     WHERE x.classid = 'pg_constraint'::regclass AND k.oid = x.objid),
+    (SELECT c.relnamespace FROM pg_class c
+     WHERE x.classid = 'pg_class'::regclass AND c.oid = x.objid),
+    (SELECT y.typnamespace FROM pg_type y
+     WHERE x.classid = 'pg_type'::regclass AND y.oid = x.objid),
+    (SELECT f.pronamespace FROM pg_proc f
+     WHERE x.classid = 'pg_proc'::regclass AND f.oid = x.objid),
+    to_regnamespace(o.schema)  -- quoted as needed by pg_identify_object
+) AS namespace) owner
+WHERE x.classid NOT IN ('pg_namespace'::regclass, 'pg_extension'::regclass)
+  AND o.schema IS DISTINCT FROM 'pg_toast'
+  AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE x.classid = 'pg_trigger'::regclass
+                  AND t.oid = x.objid AND t.tgisinternal)
+  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = x.classid
+                  AND e.objid = x.objid AND e.deptype = 'e')
+  AND (owner.namespace IS NULL OR owner.namespace NOT IN (
+      SELECT n.oid FROM pg_namespace n WHERE n.nspname = ANY(%s)))
+ORDER BY 1
+"""
+
+
+def dependents_outside(connection: BaseDatabaseWrapper, schemas: Sequence[str]) -> list[str]:
+    """What dropping ``schemas`` with CASCADE would also drop or change elsewhere: objects
+    of other schemas (a column default, trigger or policy calling a function of theirs, a
+    foreign key into a table of theirs, ...) and objects of no schema (an event trigger,
+    a publication's table), each described as PostgreSQL describes it. Extensions and
+    their members (a cast of citext, say) are left out: the reset creates them again."""
+    rows = _rows(connection, _DEPENDENTS, [list(schemas), list(schemas)])
+    return [description for (description,) in rows]
+
+
 def privileges(connection: BaseDatabaseWrapper) -> Privileges:
     (superuser, can_create, user) = _rows(
         connection,
