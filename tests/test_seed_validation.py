@@ -21,7 +21,7 @@ import pytest
 
 from django_resetdb.exceptions import ResetError
 from django_resetdb.seeding import resolve_seeds
-from tests.conftest import ProjectCopy, ScratchDatabase, data_snapshot
+from tests.conftest import ProjectCopy, ScratchDatabase, data_snapshot, database_state
 from tests.test_resetdb import add_row_by_hand, rebuild_once, settings_line, state
 from tests.test_resetmigrations import add_nickname
 
@@ -404,3 +404,67 @@ def test_a_misspelled_extension_names_the_fixture(folder):
         "Seed 'things.jsno': Problem installing fixture 'things': jsno is not a known "
         "serialization format (did you mean 'things.json'?)."
     )
+
+
+# A "billion laughs" in a field's value: nine levels of ten aliases, 10**9 strings once
+# expanded, in a few hundred bytes.
+LAUGHS = (
+    "- model: catalog.category\n  pk: 9\n  fields:\n    name: Maps\n    slug: maps\n"
+    "    note: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    + "".join(
+        f"    n{level}: &l{level} [{', '.join(f'*l{level - 1}' for _ in range(10))}]\n"
+        for level in range(1, 10)
+    )
+)
+
+
+def test_a_yaml_alias_bomb_is_refused_in_seconds_before_anything_is_built(folder):
+    path = folder / "things.yaml"
+    path.write_text(LAUGHS)
+
+    assert refusal("things") == (
+        f"Seed 'things': fixture {path}: its YAML aliases expand to more than 5,000,000 "
+        "nodes (an alias bomb?); write the values out, or split the file; nothing was "
+        "changed."
+    )
+
+
+def test_yaml_nested_deeper_than_the_bound_is_refused(folder):
+    path = folder / "things.yaml"
+    deep = "[" * 300 + "]" * 300
+    path.write_text(
+        f"- model: catalog.category\n  pk: 9\n  fields: {{name: &a x, slug: *a, n: {deep}}}\n"
+    )
+
+    assert refusal("things") == (
+        f"Seed 'things': fixture {path} nests deeper than 200 levels; nothing was changed."
+    )
+
+
+def test_modest_yaml_aliases_load_as_loaddata_reads_them(folder):
+    path = folder / "things.yaml"
+    path.write_text(
+        "- model: catalog.category\n  pk: 9\n  fields: &f {name: Maps, slug: maps}\n"
+        "- model: catalog.category\n  pk: 10\n  fields: {<<: *f, slug: maps-2, name: More}\n"
+    )
+
+    (seed,) = resolve_seeds(["things"])
+
+    assert seed.files == (str(path),)
+
+
+def test_seed_refuses_an_alias_bomb_without_writing_a_row(project, scratch_db):
+    rebuild_once(project, scratch_db)
+    fixtures = project.path("testproject/catalog/fixtures")
+    (fixtures / "laughs.yaml").write_text(LAUGHS)
+    before = database_state(scratch_db)
+
+    result = project.manage("seed", "catalog", "laughs", url=scratch_db.url(), timeout=120)
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "CommandError: Seed 'laughs': fixture testproject/catalog/fixtures/laughs.yaml: its "
+        "YAML aliases expand to more than 5,000,000 nodes (an alias bomb?); write the "
+        "values out, or split the file; nothing was changed.\n"
+    )
+    assert database_state(scratch_db) == before

@@ -166,9 +166,14 @@ def read_dicts(stream: IO[bytes], ser_fmt: str, cmp_fmt: str | None, path: str) 
                 SafeLoader,
             )
 
+            if _may_expand(data):
+                for _ in bounded_yaml(yaml.parse(data, Loader=SafeLoader), path):
+                    pass  # measured before anything is built
             objects = yaml.load(data, Loader=SafeLoader)
         else:
             objects = json_loads(data)
+    except ResetError:
+        raise
     except Exception as exc:
         raise ResetError(f"{path}: not valid {ser_fmt.upper()} ({one_line(exc)}).") from exc
     if objects is None:
@@ -251,12 +256,19 @@ def _read_labels(
                 SafeLoader,
             )
 
+            events = yaml.parse(data, Loader=SafeLoader)
+            if _may_expand(data):
+                events = bounded_yaml(events, f"fixture {shown}")
             try:
-                return _yaml_labels(yaml.parse(data, Loader=SafeLoader))
+                return _yaml_labels(events)
             except _Unusual:
+                for _ in events:
+                    pass  # the rest measured too, before the whole is built
                 objects = yaml.load(data, Loader=SafeLoader)
         else:
             objects = json_loads(data)
+    except ResetError:
+        raise
     except Exception as exc:
         raise ResetError(
             f"fixture {shown} is not valid {ser_fmt.upper()} ({one_line(exc)})"
@@ -300,6 +312,57 @@ def _labels_of(objects: Iterable[Any]) -> ModelLabels:
                 f"is not an object: {shown if len(shown) < 40 else shown[:36] + ' ...'}",
             )
     return ModelLabels(labels, odd)
+
+
+# What a YAML fixture may hold once its aliases are expanded, in nodes (scalars,
+# mappings, sequences), and how deep it may nest: a "billion laughs" of a few hundred
+# bytes expands to billions, which loading would try to build (gigabytes, for minutes).
+YAML_NODES = 5_000_000
+YAML_DEPTH = 200
+
+
+def _may_expand(data: bytes) -> bool:
+    # Without an anchor and an alias nothing expands; nesting alone is cheap to parse.
+    return b"&" in data and b"*" in data
+
+
+def bounded_yaml(events: Iterable[Any], shown: str) -> Iterator[Any]:
+    """``events`` of a YAML parser, passed on while the nodes they stand for, with every
+    alias expanded, stay within ``YAML_NODES`` and ``YAML_DEPTH``; else :class:`ResetError`
+    naming ``shown``. Counts without building anything."""
+    import yaml
+
+    sizes: dict[str, int] = {}  # an anchor's node, expanded
+    open_nodes: list[tuple[str | None, int]] = []  # (anchor, nodes so far) of each parent
+    total = 0
+    for event in events:
+        kind = type(event)
+        size = 0
+        if kind is yaml.AliasEvent:
+            size = sizes.get(event.anchor, 1)
+        elif kind is yaml.ScalarEvent:
+            size = 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif kind in (yaml.MappingStartEvent, yaml.SequenceStartEvent):
+            open_nodes.append((event.anchor, 1))
+            if len(open_nodes) > YAML_DEPTH:
+                raise ResetError(f"{shown} nests deeper than {YAML_DEPTH} levels")
+        elif kind in (yaml.MappingEndEvent, yaml.SequenceEndEvent):
+            anchor, size = open_nodes.pop()
+            if anchor is not None:
+                sizes[anchor] = size
+        if size and open_nodes:
+            anchor, inside = open_nodes[-1]
+            open_nodes[-1] = (anchor, inside + size)
+        if kind is not yaml.MappingStartEvent and kind is not yaml.SequenceStartEvent:
+            total += size if not open_nodes else 0
+        if (open_nodes and open_nodes[0][1] > YAML_NODES) or total > YAML_NODES:
+            raise ResetError(
+                f"{shown}: its YAML aliases expand to more than {YAML_NODES:,} nodes (an "
+                "alias bomb?); write the values out, or split the file"
+            )
+        yield event
 
 
 class _Unusual(Exception):
