@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import ProjectCopy, ScratchDatabase, connect, database_state, snapshots_of
-from tests.test_resetdb import built, status  # noqa: F401 (fixtures: built)
+from tests.test_resetdb import FAST_HASHER, built, prepare, status  # noqa: F401 (fixtures: built)
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
 
 # A seed that runs a statement of the test's on the maintenance database, over a
@@ -125,3 +125,32 @@ def test_a_comment_stored_while_a_new_database_is_built_stays_on_the_database(bu
     assert "nickname" in built.path(ACCOUNT_0001).read_text()
     assert left_over_swaps(scratch_db) == []
     assert snapshots_of(scratch_db.name) is not None
+
+
+def test_a_marker_set_to_off_lets_a_role_that_may_not_set_it_reset_and_restore(
+    scratch_role, project, scratch_db
+):
+    # (The role first: it is dropped last, after the database and the snapshots it owns.)
+    # Only a superuser may store a placeholder parameter such as the marker: the role's
+    # new database could not carry it, and a swap would have left it on the replaced one.
+    # The run resets in place instead, which keeps it, whatever it restores or rebuilds.
+    with connect("postgres") as admin:
+        role, name = sql.Identifier(scratch_role), sql.Identifier(scratch_db.name)
+        admin.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(role))
+        admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(name, role))
+        admin.execute(sql.SQL("ALTER DATABASE {} SET django_resetdb.protected = off").format(name))
+    prepare(project, FAST_HASHER)
+    url = scratch_db.url(user=scratch_role)
+
+    first = project.manage("resetdb", "--no-input", url=url)
+    add_row = "INSERT INTO catalog_category (name, slug) VALUES ('Maps', 'maps')"
+    with scratch_db.connect() as conn:
+        conn.execute(add_row)
+    second = project.manage("resetdb", "--no-input", url=url)
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert "may not give the new database what is stored on" in first.stdout + second.stdout
+    assert stored(scratch_db) == [(0, ["django_resetdb.protected=off"])]
+    assert scratch_db.query("SELECT count(*) FROM catalog_category WHERE slug = 'maps'") == [(0,)]
+    assert left_over_swaps(scratch_db) == []

@@ -63,6 +63,7 @@ from django_resetdb.postgres.databases import (
 from django_resetdb.postgres.failures import (
     is_active_sql_transaction,
     is_duplicate_database,
+    is_insufficient_privilege,
     is_lock_timeout,
     is_out_of_locks,
     missing_key,
@@ -199,6 +200,7 @@ __all__ = [
     "insert_rows",
     "is_active_sql_transaction",
     "is_duplicate_database",
+    "is_insufficient_privilege",
     "is_lock_timeout",
     "is_out_of_locks",
     "lock_database_name",

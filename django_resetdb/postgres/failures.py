@@ -49,6 +49,12 @@ def is_duplicate_database(exc: BaseException) -> bool:
     return _caused_by(exc, errors.DuplicateDatabase)
 
 
+def is_insufficient_privilege(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the driver error Django wrapped in it) is a permission denied
+    (a role that may not set a placeholder parameter such as the marker, say)."""
+    return _caused_by(exc, errors.InsufficientPrivilege)
+
+
 def is_active_sql_transaction(exc: BaseException) -> bool:
     """Whether ``exc`` (or the driver error Django wrapped in it) is a statement refused
     inside a transaction block (CREATE INDEX CONCURRENTLY, VACUUM, ...)."""

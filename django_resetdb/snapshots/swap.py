@@ -16,6 +16,7 @@ from django_resetdb import (
     postgres,
 )
 from django_resetdb.conf import get_settings
+from django_resetdb.output import one_line
 from django_resetdb.progress import NO_PROGRESS, Progress
 from django_resetdb.snapshots.store import (
     NotRestorable,
@@ -213,7 +214,20 @@ def swap_in(
         current_user = postgres.current_user(cursor)
         make(cursor, new, wanted)
         try:
-            postgres.execute(cursor, postgres.database_properties_sql(new, wanted, current_user))
+            try:
+                postgres.execute(
+                    cursor, postgres.database_properties_sql(new, wanted, current_user)
+                )
+            except Exception as exc:
+                if not postgres.is_insufficient_privilege(exc):
+                    raise
+                # A setting only a superuser may store (the marker, even "off", is a
+                # placeholder parameter): the new database could not carry it, and a swap
+                # would leave it on the replaced one. In place, the database keeps it.
+                raise NotRestorable(
+                    f"role {current_user!r} may not give the new database what is stored on "
+                    f"{target!r} ({one_line(exc)})"
+                ) from exc
             copied = postgres.database_properties(cursor, new)
             if copied.comparable() != wanted.comparable():
                 raise NotRestorable(
