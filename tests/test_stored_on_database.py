@@ -14,6 +14,7 @@ from psycopg import sql
 from tests.conftest import ProjectCopy, ScratchDatabase, connect, database_state, snapshots_of
 from tests.test_resetdb import FAST_HASHER, built, prepare, status  # noqa: F401 (fixtures: built)
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
+from tests.test_snapshots import cached  # noqa: F401 (fixtures)
 
 # A seed that runs a statement of the test's on the maintenance database, over a
 # connection of its own, while the reset builds: a DBA acting meanwhile.
@@ -154,3 +155,33 @@ def test_a_marker_set_to_off_lets_a_role_that_may_not_set_it_reset_and_restore(
     assert stored(scratch_db) == [(0, ["django_resetdb.protected=off"])]
     assert scratch_db.query("SELECT count(*) FROM catalog_category WHERE slug = 'maps'") == [(0,)]
     assert left_over_swaps(scratch_db) == []
+
+
+@pytest.mark.parametrize(
+    "store",
+    [
+        "ALTER DATABASE {} SET default_text_search_config = 'pg_catalog.simple'",
+        "ALTER ROLE CURRENT_USER IN DATABASE {} SET search_path = public, pg_catalog",
+    ],
+    ids=["database", "role-in-database"],
+)
+def test_a_setting_stored_since_the_snapshot_was_kept_makes_the_run_rebuild(
+    cached, scratch_db, store
+):
+    # What a seed writes may follow such a setting (to_tsvector and the text search
+    # configuration): the snapshot kept before it is not the database a rebuild leaves.
+    with connect("postgres") as admin:
+        admin.execute(statement(store, scratch_db))
+    try:
+        result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+        again = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+    finally:
+        with connect("postgres") as admin:
+            admin.execute(statement("ALTER ROLE CURRENT_USER IN DATABASE {} RESET ALL", scratch_db))
+
+    assert result.returncode == 0, result.stderr
+    assert "  snapshot    restored" not in result.stdout
+    assert "  seed        " in result.stdout
+    # The snapshot kept under the new setting is used by the next run.
+    assert again.returncode == 0, again.stderr
+    assert "  snapshot    restored" in again.stdout

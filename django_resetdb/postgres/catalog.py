@@ -391,7 +391,7 @@ def whole_database_context(
     Returns what would be lost (objects outside ``schemas`` that are not members of an
     extension, large objects, event triggers, publications, subscriptions) and what
     must be equal for two copies to be interchangeable (the other schemas, extensions,
-    database-wide default privileges).
+    database-wide default privileges, the settings stored for the database and the role).
     """
     lost: list[str] = []
     outside = _rows(
@@ -435,6 +435,15 @@ def whole_database_context(
         "JOIN pg_namespace n ON n.oid = e.extnamespace "
         "UNION ALL SELECT 'default acl', pg_get_userbyid(d.defaclrole), d.defaclobjtype::text, "
         "d.defaclacl::text FROM pg_default_acl d WHERE d.defaclnamespace = 0 "
+        # Settings stored for the database and for the role (ALTER DATABASE/ROLE ... SET):
+        # what a migration or a seed computes may follow them (default_text_search_config
+        # and to_tsvector, say).
+        "UNION ALL SELECT 'stored setting', coalesce(pg_get_userbyid(nullif(s.setrole, 0)), ''), "
+        "(s.setdatabase <> 0)::text, array_to_string(s.setconfig, ',') "
+        "FROM pg_db_role_setting s WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database "
+        "  WHERE datname = current_database())) "
+        "AND s.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = session_user), "
+        "  (SELECT oid FROM pg_roles WHERE rolname = current_user)) "
         "ORDER BY 1, 2, 3",
         [list(schemas)],
     )
