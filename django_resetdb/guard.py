@@ -135,7 +135,12 @@ def check_hosts(
     # And what libpq itself read, a service file's host list included.
     names = list(dict.fromkeys([*names, *where.hosts]))
     addresses = list(dict.fromkeys([*addresses, *where.addresses]))
+    # No host named anywhere, and libpq went to its default Unix socket: that is what
+    # "" in HOSTS stands for, whatever directory this libpq was built with.
+    default_socket = not names and where.host.startswith("/") and not where.address
     for name in [where.host, *names]:
+        if default_socket and host_allowed("", patterns):
+            continue
         if not host_allowed(name, patterns):
             raise Refused(
                 f"{command} refused: host {name!r} of database alias {alias!r} is not in "

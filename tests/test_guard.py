@@ -796,3 +796,32 @@ def test_an_unknown_role_names_the_settings_to_check(db, manage, command):
         "PASSWORD.\n"
     )
     assert_untouched(db, before)
+
+
+@pytest.mark.skipif(
+    not os.path.exists(f"/var/run/postgresql/.s.PGSQL.{target_port()}"),
+    reason="the tests' server has no socket in libpq's default directory",
+)
+def test_an_empty_host_in_hosts_allows_the_default_socket(db, manage):
+    # HOST "" and nothing in the environment: libpq goes to its default socket, which it
+    # reports by its directory; "" in HOSTS is documented to stand for it.
+    result = manage(
+        "resetschema", "--no-input", db=db, resetdb_settings={"HOSTS": [""]},
+        extra_settings=database_entry("", target_port()), env={"PGHOST": "", "PGHOSTADDR": ""},
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert relations(db) == []
+
+
+def test_an_empty_host_in_hosts_does_not_allow_a_named_host(db, manage, here):
+    before = relations(db)
+
+    result = manage(
+        "resetschema", "--no-input", db=db, resetdb_settings={"HOSTS": [""]},
+        extra_settings=database_entry("127.0.0.1", str(here.port)),
+    )  # fmt: skip
+
+    assert result.returncode == 3
+    assert "host '127.0.0.1' of database alias 'default' is not in" in result.stderr
+    assert_untouched(db, before)
