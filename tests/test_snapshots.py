@@ -248,6 +248,19 @@ def test_no_snapshot_rebuilds_and_keeps_nothing(cached, scratch_db):
     assert snapshots_of(scratch_db.name) == [cached.kept]
 
 
+def test_snapshots_0_drops_what_the_cache_kept(cached, scratch_db):
+    # Turning the cache off for good: its copies would otherwise stay, unused, for ever.
+    assert snapshots_of(scratch_db.name) == [cached.kept]
+    assert states_of(scratch_db.name) != []
+    cached.append("testproject/settings.py", 'DJANGO_RESETDB["SNAPSHOTS"] = 0\n')
+
+    result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert "  snapshot    restored" not in result.stdout
+    assert (snapshots_of(scratch_db.name), states_of(scratch_db.name)) == ([], [])
+
+
 def test_list_and_drop_snapshots(cached, scratch_db):
     listed = cached.manage("resetdb", "--list-snapshots", url=scratch_db.url())
 

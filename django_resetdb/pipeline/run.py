@@ -236,7 +236,9 @@ def run_plan(
             target.database,
             spare,
             room,
-            snapshots=usable or plan.swap is not None,
+            # SNAPSHOTS = 0 turns the cache off for good: what it kept goes too (a
+            # --no-snapshot run leaves the cache as it is).
+            snapshots=usable or plan.swap is not None or get_settings().snapshots == 0,
             state_room=int(keeping_state),
         )
         sweeper.start()
