@@ -25,7 +25,7 @@ from typing import Any
 import django
 
 from django_resetdb.exceptions import ResetError
-from django_resetdb.output import Log
+from django_resetdb.output import Log, one_line
 from django_resetdb.projectapps import MIGRATION_FILE
 
 MANIFEST = "manifest.json"
@@ -64,11 +64,17 @@ def _fsync(path: Path) -> None:
 def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
     """Replace ``path`` with ``data`` in one step: readers see the old or the new file."""
     temporary = path.with_name(f".{path.name}.resetdb-tmp")
-    temporary.write_bytes(data)
-    if mode is not None:
-        os.chmod(temporary, mode)
-    _fsync(temporary)
-    os.replace(temporary, path)
+    try:
+        temporary.write_bytes(data)
+        if mode is not None:
+            os.chmod(temporary, mode)
+        _fsync(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        # A full disk, say: no half-written file is left beside the one kept whole.
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
 
 
 def remove_bytecode(path: Path) -> None:
@@ -138,7 +144,30 @@ class Backup:
         restore can tell the reset's files from files written since. ``project`` is the
         project's folder: files kept aside by a restore are named relative to it.
         """
-        path = _new_folder(root)
+        try:
+            path = _new_folder(root)
+        except OSError as exc:
+            raise _backup_failed(root, exc) from exc
+        try:
+            return cls._fill(path, command, apps, originals, planned, created_dirs, project)
+        except BaseException as exc:
+            # A full disk, say: a half-made backup is no backup, and nothing was changed.
+            shutil.rmtree(path, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise _backup_failed(root, exc) from exc
+            raise
+
+    @classmethod
+    def _fill(
+        cls,
+        path: Path,
+        command: str,
+        apps: Iterable[str],
+        originals: Iterable[tuple[str, Path]],
+        planned: Iterable[tuple[Path, bytes]],
+        created_dirs: Iterable[Path],
+        project: Path | None,
+    ) -> Backup:
         files: list[dict[str, Any]] = []
         for label, original in originals:
             copy = Path("files") / label / original.name
@@ -307,6 +336,13 @@ def _remove_created_folder(directory: Path) -> None:
         directory.rmdir()
 
 
+def _backup_failed(root: Path, exc: OSError) -> ResetError:
+    return ResetError(
+        f"Backing up the migration files to {str(root)!r} failed ({type(exc).__name__}: "
+        f"{one_line(exc)}); nothing was changed."
+    )
+
+
 def _new_folder(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     _ignore_in_git(root)
@@ -328,8 +364,9 @@ def _ignore_in_git(root: Path) -> None:
     # ".resetdb" folder ignore itself, whatever the project's .gitignore says.
     if root.name == "backups" and root.parent.name == ".resetdb":
         marker = root.parent / ".gitignore"
-        if not marker.exists():
-            marker.write_text("# Written by django_resetdb: backups stay out of git.\n*\n")
+        # Also when a full disk once left it empty: it would keep nothing out of git.
+        if not marker.exists() or marker.stat().st_size == 0:
+            write_atomically(marker, b"# Written by django_resetdb: backups stay out of git.\n*\n")
 
 
 def list_backups(root: Path) -> list[Backup]:

@@ -39,7 +39,7 @@ from django.db.migrations.writer import MigrationWriter
 from django_resetdb import backups, faults
 from django_resetdb.conf import get_settings, project_root
 from django_resetdb.exceptions import Refused, ResetError, refuse_string
-from django_resetdb.output import INTERRUPTED_EXIT_STATUS, Log, quiet, relative_path
+from django_resetdb.output import INTERRUPTED_EXIT_STATUS, Log, one_line, quiet, relative_path
 from django_resetdb.projectapps import SelectedApp, Skipped, select_apps
 
 LoaderT = TypeVar("LoaderT", bound=MigrationLoader)
@@ -699,8 +699,18 @@ def apply_plan(
         if finish:
             backup.mark(backups.COMPLETE)
     except BaseException as exc:
-        backup.restore(log)
-        backup.mark(backups.ROLLED_BACK)
+        try:
+            backup.restore(log)
+            backup.mark(backups.ROLLED_BACK)
+        except Exception as again:
+            # A full disk may keep the files from being put back too: the backup is whole
+            # (it was written first), and the one command to run says so.
+            raise ResetError(
+                f"Regenerating the migrations failed ({type(exc).__name__}: {one_line(exc)}), "
+                f"and putting the files back failed too ({type(again).__name__}: "
+                f"{one_line(again)}); the backup {str(backup.path)!r} is whole: run "
+                "`python manage.py resetmigrations --restore` once the cause is fixed."
+            ) from exc
         where = f"the migration files were put back from backup {str(backup.path)!r}"
         if isinstance(exc, KeyboardInterrupt):
             raise ResetError(f"Interrupted; {where}.", returncode=INTERRUPTED_EXIT_STATUS) from exc
