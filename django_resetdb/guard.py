@@ -48,6 +48,8 @@ class Target:
     sessions: tuple[postgres.Session, ...]
     address: str = ""  # the address reached; "" over a Unix socket
     exists: bool = True  # False: the database does not exist yet, resetdb creates it
+    # The same for the same database, whatever host name or address reached it.
+    identity: str = ""
 
     def host_shown(self) -> str:
         host = self.host or "(default socket)"
@@ -339,6 +341,7 @@ def check(
         schemas,
         tables=postgres.count_tables(connection, schemas),
         sessions=tuple(postgres.other_sessions(connection)),
+        identity=postgres.database_identity(connection),
     )
 
 
@@ -350,6 +353,7 @@ def _target(
     tables: int = 0,
     sessions: tuple[postgres.Session, ...] = (),
     exists: bool = True,
+    identity: str = "",
 ) -> Target:
     return Target(
         alias=alias,
@@ -362,6 +366,7 @@ def _target(
         sessions=sessions,
         address=where.address,
         exists=exists,
+        identity=identity,
     )
 
 

@@ -1015,6 +1015,32 @@ def test_the_same_database_under_two_aliases_is_refused(built, scratch_db):
     assert state(built, scratch_db) == before
 
 
+def test_the_same_database_under_two_host_spellings_is_refused_at_once(built, scratch_db):
+    # localhost and 127.0.0.1 (or a socket directory with a trailing slash) reach one
+    # server: the second alias used to wait LOCK_TIMEOUT for its own first connection.
+    host = target_host()
+    if host.startswith("/"):
+        other = host.rstrip("/") + "/"
+    elif host == "127.0.0.1":
+        other = "localhost"
+    else:
+        pytest.skip(f"no second spelling known for host {host!r}")
+    settings_line(built, f"DATABASES['again'] = {{**DATABASES['default'], 'HOST': {other!r}}}\n")
+    before = state(built, scratch_db)
+
+    result = built.manage(
+        "resetdb", "--no-input", "--database", "default", "--database", "again",
+        url=scratch_db.url(),
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "CommandError: Database aliases 'default' and 'again' are the same database "
+        f"{scratch_db.name!r} on "
+    )
+    assert state(built, scratch_db) == before
+
+
 def test_verbosity_zero_prints_nothing(built, scratch_db):
     add_nickname(built)
 

@@ -282,9 +282,10 @@ def _models_on(alias: str) -> int:
 
 
 def _refuse_same_database(targets: Sequence[guard.Target]) -> None:
-    seen: dict[tuple[str, int, str], str] = {}
+    seen: dict[tuple[str, int, str] | str, str] = {}
     for target in targets:
-        key = (target.host, target.port, target.database)
+        # Two host names (localhost, 127.0.0.1) may reach one server: its identity says.
+        key = target.identity or (target.host, target.port, target.database)
         if key in seen:
             raise ResetError(
                 f"Database aliases {seen[key]!r} and {target.alias!r} are the same database "

@@ -450,6 +450,18 @@ def whole_database_context(
     return lost, [list(row) for row in context]
 
 
+def database_identity(where: Where) -> str:
+    """The database a session is on, whatever name or address reached it: the server's
+    start (a server's own, to the microsecond) and the database's oid."""
+    return str(
+        _rows(
+            where,
+            "SELECT pg_postmaster_start_time()::text || ' ' || d.oid::text FROM pg_database d "
+            "WHERE d.datname = current_database()",
+        )[0][0]
+    )
+
+
 def current_user(where: Where) -> str:
     """The role the session acts as."""
     return str(_rows(where, "SELECT current_user")[0][0])
