@@ -13,6 +13,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 import pytest
+from django.conf import settings
 from psycopg import sql
 
 from tests.conftest import (
@@ -787,9 +788,11 @@ def test_an_unknown_role_names_the_settings_to_check(db, manage, command):
     result = manage(command, "--no-input", url=db.url(user="resetdb_nobody"))
 
     assert result.returncode == 1
+    # The port as the settings give it (none for a socket: libpq's default).
+    port = settings.DATABASES["default"]["PORT"] or "the default port"
     assert result.stderr.startswith(
         f"CommandError: Cannot connect to database alias 'default' (HOST {target_host()}, "
-        f"PORT {target_port()}, USER resetdb_nobody): "
+        f"PORT {port}, USER resetdb_nobody): "
     )
     assert result.stderr.endswith(
         "FATAL: role \"resetdb_nobody\" does not exist; check DATABASES['default'] USER and "
@@ -799,8 +802,9 @@ def test_an_unknown_role_names_the_settings_to_check(db, manage, command):
 
 
 @pytest.mark.skipif(
-    not os.path.exists(f"/var/run/postgresql/.s.PGSQL.{target_port()}"),
-    reason="the tests' server has no socket in libpq's default directory",
+    target_host() not in ("127.0.0.1", "localhost", "/var/run/postgresql")
+    or not os.path.exists(f"/var/run/postgresql/.s.PGSQL.{target_port()}"),
+    reason="the tests' server is not the one at libpq's default socket",
 )
 def test_an_empty_host_in_hosts_allows_the_default_socket(db, manage):
     # HOST "" and nothing in the environment: libpq goes to its default socket, which it
