@@ -1,3 +1,5 @@
+# The fixture db comes from test_guard: its name is an argument here.
+# ruff: noqa: F811
 """Settings and arguments of any shape are read the same way at run time, whatever the
 system checks said (``call_command``, ``--skip-checks`` and the Python API run none): a
 shape the gates could misread refuses with exit status 3 and one sentence, nothing
@@ -11,6 +13,7 @@ import textwrap
 import pytest
 
 from tests.conftest import relations, target_host
+from tests.test_guard import assert_untouched, db  # noqa: F401 (fixture: db)
 
 # Runs each case in one process, as a user's script or test would; prints what it got.
 SCRIPT = """
@@ -36,25 +39,12 @@ def run(channel):
 """
 
 
-@pytest.fixture
-def db(scratch_db):
-    with scratch_db.connect() as conn:
-        conn.execute("CREATE TABLE precious (id int PRIMARY KEY)")
-        conn.execute("INSERT INTO precious VALUES (1), (2)")
-    return scratch_db
-
-
 def run_script(manage, tmp_path, db, body: str, resetdb_settings=None):
     script = tmp_path / "script.py"
     script.write_text(SCRIPT.format(body=textwrap.dedent(body)))
     result = manage.python(str(script), db=db, resetdb_settings=resetdb_settings or {})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def assert_untouched(db, before):
-    assert relations(db) == before
-    assert db.query("SELECT count(*) FROM precious") == [(2,)]
 
 
 @pytest.mark.parametrize("key", ["HOSTS", "SCHEMAS", "SEEDS", "APPS", "EXCLUDE_APPS"])

@@ -160,18 +160,7 @@ def read_dicts(stream: IO[bytes], ser_fmt: str, cmp_fmt: str | None, path: str) 
         return
     data = stream.read()
     try:
-        if ser_fmt == "yaml":
-            import yaml
-            from django.core.serializers.pyyaml import (  # type: ignore[attr-defined]
-                SafeLoader,
-            )
-
-            if _may_expand(data):
-                for _ in bounded_yaml(yaml.parse(data, Loader=SafeLoader), path):
-                    pass  # measured before anything is built
-            objects = yaml.load(data, Loader=SafeLoader)
-        else:
-            objects = json_loads(data)
+        objects = _load_yaml(data, path) if ser_fmt == "yaml" else json_loads(data)
     except ResetError:
         raise
     except Exception as exc:
@@ -262,9 +251,7 @@ def _read_labels(
             try:
                 return _yaml_labels(events)
             except _Unusual:
-                for _ in events:
-                    pass  # the rest measured too, before the whole is built
-                objects = yaml.load(data, Loader=SafeLoader)
+                objects = _load_yaml(data, f"fixture {shown}")
         else:
             objects = json_loads(data)
     except ResetError:
@@ -319,6 +306,18 @@ def _labels_of(objects: Iterable[Any]) -> ModelLabels:
 # bytes expands to billions, which loading would try to build (gigabytes, for minutes).
 YAML_NODES = 5_000_000
 YAML_DEPTH = 200
+
+
+def _load_yaml(data: bytes, shown: str) -> Any:
+    """``data`` loaded as Django's YAML deserializer loads it, once ``bounded_yaml`` has
+    measured it: nothing is built from a document too large once expanded."""
+    import yaml
+    from django.core.serializers.pyyaml import SafeLoader  # type: ignore[attr-defined]
+
+    if _may_expand(data):
+        for _ in bounded_yaml(yaml.parse(data, Loader=SafeLoader), shown):
+            pass
+    return yaml.load(data, Loader=SafeLoader)
 
 
 def _may_expand(data: bytes) -> bool:
