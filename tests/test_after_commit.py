@@ -71,6 +71,19 @@ def test_an_error_while_the_snapshot_is_kept_is_reported_and_the_reset_succeeds(
         assert "  snapshot    not kept: RuntimeError: fault injected at snapshot\n" in result.stdout
     assert result.stdout.splitlines()[-1].startswith(f"Rebuilt database {scratch_db.name!r}")
     assert_rebuilt(cached, scratch_db)
+    # A copy the failure left half-made is listed, and the tool's own clean-up drops it.
+    listed = cached.manage("resetdb", "--list-snapshots", url=scratch_db.url())
+    half_made = [line for line in listed.stdout.splitlines() if "left half-made" in line]
+    assert len(half_made) == (0 if kept else 1), listed.stdout
+    dropped = cached.manage("resetdb", "--drop-snapshots", url=scratch_db.url())
+    assert dropped.returncode == 0, dropped.stderr
+    with connect("postgres") as admin:
+        left = admin.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, 'resetdb_swap_keep_') "
+            "AND datname LIKE %s",
+            [f"%{scratch_db.name}%"],
+        ).fetchall()
+    assert left == []
 
 
 def test_a_lock_timeout_while_the_snapshot_is_kept_in_place_is_reported(cached, scratch_db):
