@@ -12,7 +12,6 @@ class ResetDBConfig(AppConfig):
 
     def ready(self) -> None:
         from django_resetdb import checks as resetdb_checks
-        from django_resetdb import conf  # noqa: F401  (connects setting_changed)
 
         checks.register(resetdb_checks.check_settings)
         checks.register(resetdb_checks.check_driver)

@@ -167,8 +167,8 @@ def check_hosts(
 
 def check_enabled(command: str) -> None:
     """The first gate, and the only one for commands that touch no database. Read from
-    the settings as they are now, not from the cached merge: a process may change them
-    without Django's setting_changed signal."""
+    the settings as they are now (a process may change them without Django's
+    setting_changed signal), the raw value kept for the message."""
     get_settings()  # a shape of the settings the gates could misread refuses first
     raw = user_settings()
     enabled = raw.get("ENABLED") if isinstance(raw, Mapping) else None
