@@ -77,6 +77,23 @@ def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
         raise
 
 
+def link_atomically(path: Path, link: str) -> None:
+    """Replace ``path`` with a symbolic link to ``link`` in one step."""
+    temporary = path.with_name(f".{path.name}.resetdb-tmp")
+    try:
+        temporary.unlink(missing_ok=True)
+        os.symlink(link, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def _holds(path: Path, checksum: str) -> bool:
+    return path.is_file() and sha256(path) == checksum
+
+
 def remove_bytecode(path: Path) -> None:
     """Delete the cached bytecode of the module at ``path``: it is derived, not backed up."""
     cache = path.parent / "__pycache__"
@@ -172,17 +189,19 @@ class Backup:
         for label, original in originals:
             copy = Path("files") / label / original.name
             (path / copy).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(original, path / copy)
+            shutil.copy2(original, path / copy)  # a link's target's content
             _fsync(path / copy)
-            files.append(
-                {
-                    "path": str(original),
-                    "copy": copy.as_posix(),
-                    "sha256": sha256(path / copy),
-                    "size": (path / copy).stat().st_size,
-                    "mode": original.stat().st_mode & 0o7777,
-                }
-            )
+            entry = {
+                "path": str(original),
+                "copy": copy.as_posix(),
+                "sha256": sha256(path / copy),
+                "size": (path / copy).stat().st_size,
+                "mode": original.stat().st_mode & 0o7777,
+            }
+            if original.is_symlink():
+                # Put back as the same link, not as a file with its content.
+                entry["link"] = os.readlink(original)
+            files.append(entry)
         manifest = {
             "format": FORMAT,
             "command": command,
@@ -258,14 +277,22 @@ class Backup:
             result.removed.append(path)
         for entry in self.originals:
             path = Path(entry["path"])
-            if path.is_file() and sha256(path) == entry["sha256"]:
+            link = entry.get("link")
+            if link is not None and path.is_symlink() and os.readlink(path) == link:
+                result.unchanged.append(path)
+                continue
+            if link is None and not path.is_symlink() and _holds(path, entry["sha256"]):
                 result.unchanged.append(path)
                 continue
             displace(path)
             if not dry_run:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                write_atomically(path, (self.path / entry["copy"]).read_bytes(), entry["mode"])
-                shutil.copystat(self.path / entry["copy"], path)
+                if link is not None:
+                    link_atomically(path, link)
+                else:
+                    data = (self.path / entry["copy"]).read_bytes()
+                    write_atomically(path, data, entry["mode"])
+                    shutil.copystat(self.path / entry["copy"], path)
                 remove_bytecode(path)
             result.restored.append(path)
         if not dry_run:

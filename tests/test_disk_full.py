@@ -129,3 +129,49 @@ def test_writing_a_file_on_a_full_disk_leaves_no_half_written_file(disk):
 
     assert target.read_bytes() == b"# as it was\n"
     assert sorted(p.name for p in disk.iterdir()) == ["0001_initial.py", "filler"]
+
+
+def test_a_disk_that_fills_after_the_backup_puts_the_files_back_and_says_so(
+    project_on_disk, disk, tmp_path
+):
+    # The backup goes to another disk, and succeeds; the new file, far larger than the
+    # one it replaces (a long help text), does not fit on the project's full disk.
+    elsewhere = tmp_path / "backups"
+    project_on_disk.append(
+        "testproject/settings.py", f"\nDJANGO_RESETDB['BACKUP_DIR'] = {str(elsewhere)!r}\n"
+    )
+    help_text = "x" * 200_000
+    project_on_disk.edit(
+        "testproject/account/models.py",
+        "    nickname = models.CharField(max_length=50, blank=True)\n",
+        f"    nickname = models.CharField(max_length=50, blank=True, help_text={help_text!r})\n",
+    )
+    before = files_under(project_on_disk.root)
+    filler = fill(disk)
+
+    result = project_on_disk.manage("resetmigrations", "--no-input")
+
+    (backup,) = [path for path in elsewhere.iterdir() if path.is_dir()]
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "CommandError: Regenerating the migrations failed (OSError: [Errno 28] No space left "
+        "on device"
+    )
+    assert result.stderr.endswith(
+        f"the migration files were put back from backup {str(backup)!r}.\n"
+    )
+    assert result.stderr.count("\n") == 1
+    # Every file as it was, byte for byte; nothing half-written left beside them.
+    assert files_under(project_on_disk.root) == before
+    assert not [p for p in project_on_disk.root.rglob("*.resetdb-tmp")]
+    assert '"status": "rolled back"' in (backup / "manifest.json").read_text()
+
+    # With room again, the same command regenerates.
+    filler.unlink()
+    again = project_on_disk.manage("resetmigrations", "--no-input")
+
+    assert again.returncode == 0, again.stderr
+    assert (
+        help_text
+        in project_on_disk.path("testproject/account/migrations/0001_initial.py").read_text()
+    )

@@ -875,3 +875,40 @@ def test_a_long_history_is_listed_a_file_a_line_each_file_once(project):
     ]
     assert sum(folder in line for line in lines) == 1 + 24  # the header, then each file once
     assert max(len(line) for line in lines) <= 100
+
+
+def test_a_migration_file_that_is_a_link_comes_back_as_the_same_link(project):
+    baseline(project)
+    # The app's migration kept elsewhere in the project and linked into the app.
+    linked = project.path(ACCOUNT_0001)
+    shared = project.path("shared/account_0001_initial.py")
+    shared.parent.mkdir()
+    shutil.move(linked, shared)
+    linked.symlink_to(os.path.relpath(shared, linked.parent))
+    link = os.readlink(linked)
+    shared_bytes = shared.read_bytes()
+    add_nickname(project)
+
+    result = project.manage("resetmigrations", "--no-input")
+
+    assert result.returncode == 0, result.stderr
+    # The regenerated file replaces the link; what it pointed at is left as it was.
+    assert not linked.is_symlink()
+    assert "nickname" in linked.read_text()
+    assert shared.read_bytes() == shared_bytes
+    (backup,) = project.backups()
+    files = manifest(backup)["files"]
+    assert isinstance(files, list)
+    assert [entry.get("link") for entry in files] == [link]
+
+    restored = project.manage("resetmigrations", "--restore")
+
+    assert restored.returncode == 0, restored.stderr
+    assert linked.is_symlink()
+    assert os.readlink(linked) == link
+    assert shared.read_bytes() == shared_bytes
+    again = project.manage("resetmigrations", "--restore", "--dry-run")
+    assert again.returncode == 0, again.stderr
+    assert last_line(again.stdout).startswith(
+        f"Dry run: restoring backup {backup.name} would put back 0 file(s) and remove 0;"
+    )
