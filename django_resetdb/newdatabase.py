@@ -16,7 +16,12 @@ from django_resetdb import (
 from django_resetdb.conf import SETTING_NAME, get_settings
 from django_resetdb.exceptions import ResetError
 from django_resetdb.output import one_line
-from django_resetdb.snapshots.store import NotRestorable, _role_problem
+from django_resetdb.snapshots.store import (
+    NotRestorable,
+    Snapshot,
+    _role_problem,
+    refuse_changed,
+)
 from django_resetdb.snapshots.swap import _planned_swap, swap_in
 
 # Lock-table entries one model's table, indexes and constraints take when created.
@@ -94,7 +99,7 @@ def build_fresh(
     committing: Callable[[], None] = lambda: None,
     committed: Callable[[], None] = lambda: None,
     recheck: Callable[[Any], None] = lambda cursor: None,
-    template: str = "",
+    template: Snapshot | None = None,
 ) -> float:
     """Make an empty database like the target (owner, encoding, locale, schemas,
     extensions), run ``build`` connected to it, and swap it in; return the seconds.
@@ -109,19 +114,20 @@ def build_fresh(
             )
 
     def empty(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
-        if template:
+        if template is not None:
+            refuse_changed(cursor, template)  # under the name lock, just before the copy
             try:
-                copy = postgres.create_database_sql(name, template, wanted.owner)
+                copy = postgres.create_database_sql(name, template.name, wanted.owner)
                 postgres.execute(cursor, [copy])
             except Exception as exc:  # dropped meanwhile (another run's sweep, say)
                 raise NotRestorable(
-                    f"the migrated state {template} could not be copied: {one_line(exc)}"
+                    f"the migrated state {template.name} could not be copied: {one_line(exc)}"
                 ) from exc
         else:
             postgres.execute(cursor, [postgres.create_empty_database_sql(name, wanted)])
 
     def inside() -> None:
-        if template:
+        if template is not None:
             # Made like the target when it was kept, under the same key.
             build()
             return

@@ -208,7 +208,9 @@ def test_a_change_to_the_user_model_third_party_apps_depend_on_is_rebuilt(
 
 
 def test_a_state_that_does_not_hold_what_it_records_is_not_used(warmed, scratch_db, other_db):
-    # Tampered with: a migration they record is no longer applied in them.
+    # Tampered with: a migration they record is no longer applied in them. The tamper
+    # also records the row's new version, as a kept state would: the check of what the
+    # state holds is the one under test, not the check that it was not changed.
     for state in states_of(scratch_db.name):
         identifier = sql.Identifier(state)
         with connect("postgres") as admin:
@@ -220,6 +222,15 @@ def test_a_state_that_does_not_hold_what_it_records_is_not_used(warmed, scratch_
         with connect("postgres") as admin:
             admin.execute(
                 sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(identifier)
+            )
+            ((comment, version),) = admin.execute(
+                "SELECT shobj_description(oid, 'pg_database'), xmin::text FROM pg_database "
+                "WHERE datname = %s",
+                [state],
+            ).fetchall()
+            stamped = json.dumps({**json.loads(comment), "row": version})
+            admin.execute(
+                sql.SQL("COMMENT ON DATABASE {} IS {}").format(identifier, sql.Literal(stamped))
             )
     warmed.edit("testproject/catalog/fixtures/catalog.json", '"Pottery"', '"Ceramics"')
 

@@ -1147,3 +1147,86 @@ def test_what_earlier_runs_and_versions_left_is_swept_by_the_next_run(
     finally:
         for name in half_made:
             drop_database(name)
+
+
+def edit_by_hand(name: str, statement: str) -> None:
+    """Open database ``name`` to connections, run ``statement`` in it, and close it again,
+    the way someone edits a snapshot by hand."""
+    identifier = sql.Identifier(name)
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(identifier))
+    with connect(name) as conn:
+        conn.execute(statement)
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(identifier))
+
+
+def slugs(name: str) -> list[str]:
+    with connect(name) as conn:
+        rows = conn.execute("SELECT slug FROM catalog_category ORDER BY slug").fetchall()
+    return [slug for (slug,) in rows]
+
+
+def test_a_snapshot_edited_by_hand_is_neither_restored_nor_replaced(cached, scratch_db):
+    edit_by_hand(cached.kept, "INSERT INTO catalog_category (name, slug) VALUES ('Hand', 'hand')")
+    with connect("postgres") as admin:
+        size = admin.execute("SELECT pg_database_size(%s)", [cached.kept]).fetchone()
+
+    dry = cached.manage("resetdb", "--dry-run", url=scratch_db.url())
+    result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert dry.returncode == 0, dry.stderr
+    changed = f"  snapshot    not restored: {cached.kept} was changed after it was kept ("
+    assert changed in dry.stdout
+    assert f"  snapshot    none kept: {cached.kept} is left as it is" in dry.stdout
+    assert result.returncode == 0, result.stderr
+    assert changed in result.stdout
+    assert "restored" not in result.stdout.replace("not restored", "")
+    assert f"  snapshot    not kept: database {cached.kept!r}, which this one" in result.stdout
+    # Rebuilt: the seeds' rows, not the hand-made one nor the one added since.
+    assert "hand" not in slugs(scratch_db.name)
+    assert scratch_db.query("SELECT count(*) FROM catalog_category WHERE slug = 'maps'") == [(0,)]
+    # The edited snapshot is left as it was, under its name, and the listing says why.
+    assert snapshots_of(scratch_db.name) == [cached.kept]
+    with connect("postgres") as admin:
+        assert admin.execute("SELECT pg_database_size(%s)", [cached.kept]).fetchone() == size
+    listed = cached.manage("resetdb", "--list-snapshots", url=scratch_db.url())
+    assert listed.returncode == 0, listed.stderr
+    (line,) = [line for line in listed.stdout.splitlines() if cached.kept in line]
+    assert line.endswith("31 row(s) seeded; changed after it was kept, not used")
+    assert "hand" in slugs_open(cached.kept)
+
+    # Asked explicitly, --drop-snapshots drops it; the next reset keeps a new one.
+    dropped = cached.manage("resetdb", "--drop-snapshots", url=scratch_db.url())
+    again = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert dropped.returncode == 0, dropped.stderr
+    assert again.returncode == 0, again.stderr
+    assert f"  snapshot    kept {cached.kept} in " in again.stdout
+
+
+def slugs_open(name: str) -> list[str]:
+    """The slugs of a closed database, read by opening it for a moment."""
+    identifier = sql.Identifier(name)
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(identifier))
+    try:
+        return slugs(name)
+    finally:
+        with connect("postgres") as admin:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(identifier)
+            )
+
+
+def test_a_migrated_state_edited_by_hand_is_not_started_from(cached, scratch_db):
+    (state,) = states_of(scratch_db.name)
+    edit_by_hand(state, "INSERT INTO catalog_category (name, slug) VALUES ('Hand', 'hand')")
+    add_nickname(cached)  # a model change: the build would start from the state
+
+    result = cached.manage("resetdb", "--no-input", "-v", "2", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert "restore the state after" not in result.stdout
+    assert "hand" not in slugs(scratch_db.name)
+    assert state in states_of(scratch_db.name)

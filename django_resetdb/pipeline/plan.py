@@ -148,8 +148,15 @@ class ResetPlan:
             listed = ", ".join(s.entry for s in entries) or "nothing: SEEDS is empty"
             lines.append(f"  seed        {listed}")
         if snapshot is not None:
+            if snapshot.passed_over:
+                lines.append(f"  snapshot    not restored: {snapshot.passed_over}")
             if snapshot.unusable:
                 lines.append(f"  snapshot    not used: {snapshot.unusable}")
+            elif snapshot.in_the_way:
+                lines.append(
+                    f"  snapshot    none kept: {snapshot.name} is left as it is, and the "
+                    "new one would take its name"
+                )
             elif not snapshot.fingerprint:  # the database does not exist yet
                 lines.append("  snapshot    keep one for the next reset")
             else:

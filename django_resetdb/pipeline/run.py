@@ -326,7 +326,7 @@ def _snapshot_exists(plan: ResetPlan) -> bool:
         return False
     try:
         return any(
-            s.name == snapshot_plan.name
+            s.name == snapshot_plan.name and not s.edited
             for s in snapshots.listed(snapshot_plan.alias, snapshot_plan.target)
         )
     except Exception:  # the message falls back on what the run itself recorded
@@ -357,6 +357,8 @@ def _carry_out(run: Run) -> bool:
                 plan, migrations=_plan_migrations(), unchanged=False
             )
         if not restored:
+            if snapshot_plan is not None and snapshot_plan.passed_over:
+                log(f"  snapshot    not restored: {snapshot_plan.passed_over}", 1)
             if snapshot_plan is not None and snapshot_plan.unusable:
                 log(f"  snapshot    not used: {snapshot_plan.unusable}", 1)
             built = plan.swap is not None and _build_and_swap(run)
@@ -579,7 +581,7 @@ def _build_and_swap(run: Run) -> bool:
             committing=lambda: _committing(result),
             committed=lambda: _committed(result),
             recheck=_marker_check(swap.target),
-            template=start.state.name if start is not None else "",
+            template=start.snapshot if start is not None else None,
         )
     except snapshots.NotRestorable as exc:
         _reopen(result)

@@ -36,6 +36,7 @@ from django_resetdb.postgres.catalog import (
     privileges,
     protected_markers,
     roles_not_usable,
+    row_versions,
     schema_states,
     whole_database_context,
 )
@@ -59,6 +60,7 @@ from django_resetdb.postgres.constraints import (
 )
 from django_resetdb.postgres.databases import (
     drop_database_over,
+    rename_stamped,
     swap_databases,
 )
 from django_resetdb.postgres.failures import (
@@ -219,12 +221,14 @@ __all__ = [
     "privileges",
     "protected_markers",
     "rename_database_sql",
+    "rename_stamped",
     "render",
     "replaced_marks_sql",
     "reset_lock_sql",
     "reset_sequences",
     "restore_constraint_modes",
     "roles_not_usable",
+    "row_versions",
     "runs_after_rows",
     "schema_states",
     "server_target",

@@ -372,6 +372,18 @@ def databases_like(
     return [(name, comment, int(size or 0)) for name, comment, size in rows]
 
 
+def row_versions(where: Where, prefix: str) -> dict[str, str]:
+    """The version (``xmin``) of the ``pg_database`` row of each database whose name
+    starts with ``prefix``: any ``ALTER DATABASE`` that changes the row (opening it to
+    connections, closing it again, a rename, a new owner or grant) gives it a new one."""
+    rows = _rows(
+        where,
+        "SELECT datname, xmin::text FROM pg_database WHERE starts_with(datname, %s)",
+        [prefix],
+    )
+    return {name: version for name, version in rows}
+
+
 def capabilities(connection: BaseDatabaseWrapper) -> Capabilities:
     (version, user, superuser, createdb, owner) = _rows(
         connection,

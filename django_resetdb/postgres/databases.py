@@ -6,7 +6,7 @@ created from, renamed or dropped while anyone, this process included, is connect
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -15,7 +15,12 @@ from psycopg import errors, sql
 
 from django_resetdb.postgres.connections import execute
 from django_resetdb.postgres.failures import _caused_by
-from django_resetdb.postgres.statements import drop_database_sql, lock_timeout_sql
+from django_resetdb.postgres.statements import (
+    comment_on_database_sql,
+    drop_database_sql,
+    lock_timeout_sql,
+    rename_database_sql,
+)
 from django_resetdb.postgres.values import BEGIN_SQL, COMMIT_SQL, ROLLBACK_SQL
 
 
@@ -42,3 +47,20 @@ def swap_databases(cursor: Any, statements: Sequence[sql.Composable]) -> bool:
             return False
         raise
     return True
+
+
+def rename_stamped(cursor: Any, name: str, new_name: str, comment: Callable[[str], str]) -> str:
+    """Rename database ``name`` to ``new_name`` and comment on it, in one transaction;
+    ``comment`` gets the version its ``pg_database`` row has after the rename (see
+    ``row_versions``), which is returned."""
+    cursor.execute(BEGIN_SQL)
+    try:
+        execute(cursor, [rename_database_sql(name, new_name)])
+        cursor.execute("SELECT xmin::text FROM pg_database WHERE datname = %s", [new_name])
+        (version,) = cursor.fetchone()
+        execute(cursor, [comment_on_database_sql(new_name, comment(version))])
+        cursor.execute(COMMIT_SQL)
+    except BaseException:
+        cursor.execute(ROLLBACK_SQL)
+        raise
+    return str(version)

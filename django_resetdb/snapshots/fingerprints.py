@@ -11,7 +11,7 @@ import marshal
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,7 @@ def _settings() -> dict[str, Any]:
     raw = user_settings()
     values[SETTING_NAME] = {
         key: _canonical(value)
-        for key, value in (raw if isinstance(raw, dict) else {}).items()
+        for key, value in (raw if isinstance(raw, Mapping) else {}).items()
         if key not in NEUTRAL_KEYS
     }
     return values

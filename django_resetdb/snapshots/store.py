@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -68,9 +69,10 @@ class Snapshot:
     rows: int
     size: int
     data: dict[str, Any]  # its comment, as stored
+    version: str = ""  # its pg_database row's version now, see postgres.row_versions
 
     @classmethod
-    def parse(cls, name: str, comment: str | None, size: int) -> Snapshot | None:
+    def parse(cls, name: str, comment: str | None, size: int, version: str = "") -> Snapshot | None:
         try:
             data = json.loads(comment or "")
             return cls(
@@ -84,6 +86,7 @@ class Snapshot:
                 int(data["rows"]),
                 size,
                 data,
+                version,
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -103,6 +106,24 @@ class Snapshot:
         """When it was kept, to the second, as the listings show it."""
         return self.created[:19].replace("T", " ")
 
+    @property
+    def edited(self) -> bool:
+        """Whether someone changed it after it was kept: to edit a snapshot one opens it
+        to connections (and may close it again), which gives its ``pg_database`` row a
+        new version; the version the row had once kept is in its comment."""
+        return "row" in self.data and str(self.data["row"]) != self.version
+
+    def changed(self) -> str:
+        """Why it may not be what was kept, or "": it is not restored then."""
+        if self.edited:
+            return (
+                f"{self.name} was changed after it was kept (opened to connections, "
+                "altered or renamed): its rows may not be what the seeds wrote"
+            )
+        if "row" not in self.data:
+            return f"{self.name} was kept by an earlier version, which did not record its state"
+        return ""
+
     def stale(self) -> str:
         """What the seeds read that differs now (see dependencies.Reads), or "": a
         snapshot whose seeds' reads are not known is stale too."""
@@ -117,6 +138,8 @@ class Snapshot:
             what = f"migrated state: {held} migration(s), {self.tables} table(s), not seeded"
         else:
             what = f"{self.tables} table(s), {self.rows} row(s) seeded"
+        if self.edited:
+            what += "; changed after it was kept, not used"
         return f"{self.name}  {self.kept_on}  {self.size / 2**20:.0f} MB  {what}"
 
 
@@ -147,6 +170,8 @@ class SnapshotPlan:
     existing: Snapshot | None
     unusable: str = ""  # why the cache is off this time, or ""
     quick: str = ""  # found by its quick key, without planning the migrations
+    passed_over: str = ""  # why the snapshot of this fingerprint is not restored, or ""
+    in_the_way: bool = False  # that snapshot was changed: none is kept in its place
 
     @property
     def name(self) -> str:
@@ -300,13 +325,9 @@ class Sweeper(threading.Thread):
                 names = [name for name, _, _ in rows if _is_replaced(name, self.target)]
                 kept = [
                     snapshot
-                    for snapshot in (
-                        Snapshot.parse(name, comment, size)
-                        for name, comment, size in postgres.databases_like(
-                            cursor, PREFIX, closed=True
-                        )
-                    )
-                    if snapshot is not None and snapshot.target == self.target
+                    for snapshot in _parsed(cursor)
+                    # One someone changed is theirs now: never dropped unasked.
+                    if snapshot.target == self.target and not snapshot.edited
                 ]
                 if self.snapshots:
                     names += [s.name for s in _stale(kept, self.spare, self.room, self.state_room)]
@@ -368,7 +389,18 @@ def plan_snapshot(
         refresh(plan, target, migrations, seeds)
         if not plan.unusable:
             plan.existing = find(alias, target.database, plan.fingerprint)
+            if plan.existing is None:
+                _passed_over(plan)
     return plan
+
+
+def _passed_over(plan: SnapshotPlan) -> None:
+    """Say why the snapshot of the plan's fingerprint, if there is one, is not restored
+    (unless it is only out of date), and whether it is left in the way."""
+    found = next((s for s in listed(plan.alias, plan.target) if s.name == plan.name), None)
+    if found is not None and not found.is_state:
+        plan.passed_over = found.changed()
+        plan.in_the_way = found.edited
 
 
 def find_quick(target: guard.Target, seeds: Sequence[seeding.Seed] | None) -> SnapshotPlan | None:
@@ -383,7 +415,7 @@ def find_quick(target: guard.Target, seeds: Sequence[seeding.Seed] | None) -> Sn
     found = [
         s
         for s in listed(target.alias, target.database)
-        if not s.is_state and s.quick == key and not s.stale()
+        if not s.is_state and s.quick == key and not s.stale() and not s.changed()
     ]
     if not found:
         plan = SnapshotPlan(target.alias, target.database, "", None)
@@ -434,14 +466,23 @@ def listed(alias: str, target: str | None = None, *, sizes: bool = False) -> lis
     """The snapshots on ``alias``'s server (of database ``target``), oldest first;
     ``size`` is 0 unless ``sizes``."""
     with maintenance_cursor(alias) as cursor:
-        # A database someone opened to connections is not left as the tool leaves its
-        # snapshots, whatever its name and comment say: it is not listed nor dropped.
-        rows = postgres.databases_like(cursor, PREFIX, sizes=sizes, closed=True)
-    found = [Snapshot.parse(name, comment, size) for name, comment, size in rows]
+        found = _parsed(cursor, sizes=sizes)
     return sorted(
-        (s for s in found if s is not None and (target is None or s.target == target)),
+        (s for s in found if target is None or s.target == target),
         key=lambda s: (s.created, s.name),
     )
+
+
+def _parsed(cursor: Any, *, sizes: bool = False) -> list[Snapshot]:
+    """The snapshots on ``cursor``'s server, with their rows' versions."""
+    # A database someone opened to connections is not left as the tool leaves its
+    # snapshots, whatever its name and comment say: it is not listed nor dropped.
+    rows = postgres.databases_like(cursor, PREFIX, sizes=sizes, closed=True)
+    versions = postgres.row_versions(cursor, PREFIX)
+    found = (
+        Snapshot.parse(name, comment, size, versions.get(name, "")) for name, comment, size in rows
+    )
+    return [s for s in found if s is not None]
 
 
 def mark_used(alias: str, snapshot: Snapshot, quick: str) -> None:
@@ -452,6 +493,17 @@ def mark_used(alias: str, snapshot: Snapshot, quick: str) -> None:
         postgres.execute(cursor, [postgres.comment_on_database_sql(snapshot.name, comment)])
 
 
+def refuse_changed(cursor: Any, snapshot: Snapshot) -> None:
+    """Raise :class:`NotRestorable` when ``snapshot`` changed since it was listed (read
+    again just before it is copied, under the target's name lock)."""
+    now = postgres.row_versions(cursor, snapshot.name).get(snapshot.name, "")
+    again = dataclasses.replace(snapshot, version=now)
+    if not now:
+        raise NotRestorable(f"{snapshot.name} was dropped meanwhile")
+    if again.changed():
+        raise NotRestorable(again.changed())
+
+
 def find(alias: str, target: str, fingerprint: str) -> Snapshot | None:
     """The snapshot kept under ``fingerprint``, unless what its seeds read has changed
     since (a rebuild then keeps a new one in its place)."""
@@ -460,7 +512,11 @@ def find(alias: str, target: str, fingerprint: str) -> Snapshot | None:
         (
             s
             for s in listed(alias, target)
-            if s.name == name and not s.is_state and s.fingerprint == fingerprint and not s.stale()
+            if s.name == name
+            and not s.is_state
+            and s.fingerprint == fingerprint
+            and not s.stale()
+            and not s.changed()
         ),
         None,
     )
@@ -520,6 +576,7 @@ def _copy_as(cursor: Any, target: str, source: str, name: str, comment: str, own
     name of the target's, then renamed: a run killed before the mark would leave a full
     copy that no listing could tell was ours. The caller holds the target's name lock."""
     staging = keep_name(target)
+    _refuse_in_the_way(cursor, name)
     try:
         copy = postgres.create_database_sql(staging, source, owner)
         postgres.execute(cursor, [postgres.drop_database_sql(staging), copy])
@@ -527,9 +584,31 @@ def _copy_as(cursor: Any, target: str, source: str, name: str, comment: str, own
         raise ResetError(one_line(exc)) from exc
     faults.reached("snapshot", staging)
     postgres.execute(cursor, postgres.snapshot_marks_sql(staging, comment))
-    postgres.execute(
-        cursor,
-        [postgres.drop_database_sql(name), postgres.rename_database_sql(staging, name)],
+    postgres.execute(cursor, [postgres.drop_database_sql(name)])
+    # The version its row has from now on goes into its comment: a later change of
+    # the row (opening it to edit it) is seen before it is restored.
+    data = json.loads(comment)
+    postgres.rename_stamped(
+        cursor, staging, name, lambda version: json.dumps({**data, "row": version})
+    )
+
+
+def _refuse_in_the_way(cursor: Any, name: str) -> None:
+    """Refuse to replace database ``name`` when it is not a snapshot as the tool leaves
+    them: someone opened it to connections, or changed it after it was kept."""
+    comments = {n: comment for n, comment, _ in postgres.databases_like(cursor, name)}
+    if name not in comments:
+        return
+    closed = name in {n for n, _, _ in postgres.databases_like(cursor, name, closed=True)}
+    version = postgres.row_versions(cursor, name).get(name, "")
+    snapshot = Snapshot.parse(name, comments[name], 0, version)
+    if closed and snapshot is not None and not snapshot.edited:
+        return
+    why = "was opened to connections" if not closed else "was changed after it was kept"
+    raise ResetError(
+        f"database {name!r}, which this one would replace, {why}: it is left as it is. "
+        "Drop it (resetdb --drop-snapshots drops it if it is closed again) or rename it "
+        "to keep it, and the next reset keeps a new one."
     )
 
 
@@ -573,8 +652,9 @@ def keep_state(
 
 
 def states(alias: str, target: str) -> list[Snapshot]:
-    """The migrated states of ``target``, oldest first."""
-    return [s for s in listed(alias, target) if s.is_state]
+    """The migrated states of ``target`` a build may start from, oldest first: not one
+    changed after it was kept."""
+    return [s for s in listed(alias, target) if s.is_state and not s.changed()]
 
 
 def drop(alias: str, name: str) -> None:

@@ -24,6 +24,7 @@ from django_resetdb.snapshots.store import (
     connected_to,
     drop_half_made,
     maintenance_cursor,
+    refuse_changed,
     swap_names,
 )
 
@@ -47,9 +48,11 @@ def restore(
     not be ended), with nothing changed.
     """
     assert plan.existing is not None
-    snapshot = plan.existing.name
+    kept = plan.existing
+    snapshot = kept.name
 
     def copy(cursor: Any, name: str, wanted: postgres.DatabaseProperties) -> None:
+        refuse_changed(cursor, kept)  # under the name lock, just before the copy
         # One statement, however large the database: only the time can be shown.
         with progress.seconds("  snapshot    copying the snapshot to restore it:"):
             postgres.execute(cursor, [postgres.create_database_sql(name, snapshot, wanted.owner)])
