@@ -1230,3 +1230,23 @@ def test_a_migrated_state_edited_by_hand_is_not_started_from(cached, scratch_db)
     assert "restore the state after" not in result.stdout
     assert "hand" not in slugs(scratch_db.name)
     assert state in states_of(scratch_db.name)
+
+
+def test_a_snapshot_left_open_to_connections_is_not_replaced(cached, scratch_db):
+    identifier = sql.Identifier(cached.kept)
+    with connect("postgres") as admin:
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(identifier))
+    try:
+        with connect(cached.kept) as looking:  # someone reading it, connected throughout
+            result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+            assert result.returncode == 0, result.stderr
+            assert (
+                f"  snapshot    not kept: database {cached.kept!r}, which this one would "
+                "replace, was opened to connections: it is left as it is." in result.stdout
+            )
+            assert looking.execute("SELECT count(*) FROM catalog_category").fetchone() == (
+                len(slugs(scratch_db.name)),
+            )
+    finally:
+        drop_database(cached.kept)
