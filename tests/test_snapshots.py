@@ -670,6 +670,57 @@ def test_objects_outside_the_schemas_turn_the_cache_off(cached, scratch_db):
     assert snapshots_of(scratch_db.name) == [cached.kept]
 
 
+# Objects of the database in no schema: a copy of the whole database (a snapshot) would
+# bring them back as they were, a new database would not have them.
+DATABASE_WIDE = {
+    "cast": (["CREATE CAST (uuid AS int8) WITH INOUT"], "1 cast(s)"),
+    "server": (
+        [
+            "CREATE FOREIGN DATA WRAPPER t_fdw",
+            "CREATE SERVER t_srv FOREIGN DATA WRAPPER t_fdw",
+            "CREATE USER MAPPING FOR CURRENT_USER SERVER t_srv OPTIONS (user 'u')",
+        ],
+        "1 foreign server(s), 1 foreign-data wrapper(s), 1 user mapping(s)",
+    ),
+    "access method": (
+        ["CREATE ACCESS METHOD t_am TYPE TABLE HANDLER heap_tableam_handler"],
+        "1 access method(s)",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DATABASE_WIDE))
+def test_objects_in_no_schema_turn_the_cache_off_and_survive(cached, scratch_db, kind):
+    statements, named = DATABASE_WIDE[kind]
+    with scratch_db.connect() as conn:
+        for statement in statements:
+            conn.execute(statement)
+    oid = database_oid(scratch_db.name)
+
+    result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"  snapshot    not used: a copy of the whole database would also bring back {named} "
+        "outside DJANGO_RESETDB['SCHEMAS']"
+    ) in result.stdout.splitlines()
+    # Reset in place: the same database, with them.
+    assert database_oid(scratch_db.name) == oid
+    counts = scratch_db.query(
+        "SELECT (SELECT count(*) FROM pg_cast "
+        "  WHERE oid >= 16384 AND castsource = 'uuid'::regtype), "
+        "(SELECT count(*) FROM pg_foreign_server), (SELECT count(*) FROM pg_user_mappings), "
+        "(SELECT count(*) FROM pg_am WHERE amname = 't_am')"
+    )
+    wanted = {
+        "cast": [(1, 0, 0, 0)],
+        "server": [(0, 1, 1, 0)],
+        "access method": [(0, 0, 0, 1)],
+    }
+    assert counts == wanted[kind]
+    assert snapshots_of(scratch_db.name) == [cached.kept]
+
+
 def test_a_role_that_cannot_create_databases_rebuilds(tmp_path, scratch_db, scratch_role):
     # A project without extensions, so that a plain role can rebuild it.
     generate(tmp_path / "synthetic", Shape(apps=2, models=3, rows=2))

@@ -395,13 +395,44 @@ def capabilities(connection: BaseDatabaseWrapper) -> Capabilities:
     return Capabilities(int(version), user, bool(superuser), bool(createdb), bool(owner))
 
 
+# Objects of the database that belong to no schema, made by its users (not by initdb,
+# whose objects have OIDs below FirstNormalObjectId, nor by an extension): a copy of the
+# whole database brings them back as they were when it was kept, a new database has
+# none of them.
+_DATABASE_WIDE = """
+SELECT o.what, count(*) FROM (
+    SELECT 'pg_cast'::regclass AS cls, oid, 'cast(s)' AS what FROM pg_cast WHERE oid >= 16384
+  UNION ALL
+    SELECT 'pg_foreign_data_wrapper'::regclass, oid, 'foreign-data wrapper(s)'
+    FROM pg_foreign_data_wrapper
+  UNION ALL
+    SELECT 'pg_foreign_server'::regclass, oid, 'foreign server(s)' FROM pg_foreign_server
+  UNION ALL
+    SELECT 'pg_user_mapping'::regclass, umid, 'user mapping(s)' FROM pg_user_mappings
+  UNION ALL
+    SELECT 'pg_am'::regclass, oid, 'access method(s)' FROM pg_am WHERE oid >= 16384
+  UNION ALL
+    SELECT 'pg_language'::regclass, oid, 'procedural language(s)' FROM pg_language
+    WHERE oid >= 16384
+  UNION ALL
+    SELECT 'pg_transform'::regclass, oid, 'transform(s)' FROM pg_transform
+) o
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_depend d WHERE d.classid = o.cls AND d.objid = o.oid AND d.deptype = 'e'
+)
+GROUP BY o.what ORDER BY o.what
+"""
+
+
 def whole_database_context(
     connection: BaseDatabaseWrapper, schemas: Sequence[str]
 ) -> tuple[list[str], list[Any]]:
     """What a copy of the whole database would bring back besides ``schemas``.
 
     Returns what would be lost (objects outside ``schemas`` that are not members of an
-    extension, large objects, event triggers, publications, subscriptions) and what
+    extension, large objects, event triggers, publications, subscriptions, and casts,
+    foreign-data wrappers, servers, user mappings, access methods, languages and
+    transforms users made) and what
     must be equal for two copies to be interchangeable (the other schemas, extensions,
     database-wide default privileges, the settings stored for the database and the role).
     """
@@ -438,6 +469,7 @@ def whole_database_context(
     ):
         if count:
             lost.append(f"{count} {what}")
+    lost += [f"{count} {what}" for what, count in _rows(connection, _DATABASE_WIDE)]
     context = _rows(
         connection,
         "SELECT 'schema', n.nspname, pg_get_userbyid(n.nspowner), n.nspacl::text "
