@@ -222,6 +222,7 @@ def test_marks_and_swap_close_the_databases_to_connections():
         'ALTER DATABASE "old" WITH ALLOW_CONNECTIONS false',
         'COMMENT ON DATABASE "old" IS \'django_resetdb: the earlier target, replaced by a '
         "restore or a swap'",
+        'ALTER DATABASE "old" WITH IS_TEMPLATE false',
     ]
 
 

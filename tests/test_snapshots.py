@@ -81,7 +81,8 @@ def properties(db) -> list[object]:
     with connect("postgres") as admin:
         row = admin.execute(
             "SELECT pg_get_userbyid(datdba), datconnlimit, datacl::text[], "
-            "shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            "shobj_description(oid, 'pg_database'), datistemplate FROM pg_database "
+            "WHERE datname = %s",
             [db.name],
         ).fetchone()
         settings = admin.execute(
@@ -194,9 +195,12 @@ def test_the_database_keeps_its_owner_grants_comment_and_settings(cached, scratc
             'ALTER DATABASE {db} SET search_path TO "$user", public, "Odd ""name"""',
             "ALTER DATABASE {db} SET work_mem TO '8MB'",
             "ALTER ROLE {role} IN DATABASE {db} SET statement_timeout TO '5s'",
+            "ALTER DATABASE {db} WITH IS_TEMPLATE true",
         ):
             admin.execute(sql.SQL(statement).format(db=name, role=role))
     before = properties(scratch_db)
+    row = before[0]
+    assert isinstance(row, tuple) and row[-1] is True  # a template
 
     # Settings stored for the database are part of the fingerprint (what a seed writes
     # may follow them): the first run rebuilds and keeps a snapshot under them, the
@@ -211,6 +215,25 @@ def test_the_database_keeps_its_owner_grants_comment_and_settings(cached, scratc
     assert result.returncode == 0, result.stderr
     assert "  snapshot    restored " in result.stdout
     assert properties(scratch_db) == before
+    # What the swaps replaced is no template, and goes.
+    wait_for_replaced_dropped(scratch_db.name)
+    with connect("postgres") as admin:  # so that the fixture can drop it
+        admin.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(name))
+
+
+def test_a_replaced_template_an_earlier_version_left_is_dropped(tmp_path, scratch_db):
+    project = synthetic_project(tmp_path / "synthetic", scratch_db.url())
+    earlier = leave_replaced(scratch_db.name)
+    with connect("postgres") as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true").format(sql.Identifier(earlier))
+        )
+
+    dropped = project.manage("resetdb", "--drop-snapshots")
+
+    assert dropped.returncode == 0, dropped.stderr
+    assert "could not drop" not in dropped.stdout + dropped.stderr
+    assert not exists(earlier)
 
 
 def test_a_model_change_rebuilds_and_keeps_a_new_snapshot(cached, scratch_db):

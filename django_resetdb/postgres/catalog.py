@@ -284,13 +284,13 @@ def database_properties(where: Where, name: str) -> DatabaseProperties:
     # The locale columns differ between versions (datlocprovider and daticulocale from
     # 15, datlocale from 17): read them from the row as JSON, where a missing one is null.
     (oid, owner, encoding, collate, ctype, tablespace, limit, provider, icu, acl,
-     comment) = _rows(
+     comment, template) = _rows(
         where,
         "SELECT d.oid, pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), "
         "d.datcollate, d.datctype, t.spcname, d.datconnlimit, "
         "coalesce(to_jsonb(d) ->> 'datlocprovider', 'c'), "
         "coalesce(to_jsonb(d) ->> 'daticulocale', to_jsonb(d) ->> 'datlocale'), "
-        "d.datacl::text[], shobj_description(d.oid, 'pg_database') "
+        "d.datacl::text[], shobj_description(d.oid, 'pg_database'), d.datistemplate "
         "FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace "
         "WHERE d.datname = %s",
         [name],
@@ -305,7 +305,7 @@ def database_properties(where: Where, name: str) -> DatabaseProperties:
     settings = tuple((role, tuple(sorted(config))) for role, config in rows)
     return DatabaseProperties(
         owner, encoding, collate, ctype, tablespace, int(limit), provider, icu,
-        None if acl is None else tuple(acl), items, comment, settings,
+        None if acl is None else tuple(acl), items, comment, settings, bool(template),
     )  # fmt: skip
 
 

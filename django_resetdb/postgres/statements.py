@@ -217,6 +217,8 @@ def database_properties_sql(
         )
     for role, configs in wanted.settings:
         statements += [database_setting_sql(database, role, config) for config in configs]
+    if wanted.is_template:
+        statements.append(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true").format(name))
     return statements
 
 
@@ -325,7 +327,12 @@ def replaced_marks_sql(name: str, replaced: str) -> list[sql.Composable]:
     """A database a restore replaced: closed to connections until it is dropped (at
     once, in the background; by the next run if that fails)."""
     comment = f"django_resetdb: the earlier {replaced}, replaced by a restore or a swap"
-    return _closed_sql(name, comment)
+    # A template cannot be dropped: the new database is the template now.
+    return [*_closed_sql(name, comment), not_template_sql(name)]
+
+
+def not_template_sql(name: str) -> sql.Composable:
+    return sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(sql.Identifier(name))
 
 
 def swap_sql(target: str, new: str, old: str) -> list[sql.Composable]:

@@ -175,13 +175,14 @@ class DatabaseProperties:
     acl_items: tuple[AclItem, ...]
     comment: str | None
     settings: tuple[tuple[str | None, tuple[str, ...]], ...]  # (role or None, "name=value"s)
+    is_template: bool = False  # IS_TEMPLATE: others may copy it with CREATE DATABASE
 
     def comparable(self) -> tuple[Any, ...]:
         acl = None if self.acl is None else sorted(self.acl)
         return (
             self.owner, self.encoding, self.collate, self.ctype, self.tablespace,
             self.connection_limit, self.locale_provider, self.icu_locale, acl, self.comment,
-            self.settings,
+            self.settings, self.is_template,
         )  # fmt: skip
 
 

@@ -323,6 +323,9 @@ class Sweeper(threading.Thread):
                 # An earlier run's background drop may be at them too: dropping is
                 # idempotent.
                 names = [name for name, _, _ in rows if _is_replaced(name, self.target)]
+                # Earlier versions left a template they replaced a template: un-marked
+                # first, or it cannot be dropped.
+                postgres.execute(cursor, [postgres.not_template_sql(name) for name in names])
                 kept = [
                     snapshot
                     for snapshot in _parsed(cursor)
