@@ -232,6 +232,13 @@ def _scan(
             found.append(("run_before", None, ", ".join(".".join(n) for n in migration.run_before)))
         if not migration.atomic:
             found.append(("atomic = False", None, ""))
+        # makemigrations writes data only: a method of the file's own (apply() that runs
+        # SQL, say) is code that migrate runs and no operation shows.
+        found += [
+            (f"method {name}", None, "")
+            for name, value in sorted(vars(type(migration)).items())
+            if callable(value) or isinstance(value, staticmethod | classmethod | property)
+        ]
         for position, operation in enumerate(migration.operations, start=1):
             if is_database_level(operation):
                 known = extensions.setdefault(label, [])

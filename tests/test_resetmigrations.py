@@ -776,6 +776,13 @@ def test_run_killed_half_way_is_noticed_and_restore_recovers(project):
     [
         ('run_before = [("sales", "0001_initial")]', "(run_before): sales.0001_initial"),
         ("atomic = False", "(atomic = False)"),
+        (
+            # Code of its own, run by migrate, with no operation to show for it.
+            "def apply(self, project_state, schema_editor, collect_sql=False):\n"
+            '        schema_editor.execute("SELECT 1")\n'
+            "        return super().apply(project_state, schema_editor, collect_sql)\n",
+            "(method apply)",
+        ),
     ],
 )
 def test_hand_written_migration_attributes_are_refused(project, attribute, described):
