@@ -12,6 +12,15 @@ class ResetError(CommandError):
     """A reset could not be done; nothing was changed."""
 
 
+class TransactionEnded(ResetError):
+    """Code run inside a reset's transaction ended it (a ``COMMIT`` or ``ROLLBACK`` sent
+    as SQL); ``committed`` says which: what was written before it is then committed."""
+
+    def __init__(self, message: str, *, committed: bool) -> None:
+        super().__init__(message)
+        self.committed = committed
+
+
 class Refused(ResetError):
     """A guard refused the reset. The message names what refused and what would allow it."""
 

@@ -24,7 +24,7 @@ from django.db import IntegrityError, connections, models, transaction
 
 from django_resetdb import dependencies, faults, guard, postgres
 from django_resetdb.conf import SETTING_NAME, get_settings, project_root
-from django_resetdb.exceptions import ResetError, refuse_string
+from django_resetdb.exceptions import ResetError, TransactionEnded, refuse_string
 from django_resetdb.fixtureload import (
     BULK_INSERTED,
     BULK_PATHS,
@@ -426,7 +426,9 @@ def seed(
         # a migrate earlier in the caller's transaction left some checked immediately.
         # (SQLite's are deferred to the commit, as Django declares them.)
         loader: Loader
+        transaction_id = ""
         if postgresql:
+            transaction_id = _transaction_id(connection)
             postgres.restore_constraint_modes(connection)
             loader = BulkLoader(
                 database, excluded_models=excluded_models, excluded_apps=excluded_apps
@@ -448,10 +450,12 @@ def seed(
                         objects = _call(item, database, log)
             except ResetError as exc:
                 watch.refuse(item, database)
+                _refuse_ended(connection, transaction_id, item, standalone=gates)
                 raise ResetError(
                     f"Seed {item.entry!r} failed: {str(exc).rstrip('.')}; nothing was written."
                 ) from exc
             watch.refuse(item, database)
+            _refuse_ended(connection, transaction_id, item, standalone=gates)
             faults.reached("seed", item.entry)
             report = SeedReport(item.entry, item.kind, objects, time.monotonic() - step)
             result.reports.append(report)
@@ -568,6 +572,44 @@ def _watching(database: str) -> Iterator[_LockWatch | _NoWatch]:
     finally:
         watch.stopping.set()
         watch.join(timeout=10)
+
+
+def _transaction_id(connection: Any) -> str:
+    """The id of the transaction the seeds run in (given it one if it had none)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_xact_id()::text")
+        return str(cursor.fetchone()[0])
+
+
+def _refuse_ended(connection: Any, transaction_id: str, item: Seed, *, standalone: bool) -> None:
+    """Raise :class:`TransactionEnded` when seed ``item`` ended the transaction the seeds
+    run in (``transaction_id``) with a ``COMMIT`` or ``ROLLBACK`` sent as SQL: the rest of
+    the run would go on in a transaction of its own, and "nothing was written" could be
+    untrue. ``standalone``: the seed command's own transaction, no reset's."""
+    if not transaction_id:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_current_xact_id_if_assigned()::text, pg_xact_status(%s::xid8)",
+            [transaction_id],
+        )
+        now, status = cursor.fetchone()
+    if now == transaction_id:
+        return
+    committed = status == "committed"
+    how = "committed" if committed else "rolled back"
+    sent = "COMMIT" if committed else "ROLLBACK"
+    message = (
+        f"Seed {item.entry!r} failed: it {how} the transaction it runs in (a {sent} sent as "
+        "SQL); a seed must not end the transaction"
+    )
+    if not committed:
+        message += "; nothing was written."
+    elif standalone:
+        message += "; what was written up to it is committed, the seeds after it did not run."
+    else:
+        message += "."
+    raise TransactionEnded(message, committed=committed)
 
 
 def _call(item: Seed, database: str, log: Log) -> int | None:

@@ -123,3 +123,45 @@ def test_an_error_while_the_summary_is_made_says_the_reset_is_complete(built, sc
         assert conn.execute(
             "SELECT count(*) FROM catalog_category WHERE slug = 'maps'"
         ).fetchone() == (0,)
+
+
+COMMITTING_SEED = """\
+from django.db import connections
+
+
+def commit(database, report):
+    with connections[database].cursor() as cursor:
+        cursor.execute("COMMIT")
+    raise ValueError("after the commit")
+"""
+
+
+def test_a_seed_that_commits_a_reset_in_place_says_what_is_committed(built, scratch_db):
+    # A raw COMMIT ends the reset's transaction: what it had done stays, the files with it.
+    built.path("testproject/committing.py").write_text(COMMITTING_SEED)
+    built.append(
+        "testproject/settings.py",
+        'DJANGO_RESETDB["STRATEGY"] = "in-place"\n'
+        'DJANGO_RESETDB["SEEDS"] = ["testproject.seeds.create_sample_users", '
+        '"testproject.committing.commit", "catalog"]\n',
+    )
+    add_nickname(built)
+
+    result = built.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 1
+    (backup,) = built.backups()
+    assert result.stderr == (
+        "CommandError: Seed 'testproject.committing.commit' failed: it committed the "
+        "transaction it runs in (a COMMIT sent as SQL); a seed must not end the transaction: "
+        "the database holds the rebuild and the seeds up to it, committed, and the migration "
+        f"files are those it was rebuilt from (backup {str(backup)!r} holds the earlier "
+        "ones); run resetdb again.\n"
+    )
+    # True on both sides: the rebuilt schema (nickname) and the users, not the catalog.
+    assert "nickname" in columns(scratch_db, "account_user")
+    assert "nickname" in built.path(ACCOUNT_0001).read_text()
+    with connect(scratch_db.name) as conn:
+        assert conn.execute("SELECT count(*) > 0 FROM account_user").fetchone() == (True,)
+        assert conn.execute("SELECT count(*) FROM catalog_category").fetchone() == (0,)
+    assert status(backup) == "complete"

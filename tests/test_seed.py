@@ -828,3 +828,47 @@ def test_values_in_every_spelling_are_copied_as_loaddata_leaves_them(cases):
     assert by_seed.query("SELECT created::text FROM seedcases_book ORDER BY id") == (
         by_loaddata.query("SELECT created::text FROM seedcases_book ORDER BY id")
     )
+
+
+def test_a_callable_that_rolls_back_the_transaction_is_a_failed_seed(cases, tmp_path):
+    (tmp_path / "ending_seeds.py").write_text(
+        "from django.db import connections\n\n"
+        "def end(database, report):\n"
+        "    with connections[database].cursor() as cursor:\n"
+        "        cursor.execute('ROLLBACK')\n"
+    )
+
+    error = refused(cases, "testproject.seeds.create_sample_users", "ending_seeds.end")
+
+    assert error == (
+        "CommandError: Seed 'ending_seeds.end' failed: it rolled back the transaction it runs "
+        "in (a ROLLBACK sent as SQL); a seed must not end the transaction; nothing was written.\n"
+    )
+
+
+@pytest.mark.parametrize("then", ["", "    raise ValueError('after the commit')\n"])
+def test_a_callable_that_commits_the_transaction_says_what_is_committed(cases, tmp_path, then):
+    (tmp_path / "ending_seeds.py").write_text(
+        "from django.db import connections\n\n"
+        "def end(database, report):\n"
+        "    with connections[database].cursor() as cursor:\n"
+        "        cursor.execute('COMMIT')\n" + then
+    )
+    cases.write("plain.json", PLAIN)
+    db = cases.database()
+    cases.ok("seed", "plain", db=db)
+    before = data_snapshot(db, sequences=False)
+
+    result = cases.run(
+        "seed", "plain", "testproject.seeds.create_sample_users", "ending_seeds.end", db=db
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr == (
+        "CommandError: Seed 'ending_seeds.end' failed: it committed the transaction it runs in "
+        "(a COMMIT sent as SQL); a seed must not end the transaction; what was written up to "
+        "it is committed, the seeds after it did not run.\n"
+    )
+    # True: the users the seed before it made are there.
+    assert data_snapshot(db, sequences=False) != before
+    assert db.query("SELECT count(*) > 0 FROM account_user") == [(True,)]

@@ -8,7 +8,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db import connections, transaction
 
@@ -26,7 +26,7 @@ from django_resetdb import (
     snapshots,
 )
 from django_resetdb.conf import get_settings
-from django_resetdb.exceptions import ResetError
+from django_resetdb.exceptions import ResetError, TransactionEnded
 from django_resetdb.output import INTERRUPTED_EXIT_STATUS, Log, one_line, quiet
 from django_resetdb.pipeline.plan import (
     COMMAND,
@@ -445,11 +445,28 @@ def _rebuild_all(run: Run) -> None:
     except BaseException as exc:
         # The commit failed, or never began: a Ctrl-C deferred meanwhile changes nothing.
         interrupts.resume()
+        if isinstance(exc, TransactionEnded) and exc.committed:
+            _committed_by_seed(result, exc)
         _undo(result.migrations, exc, log)
         raise
     result.committed = True
     for alias in plan.aliases:
         faults.reached("commit", alias)
+
+
+def _committed_by_seed(result: ResetResult, exc: TransactionEnded) -> NoReturn:
+    """A seed committed the transaction of a reset in place: the database holds the
+    rebuild up to that seed, so the migration files stay those it was rebuilt from."""
+    where = ""
+    if result.migrations is not None:
+        finish_plan(result.migrations)
+        if result.migrations.backup is not None:
+            where = f" (backup {str(result.migrations.backup.path)!r} holds the earlier ones)"
+    raise ResetError(
+        f"{str(exc).rstrip('.')}: the database holds the rebuild and the seeds up to it, "
+        f"committed, and the migration files are those it was rebuilt from{where}; run "
+        "resetdb again."
+    ) from exc
 
 
 def _committing(result: ResetResult) -> None:
