@@ -222,13 +222,13 @@ def refuse_marked(markers: Sequence[postgres.StoredSetting], database: str, comm
                 f"{command} refused: database {database!r} is protected by the PostgreSQL "
                 f"setting {postgres.PROTECTED_SETTING} = {marker.value!r} stored for "
                 f"{marker.place()}; only its removal (ALTER DATABASE/ROLE ... RESET "
-                f"{postgres.PROTECTED_SETTING}) allows resets."
+                f"{marker.reset_name()}) allows resets."
             )
         raise Refused(
             f"{command} refused: database {database!r} has the PostgreSQL setting "
             f"{postgres.PROTECTED_SETTING} = {marker.value!r} stored for {marker.place()}, "
             f"which is neither on nor off, so it counts as protected; set it to off or "
-            f"remove it (ALTER DATABASE/ROLE ... RESET {postgres.PROTECTED_SETTING}) to "
+            f"remove it (ALTER DATABASE/ROLE ... RESET {marker.reset_name()}) to "
             f"allow resets."
         )
 

@@ -615,6 +615,28 @@ def test_a_value_neither_on_nor_off_protects(db, command, value):
     assert_untouched(db, before)
 
 
+def test_a_marker_stored_under_a_quoted_name_is_named_as_reset_removes_it(db, command):
+    # A quoted name is stored as written: RESET must spell it the same way.
+    quoted = sql.Identifier("DJANGO_RESETDB.PROTECTED")
+    with db.connect() as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET {} = 'on'").format(sql.Identifier(db.name), quoted)
+        )
+
+    result = command("resetschema", "--no-input", db=db)
+
+    assert result.returncode == 3
+    assert 'RESET "DJANGO_RESETDB.PROTECTED") allows resets.' in result.stderr
+    # What the message says removes it does.
+    with db.connect() as conn:
+        conn.execute(
+            sql.SQL('ALTER DATABASE {} RESET "DJANGO_RESETDB.PROTECTED"').format(
+                sql.Identifier(db.name)
+            )
+        )
+    assert command("resetschema", "--no-input", db=db).returncode == 0
+
+
 @pytest.mark.parametrize("value", ["OFF", "of", " no ", "0", "f"])
 def test_every_false_spelling_allows(db, command, value):
     store_marker(db, "database", value, "unused")

@@ -45,7 +45,7 @@ def _markers(rows: Sequence[Any]) -> list[StoredSetting]:
         name, _, value = entry.partition("=")
         # Setting names are case-insensitive in PostgreSQL.
         if name.lower() == PROTECTED_SETTING:
-            markers.append(StoredSetting(value=value, database=database, role=role))
+            markers.append(StoredSetting(value=value, database=database, role=role, name=name))
     return markers
 
 

@@ -134,6 +134,14 @@ class StoredSetting:
     value: str
     database: str | None  # None: stored for every database
     role: str | None  # None: stored for every role
+    name: str = "django_resetdb.protected"  # as stored: "DJANGO_RESETDB.PROTECTED" too
+
+    def reset_name(self) -> str:
+        """The name as ``RESET`` must spell it to remove this value: as stored, quoted when
+        it is not in lower case (PostgreSQL stores a quoted name as it was written)."""
+        if self.name == self.name.lower():
+            return self.name
+        return '"' + self.name.replace('"', '""') + '"'
 
     def place(self) -> str:
         if self.database and self.role:
