@@ -16,7 +16,13 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
 from django_resetdb import driver
-from django_resetdb.conf import DEFAULTS, SETTING_NAME, STRATEGIES, user_settings
+from django_resetdb.conf import (
+    DEFAULTS,
+    REGENERATE_MODES,
+    SETTING_NAME,
+    STRATEGIES,
+    user_settings,
+)
 from django_resetdb.identifiers import schema_name_problem
 
 
@@ -42,6 +48,11 @@ _TYPES: dict[str, tuple[Any, str]] = {
         "a number of snapshots to keep (0 turns the cache off)",
     ),
     "STRATEGY": (lambda v: v in STRATEGIES, f"one of {', '.join(map(repr, STRATEGIES))}"),
+    "REGENERATE": (lambda v: v in REGENERATE_MODES, "'own' or 'all'"),
+    "SHARED_REF": (
+        lambda v: v is None or (isinstance(v, str) and v != ""),
+        "None or the name of a git branch, tag or commit",
+    ),
     "BACKUP_DIR": (
         lambda v: v is None or (isinstance(v, (str, PurePath)) and str(v) != ""),
         "None or a folder path",

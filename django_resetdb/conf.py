@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import contextvars
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +32,32 @@ DEFAULTS: dict[str, Any] = {
     "FAST_BUILD": True,
     "SNAPSHOTS": 3,
     "STRATEGY": "auto",
+    "REGENERATE": "own",
+    "SHARED_REF": None,
 }
 
 # Where a reset builds: "auto" decides by the locks a reset in place would take.
 STRATEGIES = ("auto", "in-place", "new-database")
+
+# Which part of an app's migration history a reset regenerates: the developer's own,
+# after the shared point in version control, or all of it.
+REGENERATE_MODES = ("own", "all")
+
+# Settings a command line's flags override for one call (see ``overridden``).
+_overrides: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "django_resetdb_overrides", default=None
+)
+
+
+@contextlib.contextmanager
+def overridden(**values: Any) -> Iterator[None]:
+    """Within the block, ``get_settings`` reads these keys as given (None: as set)."""
+    given = {key: value for key, value in values.items() if value is not None}
+    token = _overrides.set({**(_overrides.get() or {}), **given})
+    try:
+        yield
+    finally:
+        _overrides.reset(token)
 
 
 @dataclass(frozen=True)
@@ -49,6 +73,8 @@ class ResetDBSettings:
     fast_build: bool
     snapshots: int
     strategy: str
+    regenerate: str
+    shared_ref: str | None
 
 
 def project_root() -> Path:
@@ -88,7 +114,7 @@ def get_settings() -> ResetDBSettings:
             f"{SETTING_NAME} is a {type(raw).__name__}, not a dict of settings; nothing was "
             "done. Write it as a dict, for instance {'ENABLED': True}."
         )
-    merged = {**DEFAULTS, **raw}
+    merged = {**DEFAULTS, **raw, **(_overrides.get() or {})}
     for key in LIST_KEYS:
         value = merged[key]
         if isinstance(value, (str, bytes)):
@@ -96,6 +122,19 @@ def get_settings() -> ResetDBSettings:
                 f"{SETTING_NAME}[{key!r}] must be a list, not the string {value!r}; nothing "
                 f"was done. Write [{value!r}]."
             )
+    regenerate = merged["REGENERATE"]
+    if regenerate not in REGENERATE_MODES:
+        # A misspelt value must not regenerate what the team shares.
+        raise Refused(
+            f"{SETTING_NAME}['REGENERATE'] must be 'own' or 'all', not {regenerate!r}; "
+            "nothing was done."
+        )
+    shared_ref = merged["SHARED_REF"]
+    if shared_ref is not None and (not isinstance(shared_ref, str) or not shared_ref):
+        raise Refused(
+            f"{SETTING_NAME}['SHARED_REF'] must be None or the name of a git branch, tag or "
+            f"commit, not {shared_ref!r}; nothing was done."
+        )
     apps = merged["APPS"]
     backup_dir = merged["BACKUP_DIR"]
     return ResetDBSettings(
@@ -114,4 +153,6 @@ def get_settings() -> ResetDBSettings:
         fast_build=bool(merged["FAST_BUILD"]),
         snapshots=int(merged["SNAPSHOTS"]),
         strategy=str(merged["STRATEGY"]),
+        regenerate=regenerate,
+        shared_ref=shared_ref,
     )

@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 import types
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,7 +36,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.db.migrations.state import ProjectState
 from django.db.migrations.writer import MigrationWriter
 
-from django_resetdb import backups, faults
+from django_resetdb import backups, faults, history
 from django_resetdb.conf import get_settings, project_root
 from django_resetdb.exceptions import Refused, ResetError, refuse_string
 from django_resetdb.output import INTERRUPTED_EXIT_STATUS, Log, one_line, quiet, relative_path
@@ -89,6 +89,41 @@ class AppRegeneration:
     # Why the app's migrations are kept as they are (only a migration for its pending
     # model changes is added, as makemigrations would write it); "" when regenerated.
     kept: str = ""
+    # The migrations the team shares (committed at the shared point), kept as they are
+    # while the developer's own after them (``old_files``) are regenerated on top.
+    shared: list[Path] = field(default_factory=list)
+    # Shared migrations regenerated all the same (REGENERATE = "all"), with where.
+    rewritten_shared: list[Path] = field(default_factory=list)
+    shared_at: str = ""
+
+    def shared_warning(self) -> str:
+        """The warning for shared migrations this plan rewrites or deletes, or ""."""
+        if not self.changed or not self.rewritten_shared:
+            return ""
+        return (
+            f"warning: {len(self.rewritten_shared)} shared migration(s) of {self.label} "
+            f"({self.shared_at}) rewritten: every other database that applied them "
+            "(teammates', deployed ones) must be rebuilt too"
+        )
+
+    @property
+    def partial(self) -> bool:
+        """Whether the app's own migrations are regenerated on top of shared ones."""
+        return bool(self.shared)
+
+    def kept_phrase(self) -> str:
+        """What is kept of the app and why, after "kept", for the plan and the summary."""
+        if self.partial:
+            return (
+                f"{len(self.shared)} shared migration(s) of {self.label} as they are "
+                f"({self.kept}); {self._own()}"
+            )
+        return f"{self.label} as it is: {self.kept}"
+
+    def _own(self) -> str:
+        if not self.changed:
+            return "no own change"
+        return f"its own after them ({len(self.old_files)}) regenerated"
 
     @property
     def label(self) -> str:
@@ -97,6 +132,11 @@ class AppRegeneration:
     def header(self, root: Path) -> str:
         """The app, its migrations folder, and why it is included or kept."""
         folder = relative_path(self.app.directory, root)
+        if self.partial:
+            return (
+                f"  {self.label}  {folder}  {len(self.shared)} shared migration(s) kept "
+                f"({self.kept}); {self._own()}"
+            )
         if self.kept:
             return f"  {self.label}  {folder}  kept as it is: {self.kept}"
         state = "" if self.changed else " - no changes, left as it is"
@@ -109,7 +149,7 @@ class AppRegeneration:
         if not self.changed:
             return []
         new = {new.path for new in self.new_files}
-        old = set() if self.kept else set(self.old_files)
+        old = set(self.old_files)  # a kept app's stay: it has none
         changes = [("rewrite" if path in new else "delete", path) for path in old]
         changes += [("add", path) for path in new - old]
         return sorted(changes, key=lambda change: change[1].name)
@@ -120,7 +160,7 @@ class AppRegeneration:
         if not self.changed:
             return []
         operations = {new.path: new.operations for new in self.new_files}
-        pending = " (its pending model changes)" if self.kept else ""
+        pending = " (its pending model changes)" if self.kept and not self.partial else ""
         lines = []
         for verb, path in self.file_changes():
             lines.append(f"      {verb:<7} {relative_path(path, root)}{pending}")
@@ -128,6 +168,8 @@ class AppRegeneration:
                 lines += [f"                {operation}" for operation in operations.get(path, [])]
         for carried in self.carried:
             lines.append(f"      carry   {carried} into {self.new_files[0].path.name}")
+        if self.shared_warning():
+            lines.append(f"      {self.shared_warning()}")
         return lines
 
 
@@ -234,11 +276,7 @@ def _scan(
             found.append(("atomic = False", None, ""))
         # makemigrations writes data only: a method of the file's own (apply() that runs
         # SQL, say) is code that migrate runs and no operation shows.
-        found += [
-            (f"method {name}", None, "")
-            for name, value in sorted(vars(type(migration)).items())
-            if callable(value) or isinstance(value, staticmethod | classmethod | property)
-        ]
+        found += [(f"method {name}", None, "") for name in _own_methods(type(migration))]
         for position, operation in enumerate(migration.operations, start=1):
             if is_database_level(operation):
                 known = extensions.setdefault(label, [])
@@ -252,6 +290,21 @@ def _scan(
     return hand_written, extensions
 
 
+def _own_methods(klass: type) -> list[str]:
+    """The methods a migration class has that ``Migration`` does not give it: its own, or
+    a base class's of the file's (an ``apply()`` that runs SQL, say)."""
+    names: set[str] = set()
+    for base in klass.__mro__:
+        if base is Migration or base is object:
+            continue
+        names |= {
+            name
+            for name, value in vars(base).items()
+            if callable(value) or isinstance(value, staticmethod | classmethod | property)
+        }
+    return sorted(names)
+
+
 class _LoaderWithout(MigrationLoader):
     """The migration graph as it would be once the given apps' migrations are deleted.
 
@@ -260,8 +313,9 @@ class _LoaderWithout(MigrationLoader):
     provide the names again.
     """
 
-    def __init__(self, labels: frozenset[str]) -> None:
+    def __init__(self, labels: frozenset[str], files: frozenset[Path] = frozenset()) -> None:
         self._without = labels
+        self._files = files  # some migrations of other apps (their own, after shared ones)
         self.dangling: list[tuple[tuple[str, str], tuple[str, str]]] = []
         # The selected apps' migrations as they are on disk: the files to be replaced.
         self.removed: dict[tuple[str, str], Migration] = {}
@@ -269,13 +323,20 @@ class _LoaderWithout(MigrationLoader):
 
     def load_disk(self) -> None:
         super().load_disk()
-        for key in [key for key in self.disk_migrations if key[0] in self._without]:
+        gone = [
+            key
+            for key, migration in self.disk_migrations.items()
+            if key[0] in self._without or migration_file(migration) in self._files
+        ]
+        for key in gone:
             self.removed[key] = self.disk_migrations.pop(key)
         for key, migration in self.disk_migrations.items():
             kept = []
             for dependency in migration.dependencies:
                 label, name = dependency
-                if label in self._without and name not in ("__first__", "__latest__"):
+                if (label in self._without and name not in ("__first__", "__latest__")) or (
+                    dependency in self.removed
+                ):
                     self.dangling.append((key, (label, name)))
                 else:
                     kept.append(dependency)
@@ -299,6 +360,11 @@ class PlannedLoader(MigrationLoader):
             if not app.kept:  # a kept app's files stay; its new ones come on top
                 for key in [key for key in self.disk_migrations if key[0] == app.label]:
                     del self.disk_migrations[key]
+            else:  # and of a partly regenerated one, its own go
+                own = {path.resolve() for path in app.old_files}
+                for key, migration in list(self.disk_migrations.items()):
+                    if key[0] == app.label and migration_file(migration) in own:
+                        del self.disk_migrations[key]
             for new in app.new_files:
                 module = types.ModuleType(f"{app.app.module}.{new.path.stem}")
                 module.__file__ = str(new.path)
@@ -391,20 +457,37 @@ def plan_migrations(
     names = {app.label for app in selected}
     # Files may have changed since this process imported them (an earlier reset).
     _forget_modules(app.module for app in selected)
+    conf = get_settings()
+    point = history.find_shared_point(root, [app.directory for app in selected], conf.shared_ref)
+    shared = _shared_files(selected, point)
+    # Apps whose shared migrations are kept and their own after them regenerated.
+    partial = {label: files for label, files in shared.items() if files}
+    if conf.regenerate == "all":
+        partial = {}
 
-    without = _load(lambda: _LoaderWithout(frozenset(names)), "the migrations")
+    def loader(kept: Mapping[str, str]) -> _LoaderWithout:
+        whole = frozenset(names - set(kept) - set(partial))
+        own = frozenset(
+            path.resolve()
+            for app in selected
+            if app.label in partial and app.label not in kept
+            for path in app.migration_files()
+            if path not in partial[app.label]
+        )
+        return _load(functools.partial(_LoaderWithout, whole, own), "the migrations")
+
+    without = loader({})
     hand_written, extensions = _scan(without.removed, selected)
     kept: dict[str, str] = {}
     if keep_hand_written:
         kept = _hand_written_reasons(hand_written, root)
         hand_written = []
     while True:
-        regenerated = names - set(kept)
-        if len(regenerated) < len(names):
-            without = _load(
-                functools.partial(_LoaderWithout, frozenset(regenerated)), "the migrations"
-            )
-        plans, lossy = _plan_apps(selected, without, names, kept, extensions)
+        if kept:
+            without = loader(kept)
+        plans, lossy = _plan_apps(
+            selected, without, names, kept, extensions, partial, point, shared
+        )
         if lossy:
             if not keep_hand_written:
                 raise ResetError(
@@ -418,7 +501,7 @@ def plan_migrations(
             cycle = _cycle(RegenerationPlan(root, plans, skipped, []))
             if not cycle:
                 break
-            caught = {label for label, _ in cycle} & regenerated
+            caught = {label for label, _ in cycle} & (names - set(kept))
             loop = ", ".join(f"{label}.{name}" for label, name in cycle)
             if not keep_hand_written or not caught:
                 raise ResetError(
@@ -481,16 +564,35 @@ def _hand_written_reasons(found: Sequence[HandWritten], root: Path) -> dict[str,
     return reasons
 
 
+def _shared_files(
+    selected: Sequence[SelectedApp], point: history.SharedPoint | None
+) -> dict[str, list[Path]]:
+    """Per app, its migration files the shared point holds."""
+    if point is None:
+        return {}
+    return {
+        app.label: [path for path in app.migration_files() if point.holds(path)] for app in selected
+    }
+
+
+def _shared_phrase(point: history.SharedPoint | None) -> str:
+    return f"committed at {point.describe()}" if point is not None else "committed"
+
+
 def _plan_apps(
     selected: Sequence[SelectedApp],
     without: _LoaderWithout,
     names: set[str],
     kept: dict[str, str],
     extensions: dict[str, list[Operation]],
+    partial: Mapping[str, list[Path]],
+    point: history.SharedPoint | None,
+    shared: Mapping[str, list[Path]],
 ) -> tuple[list[AppRegeneration], list[tuple[str, str]]]:
     """The new files of each selected app: from nothing for the regenerated ones, the
-    pending changes only for the kept ones; makemigrations' autodetector runs once for
-    all of them, so that the new files name each other as makemigrations would."""
+    pending changes only for the kept ones, the own ones' on top of the shared ones for
+    the partly regenerated; makemigrations' autodetector runs once for all of them, so
+    that the new files name each other as makemigrations would."""
     changes = _detect(without, names)
     strays = sorted(set(changes) - names)
     if strays:
@@ -503,6 +605,38 @@ def _plan_apps(
     lossy: list[tuple[str, str]] = []
     for app in selected:
         migrations = list(changes.get(app.label, []))
+        if app.label in partial and app.label not in kept:
+            files = partial[app.label]
+            own = [path for path in app.migration_files() if path not in files]
+            carried = extensions.get(app.label, [])
+            if carried and not migrations:
+                lossy.append(
+                    (
+                        app.label,
+                        "its own migrations hold database-level operations "
+                        f"({', '.join(_summary(o) for o in carried)}) and no model change",
+                    )
+                )
+                continue
+            if carried:
+                migrations[0].operations[0:0] = carried
+            new_files = _render([(app.directory / f"{m.name}.py", m) for m in migrations])
+            if carried:
+                lost = _written_unlike(new_files[0], carried)
+                if lost:
+                    lossy.append((app.label, lost))
+            plans.append(
+                AppRegeneration(
+                    app,
+                    own,
+                    new_files,
+                    carried=[_summary(operation) for operation in carried],
+                    changed=not _same(own, new_files),
+                    kept=_shared_phrase(point),
+                    shared=files,
+                )
+            )
+            continue
         if app.label in kept:
             new_files = _render([(app.directory / f"{m.name}.py", m) for m in migrations])
             plans.append(
@@ -529,6 +663,8 @@ def _plan_apps(
                 new_files=new_files,
                 carried=[_summary(operation) for operation in carried],
                 changed=not _same(old_files, new_files),
+                rewritten_shared=list(shared.get(app.label, [])),
+                shared_at=_shared_phrase(point),
             )
         )
     return plans, lossy

@@ -428,7 +428,7 @@ def seed(
         loader: Loader
         transaction_id = ""
         if postgresql:
-            transaction_id = _transaction_id(connection)
+            transaction_id = postgres.transaction_id(connection)
             postgres.restore_constraint_modes(connection)
             loader = BulkLoader(
                 database, excluded_models=excluded_models, excluded_apps=excluded_apps
@@ -574,13 +574,6 @@ def _watching(database: str) -> Iterator[_LockWatch | _NoWatch]:
         watch.join(timeout=10)
 
 
-def _transaction_id(connection: Any) -> str:
-    """The id of the transaction the seeds run in (given it one if it had none)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_current_xact_id()::text")
-        return str(cursor.fetchone()[0])
-
-
 def _refuse_ended(connection: Any, transaction_id: str, item: Seed, *, standalone: bool) -> None:
     """Raise :class:`TransactionEnded` when seed ``item`` ended the transaction the seeds
     run in (``transaction_id``) with a ``COMMIT`` or ``ROLLBACK`` sent as SQL: the rest of
@@ -588,13 +581,8 @@ def _refuse_ended(connection: Any, transaction_id: str, item: Seed, *, standalon
     untrue. ``standalone``: the seed command's own transaction, no reset's."""
     if not transaction_id:
         return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_current_xact_id_if_assigned()::text, pg_xact_status(%s::xid8)",
-            [transaction_id],
-        )
-        now, status = cursor.fetchone()
-    if now == transaction_id:
+    status = postgres.transaction_ended(connection, transaction_id)
+    if not status:
         return
     committed = status == "committed"
     how = "committed" if committed else "rolled back"

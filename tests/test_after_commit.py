@@ -154,7 +154,7 @@ def test_a_seed_that_commits_a_reset_in_place_says_what_is_committed(built, scra
     assert result.stderr == (
         "CommandError: Seed 'testproject.committing.commit' failed: it committed the "
         "transaction it runs in (a COMMIT sent as SQL); a seed must not end the transaction: "
-        "the database holds the rebuild and the seeds up to it, committed, and the migration "
+        "the database holds the rebuild up to it, committed, and the migration "
         f"files are those it was rebuilt from (backup {str(backup)!r} holds the earlier "
         "ones); run resetdb again.\n"
     )
@@ -164,4 +164,43 @@ def test_a_seed_that_commits_a_reset_in_place_says_what_is_committed(built, scra
     with connect(scratch_db.name) as conn:
         assert conn.execute("SELECT count(*) > 0 FROM account_user").fetchone() == (True,)
         assert conn.execute("SELECT count(*) FROM catalog_category").fetchone() == (0,)
+    assert status(backup) == "complete"
+
+
+COMMITTING_RECEIVER = """
+from django_resetdb.signals import post_reset
+
+
+def _commit_then_fail(sender, alias, **kwargs):
+    from django.db import connections
+
+    with connections[alias].cursor() as cursor:
+        cursor.execute("COMMIT")
+    raise ValueError("after the commit")
+
+
+post_reset.connect(_commit_then_fail, weak=False)
+"""
+
+
+def test_a_receiver_that_commits_then_fails_says_what_is_committed(built, scratch_db):
+    built.append(
+        "testproject/settings.py",
+        'DJANGO_RESETDB["STRATEGY"] = "in-place"\n' + COMMITTING_RECEIVER,
+    )
+    add_nickname(built)
+
+    result = built.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 1
+    (backup,) = built.backups()
+    assert result.stderr == (
+        "CommandError: ValueError: after the commit; but code run inside the reset (a "
+        "migration's RunPython or a receiver) had committed its transaction itself (a COMMIT "
+        "sent as SQL): the database holds the rebuild up to it, committed, and the migration "
+        f"files are those it was rebuilt from (backup {str(backup)!r} holds the earlier "
+        "ones); run resetdb again.\n"
+    )
+    assert "nickname" in columns(scratch_db, "account_user")
+    assert "nickname" in built.path(ACCOUNT_0001).read_text()
     assert status(backup) == "complete"

@@ -48,7 +48,7 @@ def test_unknown_key(settings):
     assert messages[0].msg == "DJANGO_RESETDB has an unknown key 'SCHEMA'."
     assert messages[0].hint == (
         "Known keys: ENABLED, HOSTS, SCHEMAS, APPS, EXCLUDE_APPS, SEEDS, LOCK_TIMEOUT, BACKUP_DIR, "
-        "FAST_BUILD, SNAPSHOTS, STRATEGY."
+        "FAST_BUILD, SNAPSHOTS, STRATEGY, REGENERATE, SHARED_REF."
     )
 
 

@@ -174,8 +174,13 @@ def test_markers_keep_only_the_protected_setting_whatever_its_case():
 
     assert _markers(rows) == [
         postgres.StoredSetting(value="yes", database=None, role=None),
-        postgres.StoredSetting(value="a=b", database="db", role="r"),
+        postgres.StoredSetting(
+            value="a=b", database="db", role="r", name="DJANGO_RESETDB.Protected"
+        ),
     ]
+    # RESET must spell a name that is not in lower case as it was stored, quoted.
+    assert _markers(rows)[1].reset_name() == '"DJANGO_RESETDB.Protected"'
+    assert _markers(rows)[0].reset_name() == "django_resetdb.protected"
 
 
 def test_database_statements():

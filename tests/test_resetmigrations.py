@@ -919,3 +919,26 @@ def test_a_migration_file_that_is_a_link_comes_back_as_the_same_link(project):
     assert last_line(again.stdout).startswith(
         f"Dry run: restoring backup {backup.name} would put back 0 file(s) and remove 0;"
     )
+
+
+def test_a_method_inherited_from_a_base_class_in_the_file_is_refused(project):
+    baseline(project)
+    name = "testproject/account/migrations/0002_by_hand.py"
+    project.path(name).write_text(
+        "from django.db import migrations\n\n\n"
+        "class SQLMigration(migrations.Migration):\n"
+        "    def apply(self, project_state, schema_editor, collect_sql=False):\n"
+        '        schema_editor.execute("SELECT 1")\n'
+        "        return super().apply(project_state, schema_editor, collect_sql)\n\n\n"
+        "class Migration(SQLMigration):\n"
+        '    dependencies = [("account", "0001_initial")]\n'
+        "    operations = []\n"
+    )
+    add_nickname(project)
+    before = project.tree()
+
+    result = project.manage("resetmigrations", "--no-input")
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"hand-written migration content ({name} (method apply));" in last_line(result.stderr)
+    assert project.tree() == before

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from django_resetdb.conf import DEFAULT_HOSTS, ResetDBSettings, get_settings
+from django_resetdb.exceptions import Refused
 
 
 def test_defaults(settings):
@@ -21,6 +24,8 @@ def test_defaults(settings):
         fast_build=True,
         snapshots=3,
         strategy="auto",
+        regenerate="own",
+        shared_ref=None,
     )
     assert DEFAULT_HOSTS == ("", "localhost", "127.0.0.1", "::1", "/*")
 
@@ -75,3 +80,16 @@ def test_enabled_is_only_a_real_true(settings):
     settings.DJANGO_RESETDB = {}
     settings.DEBUG = "True"
     assert get_settings().enabled is False
+
+
+def test_a_regenerate_value_that_is_not_own_or_all_refuses(settings):
+    # A misspelt value must not regenerate the migrations the team shares.
+    settings.DJANGO_RESETDB = {"REGENERATE": "everything"}
+    with pytest.raises(Refused) as refused:
+        get_settings()
+    assert str(refused.value) == (
+        "DJANGO_RESETDB['REGENERATE'] must be 'own' or 'all', not 'everything'; nothing was done."
+    )
+    settings.DJANGO_RESETDB = {"SHARED_REF": ""}
+    with pytest.raises(Refused):
+        get_settings()

@@ -1324,3 +1324,60 @@ def test_a_snapshot_left_open_to_connections_is_not_replaced(cached, scratch_db)
             )
     finally:
         drop_database(cached.kept)
+
+
+# Objects a copy of the whole database would bring back as they were, and a new database
+# would not have: in another schema but not tables, functions or types; made in
+# pg_catalog; privileges changed on what initdb made.
+NOT_IN_SCHEMAS = {
+    "collation": (
+        ["CREATE SCHEMA extra", "CREATE COLLATION extra.t_coll (locale = 'C')"],
+        "1 object(s) in schema 'extra'",
+    ),
+    "text search": (
+        ["CREATE SCHEMA extra", "CREATE TEXT SEARCH CONFIGURATION extra.t_cfg (COPY = english)"],
+        "1 object(s) in schema 'extra'",
+    ),
+    "pg_catalog function": (
+        ["CREATE FUNCTION pg_catalog.t_fn() RETURNS int LANGUAGE sql AS 'SELECT 1'"],
+        "1 object(s) in schema 'pg_catalog'",
+    ),
+    "revoke": (
+        ["REVOKE EXECUTE ON FUNCTION pg_catalog.now() FROM PUBLIC"],
+        "changed privileges on 1 object(s) of pg_catalog",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_IN_SCHEMAS))
+def test_other_objects_a_copy_would_lose_turn_the_cache_off(cached, scratch_db, kind):
+    statements, named = NOT_IN_SCHEMAS[kind]
+    with scratch_db.connect() as conn:
+        for statement in statements:
+            conn.execute(statement)
+    oid = database_oid(scratch_db.name)
+    before = scratch_db.query(
+        "SELECT (SELECT count(*) FROM pg_collation WHERE collname = 't_coll'), "
+        "(SELECT count(*) FROM pg_ts_config WHERE cfgname = 't_cfg'), "
+        "(SELECT count(*) FROM pg_proc WHERE proname = 't_fn'), "
+        "(SELECT proacl::text FROM pg_proc WHERE oid = 'pg_catalog.now()'::regprocedure)"
+    )
+
+    result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"  snapshot    not used: a copy of the whole database would also bring back {named} "
+        "outside DJANGO_RESETDB['SCHEMAS']"
+    ) in result.stdout.splitlines()
+    assert database_oid(scratch_db.name) == oid  # in place: they are all still there
+    assert (
+        scratch_db.query(
+            "SELECT (SELECT count(*) FROM pg_collation WHERE collname = 't_coll'), "
+            "(SELECT count(*) FROM pg_ts_config WHERE cfgname = 't_cfg'), "
+            "(SELECT count(*) FROM pg_proc WHERE proname = 't_fn'), "
+            "(SELECT proacl::text FROM pg_proc WHERE oid = 'pg_catalog.now()'::regprocedure)"
+        )
+        == before
+    )
+    assert snapshots_of(scratch_db.name) == [cached.kept]

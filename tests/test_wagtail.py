@@ -336,3 +336,50 @@ def test_a_blog_change_starts_from_the_migrated_state_and_leaves_a_rebuild(
     assert cached[0] == rebuilt[0], "\n".join(
         difflib.unified_diff(cached[0], rebuilt[0], lineterm="", n=0)
     )[:3000]
+
+
+def test_under_git_blogs_shared_migration_is_kept_and_its_own_collapsed(site, other_db):
+    from tests.conftest import schema_dump
+    from tests.test_history import git
+
+    project, db = site
+    (project.root / ".gitignore").write_text("__pycache__/\n.resetdb/\nmedia/\n")
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "site")
+    shared = project.tree("blog/migrations")
+    home = project.tree(HOME_MIGRATIONS)
+    # Two migrations of the developer's own on top of blog's committed one.
+    project.edit("blog/models.py", BLOG_TITLE, BLOG_TITLE + BLOG_SUBTITLE)
+    assert project.manage("makemigrations", "blog").returncode == 0
+    project.edit(
+        "blog/models.py",
+        BLOG_SUBTITLE,
+        BLOG_SUBTITLE + "    rank = models.IntegerField(default=0)\n",
+    )
+    assert project.manage("makemigrations", "blog").returncode == 0
+    assert len(project.tree("blog/migrations")) == len(shared) + 2
+
+    result = project.manage("resetdb", "--no-input", "--no-snapshot")
+
+    assert result.returncode == 0, output(result)
+    assert "kept 1 shared migration(s) of blog as they are (committed at merge base" in (
+        result.stdout
+    )
+    # home's two migrations (one with a RunPython) are shared: kept, as before.
+    assert "kept 2 shared migration(s) of home as they are (committed at merge base" in (
+        result.stdout
+    )
+    now = project.tree("blog/migrations")
+    assert {name: now[name] for name in shared} == shared
+    assert sorted(set(now) - set(shared)) == ["0002_post_rank_post_subtitle.py"]
+    assert project.tree(HOME_MIGRATIONS) == home
+    changed = git(project, "status", "--porcelain", "--untracked-files=all").splitlines()
+    assert sorted(changed) == [
+        " M blog/models.py",
+        "?? blog/migrations/0002_post_rank_post_subtitle.py",
+    ]
+    # The schema a plain migrate of the files leaves.
+    migrated = project.manage("migrate", "--no-input", url=other_db.url())
+    assert migrated.returncode == 0, output(migrated)
+    assert schema_dump(db) == schema_dump(other_db)

@@ -19,6 +19,7 @@ from django.core.management.base import (
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from django_resetdb import clock, driver
+from django_resetdb.conf import REGENERATE_MODES, SETTING_NAME, overridden
 from django_resetdb.exceptions import Refused, ResetError
 from django_resetdb.output import INTERRUPTED_EXIT_STATUS, one_line
 from django_resetdb.progress import NO_PROGRESS, Progress
@@ -88,6 +89,28 @@ class ResetCommand(BaseCommand):
         self.add_database_argument(parser)
         self.add_input_arguments(parser)
 
+    def add_history_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--regenerate",
+            choices=REGENERATE_MODES,
+            default=None,
+            help=(
+                "'own': regenerate only the migrations after the shared point in git, "
+                "keeping those the team shares; 'all': the whole history, shared "
+                f"migrations included. Default: {SETTING_NAME}['REGENERATE'] ('own')."
+            ),
+        )
+        parser.add_argument(
+            "--shared-ref",
+            metavar="REF",
+            default=None,
+            help=(
+                "The git branch, tag or commit whose migration files count as shared. "
+                f"Default: {SETTING_NAME}['SHARED_REF'], else where HEAD meets its "
+                "upstream, else the default branch."
+            ),
+        )
+
     def add_input_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "--no-input",
@@ -113,8 +136,13 @@ class ResetCommand(BaseCommand):
         missing = driver.missing_psycopg_message()
         if missing:
             raise CommandError(missing)
+        overrides = {
+            "REGENERATE": options.pop("regenerate", None),
+            "SHARED_REF": options.pop("shared_ref", None),
+        }
         try:
-            return super().execute(*args, **options)
+            with overridden(**overrides):
+                return super().execute(*args, **options)
         except ResetError as exc:
             raise CommandError(str(exc), returncode=exc.returncode) from exc
         except KeyboardInterrupt as exc:

@@ -112,7 +112,7 @@ class ResetPlan:
                     lines += [f"  {line}" for line in [app.header(root), *app.file_lines(root)]]
         if self.migrations is not None:
             for app in self.migrations.kept:
-                lines.append(f"  migrations  kept {app.label} as it is: {app.kept}")
+                lines.append(f"  migrations  kept {app.kept_phrase()}")
                 lines += [f"  {line}" for line in app.file_lines(self.migrations.root)]
         snapshot = self.snapshot
         if self.restoring:

@@ -98,8 +98,9 @@ def _migrations_lines(applied: AppliedPlan, seconds: float) -> list[str]:
     lines = [f"  migrations  {what} in {seconds:.2f} s"]
     lines += _file_lines([app for app in plan.changed if not app.kept], plan.root)
     for app in plan.kept:
-        pending = " and added a migration for its pending model changes" if app.changed else ""
-        lines.append(f"              kept {app.label} as it is: {app.kept}{pending}")
+        adds = app.changed and not app.partial
+        pending = " and added a migration for its pending model changes" if adds else ""
+        lines.append(f"              kept {app.kept_phrase()}{pending}")
         lines += _file_lines([app], plan.root)
     return lines
 
@@ -110,11 +111,15 @@ DONE = {"rewrite": "rewrote", "delete": "deleted", "add": "added"}
 
 def _file_lines(changed: list[AppRegeneration], root: Path) -> list[str]:
     """Each file the run rewrote, deleted or added, once, by its path from ``root``."""
-    return [
-        f"              {DONE[verb]:<7} {relative_path(path, root)}"
-        for app in changed
-        for verb, path in app.file_changes()
-    ]
+    lines = []
+    for app in changed:
+        lines += [
+            f"              {DONE[verb]:<7} {relative_path(path, root)}"
+            for verb, path in app.file_changes()
+        ]
+        if app.shared_warning():
+            lines.append(f"              {app.shared_warning()}")
+    return lines
 
 
 def dry_run_lines(plan: ResetPlan, *, terminate_blockers: bool = False) -> Iterator[str]:

@@ -421,12 +421,15 @@ def _rebuild_all(run: Run) -> None:
     """Every database in a transaction of its own, committed together at the end."""
     plan, result, log = run.plan, run.result, run.log
     conf = get_settings()
+    # The id of each database's transaction: code run inside it may end it itself.
+    transaction_ids: dict[str, str] = {}
     try:
         with contextlib.ExitStack() as transactions:
             step = time.monotonic()
             for alias in plan.aliases:
                 transactions.enter_context(transaction.atomic(using=alias))
                 take_reset_lock(alias, conf.lock_timeout)
+                transaction_ids[alias] = postgres.transaction_id(connections[alias])
             result.timings["lock"] = time.monotonic() - step
             _log_wait(log, result.timings["lock"], "for another reset of the database")
             _apply_files(plan, result, log)
@@ -446,7 +449,26 @@ def _rebuild_all(run: Run) -> None:
         # The commit failed, or never began: a Ctrl-C deferred meanwhile changes nothing.
         interrupts.resume()
         if isinstance(exc, TransactionEnded) and exc.committed:
-            _committed_by_seed(result, exc)
+            _committed_inside(result, str(exc))
+        if any(postgres.committed(connections[a], t) for a, t in transaction_ids.items()):
+            # A migration's RunPython or a receiver sent COMMIT, then something failed:
+            # what was done up to it is committed, and the files stay with it.
+            what = (
+                str(exc)
+                if isinstance(exc, ResetError)
+                else f"{type(exc).__name__}: {one_line(exc)}"
+            )
+            for untrue in (
+                "; the transaction was rolled back, nothing was changed",
+                "; nothing was written",
+            ):
+                what = what.rstrip(".").removesuffix(untrue)
+            _committed_inside(
+                result,
+                f"{what}; but code run inside the reset (a migration's "
+                "RunPython or a receiver) had committed its transaction itself (a COMMIT "
+                "sent as SQL)",
+            )
         _undo(result.migrations, exc, log)
         raise
     result.committed = True
@@ -454,19 +476,19 @@ def _rebuild_all(run: Run) -> None:
         faults.reached("commit", alias)
 
 
-def _committed_by_seed(result: ResetResult, exc: TransactionEnded) -> NoReturn:
-    """A seed committed the transaction of a reset in place: the database holds the
-    rebuild up to that seed, so the migration files stay those it was rebuilt from."""
+def _committed_inside(result: ResetResult, what: str) -> NoReturn:
+    """Code run inside the transaction of a reset in place (a seed, a RunPython, a
+    receiver) committed it: the database holds the rebuild up to there, so the migration
+    files stay those it was rebuilt from."""
     where = ""
     if result.migrations is not None:
         finish_plan(result.migrations)
         if result.migrations.backup is not None:
             where = f" (backup {str(result.migrations.backup.path)!r} holds the earlier ones)"
     raise ResetError(
-        f"{str(exc).rstrip('.')}: the database holds the rebuild and the seeds up to it, "
-        f"committed, and the migration files are those it was rebuilt from{where}; run "
-        "resetdb again."
-    ) from exc
+        f"{what.rstrip('.')}: the database holds the rebuild up to it, committed, and the "
+        f"migration files are those it was rebuilt from{where}; run resetdb again."
+    )
 
 
 def _committing(result: ResetResult) -> None:

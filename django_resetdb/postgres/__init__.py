@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from django_resetdb.postgres.catalog import (
     capabilities,
+    committed,
     count_rows,
     count_tables,
     creator,
@@ -38,6 +39,8 @@ from django_resetdb.postgres.catalog import (
     roles_not_usable,
     row_versions,
     schema_states,
+    transaction_ended,
+    transaction_id,
     whole_database_context,
 )
 from django_resetdb.postgres.connections import (
@@ -168,6 +171,7 @@ __all__ = [
     "capabilities",
     "check_deferred_constraints",
     "comment_on_database_sql",
+    "committed",
     "connection_parameters",
     "connection_target",
     "copy_rows",
@@ -240,6 +244,8 @@ __all__ = [
     "swap_sql",
     "terminate_idle_on",
     "terminate_sessions",
+    "transaction_ended",
+    "transaction_id",
     "waiting_on",
     "whole_database_context",
 ]

@@ -424,6 +424,28 @@ GROUP BY o.what ORDER BY o.what
 """
 
 
+# Privileges granted or revoked on what initdb made in pg_catalog (REVOKE EXECUTE ON
+# FUNCTION now() FROM PUBLIC): pg_init_privs holds what initdb gave them.
+_BUILT_IN_PRIVILEGES = """
+SELECT count(*) FROM (
+    SELECT 'pg_proc'::regclass AS cls, oid, proacl AS acl FROM pg_proc
+    WHERE oid < 16384 AND pronamespace = 'pg_catalog'::regnamespace
+  UNION ALL
+    SELECT 'pg_class'::regclass, oid, relacl FROM pg_class
+    WHERE oid < 16384 AND relnamespace = 'pg_catalog'::regnamespace
+  UNION ALL
+    SELECT 'pg_type'::regclass, oid, typacl FROM pg_type
+    WHERE oid < 16384 AND typnamespace = 'pg_catalog'::regnamespace
+  UNION ALL
+    SELECT 'pg_namespace'::regclass, oid, nspacl FROM pg_namespace WHERE nspname = 'pg_catalog'
+  UNION ALL
+    SELECT 'pg_language'::regclass, oid, lanacl FROM pg_language WHERE oid < 16384
+) o
+LEFT JOIN pg_init_privs i ON i.classoid = o.cls AND i.objoid = o.oid AND i.objsubid = 0
+WHERE o.acl IS DISTINCT FROM i.initprivs
+"""
+
+
 def whole_database_context(
     connection: BaseDatabaseWrapper, schemas: Sequence[str]
 ) -> tuple[list[str], list[Any]]:
@@ -443,9 +465,21 @@ def whole_database_context(
         "  SELECT relnamespace AS ns, 'pg_class'::regclass AS cls, oid FROM pg_class"
         "  UNION ALL SELECT pronamespace, 'pg_proc'::regclass, oid FROM pg_proc"
         "  UNION ALL SELECT typnamespace, 'pg_type'::regclass, oid FROM pg_type"
+        "  UNION ALL SELECT collnamespace, 'pg_collation'::regclass, oid FROM pg_collation"
+        "  UNION ALL SELECT connamespace, 'pg_conversion'::regclass, oid FROM pg_conversion"
+        "  UNION ALL SELECT oprnamespace, 'pg_operator'::regclass, oid FROM pg_operator"
+        "  UNION ALL SELECT opcnamespace, 'pg_opclass'::regclass, oid FROM pg_opclass"
+        "  UNION ALL SELECT opfnamespace, 'pg_opfamily'::regclass, oid FROM pg_opfamily"
+        "  UNION ALL SELECT cfgnamespace, 'pg_ts_config'::regclass, oid FROM pg_ts_config"
+        "  UNION ALL SELECT dictnamespace, 'pg_ts_dict'::regclass, oid FROM pg_ts_dict"
+        "  UNION ALL SELECT prsnamespace, 'pg_ts_parser'::regclass, oid FROM pg_ts_parser"
+        "  UNION ALL SELECT tmplnamespace, 'pg_ts_template'::regclass, oid FROM pg_ts_template"
+        "  UNION ALL SELECT stxnamespace, 'pg_statistic_ext'::regclass, oid FROM pg_statistic_ext"
         ") o ON o.ns = n.oid "
-        "WHERE NOT (n.nspname = ANY(%s)) AND n.nspname NOT IN ('information_schema', 'pg_toast') "
-        "AND n.nspname NOT LIKE 'pg\\_%%' "
+        # Every schema but the reset ones, pg_catalog included: what initdb made has OIDs
+        # below FirstNormalObjectId, what users made (a function in pg_catalog) above.
+        "WHERE NOT (n.nspname = ANY(%s)) AND o.oid >= 16384 AND n.nspname <> 'pg_toast' "
+        "AND n.nspname NOT LIKE 'pg\\_temp\\_%%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%' "
         "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = o.cls AND d.objid = o.oid "
         "  AND d.deptype = 'e') "
         "AND NOT EXISTS (SELECT 1 FROM pg_type t WHERE o.cls = 'pg_type'::regclass "
@@ -470,6 +504,9 @@ def whole_database_context(
         if count:
             lost.append(f"{count} {what}")
     lost += [f"{count} {what}" for what, count in _rows(connection, _DATABASE_WIDE)]
+    ((changed,),) = _rows(connection, _BUILT_IN_PRIVILEGES)
+    if changed:
+        lost.append(f"changed privileges on {changed} object(s) of pg_catalog")
     context = _rows(
         connection,
         "SELECT 'schema', n.nspname, pg_get_userbyid(n.nspowner), n.nspacl::text "
@@ -492,6 +529,31 @@ def whole_database_context(
         [list(schemas)],
     )
     return lost, [list(row) for row in context]
+
+
+def transaction_id(where: Where) -> str:
+    """The id of the session's transaction (given it one if it had none)."""
+    return str(_rows(where, "SELECT pg_current_xact_id()::text")[0][0])
+
+
+def transaction_ended(where: Where, transaction: str) -> str:
+    """ "" while ``transaction`` is still the session's, else what became of it
+    (``committed``, ``aborted``): code run inside it ended it itself."""
+    ((now, status),) = _rows(
+        where,
+        "SELECT pg_current_xact_id_if_assigned()::text, pg_xact_status(%s::xid8)",
+        [transaction],
+    )
+    return "" if now == transaction else str(status)
+
+
+def committed(where: Where, transaction: str) -> bool:
+    """Whether ``transaction`` has committed; False when it cannot be told."""
+    try:
+        rows = _rows(where, "SELECT pg_xact_status(%s::xid8)", [transaction])
+    except Exception:  # the connection is gone (a seed closed it, say)
+        return False
+    return bool(rows[0][0] == "committed")
 
 
 def database_identity(where: Where) -> str:

@@ -66,9 +66,11 @@ def _migration_sources(plan: RegenerationPlan | None) -> list[tuple[str, str]]:
         }
     changed = plan.changed if plan is not None else []
     replaced = {app.label for app in changed if not app.kept}
+    # A partly regenerated app's own files go too; its shared ones stay.
+    deleted = {path.resolve() for app in changed for path in app.old_files}
     sources = {}
     for (label, name), path in files.items():
-        if label not in replaced:
+        if label not in replaced and path.resolve() not in deleted:
             text = path.read_text(encoding="utf-8")
             sources[f"{label}.{name}"] = hashlib.sha256(normalized(text).encode()).hexdigest()
     for app in changed:

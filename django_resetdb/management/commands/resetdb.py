@@ -51,6 +51,7 @@ verbosity (-v):
             action="store_true",
             help="Apply the migration files as they are instead of regenerating them.",
         )
+        self.add_history_arguments(parser)
         parser.add_argument("--no-seed", action="store_true", help="Do not run SEEDS.")
         parser.add_argument(
             "--no-snapshot",

@@ -66,6 +66,7 @@ verbosity (-v):
                 "be lost; they stay in the backup."
             ),
         )
+        self.add_history_arguments(parser)
         parser.add_argument(
             "--restore",
             nargs="?",

@@ -1,0 +1,268 @@
+"""History-aware regeneration on copies of the demo under git: the migrations committed at
+the shared point are kept as they are, the developer's own after it become one new
+migration; checked through ``git status``, file checksums, ``makemigrations --check``
+and ``pg_dump`` of databases migrated from the files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from tests.conftest import ProjectCopy, last_line, schema_dump
+from tests.test_resetmigrations import CATALOG_0001, CATEGORY_NOTE, CATEGORY_SLUG, baseline
+
+CATALOG_MODELS = "testproject/catalog/models.py"
+CATALOG_MIGRATIONS = "testproject/catalog/migrations"
+COLOUR = "    colour = models.CharField(max_length=20, blank=True)\n"
+RANK = "    rank = models.IntegerField(default=0)\n"
+
+
+def git(project: ProjectCopy, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Dev",
+        "GIT_AUTHOR_EMAIL": "dev@example.com",
+        "GIT_COMMITTER_NAME": "Dev",
+        "GIT_COMMITTER_EMAIL": "dev@example.com",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    result = subprocess.run(
+        ["git", *args], cwd=project.root, capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def under_git(project: ProjectCopy, branch: str = "main") -> None:
+    """Make the project a repository with everything committed on ``branch``."""
+    baseline(project)
+    (project.root / ".gitignore").write_text("__pycache__/\n.resetdb/\n")
+    git(project, "init", "-q", "-b", branch)
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "start")
+
+
+def add_field(project: ProjectCopy, field: str) -> None:
+    """A model change and the migration makemigrations writes for it."""
+    project.edit(CATALOG_MODELS, CATEGORY_SLUG, CATEGORY_SLUG + field)
+    made = project.manage("makemigrations", "catalog")
+    assert made.returncode == 0, made.stderr
+
+
+def migration_names(project: ProjectCopy) -> list[str]:
+    folder = project.path(CATALOG_MIGRATIONS)
+    return sorted(p.name for p in folder.iterdir() if p.name[:4].isdigit())
+
+
+def status(project: ProjectCopy) -> list[str]:
+    return sorted(git(project, "status", "--porcelain", "--untracked-files=all").splitlines())
+
+
+def check_clean(project: ProjectCopy) -> None:
+    check = project.manage("makemigrations", "--check", "--dry-run")
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_teammates_committed_migration_is_kept_and_own_ones_become_one(project):
+    under_git(project)
+    add_field(project, CATEGORY_NOTE)  # the teammate's, committed
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "catalog: note")
+    shared = project.tree()
+    add_field(project, COLOUR)  # the developer's own two, not committed
+    add_field(project, RANK)
+    assert migration_names(project) == [
+        "0001_initial.py",
+        "0002_category_note.py",
+        "0003_category_colour.py",
+        "0004_category_rank.py",
+    ]
+    before = project.tree()
+
+    result = project.manage("resetmigrations", "--no-input")
+
+    assert result.returncode == 0, result.stderr
+    assert migration_names(project) == [
+        "0001_initial.py",
+        "0002_category_note.py",
+        "0003_category_colour_category_rank.py",
+    ]
+    # What the team shares is byte for byte as committed.
+    for name in (CATALOG_0001, f"{CATALOG_MIGRATIONS}/0002_category_note.py"):
+        assert project.tree()[name] == shared[name]
+    assert status(project) == [
+        f" M {CATALOG_MODELS}",
+        f"?? {CATALOG_MIGRATIONS}/0003_category_colour_category_rank.py",
+    ]
+    # Each file named once, with the reason.
+    assert f"      delete  {CATALOG_MIGRATIONS}/0003_category_colour.py" in result.stdout
+    assert f"      delete  {CATALOG_MIGRATIONS}/0004_category_rank.py" in result.stdout
+    assert f"      add     {CATALOG_MIGRATIONS}/0003_category_colour_category_rank.py" in (
+        result.stdout
+    )
+    assert (
+        f"  catalog  {CATALOG_MIGRATIONS}  2 shared migration(s) kept (committed at merge base "
+        "of HEAD and main ("
+    ) in result.stdout
+    assert "); its own after them (2) regenerated" in result.stdout
+    check_clean(project)
+
+    # Nothing to do the second time.
+    again = project.manage("resetmigrations", "--no-input")
+    assert again.returncode == 0, again.stderr
+    assert last_line(again.stdout) == (
+        "No changes: the migrations of account, catalog, event, sales already match the "
+        "models; no file was touched."
+    )
+    # The backup holds the own files: a restore brings the four back, byte for byte.
+    restored = project.manage("resetmigrations", "--restore")
+    assert restored.returncode == 0, restored.stderr
+    assert project.tree() == before
+
+
+def teammate_and_own(project: ProjectCopy) -> dict[str, str]:
+    """The demo under git with a teammate's migration committed, then two of the
+    developer's own, not committed; returns the tree as committed."""
+    under_git(project)
+    add_field(project, CATEGORY_NOTE)
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "catalog: note")
+    shared = project.tree()
+    add_field(project, COLOUR)
+    add_field(project, RANK)
+    return shared
+
+
+def test_resetdb_keeps_the_shared_migration_and_migrates_as_plain_migrate_would(
+    project, scratch_db, other_db
+):
+    shared = teammate_and_own(project)
+    project.append("testproject/settings.py", 'DJANGO_RESETDB["SNAPSHOTS"] = 0\n')
+
+    result = project.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        "              kept 2 shared migration(s) of catalog as they are (committed at merge "
+        "base of HEAD and main ("
+    ) in result.stdout
+    assert f"              deleted {CATALOG_MIGRATIONS}/0004_category_rank.py" in result.stdout
+    assert migration_names(project)[-1] == "0003_category_colour_category_rank.py"
+    name = f"{CATALOG_MIGRATIONS}/0002_category_note.py"
+    assert project.tree()[name] == shared[name]
+    check_clean(project)
+    # The same schema as a plain migrate of the files it left.
+    migrated = project.manage("migrate", "--no-input", url=other_db.url())
+    assert migrated.returncode == 0, migrated.stderr
+    assert schema_dump(scratch_db) == schema_dump(other_db)
+
+
+def test_a_branchs_own_commits_are_collapsed_and_mains_kept(project):
+    under_git(project)
+    for field in (CATEGORY_NOTE, COLOUR):  # main's: two more migrations, three in all
+        add_field(project, field)
+        git(project, "add", "-A")
+        git(project, "commit", "-q", "-m", "main")
+    git(project, "checkout", "-q", "-b", "feature")
+    add_field(project, RANK)
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "feature: rank")
+    project.edit(CATALOG_MODELS, RANK, RANK + "    stars = models.IntegerField(default=0)\n")
+    made = project.manage("makemigrations", "catalog")
+    assert made.returncode == 0, made.stderr
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "feature: stars")
+    assert len(migration_names(project)) == 5
+
+    result = project.manage("resetmigrations", "--no-input")
+
+    assert result.returncode == 0, result.stderr
+    assert migration_names(project) == [
+        "0001_initial.py",
+        "0002_category_note.py",
+        "0003_category_colour.py",
+        "0004_category_rank_category_stars.py",
+    ]
+    assert "3 shared migration(s) kept (committed at merge base of HEAD and main (" in (
+        result.stdout
+    )
+    # Main's files are as main has them; the branch's two became one.
+    assert (
+        git(
+            project, "diff", "--stat", "main", "--", f"{CATALOG_MIGRATIONS}/0003_category_colour.py"
+        )
+        == ""
+    )
+    check_clean(project)
+
+
+def test_regenerate_all_collapses_the_whole_history_and_warns(project):
+    teammate_and_own(project)
+
+    result = project.manage("resetmigrations", "--no-input", "--regenerate", "all")
+
+    assert result.returncode == 0, result.stderr
+    assert migration_names(project) == ["0001_initial.py"]
+    for name in ("0002_category_note.py", "0003_category_colour.py", "0004_category_rank.py"):
+        assert f"      delete  {CATALOG_MIGRATIONS}/{name}" in result.stdout
+    assert f"      rewrite {CATALOG_0001}" in result.stdout
+    assert (
+        "      warning: 2 shared migration(s) of catalog (committed at merge base of HEAD and "
+        "main ("
+    ) in result.stdout
+    assert "every other database that applied them (teammates', deployed ones) must be " in (
+        result.stdout
+    )
+    check_clean(project)
+
+
+def test_regenerate_all_as_a_setting_does_the_same(project):
+    teammate_and_own(project)
+    project.append("testproject/settings.py", 'DJANGO_RESETDB["REGENERATE"] = "all"\n')
+
+    dry = project.manage("resetmigrations", "--dry-run")
+
+    assert dry.returncode == 0, dry.stderr
+    assert "      warning: 2 shared migration(s) of catalog" in dry.stdout
+    assert f"      delete  {CATALOG_MIGRATIONS}/0002_category_note.py" in dry.stdout
+
+
+def test_shared_ref_names_another_point(project):
+    teammate_and_own(project)
+    first = git(project, "rev-list", "--max-parents=0", "HEAD").strip()
+
+    # At the first commit, the teammate's migration was not there: it is regenerated too.
+    result = project.manage("resetmigrations", "--no-input", "--shared-ref", first)
+
+    assert result.returncode == 0, result.stderr
+    assert migration_names(project) == [
+        "0001_initial.py",
+        "0002_category_colour_category_note_category_rank.py",
+    ]
+    assert f"1 shared migration(s) kept (committed at {first} (" in result.stdout
+
+
+def test_a_shared_ref_that_does_not_exist_is_an_error(project):
+    teammate_and_own(project)
+    before = project.tree()
+
+    result = project.manage("resetmigrations", "--no-input", "--shared-ref", "no-such-branch")
+
+    assert result.returncode == 1
+    assert "The shared point 'no-such-branch' is not a commit of the repository in" in (
+        result.stderr
+    )
+    assert project.tree() == before
+
+
+def test_without_git_the_whole_history_is_regenerated_as_before(project):
+    baseline(project)
+    add_field(project, CATEGORY_NOTE)
+    add_field(project, COLOUR)
+
+    result = project.manage("resetmigrations", "--no-input")
+
+    assert result.returncode == 0, result.stderr
+    assert migration_names(project) == ["0001_initial.py"]
+    assert "shared" not in result.stdout
