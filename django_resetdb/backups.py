@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,26 +63,29 @@ def _fsync(path: Path) -> None:
 
 def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
     """Replace ``path`` with ``data`` in one step: readers see the old or the new file."""
-    temporary = path.with_name(f".{path.name}.resetdb-tmp")
-    try:
+
+    def write(temporary: Path) -> None:
         temporary.write_bytes(data)
         if mode is not None:
             os.chmod(temporary, mode)
         _fsync(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        # A full disk, say: no half-written file is left beside the one kept whole.
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
+
+    _replace(path, write)
 
 
 def link_atomically(path: Path, link: str) -> None:
     """Replace ``path`` with a symbolic link to ``link`` in one step."""
+    _replace(path, lambda temporary: os.symlink(link, temporary))
+
+
+def _replace(path: Path, make: Callable[[Path], None]) -> None:
+    """Make what replaces ``path`` under a temporary name beside it, then rename it over
+    ``path``. On any failure (a full disk, say) nothing half-made is left beside the
+    file, which is kept whole."""
     temporary = path.with_name(f".{path.name}.resetdb-tmp")
     try:
         temporary.unlink(missing_ok=True)
-        os.symlink(link, temporary)
+        make(temporary)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):

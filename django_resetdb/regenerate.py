@@ -605,38 +605,6 @@ def _plan_apps(
     lossy: list[tuple[str, str]] = []
     for app in selected:
         migrations = list(changes.get(app.label, []))
-        if app.label in partial and app.label not in kept:
-            files = partial[app.label]
-            own = [path for path in app.migration_files() if path not in files]
-            carried = extensions.get(app.label, [])
-            if carried and not migrations:
-                lossy.append(
-                    (
-                        app.label,
-                        "its own migrations hold database-level operations "
-                        f"({', '.join(_summary(o) for o in carried)}) and no model change",
-                    )
-                )
-                continue
-            if carried:
-                migrations[0].operations[0:0] = carried
-            new_files = _render([(app.directory / f"{m.name}.py", m) for m in migrations])
-            if carried:
-                lost = _written_unlike(new_files[0], carried)
-                if lost:
-                    lossy.append((app.label, lost))
-            plans.append(
-                AppRegeneration(
-                    app,
-                    own,
-                    new_files,
-                    carried=[_summary(operation) for operation in carried],
-                    changed=not _same(own, new_files),
-                    kept=_shared_phrase(point),
-                    shared=files,
-                )
-            )
-            continue
         if app.label in kept:
             new_files = _render([(app.directory / f"{m.name}.py", m) for m in migrations])
             plans.append(
@@ -644,10 +612,21 @@ def _plan_apps(
             )
             continue
         carried = extensions.get(app.label, [])
+        files = partial.get(app.label)
+        if files is not None and carried and not migrations:
+            described = ", ".join(_summary(operation) for operation in carried)
+            lossy.append(
+                (
+                    app.label,
+                    f"its own migrations hold database-level operations ({described}) and "
+                    "no model change",
+                )
+            )
+            continue
+        if carried and not migrations:
+            initial = type("Migration", (Migration,), {"initial": True})
+            migrations = [initial("0001_initial", app.label)]
         if carried:
-            if not migrations:
-                initial = type("Migration", (Migration,), {"initial": True})
-                migrations = [initial("0001_initial", app.label)]
             # Before the models that need them, so that a new database still migrates.
             migrations[0].operations[0:0] = carried
         new_files = _render([(app.directory / f"{m.name}.py", m) for m in migrations])
@@ -655,18 +634,20 @@ def _plan_apps(
             lost = _written_unlike(new_files[0], carried)
             if lost:
                 lossy.append((app.label, lost))
-        old_files = app.migration_files()
-        plans.append(
-            AppRegeneration(
-                app=app,
-                old_files=old_files,
-                new_files=new_files,
-                carried=[_summary(operation) for operation in carried],
-                changed=not _same(old_files, new_files),
-                rewritten_shared=list(shared.get(app.label, [])),
-                shared_at=_shared_phrase(point),
-            )
+        regeneration = AppRegeneration(
+            app=app,
+            old_files=app.migration_files(),
+            new_files=new_files,
+            carried=[_summary(operation) for operation in carried],
         )
+        if files is not None:  # the shared ones stay; the own ones are replaced
+            regeneration.old_files = [p for p in regeneration.old_files if p not in files]
+            regeneration.kept, regeneration.shared = _shared_phrase(point), files
+        else:
+            regeneration.rewritten_shared = list(shared.get(app.label, []))
+            regeneration.shared_at = _shared_phrase(point)
+        regeneration.changed = not _same(regeneration.old_files, new_files)
+        plans.append(regeneration)
     return plans, lossy
 
 

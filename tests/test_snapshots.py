@@ -693,57 +693,6 @@ def test_objects_outside_the_schemas_turn_the_cache_off(cached, scratch_db):
     assert snapshots_of(scratch_db.name) == [cached.kept]
 
 
-# Objects of the database in no schema: a copy of the whole database (a snapshot) would
-# bring them back as they were, a new database would not have them.
-DATABASE_WIDE = {
-    "cast": (["CREATE CAST (uuid AS int8) WITH INOUT"], "1 cast(s)"),
-    "server": (
-        [
-            "CREATE FOREIGN DATA WRAPPER t_fdw",
-            "CREATE SERVER t_srv FOREIGN DATA WRAPPER t_fdw",
-            "CREATE USER MAPPING FOR CURRENT_USER SERVER t_srv OPTIONS (user 'u')",
-        ],
-        "1 foreign server(s), 1 foreign-data wrapper(s), 1 user mapping(s)",
-    ),
-    "access method": (
-        ["CREATE ACCESS METHOD t_am TYPE TABLE HANDLER heap_tableam_handler"],
-        "1 access method(s)",
-    ),
-}
-
-
-@pytest.mark.parametrize("kind", sorted(DATABASE_WIDE))
-def test_objects_in_no_schema_turn_the_cache_off_and_survive(cached, scratch_db, kind):
-    statements, named = DATABASE_WIDE[kind]
-    with scratch_db.connect() as conn:
-        for statement in statements:
-            conn.execute(statement)
-    oid = database_oid(scratch_db.name)
-
-    result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
-
-    assert result.returncode == 0, result.stderr
-    assert (
-        f"  snapshot    not used: a copy of the whole database would also bring back {named} "
-        "outside DJANGO_RESETDB['SCHEMAS']"
-    ) in result.stdout.splitlines()
-    # Reset in place: the same database, with them.
-    assert database_oid(scratch_db.name) == oid
-    counts = scratch_db.query(
-        "SELECT (SELECT count(*) FROM pg_cast "
-        "  WHERE oid >= 16384 AND castsource = 'uuid'::regtype), "
-        "(SELECT count(*) FROM pg_foreign_server), (SELECT count(*) FROM pg_user_mappings), "
-        "(SELECT count(*) FROM pg_am WHERE amname = 't_am')"
-    )
-    wanted = {
-        "cast": [(1, 0, 0, 0)],
-        "server": [(0, 1, 1, 0)],
-        "access method": [(0, 0, 0, 1)],
-    }
-    assert counts == wanted[kind]
-    assert snapshots_of(scratch_db.name) == [cached.kept]
-
-
 def test_a_role_that_cannot_create_databases_rebuilds(tmp_path, scratch_db, scratch_role):
     # A project without extensions, so that a plain role can rebuild it.
     generate(tmp_path / "synthetic", Shape(apps=2, models=3, rows=2))
@@ -1326,10 +1275,23 @@ def test_a_snapshot_left_open_to_connections_is_not_replaced(cached, scratch_db)
         drop_database(cached.kept)
 
 
-# Objects a copy of the whole database would bring back as they were, and a new database
-# would not have: in another schema but not tables, functions or types; made in
-# pg_catalog; privileges changed on what initdb made.
-NOT_IN_SCHEMAS = {
+# Objects a copy of the whole database (a snapshot) would bring back as they were, and a
+# new database would not have: of no schema; in another schema but not tables, functions
+# or types; made in pg_catalog; privileges changed on what initdb made.
+ELSEWHERE = {
+    "cast": (["CREATE CAST (uuid AS int8) WITH INOUT"], "1 cast(s)"),
+    "server": (
+        [
+            "CREATE FOREIGN DATA WRAPPER t_fdw",
+            "CREATE SERVER t_srv FOREIGN DATA WRAPPER t_fdw",
+            "CREATE USER MAPPING FOR CURRENT_USER SERVER t_srv OPTIONS (user 'u')",
+        ],
+        "1 foreign server(s), 1 foreign-data wrapper(s), 1 user mapping(s)",
+    ),
+    "access method": (
+        ["CREATE ACCESS METHOD t_am TYPE TABLE HANDLER heap_tableam_handler"],
+        "1 access method(s)",
+    ),
     "collation": (
         ["CREATE SCHEMA extra", "CREATE COLLATION extra.t_coll (locale = 'C')"],
         "1 object(s) in schema 'extra'",
@@ -1348,20 +1310,28 @@ NOT_IN_SCHEMAS = {
     ),
 }
 
+# Read over a connection of its own: each kind's objects, and the privileges of now().
+PRESENT = (
+    "SELECT (SELECT count(*) FROM pg_cast WHERE oid >= 16384 AND castsource = 'uuid'::regtype), "
+    "(SELECT count(*) FROM pg_foreign_server), (SELECT count(*) FROM pg_user_mappings), "
+    "(SELECT count(*) FROM pg_am WHERE amname = 't_am'), "
+    "(SELECT count(*) FROM pg_collation WHERE collname = 't_coll'), "
+    "(SELECT count(*) FROM pg_ts_config WHERE cfgname = 't_cfg'), "
+    "(SELECT count(*) FROM pg_proc WHERE proname = 't_fn'), "
+    "(SELECT proacl::text FROM pg_proc WHERE oid = 'pg_catalog.now()'::regprocedure)"
+)
 
-@pytest.mark.parametrize("kind", sorted(NOT_IN_SCHEMAS))
-def test_other_objects_a_copy_would_lose_turn_the_cache_off(cached, scratch_db, kind):
-    statements, named = NOT_IN_SCHEMAS[kind]
+
+@pytest.mark.parametrize("kind", sorted(ELSEWHERE))
+def test_what_a_copy_would_lose_turns_the_cache_off_and_survives(cached, scratch_db, kind):
+    statements, named = ELSEWHERE[kind]
+    plain = scratch_db.query(PRESENT)
     with scratch_db.connect() as conn:
         for statement in statements:
             conn.execute(statement)
     oid = database_oid(scratch_db.name)
-    before = scratch_db.query(
-        "SELECT (SELECT count(*) FROM pg_collation WHERE collname = 't_coll'), "
-        "(SELECT count(*) FROM pg_ts_config WHERE cfgname = 't_cfg'), "
-        "(SELECT count(*) FROM pg_proc WHERE proname = 't_fn'), "
-        "(SELECT proacl::text FROM pg_proc WHERE oid = 'pg_catalog.now()'::regprocedure)"
-    )
+    before = scratch_db.query(PRESENT)
+    assert before != plain
 
     result = cached.manage("resetdb", "--no-input", url=scratch_db.url())
 
@@ -1370,14 +1340,7 @@ def test_other_objects_a_copy_would_lose_turn_the_cache_off(cached, scratch_db, 
         f"  snapshot    not used: a copy of the whole database would also bring back {named} "
         "outside DJANGO_RESETDB['SCHEMAS']"
     ) in result.stdout.splitlines()
-    assert database_oid(scratch_db.name) == oid  # in place: they are all still there
-    assert (
-        scratch_db.query(
-            "SELECT (SELECT count(*) FROM pg_collation WHERE collname = 't_coll'), "
-            "(SELECT count(*) FROM pg_ts_config WHERE cfgname = 't_cfg'), "
-            "(SELECT count(*) FROM pg_proc WHERE proname = 't_fn'), "
-            "(SELECT proacl::text FROM pg_proc WHERE oid = 'pg_catalog.now()'::regprocedure)"
-        )
-        == before
-    )
+    # Reset in place: the same database, with them all.
+    assert database_oid(scratch_db.name) == oid
+    assert scratch_db.query(PRESENT) == before
     assert snapshots_of(scratch_db.name) == [cached.kept]
