@@ -266,3 +266,32 @@ def test_without_git_the_whole_history_is_regenerated_as_before(project):
     assert result.returncode == 0, result.stderr
     assert migration_names(project) == ["0001_initial.py"]
     assert "shared" not in result.stdout
+
+
+def test_snapshots_and_the_build_cache_work_with_kept_shared_migrations(project, scratch_db):
+    teammate_and_own(project)
+    first = project.manage("resetdb", "--no-input", url=scratch_db.url())
+    assert first.returncode == 0, first.stderr
+    assert "  snapshot    kept " in first.stdout
+
+    # Nothing changed: the snapshot is restored, the files left as they are.
+    files = project.tree()
+    warm = project.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert warm.returncode == 0, warm.stderr
+    assert "  snapshot    restored " in warm.stdout
+    assert project.tree() == files
+
+    # Another change of one's own: rebuilt, the own migrations regenerated again into one
+    # on top of the shared ones.
+    project.edit(CATALOG_MODELS, RANK, RANK + "    stars = models.IntegerField(default=0)\n")
+    changed = project.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert changed.returncode == 0, changed.stderr
+    assert "  migrations  regenerated catalog (1 file(s)) in " in changed.stdout
+    assert migration_names(project) == [
+        "0001_initial.py",
+        "0002_category_note.py",
+        "0003_category_colour_category_rank_category_stars.py",
+    ]
+    check_clean(project)

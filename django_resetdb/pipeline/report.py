@@ -85,16 +85,18 @@ def _log_wait(log: Log, seconds: float, what: str) -> None:
 
 def _migrations_lines(applied: AppliedPlan, seconds: float) -> list[str]:
     plan = applied.plan
-    changed = [app.label for app in plan.changed if not app.kept]
+    # Regenerated whole, or their own migrations on top of the shared ones.
+    apps = [app for app in plan.apps if not app.kept or app.partial]
+    changed = [app for app in apps if app.changed]
     if not plan.apps:
         what = "no app of the project to regenerate"
-    elif not plan.regenerated:
+    elif not apps:
         what = "no app regenerated"
     elif not changed:
-        what = f"no changes in {', '.join(app.label for app in plan.regenerated)}"
+        what = f"no changes in {', '.join(app.label for app in apps)}"
     else:
-        regenerated = [new for app in plan.changed if not app.kept for new in app.new_files]
-        what = f"regenerated {', '.join(changed)} ({len(regenerated)} file(s))"
+        written = sum(len(app.new_files) for app in changed)
+        what = f"regenerated {', '.join(app.label for app in changed)} ({written} file(s))"
     lines = [f"  migrations  {what} in {seconds:.2f} s"]
     lines += _file_lines([app for app in plan.changed if not app.kept], plan.root)
     for app in plan.kept:

@@ -531,6 +531,16 @@ def whole_database_context(
     return lost, [list(row) for row in context]
 
 
+def templates_among(where: Where, names: Sequence[str]) -> list[str]:
+    """Those of the databases ``names`` marked ``IS_TEMPLATE``."""
+    rows = _rows(
+        where,
+        "SELECT datname FROM pg_database WHERE datistemplate AND datname = ANY(%s) ORDER BY 1",
+        [list(names)],
+    )
+    return [name for (name,) in rows]
+
+
 def transaction_id(where: Where) -> str:
     """The id of the session's transaction (given it one if it had none)."""
     return str(_rows(where, "SELECT pg_current_xact_id()::text")[0][0])

@@ -323,9 +323,11 @@ class Sweeper(threading.Thread):
                 # An earlier run's background drop may be at them too: dropping is
                 # idempotent.
                 names = [name for name, _, _ in rows if _is_replaced(name, self.target)]
-                # Earlier versions left a template they replaced a template: un-marked
-                # first, or it cannot be dropped.
-                postgres.execute(cursor, [postgres.not_template_sql(name) for name in names])
+                # Earlier versions left what replaced a template a template: un-marked
+                # first, or it cannot be dropped (only those: one a background drop is at
+                # is invalid, and cannot be altered).
+                templates = postgres.templates_among(cursor, names)
+                postgres.execute(cursor, [postgres.not_template_sql(name) for name in templates])
                 kept = [
                     snapshot
                     for snapshot in _parsed(cursor)
