@@ -221,6 +221,21 @@ def test_the_database_keeps_its_owner_grants_comment_and_settings(cached, scratc
         admin.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(name))
 
 
+def test_a_replaced_database_a_drop_left_invalid_is_dropped(tmp_path, scratch_db):
+    # A DROP DATABASE interrupted half-way leaves it invalid (datconnlimit -2): it can be
+    # dropped, not altered.
+    project = synthetic_project(tmp_path / "synthetic", scratch_db.url())
+    earlier = leave_replaced(scratch_db.name)
+    with connect("postgres") as admin:
+        admin.execute("UPDATE pg_database SET datconnlimit = -2 WHERE datname = %s", [earlier])
+
+    dropped = project.manage("resetdb", "--drop-snapshots")
+
+    assert dropped.returncode == 0, dropped.stderr
+    assert "could not drop" not in dropped.stdout + dropped.stderr
+    assert not exists(earlier)
+
+
 def test_a_replaced_template_an_earlier_version_left_is_dropped(tmp_path, scratch_db):
     project = synthetic_project(tmp_path / "synthetic", scratch_db.url())
     earlier = leave_replaced(scratch_db.name)
