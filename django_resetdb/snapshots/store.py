@@ -573,7 +573,9 @@ def keep(
             _copy_as(cursor, target, target, plan.name, comment, current_user)
     faults.reached("kept", plan.name)
     # The oldest beyond SNAPSHOTS are dropped by the next run, in the background.
-    return time.monotonic() - started, len(_stale(listed(alias, target), {plan.name}))
+    # The sweep leaves those someone changed: they are not counted.
+    ours = [s for s in listed(alias, target) if not s.edited]
+    return time.monotonic() - started, len(_stale(ours, {plan.name}))
 
 
 def _copy_as(cursor: Any, target: str, source: str, name: str, comment: str, owner: str) -> None:
