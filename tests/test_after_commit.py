@@ -159,11 +159,17 @@ def test_a_seed_that_commits_a_reset_in_place_says_what_is_committed(built, scra
         "ones); run resetdb again.\n"
     )
     # True on both sides: the rebuilt schema (nickname) and the users, not the catalog.
-    assert "nickname" in columns(scratch_db, "account_user")
-    assert "nickname" in built.path(ACCOUNT_0001).read_text()
+    assert_committed_with_the_new_files(built, scratch_db, backup)
     with connect(scratch_db.name) as conn:
         assert conn.execute("SELECT count(*) > 0 FROM account_user").fetchone() == (True,)
         assert conn.execute("SELECT count(*) FROM catalog_category").fetchone() == (0,)
+
+
+def assert_committed_with_the_new_files(project, db, backup) -> None:
+    """The rebuilt schema (nickname) is committed, the migration files that made it kept,
+    and the backup of the earlier ones marked complete."""
+    assert "nickname" in columns(db, "account_user")
+    assert "nickname" in project.path(ACCOUNT_0001).read_text()
     assert status(backup) == "complete"
 
 
@@ -201,6 +207,4 @@ def test_a_receiver_that_commits_then_fails_says_what_is_committed(built, scratc
         f"files are those it was rebuilt from (backup {str(backup)!r} holds the earlier "
         "ones); run resetdb again.\n"
     )
-    assert "nickname" in columns(scratch_db, "account_user")
-    assert "nickname" in built.path(ACCOUNT_0001).read_text()
-    assert status(backup) == "complete"
+    assert_committed_with_the_new_files(built, scratch_db, backup)

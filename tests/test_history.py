@@ -15,6 +15,7 @@ CATALOG_MODELS = "testproject/catalog/models.py"
 CATALOG_MIGRATIONS = "testproject/catalog/migrations"
 COLOUR = "    colour = models.CharField(max_length=20, blank=True)\n"
 RANK = "    rank = models.IntegerField(default=0)\n"
+STARS = "    stars = models.IntegerField(default=0)\n"
 
 
 def git(project: ProjectCopy, *args: str) -> str:
@@ -39,8 +40,12 @@ def under_git(project: ProjectCopy, branch: str = "main") -> None:
     baseline(project)
     (project.root / ".gitignore").write_text("__pycache__/\n.resetdb/\n")
     git(project, "init", "-q", "-b", branch)
+    commit(project, "start")
+
+
+def commit(project: ProjectCopy, message: str) -> None:
     git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "start")
+    git(project, "commit", "-q", "-m", message)
 
 
 def add_field(project: ProjectCopy, field: str) -> None:
@@ -64,14 +69,20 @@ def check_clean(project: ProjectCopy) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_a_teammates_committed_migration_is_kept_and_own_ones_become_one(project):
+def teammate_and_own(project: ProjectCopy) -> dict[str, str]:
+    """The demo under git with a teammate's migration committed, then two of the
+    developer's own, not committed; returns the tree as committed."""
     under_git(project)
-    add_field(project, CATEGORY_NOTE)  # the teammate's, committed
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "catalog: note")
+    add_field(project, CATEGORY_NOTE)
+    commit(project, "catalog: note")
     shared = project.tree()
-    add_field(project, COLOUR)  # the developer's own two, not committed
+    add_field(project, COLOUR)
     add_field(project, RANK)
+    return shared
+
+
+def test_a_teammates_committed_migration_is_kept_and_own_ones_become_one(project):
+    shared = teammate_and_own(project)
     assert migration_names(project) == [
         "0001_initial.py",
         "0002_category_note.py",
@@ -121,19 +132,6 @@ def test_a_teammates_committed_migration_is_kept_and_own_ones_become_one(project
     assert project.tree() == before
 
 
-def teammate_and_own(project: ProjectCopy) -> dict[str, str]:
-    """The demo under git with a teammate's migration committed, then two of the
-    developer's own, not committed; returns the tree as committed."""
-    under_git(project)
-    add_field(project, CATEGORY_NOTE)
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "catalog: note")
-    shared = project.tree()
-    add_field(project, COLOUR)
-    add_field(project, RANK)
-    return shared
-
-
 def test_resetdb_keeps_the_shared_migration_and_migrates_as_plain_migrate_would(
     project, scratch_db, other_db
 ):
@@ -162,17 +160,11 @@ def test_a_branchs_own_commits_are_collapsed_and_mains_kept(project):
     under_git(project)
     for field in (CATEGORY_NOTE, COLOUR):  # main's: two more migrations, three in all
         add_field(project, field)
-        git(project, "add", "-A")
-        git(project, "commit", "-q", "-m", "main")
+        commit(project, "main")
     git(project, "checkout", "-q", "-b", "feature")
-    add_field(project, RANK)
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "feature: rank")
-    project.edit(CATALOG_MODELS, RANK, RANK + "    stars = models.IntegerField(default=0)\n")
-    made = project.manage("makemigrations", "catalog")
-    assert made.returncode == 0, made.stderr
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "feature: stars")
+    for field in (RANK, STARS):  # the branch's own two, committed on it only
+        add_field(project, field)
+        commit(project, "feature")
     assert len(migration_names(project)) == 5
 
     result = project.manage("resetmigrations", "--no-input")
@@ -284,7 +276,7 @@ def test_snapshots_and_the_build_cache_work_with_kept_shared_migrations(project,
 
     # Another change of one's own: rebuilt, the own migrations regenerated again into one
     # on top of the shared ones.
-    project.edit(CATALOG_MODELS, RANK, RANK + "    stars = models.IntegerField(default=0)\n")
+    project.edit(CATALOG_MODELS, RANK, RANK + STARS)
     changed = project.manage("resetdb", "--no-input", url=scratch_db.url())
 
     assert changed.returncode == 0, changed.stderr
