@@ -448,32 +448,35 @@ def _rebuild_all(run: Run) -> None:
     except BaseException as exc:
         # The commit failed, or never began: a Ctrl-C deferred meanwhile changes nothing.
         interrupts.resume()
-        if isinstance(exc, TransactionEnded) and exc.committed:
-            _committed_inside(result, str(exc))
-        if any(postgres.committed(connections[a], t) for a, t in transaction_ids.items()):
-            # A migration's RunPython or a receiver sent COMMIT, then something failed:
-            # what was done up to it is committed, and the files stay with it.
-            what = (
-                str(exc)
-                if isinstance(exc, ResetError)
-                else f"{type(exc).__name__}: {one_line(exc)}"
-            )
-            for untrue in (
-                "; the transaction was rolled back, nothing was changed",
-                "; nothing was written",
-            ):
-                what = what.rstrip(".").removesuffix(untrue)
-            _committed_inside(
-                result,
-                f"{what}; but code run inside the reset (a migration's "
-                "RunPython or a receiver) had committed its transaction itself (a COMMIT "
-                "sent as SQL)",
-            )
+        _refuse_committed_inside(result, exc, transaction_ids)
         _undo(result.migrations, exc, log)
         raise
     result.committed = True
     for alias in plan.aliases:
         faults.reached("commit", alias)
+
+
+def _refuse_committed_inside(
+    result: ResetResult, exc: BaseException, transaction_ids: dict[str, str]
+) -> None:
+    """After ``exc``: when code run inside the reset had committed its transaction (a
+    seed, a migration's RunPython or a receiver sent COMMIT), say what is committed and
+    keep the files that go with it, instead of putting the earlier ones back."""
+    if isinstance(exc, TransactionEnded) and exc.committed:
+        _committed_inside(result, str(exc))
+    if not any(postgres.committed(connections[a], t) for a, t in transaction_ids.items()):
+        return
+    what = str(exc) if isinstance(exc, ResetError) else f"{type(exc).__name__}: {one_line(exc)}"
+    for untrue in (
+        "; the transaction was rolled back, nothing was changed",
+        "; nothing was written",
+    ):
+        what = what.rstrip(".").removesuffix(untrue)
+    _committed_inside(
+        result,
+        f"{what}; but code run inside the reset (a migration's RunPython or a receiver) had "
+        "committed its transaction itself (a COMMIT sent as SQL)",
+    )
 
 
 def _committed_inside(result: ResetResult, what: str) -> NoReturn:
