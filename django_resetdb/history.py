@@ -90,6 +90,15 @@ def find_shared_point(
                 "repository (or git is not installed)."
             )
         return None
+    try:
+        return _shared_point(top, folders, ref)
+    except _GitMissing as exc:  # found once, then gone or hung (GIT_TIMEOUT)
+        raise ResetError(
+            f"git stopped answering while the shared point was read ({exc}); nothing was changed."
+        ) from exc
+
+
+def _shared_point(top: Path, folders: Sequence[Path], ref: str | None) -> SharedPoint | None:
     if _out(top, "rev-parse", "--verify", "--quiet", "HEAD^{commit}") is None:
         if ref:
             raise ResetError(f"The shared point {ref!r} cannot be read: nothing is committed yet.")

@@ -6,6 +6,7 @@ and ``pg_dump`` of databases migrated from the files."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 from tests.conftest import ProjectCopy, last_line, schema_dump
@@ -241,7 +242,7 @@ def test_a_shared_ref_that_does_not_exist_is_an_error(project):
 
     result = project.manage("resetmigrations", "--no-input", "--shared-ref", "no-such-branch")
 
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stdout
     assert "The shared point 'no-such-branch' is not a commit of the repository in" in (
         result.stderr
     )
@@ -287,3 +288,25 @@ def test_snapshots_and_the_build_cache_work_with_kept_shared_migrations(project,
         "0003_category_colour_category_rank_category_stars.py",
     ]
     check_clean(project)
+
+
+def test_git_that_stops_answering_is_one_line_and_nothing_changed(project, tmp_path):
+    teammate_and_own(project)
+    before = project.tree()
+    # The only git on PATH finds the repository, then is gone: the next call cannot run.
+    real = shutil.which("git")
+    assert real is not None
+    fake = tmp_path / "bin" / "git"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\n/bin/rm -f "$0"\nexec {real} "$@"\n')
+    fake.chmod(0o755)
+
+    result = project.manage("resetmigrations", "--no-input", env={"PATH": str(fake.parent)})
+
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith(
+        "CommandError: git stopped answering while the shared point was read ("
+    )
+    assert result.stderr.endswith("); nothing was changed.\n")
+    assert result.stderr.count("\n") == 1
+    assert project.tree() == before
