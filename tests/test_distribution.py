@@ -3,7 +3,9 @@ that and everything its own test suite needs."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -41,15 +43,31 @@ def tree_files(root: Path) -> set[str]:
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if not SOURCE.is_dir():
         pytest.skip("no source tree here: the suite runs against an installed copy")
-    out = tmp_path_factory.mktemp("dist")
-    # The sdist first, then the wheel built from the unpacked sdist: what PyPI users get.
-    result = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
-        capture_output=True,
-        text=True,
-        timeout=PATIENCE,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The tests of this module may run on two pytest-xdist workers at once, and two builds
+    # in one source tree trip over each other's release folder: one build, under a lock,
+    # in a folder every worker of this run shares.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    out = shared / "dist"
+    with (shared / "dist.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if not (out / "done").is_file():
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir()
+                # The sdist first, then the wheel built from the unpacked sdist: what
+                # PyPI users get.
+                result = subprocess.run(
+                    [sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
+                    capture_output=True,
+                    text=True,
+                    timeout=PATIENCE,
+                )
+                assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+                (out / "done").touch()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
     (wheel,) = out.glob("*.whl")
     (sdist,) = out.glob("*.tar.gz")
     return wheel, sdist
