@@ -872,3 +872,24 @@ def test_a_callable_that_commits_the_transaction_says_what_is_committed(cases, t
     # True: the users the seed before it made are there.
     assert data_snapshot(db, sequences=False) != before
     assert db.query("SELECT count(*) > 0 FROM account_user") == [(True,)]
+
+
+def test_a_model_with_a_composite_field_without_a_column_loads_as_loaddata(cases):
+    # A private field of two columns (an amount and a currency), as e-commerce projects
+    # have: dumpdata writes its columns, the field itself has no column and no to_python.
+    items = [
+        obj("price", 1, label="tea", price_amount="3.50", price_currency="EUR"),
+        obj("price", 2, label="cake", price_amount="12", price_currency="USD"),
+        obj("price", 3, label="free", price_amount="0.00", price_currency="EUR"),
+    ]
+    cases.write("prices.json", items)
+    by_lines = cases.database()
+
+    by_loaddata, by_seed = cases.both("prices")
+    line = paths_line(cases, "prices", db=by_lines)
+
+    assert line == "objects by path: 3 copied, 0 saved one by one"
+    expected = data_snapshot(by_loaddata)
+    assert expected["seedcases_price"]
+    assert data_snapshot(by_seed) == expected
+    assert data_snapshot(by_lines) == expected

@@ -354,6 +354,11 @@ class ModelFacts:
         index = {f.attname: position for position, f in enumerate(columns)}
         fields: dict[str, tuple[int, Any, Callable[[Any], Any], bool, Any]] = {}
         for f in model._meta.fields:
+            if not getattr(f, "concrete", False) or getattr(f, "column", None) is None:
+                # A field without a column of its own (a private or composite one, made
+                # of other fields' columns): an item naming it goes to Django's
+                # deserializer, as loaddata reads it (KeyError in build_entry).
+                continue
             where: Any = index.get(f.attname, f.attname)
             if f.many_to_one or f.one_to_one:
                 remote: Any = f.remote_field

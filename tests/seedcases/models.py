@@ -108,3 +108,47 @@ class ReceiverCall(models.Model):
     raw = models.BooleanField()
     created = models.BooleanField(null=True)
     reviews_in_table = models.IntegerField()
+
+
+class Money:
+    """What a money field of an e-commerce project looks like to Django: a private field
+    with no column and no ``to_python``, made of an amount column and a currency column
+    (as django-prices' ``MoneyField`` is)."""
+
+    is_relation = False
+    many_to_many = many_to_one = one_to_many = one_to_one = None
+    concrete = False
+    column = None
+    remote_field = None
+    primary_key = False
+    hidden = False
+    auto_created = False
+
+    def __init__(self, amount: str, currency: str) -> None:
+        self.amount_field = amount
+        self.currency_field = currency
+
+    def contribute_to_class(self, cls: Any, name: str) -> None:
+        self.name = self.attname = name
+        self.model = cls
+        cls._meta.add_field(self, private=True)
+        setattr(cls, name, self)
+
+    def __get__(self, instance: Any, owner: Any) -> Any:
+        if instance is None:
+            return self
+        return (getattr(instance, self.amount_field), getattr(instance, self.currency_field))
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        amount, currency = value
+        setattr(instance, self.amount_field, amount)
+        setattr(instance, self.currency_field, currency)
+
+
+class Price(models.Model):
+    """A model with a composite money-like field (see ``Money``)."""
+
+    label = models.CharField(max_length=50)
+    price_amount = models.DecimalField(max_digits=12, decimal_places=2)
+    price_currency = models.CharField(max_length=3)
+    price = Money("price_amount", "price_currency")
