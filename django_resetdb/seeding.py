@@ -23,6 +23,7 @@ from django.core.management.utils import parse_apps_and_model_labels
 from django.db import IntegrityError, connections, models, transaction
 
 from django_resetdb import dependencies, faults, guard, postgres
+from django_resetdb.aliases import same_database, sharing
 from django_resetdb.conf import SETTING_NAME, get_settings, project_root
 from django_resetdb.exceptions import ResetError, TransactionEnded, refuse_string
 from django_resetdb.fixtureload import (
@@ -416,7 +417,13 @@ def seed(
     width = max((len(s.entry) for s in seeds), default=0)
     started = time.monotonic()
     finder = FixtureFinder(database)
+    # A reset shares its aliases' connections itself (see aliases); a seed on its own
+    # gives its database's other aliases the seed's connection.
+    twins = (
+        {twin: database for twin in same_database(database, name)} if gates and postgresql else {}
+    )
     with (
+        sharing(twins),
         dependencies.record() as result.reads,
         transaction.atomic(using=database),
         _watching(database) as watch,

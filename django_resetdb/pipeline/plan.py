@@ -20,6 +20,7 @@ from django_resetdb import (
     seeding,
     snapshots,
 )
+from django_resetdb.aliases import same_database, twin_line
 from django_resetdb.conf import get_settings
 from django_resetdb.exceptions import ResetError, refuse_string
 from django_resetdb.regenerate import (
@@ -53,6 +54,9 @@ class ResetPlan:
     states: buildcache.StatePlan | None = None
     # The migration files the plan was made from (see regenerate.migration_files).
     files: dict[Path, bytes] | None = None
+    # Other aliases naming a database being reset (a read replica alias, say), each with
+    # the alias whose connection it uses during the run (see aliases).
+    twins: dict[str, str] = field(default_factory=dict)
 
     @property
     def restoring(self) -> bool:
@@ -92,6 +96,7 @@ class ResetPlan:
     def lines(self, *, terminate_blockers: bool = False) -> list[str]:
         """The steps, one line each, and the files the regeneration touches."""
         lines = [new.planned_line() for new in self.creations]
+        lines += [f"  {twin_line(twin, alias)}" for twin, alias in self.twins.items()]
         if self.unchanged:
             lines.append(
                 "  migrations  no changes since the snapshot was kept (the same models and files)"
@@ -182,6 +187,11 @@ def plan_reset(
         guard.check_postgresql(alias, COMMAND)
     targets = [guard.check(alias, COMMAND, conf.schemas, creatable=True) for alias in aliases]
     _refuse_same_database(targets)
+    twins = {
+        twin: target.alias
+        for target in targets
+        for twin in same_database(target.alias, target.database, aliases_of(targets))
+    }
     creations = [creating.plan_creation(target) for target in targets if not target.exists]
     # Refused before the prompt where it can be told now. While another run changes the
     # files, its backup is half-way too: the run checks again once it has waited for it.
@@ -227,6 +237,7 @@ def plan_reset(
         unchanged=unchanged,
         creations=creations,
         files=files,
+        twins=twins,
     )
     if exists:
         plan_build_cache(plan)
@@ -286,6 +297,10 @@ def _models_on(alias: str) -> int:
         and not model._meta.swapped
         and router.allow_migrate_model(alias, model)
     )
+
+
+def aliases_of(targets: Sequence[guard.Target]) -> list[str]:
+    return [target.alias for target in targets]
 
 
 def _refuse_same_database(targets: Sequence[guard.Target]) -> None:

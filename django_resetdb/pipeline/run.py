@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 from django.db import connections, transaction
 
 from django_resetdb import (
+    aliases,
     backups,
     buildcache,
     creating,
@@ -205,8 +206,26 @@ def run_plan(
             log(target.one_line(), 1)
     if interactive:
         result.timings["prompt"] = time.monotonic() - asking
+    with aliases.sharing(plan.twins):
+        return _run_plan(plan, result, interactive, terminate_blockers, log, progress,
+                         migrate_output, started)  # fmt: skip
+
+
+def _run_plan(
+    plan: ResetPlan,
+    result: ResetResult,
+    interactive: bool,
+    terminate_blockers: bool,
+    log: Log,
+    progress: Progress,
+    migrate_output: Any | None,
+    started: float,
+) -> ResetResult:
     created: list[creating.NewDatabase] = []
     creating_now = frozenset(new.alias for new in plan.creations)
+    if not interactive:  # else the plan shown at the prompt said it
+        for twin, alias in plan.twins.items():
+            log(aliases.twin_line(twin, alias), 1)
     with _dropped_on_failure(created, result, log):
         _create(plan, created, log, confirmed=interactive)
         for alias in plan.aliases:

@@ -1,0 +1,111 @@
+"""Shapes of large projects built by others: an alias that names the database being reset
+(a read replica alias) read by a data migration and by a seed, a composite field without
+a column (in test_seed), a migration that cannot run in a transaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import ProjectCopy, ScratchDatabase
+
+# A second alias naming the same database, the host spelled another way where it can be:
+# what an e-commerce project's read replica alias looks like on a developer's machine.
+REPLICA = """
+DATABASES["replica"] = dict(DATABASES["default"])
+if DATABASES["replica"].get("HOST") == "127.0.0.1":
+    DATABASES["replica"]["HOST"] = "localhost"
+"""
+
+# Data migrations: one writes a row, the next reads it back through the replica alias,
+# as a project reads its Site through a replica. Plain migrate commits each migration,
+# so the second one finds the row.
+WRITES = """
+from django.db import migrations
+
+
+def forwards(apps, schema_editor):
+    Venue = apps.get_model("event", "Venue")
+    Venue.objects.using(schema_editor.connection.alias).create(name="Main hall")
+
+
+class Migration(migrations.Migration):
+    dependencies = [("event", "0001_initial")]
+    operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
+"""
+READS_REPLICA = """
+from django.db import migrations
+
+
+def forwards(apps, schema_editor):
+    # Raises DoesNotExist when the replica alias reads another database.
+    apps.get_model("event", "Venue").objects.using("replica").get(name="Main hall")
+
+
+class Migration(migrations.Migration):
+    dependencies = [("event", "0002_main_hall")]
+    operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
+"""
+
+# A seed that reads through the replica alias what the seeds before it wrote.
+SEED = """
+def read_through_the_replica(database, report=print):
+    from testproject.event.models import Venue
+
+    Venue.objects.using(database).create(name="Seeded hall")
+    if not Venue.objects.using("replica").filter(name="Seeded hall").exists():
+        raise RuntimeError("the replica alias read another database")
+    return 1
+"""
+
+
+def replica_project(project: ProjectCopy, db: ScratchDatabase, settings: str = "") -> None:
+    project.url = db.url()
+    project.append("testproject/settings.py", REPLICA + settings)
+    project.append("testproject/event/migrations/0002_main_hall.py", WRITES)
+    project.append("testproject/event/migrations/0003_read_replica.py", READS_REPLICA)
+    project.append("testproject/replica_seeds.py", SEED)
+    project.append(
+        "testproject/settings.py",
+        'DJANGO_RESETDB["SEEDS"] = [*DJANGO_RESETDB["SEEDS"], '
+        '"testproject.replica_seeds.read_through_the_replica"]\n',
+    )
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param("", id="default"),
+        # In place: the reset's own transaction holds the tables the replica would read.
+        pytest.param('DJANGO_RESETDB["SNAPSHOTS"] = 0\n', id="in-place"),
+    ],
+)
+def test_a_replica_alias_of_the_target_reads_what_the_reset_writes(project, scratch_db, settings):
+    replica_project(project, scratch_db, settings)
+    # The tables exist: in place, a replica connection of its own would wait on the
+    # reset's transaction; in a new database, it would read the one being replaced.
+    assert project.manage("migrate", "--no-input").returncode == 0
+
+    for run in (1, 2):
+        result = project.manage("resetdb", "--no-input", timeout=180)
+        assert result.returncode == 0, f"run {run}: {result.stdout}{result.stderr}"
+        assert (
+            "database    alias 'replica' names the same database: it uses 'default''s "
+            "connection during the reset"
+        ) in result.stdout
+    # Through a connection of our own: the migrations ran, and the seed's row is there.
+    assert scratch_db.query(
+        "SELECT name FROM django_migrations WHERE app = 'event' ORDER BY name"
+    ) == [("0001_initial",), ("0002_main_hall",), ("0003_read_replica",)]
+    assert scratch_db.query("SELECT count(*) FROM event_venue WHERE name = 'Seeded hall'") == [(1,)]
+
+
+def test_seed_alone_gives_a_replica_alias_its_connection(project, scratch_db):
+    replica_project(project, scratch_db)
+    assert project.manage("migrate", "--no-input").returncode == 0
+
+    result = project.manage(
+        "seed", "testproject.replica_seeds.read_through_the_replica", "-v", "2", timeout=60
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert scratch_db.query("SELECT count(*) FROM event_venue WHERE name = 'Seeded hall'") == [(1,)]
