@@ -5,9 +5,12 @@ A migration marked ``atomic = False`` is meant to run outside a transaction. On 
 database being rebuilt, the only ones Django itself ships for that are the concurrent
 index operations, and on tables that were just created, are empty and that nobody else
 can see, building an index concurrently or not gives the same index: they run as
-``AddIndex`` / ``RemoveIndex`` inside the transaction, and the reset says so. Anything
-else in such a migration runs inside the transaction too; if PostgreSQL refuses it there,
-the reset fails and changes nothing.
+``AddIndex`` / ``RemoveIndex`` inside the transaction, and the reset says so. The same
+goes for the SQL such a migration runs itself (``RunSQL``, or a ``RunPython`` through the
+schema editor): ``CREATE INDEX CONCURRENTLY``, ``DROP INDEX CONCURRENTLY`` and ``REINDEX
+... CONCURRENTLY`` run without ``CONCURRENTLY``. Anything else in such a migration runs
+inside the transaction too; if PostgreSQL refuses it there, the reset fails and changes
+nothing.
 """
 
 from __future__ import annotations
@@ -138,11 +141,13 @@ class _Migrate(MigrateCommand):
         self.shown = shown
         self.plan = plan  # the migrations to apply, once pre_migrate has told them
         self.started = 0
+        self.current = ""  # the migration being applied
 
     def migration_progress_callback(
         self, action: str, migration: Migration | None = None, fake: bool = False
     ) -> None:
         if action == "apply_start" and migration is not None:
+            self.current = f"{migration.app_label}.{migration.name}"
             self.started += 1
             total = max(len(self.plan), self.started)
             self.shown.applying(self.started, total, f"{migration.app_label}.{migration.name}")
@@ -173,15 +178,35 @@ def migrate(alias: str, *, output: Any | None = None, shown: Shown = Shown()) ->
                 result.adapted += adapt(migration)
 
     printed = _Tee(output)
+    command = _Migrate(alias, shown, result.applied)
+    rewritten: set[str] = set()
+
+    def in_transaction(execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
+        # A statement of a non-atomic migration that PostgreSQL runs only outside a
+        # transaction, and that has a transactional form giving the same result on a
+        # schema nobody else sees (see module doc): that form.
+        if command.current in non_atomic and isinstance(sql, str):
+            plain = without_concurrently(sql)
+            if plain != sql:
+                sql = plain
+                if command.current not in rewritten:
+                    rewritten.add(command.current)
+                    result.adapted.append(
+                        f"{command.current} (atomic = False): its SQL's CONCURRENTLY index "
+                        "statements run without CONCURRENTLY inside the transaction"
+                    )
+        return execute(sql, params, many, context)
+
     pre_migrate.connect(before, weak=False, dispatch_uid=f"django_resetdb.migrate.{alias}")
     try:
-        call_command(
-            _Migrate(alias, shown, result.applied),
-            database=alias,
-            interactive=False,
-            verbosity=1,
-            stdout=printed,
-        )
+        with connections[alias].execute_wrapper(in_transaction):
+            call_command(
+                command,
+                database=alias,
+                interactive=False,
+                verbosity=1,
+                stdout=printed,
+            )
     except DatabaseError as exc:
         started = APPLYING.findall(printed.getvalue())
         where = f" in migration {started[-1]}" if started else ""
@@ -201,6 +226,21 @@ def migrate(alias: str, *, output: Any | None = None, shown: Shown = Shown()) ->
     finally:
         pre_migrate.disconnect(dispatch_uid=f"django_resetdb.migrate.{alias}")
     return result
+
+
+# Index statements PostgreSQL runs only outside a transaction block when CONCURRENTLY,
+# at the start of the SQL or of a statement after a semicolon.
+_CONCURRENTLY = re.compile(
+    r"(^|;)(\s*(?:CREATE\s+(?:UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX\s+\(?[^;]*?\b"
+    r"(?:INDEX|TABLE|SCHEMA))\s+)CONCURRENTLY\s+",
+    re.IGNORECASE,
+)
+
+
+def without_concurrently(sql: str) -> str:
+    """``sql`` with ``CONCURRENTLY`` taken out of its index statements: ``CREATE [UNIQUE]
+    INDEX``, ``DROP INDEX`` and ``REINDEX`` build or drop the same index without it."""
+    return _CONCURRENTLY.sub(r"\1\2", sql)
 
 
 def _refused_in_transaction(exc: BaseException) -> bool:

@@ -109,3 +109,85 @@ def test_seed_alone_gives_a_replica_alias_its_connection(project, scratch_db):
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert scratch_db.query("SELECT count(*) FROM event_venue WHERE name = 'Seeded hall'") == [(1,)]
+
+
+# A migration that cannot run in a transaction, as large projects add their indexes.
+CONCURRENT_INDEX = """
+from django.contrib.postgres.operations import AddIndexConcurrently
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("event", "0001_initial")]
+    operations = [
+        AddIndexConcurrently(
+            "venue", models.Index(fields=["address"], name="venue_address_idx")
+        )
+    ]
+"""
+
+
+# The same index as SQL of the migration's own, as most large projects write it.
+CONCURRENT_SQL = """
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("event", "0001_initial")]
+    operations = [
+        migrations.RunSQL(
+            [
+                "DROP INDEX CONCURRENTLY IF EXISTS venue_address_idx",
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS venue_address_idx "
+                "ON event_venue (address)",
+            ],
+            "DROP INDEX CONCURRENTLY IF EXISTS venue_address_idx",
+            state_operations=[
+                migrations.AddIndex(
+                    "venue", models.Index(fields=["address"], name="venue_address_idx")
+                )
+            ],
+        )
+    ]
+"""
+
+
+@pytest.mark.parametrize("migration", [CONCURRENT_INDEX, CONCURRENT_SQL], ids=["operation", "sql"])
+@pytest.mark.parametrize(
+    ("settings", "extra"),
+    [
+        pytest.param("", [], id="regenerated"),
+        pytest.param("", ["--keep-migrations"], id="kept"),
+        pytest.param(
+            'DJANGO_RESETDB["SNAPSHOTS"] = 0\n', ["--keep-migrations"], id="kept-in-place"
+        ),
+    ],
+)
+def test_a_migration_that_cannot_run_in_a_transaction_is_applied(
+    project, scratch_db, settings, extra, migration
+):
+    project.url = scratch_db.url()
+    project.append("testproject/settings.py", settings)
+    project.edit(
+        "testproject/event/models.py",
+        "class Venue(models.Model):\n",
+        "class Venue(models.Model):\n"
+        "    class Meta:\n"
+        '        indexes = [models.Index(fields=["address"], name="venue_address_idx")]\n\n',
+    )
+    project.append("testproject/event/migrations/0002_venue_address_idx.py", migration)
+    assert project.manage("migrate", "--no-input").returncode == 0
+
+    for run in (1, 2):
+        result = project.manage("resetdb", "--no-input", *extra, timeout=180)
+        assert result.returncode == 0, f"run {run}: {result.stdout}{result.stderr}"
+        if settings and migration is CONCURRENT_SQL:  # in place: in the reset's transaction
+            assert (
+                "event.0002_venue_address_idx (atomic = False): its SQL's CONCURRENTLY index "
+                "statements run without CONCURRENTLY inside the transaction"
+            ) in result.stdout
+        assert scratch_db.query(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'venue_address_idx'"
+        ) == [("CREATE INDEX venue_address_idx ON public.event_venue USING btree (address)",)]
