@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -194,10 +195,26 @@ def _canonical(value: Any, depth: int = 0) -> Any:
         return f"{value.__module__}.{value.__qualname__}:{code}"
     if inspect.isclass(value):
         return f"{value.__module__}.{value.__qualname__}"
+    if dataclasses.is_dataclass(value):
+        # Its repr shows its fields as they are, sets in this process's order.
+        kind = type(value)
+        return [
+            f"{kind.__module__}.{kind.__qualname__}",
+            {f.name: _canonical(getattr(value, f.name, None), deeper)
+             for f in dataclasses.fields(value)},
+        ]  # fmt: skip
     shown = repr(value)
-    if ADDRESS.search(shown) and hasattr(value, "__dict__") and not inspect.ismodule(value):
-        # The default repr says nothing of what the object holds.
-        return [ADDRESS.sub("", shown), _canonical(vars(value), deeper)]
+    if (
+        (ADDRESS.search(shown) or "{" in shown)
+        and hasattr(value, "__dict__")
+        and not inspect.ismodule(value)
+    ):
+        # The default repr says nothing of what the object holds; one that shows a set
+        # or a dict shows it in an order another process may not share.
+        kind = type(value)
+        named = ADDRESS.sub("", shown) if ADDRESS.search(shown) else kind.__qualname__
+        return [f"{kind.__module__}.{named}" if named is kind.__qualname__ else named,
+                _canonical(vars(value), deeper)]  # fmt: skip
     # An object's default repr shows where it lives in memory, which no other run shares.
     return ADDRESS.sub("", shown)
 
