@@ -29,6 +29,7 @@ own count.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -563,6 +564,17 @@ def removable_apps(plan: RegenerationPlan | None) -> frozenset[str]:
     return frozenset(app.label for app in plan.regenerated)
 
 
+def environment_key(environment: str) -> str:
+    """The key of the states' environment: ``environment`` (see
+    ``snapshots.environment``) and the project code every migration runs with."""
+    return _digest([environment, environment_code()])
+
+
+def with_environment(plan: StatePlan, environment: str) -> StatePlan:
+    """``plan`` with the environment ``environment`` (see :func:`environment_key`)."""
+    return dataclasses.replace(plan, environment=environment_key(environment))
+
+
 def plan_states(
     target: guard.Target,
     migrations: RegenerationPlan | None,
@@ -572,7 +584,7 @@ def plan_states(
     """The build cache's plan for a reset of ``target``: the new plan's migrations and
     the best of the states ``kept`` (their listing's entries) to start from."""
     new = planned(migrations)
-    environment = _digest([environment, environment_code()])
+    environment = environment_key(environment)
     plan = StatePlan(target.alias, target.database, environment, new, removable_apps(migrations))
     best: Start | None = None
     for snapshot in kept:

@@ -5,6 +5,7 @@ used, a line naming the input that changed."""
 from __future__ import annotations
 
 from tests.conftest import ProjectCopy, ScratchDatabase, snapshots_of
+from tests.test_buildcache import VOLUNTEERS, assert_same_as_a_rebuild
 from tests.test_resetdb import FAST_HASHER, prepare
 
 # A setting whose repr is ordered differently in each process: a dataclass holding a set
@@ -54,3 +55,17 @@ def test_a_setting_whose_repr_order_varies_per_process_restores_its_snapshot(pro
     for seed in ("2", "3", "random"):
         out = reset(project, scratch_db, seed)
         assert f"  snapshot    restored {kept}" in out, out
+
+
+def test_the_state_the_first_run_keeps_is_used_by_the_next(project, scratch_db, other_db):
+    # The first run finds an empty database; its migrations make extensions there. The
+    # state it keeps is found by the next run, whose database has them.
+    prepare(project, FAST_HASHER)
+    first = reset(project, scratch_db, "1")
+    assert "  cache       kept the migrated state " in first
+    project.edit(VOLUNTEERS, '"Dora"', '"Dorothea"')  # the snapshot does not answer
+
+    out = reset(project, scratch_db, "1")
+
+    assert "  migrate     started from the state after 22 of 22 migrations (" in out, out
+    assert_same_as_a_rebuild(project, scratch_db, other_db)

@@ -865,14 +865,17 @@ def _migrate_cached(
             return  # the state holds all of it already
         connection = connections[alias]
         later = pending + list(zip(migrated.later, migrated.later_tables, strict=True))
-        data = buildcache.record(states, later=later)
+        # Kept under the environment the next reset will find: the target's, as the
+        # migrations just left it (the extensions they made are there from now on).
+        kept = buildcache.with_environment(states, _environment_now(plan, alias))
+        data = buildcache.record(kept, later=later)
         tables = postgres.count_tables(connection, plan.schemas)
         try:
             db.state_kept, seconds = snapshots.keep_state(
                 alias,
                 states.target,
                 connection.settings_dict["NAME"],
-                states.key,
+                kept.key,
                 data,
                 tables=tables,
             )
@@ -890,6 +893,13 @@ def _migrate_cached(
     if start is not None:
         snapshots.mark_used(alias, start.snapshot, "")
     return migrated
+
+
+def _environment_now(plan: ResetPlan, alias: str) -> str:
+    """The build cache's environment of ``alias``'s database as it is now."""
+    target = plan.targets[0]
+    _, context = postgres.whole_database_context(connections[alias], target.schemas)
+    return snapshots.environment(alias, target, context)
 
 
 def _migrate(
