@@ -215,8 +215,8 @@ def migrate(alias: str, *, output: Any | None = None, shown: Shown = Shown()) ->
                 f"Migration {started[-1]} is marked atomic = False and runs a statement "
                 f"PostgreSQL refuses inside a transaction ({one_line(exc)}); resetdb runs "
                 "every migration inside its one transaction so that a failure changes "
-                "nothing: make that statement transactional (for an index, use "
-                "AddIndexConcurrently, which a reset runs as AddIndex); the transaction "
+                "nothing: make that statement transactional (an index built or dropped "
+                "CONCURRENTLY is run without it); the transaction "
                 "was rolled back, nothing was changed."
             ) from exc
         raise ResetError(

@@ -171,8 +171,11 @@ def column_type(db: ScratchDatabase, table: str, column: str) -> str:
 
 def comparable(db: ScratchDatabase) -> tuple[str, dict[str, object]]:
     """The schema and the rows, but what differs between two builds of the same project
-    (the sample users' salted hashes and joining times, when migrations were applied)."""
+    (the sample users' salted hashes and joining times, when and in which order
+    migrations were applied: a build from a migrated state records the ones it applies
+    after the state's)."""
     rows = data_snapshot(db)
+    rows.pop("sequence django_migrations_id_seq")
     rows["account_user"] = db.query("SELECT username FROM account_user ORDER BY 1")
     rows["django_migrations"] = db.query("SELECT app, name FROM django_migrations ORDER BY 1, 2")
     return schema_dump(db), rows
