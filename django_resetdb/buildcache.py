@@ -33,8 +33,9 @@ import dataclasses
 import functools
 import hashlib
 import importlib.util
+import inspect
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from django.db.migrations.operations.base import Operation
 from django.db.models.fields import NOT_PROVIDED
 
 from django_resetdb import dependencies, guard, postgres
+from django_resetdb.canonical import canonical
 from django_resetdb.migrate_step import forwards
 from django_resetdb.output import one_line
 from django_resetdb.regenerate import (
@@ -316,27 +318,59 @@ def _deconstructed(operation: Operation) -> str:
     return json.dumps([name, list(args), kwargs], sort_keys=True, default=repr)
 
 
-def _imported(text: str, package: str) -> set[str]:
-    """The modules ``text`` imports (and, for ``from x import y``, ``x.y`` too, which
-    may be a module)."""
+def _is_type_checking(test: ast.expr) -> bool:
+    """Whether an ``if`` tests ``TYPE_CHECKING`` (``typing.TYPE_CHECKING``): its body never
+    runs."""
+    if isinstance(test, ast.Name):
+        return test.id == "TYPE_CHECKING"
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+
+
+class _Imports(ast.NodeVisitor):
+    """The imports a module's text runs: (module, the name it binds) pairs; for ``from x
+    import y``, both ``x`` and ``x.y`` (which may be a module). Imports under ``if
+    TYPE_CHECKING:`` never run and are left out."""
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+        self.found: list[tuple[str, str]] = []
+
+    def visit_If(self, node: ast.If) -> None:
+        if _is_type_checking(node.test):
+            for statement in node.orelse:
+                self.visit(statement)
+        else:
+            self.generic_visit(node)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self.found.append((alias.name, alias.asname or alias.name.partition(".")[0]))
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        base = node.module or ""
+        if node.level:
+            parts = self.package.split(".")
+            parent = ".".join(parts[: len(parts) - node.level + 1])
+            base = f"{parent}.{base}" if base else parent
+        if base:
+            for alias in node.names:
+                bound = alias.asname or alias.name
+                self.found += [(base, bound), (f"{base}.{alias.name}", bound)]
+
+
+def _imports(text: str, package: str) -> list[tuple[str, str]]:
     try:
         tree = ast.parse(text)
     except SyntaxError:
-        return set()
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                parent = ".".join(parts[: len(parts) - node.level + 1])
-                base = f"{parent}.{base}" if base else parent
-            if base:
-                names.add(base)
-                names.update(f"{base}.{alias.name}" for alias in node.names)
-    return names
+        return []
+    visitor = _Imports(package)
+    visitor.visit(tree)
+    return visitor.found
+
+
+def _imported(text: str, package: str) -> set[str]:
+    """The modules ``text`` imports (see :class:`_Imports`)."""
+    return {module for module, _ in _imports(text, package)}
 
 
 @functools.cache
@@ -387,9 +421,121 @@ def _modules_digest(modules: Iterable[str]) -> list[list[str]]:
     return [[dependencies.shown(Path(f)), dependencies.file_digest(f)] for f in sorted(files)]
 
 
-def _code_digest(text: str, package: str) -> list[list[str]]:
-    """The project modules a migration's text imports, transitively, by digest."""
-    return _modules_digest(_imported(text, package))
+@functools.cache
+def _model_modules() -> tuple[str, ...]:
+    """The modules that define the installed apps' models."""
+    return tuple(
+        sorted(
+            config.models_module.__name__
+            for config in global_apps.get_app_configs()
+            if config.models_module is not None
+        )
+    )
+
+
+def _is_models(module: str) -> bool:
+    return any(module == m or module.startswith(f"{m}.") for m in _model_modules())
+
+
+def _operations(ops: Iterable[Operation]) -> Iterator[Operation]:
+    """``ops`` and the database operations inside them."""
+    for op in ops:
+        yield op
+        if isinstance(op, operations.SeparateDatabaseAndState):
+            yield from _operations(op.database_operations)
+
+
+def _code_names(function: Any) -> set[str] | None:
+    """The global and attribute names ``function``'s code (nested code too) uses; None
+    when it has no code to read."""
+    function = getattr(function, "func", function)  # functools.partial
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return None
+    names: set[str] = set()
+    todo = [code]
+    while todo:
+        current = todo.pop()
+        names.update(current.co_names)
+        todo += [c for c in current.co_consts if hasattr(c, "co_names")]
+    return names
+
+
+def _deconstructed_modules(value: Any, found: set[str], depth: int = 0) -> None:
+    """The modules of the classes and functions a deep-deconstructed value names."""
+    if depth > 12:
+        return
+    if isinstance(value, tuple) and len(value) == 3 and isinstance(value[0], str):
+        found.add(value[0].rpartition(".")[0])
+    if isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            _deconstructed_modules(item, found, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _deconstructed_modules(item, found, depth + 1)
+    elif callable(value):
+        found.add(str(getattr(value, "__module__", "") or ""))
+
+
+@functools.cache
+def _deconstructor() -> Any:
+    from django.db.migrations.autodetector import MigrationAutodetector
+    from django.db.migrations.state import ProjectState
+
+    return MigrationAutodetector(ProjectState(), ProjectState())
+
+
+def _run_by(ops: Sequence[Operation], bound: set[str]) -> tuple[bool, dict[str, Any]]:
+    """Whether what ``ops`` do when they run may depend on the code of the models
+    modules: a class, function or operation of theirs they use, or a name ``bound`` to
+    one of them (by the migration's imports) their code reads. Else, the values
+    their ``RunPython`` code reads from the migration module (computed when it was
+    imported), in canonical form."""
+    reads: dict[str, Any] = {}
+    for op in _operations(ops):
+        if _is_models(type(op).__module__):
+            return True, {}
+        modules: set[str] = set()
+        try:
+            _deconstructed_modules(_deconstructor().deep_deconstruct(op), modules)
+        except Exception:  # what cannot be deconstructed is not known not to read them
+            return True, {}
+        if any(_is_models(module) for module in modules if module):
+            return True, {}
+        if isinstance(op, operations.RunPython):
+            names = _code_names(op.code)
+            if names is None or names & bound:
+                return True, {}
+            namespace = getattr(getattr(op.code, "func", op.code), "__globals__", {})
+            for name in sorted(names):
+                value = namespace.get(name)
+                if name in namespace and not inspect.ismodule(value):
+                    reads[name] = canonical(value)
+    return False, reads
+
+
+def _code_digest(
+    text: str, package: str, ops: Sequence[Operation] = ()
+) -> tuple[list[list[str]], dict[str, Any]]:
+    """The project modules a migration's text imports, transitively, by digest, and what
+    stands in for the models modules it imports when they are left out.
+
+    The models modules it imports directly are left out when nothing that runs reads
+    their code (see :func:`_run_by`): a model edit changes what ``makemigrations`` writes
+    next, not what this migration does. What it took from them when it was imported is
+    in its operations, kept instead (deep-deconstructed, in canonical form), with the
+    values its ``RunPython`` code reads from the migration module."""
+    imports = _imports(text, package)
+    modules = {module for module, _ in imports}
+    models_imported = {module for module in modules if _is_models(module)}
+    if not models_imported:
+        return _modules_digest(modules), {}
+    bound = {name for module, name in imports if module in models_imported}
+    needed, reads = _run_by(ops, bound)
+    if needed:
+        return _modules_digest(modules), {}
+    done = [canonical(_deconstructor().deep_deconstruct(op)) for op in ops]
+    return _modules_digest(modules - models_imported), {"operations": done, "reads": reads}
 
 
 def environment_code() -> list[list[str]]:
@@ -434,11 +580,13 @@ def planned(plan: RegenerationPlan | None) -> Planned:
         created = {op.name_lower for op in ops if isinstance(op, operations.CreateModel)}
         kinds = {_kind(op) for op in ops}
         kind = ANY if ANY in kinds else DATA if DATA in kinds else SCHEMA
+        code, instead = _code_digest(text, package, ops)
         digest = _digest(
             {
                 "text": normalized(text),
-                "code": _code_digest(text, package),
+                "code": code,
                 "replaces": list(migration.replaces),
+                **instead,
             }
         )
         order.append(

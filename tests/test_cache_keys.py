@@ -4,8 +4,13 @@ used, a line naming the input that changed."""
 
 from __future__ import annotations
 
+import pytest
+from django.db import migrations, models
+
+from django_resetdb import buildcache
+from testproject.catalog.models import Category
 from tests.conftest import ProjectCopy, ScratchDatabase, snapshots_of
-from tests.test_buildcache import VOLUNTEERS, assert_same_as_a_rebuild
+from tests.test_buildcache import VOLUNTEERS, assert_same_as_a_rebuild, full_dump
 from tests.test_resetdb import FAST_HASHER, prepare
 
 # A setting whose repr is ordered differently in each process: a dataclass holding a set
@@ -69,3 +74,152 @@ def test_the_state_the_first_run_keeps_is_used_by_the_next(project, scratch_db, 
 
     assert "  migrate     started from the state after 22 of 22 migrations (" in out, out
     assert_same_as_a_rebuild(project, scratch_db, other_db)
+
+
+CATALOG_MODELS = "testproject/catalog/models.py"
+CODE_FIELD = """\
+CODE_LENGTH = 12
+
+
+class Category(models.Model):
+    code = models.CharField(max_length=CODE_LENGTH, null=True)
+"""
+# A migration that imports the models module: for a constant of an operation, for typing
+# (under TYPE_CHECKING), and beside a data step that reads the historical models.
+CATALOG_0002 = """\
+from typing import TYPE_CHECKING
+
+from django.db import migrations, models
+
+from testproject.catalog import models as catalog_models
+
+if TYPE_CHECKING:
+    from testproject.event.models import Venue  # noqa: F401
+
+
+def fill(apps, schema_editor):
+    Category = apps.get_model("catalog", "Category")
+    Category.objects.using(schema_editor.connection.alias).filter(code=None).update(code="-")
+
+
+class Migration(migrations.Migration):
+    dependencies = [("catalog", "0001_initial")]
+    operations = [
+        migrations.AddField(
+            "category",
+            "code",
+            models.CharField(max_length=catalog_models.CODE_LENGTH, null=True),
+        ),
+        migrations.RunPython(fill, migrations.RunPython.noop),
+    ]
+"""
+CATALOG_0003 = """\
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("catalog", "0002_category_code")]
+    operations = [
+        migrations.AddField("artifact", "shelf", models.CharField(max_length=9, null=True)),
+    ]
+"""
+
+
+def keep_reset(project: ProjectCopy, db: ScratchDatabase) -> str:
+    result = project.manage("resetdb", "--no-input", "--keep-migrations", url=db.url())
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def same_as_a_rebuild(project: ProjectCopy, db: ScratchDatabase, other: ScratchDatabase) -> None:
+    fresh = project.manage(
+        "resetdb", "--no-input", "--no-snapshot", "--keep-migrations", url=other.url()
+    )
+    assert fresh.returncode == 0, fresh.stderr
+    assert full_dump(db) == full_dump(other)
+
+
+def test_a_model_edit_keeps_the_state_of_a_migration_that_imports_the_models(
+    project, scratch_db, other_db
+):
+    prepare(project, FAST_HASHER)
+    project.edit(CATALOG_MODELS, "\n\nclass Category(models.Model):\n", "\n\n" + CODE_FIELD)
+    project.append("testproject/catalog/migrations/0002_category_code.py", CATALOG_0002)
+    assert "  cache       kept the migrated state " in keep_reset(project, scratch_db)
+
+    # A model edit and its migration: only the new migration runs.
+    project.edit(
+        CATALOG_MODELS,
+        "    description = models.TextField(blank=True)\n",
+        "    description = models.TextField(blank=True)\n"
+        "    shelf = models.CharField(max_length=9, null=True)\n",
+    )
+    project.append("testproject/catalog/migrations/0003_artifact_shelf.py", CATALOG_0003)
+    out = keep_reset(project, scratch_db)
+
+    assert "  migrate     started from the state after 23 of 24 migrations (" in out, out
+    assert "applied 1 migration(s)" in out
+    same_as_a_rebuild(project, scratch_db, other_db)
+
+    # What the migration took from the models module changed: it must run again.
+    project.edit(CATALOG_MODELS, "CODE_LENGTH = 12", "CODE_LENGTH = 14")
+    dry = project.manage("resetdb", "--dry-run", "--keep-migrations", url=scratch_db.url())
+    out = keep_reset(project, scratch_db)
+
+    assert "catalog.0002_category_code" in dry.stdout and "changed" in dry.stdout, dry.stdout
+    assert "started from the state after 23 of 24" not in out
+    same_as_a_rebuild(project, scratch_db, other_db)
+    assert scratch_db.query(
+        "SELECT character_maximum_length FROM information_schema.columns "
+        "WHERE table_name = 'catalog_category' AND column_name = 'code'"
+    ) == [(14,)]
+
+
+def _live_step(apps, schema_editor):
+    # Reads the live model through the name the migration bound to the models module.
+    catalog_models.Category.objects.count()  # noqa: F821
+
+
+@pytest.mark.parametrize(
+    ("text", "ops", "models_kept"),
+    [
+        pytest.param(
+            "from testproject.catalog import models as catalog_models\n",
+            [migrations.RunPython(_live_step)],
+            True,
+            id="data-step-reads-the-models-module",
+        ),
+        pytest.param(
+            "from testproject.catalog.models import Category\n",
+            [
+                migrations.CreateModel(
+                    "Shelf", [("id", models.AutoField(primary_key=True))], bases=(Category,)
+                )
+            ],
+            True,
+            id="a-model-class-as-a-base",
+        ),
+        pytest.param(
+            "from testproject.catalog import models as catalog_models\n",
+            [migrations.AddField("category", "code", models.CharField(max_length=12))],
+            False,
+            id="a-constant-of-an-operation",
+        ),
+        pytest.param(
+            "from typing import TYPE_CHECKING\n"
+            "if TYPE_CHECKING:\n    from testproject.catalog.models import Category\n",
+            [migrations.RunPython(migrations.RunPython.noop)],
+            False,
+            id="typing-only",
+        ),
+    ],
+)
+def test_the_models_module_counts_in_a_migration_only_when_what_runs_reads_it(
+    text, ops, models_kept
+):
+    code, instead = buildcache._code_digest(text, "testproject.catalog.migrations", ops)
+
+    digested = {path for path, _ in code}
+    assert ("testproject/catalog/models.py" in digested) is models_kept
+    # Left out, the operations stand in for what was taken from it.
+    assert bool(instead) is (not models_kept and "TYPE_CHECKING" not in text)

@@ -22,8 +22,8 @@ schemas; so the cache is only used when nothing is there but extensions.
 
 from __future__ import annotations
 
+from django_resetdb.canonical import ADDRESS
 from django_resetdb.snapshots.fingerprints import (
-    ADDRESS,
     CONNECTION_KEYS,
     NEUTRAL_KEYS,
     environment,

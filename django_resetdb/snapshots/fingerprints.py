@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import importlib.util
 import inspect
 import json
-import marshal
 import os
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,13 +28,10 @@ from django_resetdb import (
     postgres,
     seeding,
 )
+from django_resetdb.canonical import canonical as _canonical
 from django_resetdb.conf import SETTING_NAME, project_root, user_settings
 from django_resetdb.output import relative_path
 from django_resetdb.regenerate import RegenerationPlan, migration_file, normalized
-
-# Where an object's default repr says it lives in memory.
-ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-
 
 # Keys of a DATABASES entry that say where and how to connect, not what is built.
 CONNECTION_KEYS = frozenset(
@@ -173,50 +167,6 @@ def fingerprint(
     inputs["seeds"] = _seed_sources(seeds)
     inputs["code"] = dependencies.code_digests()
     return _digest(inputs)
-
-
-def _canonical(value: Any, depth: int = 0) -> Any:
-    """A stable stand-in for a value (a deconstructed field's argument, a setting): what
-    repr() would give, but naming functions and classes rather than showing their memory
-    address, with a function's code (a setting that is a function defined in the
-    settings module is seen by its body), and an object of the default repr by its
-    attributes."""
-    deeper = depth + 1
-    if depth > 8:  # deep enough for settings; a cycle stops here
-        return ADDRESS.sub("", repr(value))
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v, deeper) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted((_canonical(v, deeper) for v in value), key=repr)
-    if isinstance(value, dict):
-        return {str(k): _canonical(v, deeper) for k, v in value.items()}
-    if inspect.isfunction(value):
-        code = hashlib.sha256(marshal.dumps(value.__code__)).hexdigest()[:16]
-        return f"{value.__module__}.{value.__qualname__}:{code}"
-    if inspect.isclass(value):
-        return f"{value.__module__}.{value.__qualname__}"
-    if dataclasses.is_dataclass(value):
-        # Its repr shows its fields as they are, sets in this process's order.
-        kind = type(value)
-        return [
-            f"{kind.__module__}.{kind.__qualname__}",
-            {f.name: _canonical(getattr(value, f.name, None), deeper)
-             for f in dataclasses.fields(value)},
-        ]  # fmt: skip
-    shown = repr(value)
-    if (
-        (ADDRESS.search(shown) or "{" in shown)
-        and hasattr(value, "__dict__")
-        and not inspect.ismodule(value)
-    ):
-        # The default repr says nothing of what the object holds; one that shows a set
-        # or a dict shows it in an order another process may not share.
-        kind = type(value)
-        named = ADDRESS.sub("", shown) if ADDRESS.search(shown) else kind.__qualname__
-        return [f"{kind.__module__}.{named}" if named is kind.__qualname__ else named,
-                _canonical(vars(value), deeper)]  # fmt: skip
-    # An object's default repr shows where it lives in memory, which no other run shares.
-    return ADDRESS.sub("", shown)
 
 
 @functools.cache
