@@ -9,8 +9,8 @@ import pytest
 
 from django_resetdb import faults, output
 from django_resetdb import regenerate as regeneration
+from django_resetdb.canonical import canonical
 from django_resetdb.pipeline import report
-from django_resetdb.snapshots import fingerprints
 
 
 def test_one_line_joins_a_message_of_several_lines():
@@ -120,24 +120,24 @@ class _Plain:
 
 
 def test_canonical_form_names_functions_by_their_code_and_objects_by_their_state():
-    first = fingerprints._canonical(_settings_function)
+    first = canonical(_settings_function)
     assert re.fullmatch(r"tests\.test_pure_pieces\._settings_function:[0-9a-f]{16}", first)
-    assert fingerprints._canonical(_Plain) == "tests.test_pure_pieces._Plain"
-    shown = fingerprints._canonical(_Plain())
+    assert canonical(_Plain) == "tests.test_pure_pieces._Plain"
+    shown = canonical(_Plain())
     assert shown[1] == {"value": "3"}  # scalars by their repr()
     assert " at 0x" not in str(shown)
-    assert fingerprints._canonical(_Plain()) == shown
+    assert canonical(_Plain()) == shown
 
 
 def test_canonical_form_of_sets_and_mappings_does_not_depend_on_order():
-    assert fingerprints._canonical({"b", "a", "c"}) == fingerprints._canonical({"c", "a", "b"})
-    assert fingerprints._canonical({1: (2, "3")}) == {"1": ["2", "'3'"]}
+    assert canonical({"b", "a", "c"}) == canonical({"c", "a", "b"})
+    assert canonical({1: (2, "3")}) == {"1": ["2", "'3'"]}
 
 
 def test_canonical_form_stops_at_a_cycle():
     cycle: list[object] = []
     cycle.append(cycle)
-    shown = fingerprints._canonical(cycle)
+    shown = canonical(cycle)
     depth = 0
     while isinstance(shown, list):
         shown, depth = shown[0], depth + 1

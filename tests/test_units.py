@@ -18,9 +18,9 @@ from django_resetdb import (
     regenerate,
     snapshots,
 )
+from django_resetdb.canonical import canonical
 from django_resetdb.exceptions import Refused
 from django_resetdb.pipeline import report
-from django_resetdb.snapshots import fingerprints
 
 # output
 
@@ -69,29 +69,29 @@ def _function(value: int) -> int:
 
 
 def test_canonical_keeps_plain_values_as_their_repr():
-    assert fingerprints._canonical(5) == "5"
-    assert fingerprints._canonical("text") == "'text'"
-    assert fingerprints._canonical(None) == "None"
-    assert fingerprints._canonical(Path("a/b")) == repr(Path("a/b"))
+    assert canonical(5) == "5"
+    assert canonical("text") == "'text'"
+    assert canonical(None) == "None"
+    assert canonical(Path("a/b")) == repr(Path("a/b"))
 
 
 def test_canonical_of_containers_lists_and_sorted_sets():
-    assert fingerprints._canonical((1, [2, "x"])) == ["1", ["2", "'x'"]]
-    assert fingerprints._canonical({3, 1, 2}) == ["1", "2", "3"]
-    assert fingerprints._canonical(frozenset({"b", "a"})) == ["'a'", "'b'"]
-    assert fingerprints._canonical({1: "one", "k": (2,)}) == {"1": "'one'", "k": ["2"]}
+    assert canonical((1, [2, "x"])) == ["1", ["2", "'x'"]]
+    assert canonical({3, 1, 2}) == ["1", "2", "3"]
+    assert canonical(frozenset({"b", "a"})) == ["'a'", "'b'"]
+    assert canonical({1: "one", "k": (2,)}) == {"1": "'one'", "k": ["2"]}
 
 
 def test_canonical_names_classes_and_functions_and_sees_a_functions_code():
-    assert fingerprints._canonical(_Plain) == "tests.test_units._Plain"
-    named = fingerprints._canonical(_function)
+    assert canonical(_Plain) == "tests.test_units._Plain"
+    named = canonical(_function)
     assert named.startswith("tests.test_units._function:")
     assert len(named.rpartition(":")[2]) == 16
 
     def _function_too(value: int) -> int:  # another body
         return value + 2
 
-    other = fingerprints._canonical(_function_too)
+    other = canonical(_function_too)
     assert other.startswith("tests.test_units.test_canonical_names_classes_and_functions")
     assert other.rpartition(":")[2] != named.rpartition(":")[2]
 
@@ -99,23 +99,23 @@ def test_canonical_names_classes_and_functions_and_sees_a_functions_code():
 def test_canonical_shows_no_memory_address():
     first, second = _Plain(3), _Plain(3)
 
-    assert fingerprints._canonical(first) == fingerprints._canonical(second)
-    assert fingerprints._canonical(first) != fingerprints._canonical(_Plain(4))
-    assert " at 0x" not in repr(fingerprints._canonical(first))
-    assert " at 0x" not in fingerprints._canonical(object())
+    assert canonical(first) == canonical(second)
+    assert canonical(first) != canonical(_Plain(4))
+    assert " at 0x" not in repr(canonical(first))
+    assert " at 0x" not in canonical(object())
     partial = functools.partial(_function, 1)
-    assert " at 0x" not in repr(fingerprints._canonical(partial))
+    assert " at 0x" not in repr(canonical(partial))
 
 
 def test_canonical_stops_on_a_cycle():
     looped: list[object] = []
     looped.append(looped)
 
-    canonical = fingerprints._canonical(looped)
+    found = canonical(looped)
 
     for _ in range(9):
-        canonical = canonical[0]
-    assert canonical == "[[...]]"
+        found = found[0]
+    assert found == "[[...]]"
 
 
 def test_snapshot_names_fit_in_a_postgresql_name_and_keep_the_digest_whole():
