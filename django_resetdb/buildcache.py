@@ -58,6 +58,7 @@ from django_resetdb.regenerate import (
     migration_file,
     normalized,
 )
+from django_resetdb.snapshots import fingerprints
 
 KIND = "state"
 
@@ -181,6 +182,8 @@ class StatePlan:
     environment: str
     planned: Planned
     removable: frozenset[str]  # apps whose migrations are what makemigrations writes
+    # The environment's inputs one by one, kept with a state (see environment_key).
+    inputs: dict[str, str] = field(default_factory=dict)
     start: Start | None = None
     misses: list[str] = field(default_factory=list)  # why each state could not be used
 
@@ -712,33 +715,44 @@ def removable_apps(plan: RegenerationPlan | None) -> frozenset[str]:
     return frozenset(app.label for app in plan.regenerated)
 
 
-def environment_key(environment: str) -> str:
-    """The key of the states' environment: ``environment`` (see
-    ``snapshots.environment``) and the project code every migration runs with."""
-    return _digest([environment, environment_code()])
+def environment_key(inputs: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The key of the states' environment, from its ``inputs`` (see
+    ``snapshots.environment_inputs``) and the project code every migration runs with;
+    and those inputs one by one (see ``snapshots.components``)."""
+    code = environment_code()
+    one_by_one = {**fingerprints.components(inputs), **{f"file {p}": d[:12] for p, d in code}}
+    return _digest([fingerprints.digest(inputs), code]), one_by_one
 
 
-def with_environment(plan: StatePlan, environment: str) -> StatePlan:
-    """``plan`` with the environment ``environment`` (see :func:`environment_key`)."""
-    return dataclasses.replace(plan, environment=environment_key(environment))
+def with_environment(plan: StatePlan, inputs: dict[str, Any]) -> StatePlan:
+    """``plan`` with the environment of ``inputs`` (see :func:`environment_key`)."""
+    key, one_by_one = environment_key(inputs)
+    return dataclasses.replace(plan, environment=key, inputs=one_by_one)
 
 
 def plan_states(
     target: guard.Target,
     migrations: RegenerationPlan | None,
-    environment: str,
+    inputs: dict[str, Any],
     kept: Iterable[Any],
 ) -> StatePlan:
     """The build cache's plan for a reset of ``target``: the new plan's migrations and
-    the best of the states ``kept`` (their listing's entries) to start from."""
+    the best of the states ``kept`` (their listing's entries) to start from;
+    ``inputs``: its environment's (see ``snapshots.environment_inputs``)."""
     new = planned(migrations)
-    environment = environment_key(environment)
-    plan = StatePlan(target.alias, target.database, environment, new, removable_apps(migrations))
+    environment, one_by_one = environment_key(inputs)
+    plan = StatePlan(
+        target.alias, target.database, environment, new, removable_apps(migrations), one_by_one
+    )
     best: Start | None = None
     for snapshot in kept:
         name, data = snapshot.name, snapshot.data
         if data.get("environment") != environment:
-            plan.misses.append(f"{name}: kept for other versions, settings or database")
+            recorded = data.get("inputs")
+            what = (
+                fingerprints.differences(recorded, one_by_one) if isinstance(recorded, dict) else ""
+            )
+            plan.misses.append(f"{name}: {what or 'kept for other versions, settings or database'}")
             continue
         state = State.from_data(name, data)
         if state is None:
@@ -770,6 +784,7 @@ def record(plan: StatePlan, *, later: Sequence[tuple[str, Sequence[str]]]) -> di
     return {
         "kind": KIND,
         "environment": plan.environment,
+        "inputs": plan.inputs,
         "migrations": [[f.key, f.digest, list(f.parents)] for f in plan.planned.order],
         "apps": apps,
         "later": [[s, list(t)] for s, t in later],

@@ -53,6 +53,7 @@ _TYPES: dict[str, tuple[Any, str]] = {
         lambda v: v is None or (isinstance(v, str) and v != ""),
         "None or the name of a git branch, tag or commit",
     ),
+    "IGNORED_SETTINGS": (_is_str_list, "a list of setting names"),
     "BACKUP_DIR": (
         lambda v: v is None or (isinstance(v, (str, PurePath)) and str(v) != ""),
         "None or a folder path",

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "STRATEGY": "auto",
     "REGENERATE": "own",
     "SHARED_REF": None,
+    "IGNORED_SETTINGS": [],
 }
 
 # Where a reset builds: "auto" decides by the locks a reset in place would take.
@@ -75,6 +76,8 @@ class ResetDBSettings:
     strategy: str
     regenerate: str
     shared_ref: str | None
+    # Settings left out of the key of the snapshot cache and the build cache.
+    ignored_settings: tuple[str, ...] = ()
 
 
 def project_root() -> Path:
@@ -99,7 +102,7 @@ def enabled_value(enabled: object) -> bool:
 
 # Keys that take a list of strings: a bare string would be read a letter at a time (a
 # "*" among them allowing any host).
-LIST_KEYS = ("HOSTS", "SCHEMAS", "APPS", "EXCLUDE_APPS", "SEEDS")
+LIST_KEYS = ("HOSTS", "SCHEMAS", "APPS", "EXCLUDE_APPS", "SEEDS", "IGNORED_SETTINGS")
 
 
 def get_settings() -> ResetDBSettings:
@@ -155,4 +158,5 @@ def get_settings() -> ResetDBSettings:
         strategy=str(merged["STRATEGY"]),
         regenerate=regenerate,
         shared_ref=shared_ref,
+        ignored_settings=tuple(str(name) for name in merged["IGNORED_SETTINGS"]),
     )

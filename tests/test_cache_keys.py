@@ -223,3 +223,88 @@ def test_the_models_module_counts_in_a_migration_only_when_what_runs_reads_it(
     assert ("testproject/catalog/models.py" in digested) is models_kept
     # Left out, the operations stand in for what was taken from it.
     assert bool(instead) is (not models_kept and "TYPE_CHECKING" not in text)
+
+
+def reason_lines(out: str) -> list[str]:
+    return [
+        line.strip()
+        for line in out.splitlines()
+        if line.startswith(("  snapshot    not restored: ", "  cache       not used: "))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        pytest.param(
+            lambda p: p.append("testproject/settings.py", 'SAMPLE_TITLE = "Archive"\n'),
+            "setting SAMPLE_TITLE changed",
+            id="setting",
+        ),
+        pytest.param(
+            lambda p: p.append("testproject/catalog/fields.py", "\n# an edit\n"),
+            "file testproject/catalog/fields.py changed",
+            id="module",
+        ),
+        pytest.param(
+            lambda p: p.path("testproject/catalog/fixtures/catalog.json").write_text(
+                p.path("testproject/catalog/fixtures/catalog.json")
+                .read_text()
+                .replace('"Pottery"', '"Ceramics"')
+            ),
+            "seed catalog changed",
+            id="fixture-file",
+        ),
+    ],
+)
+def test_a_kept_copy_not_used_names_the_input_that_changed(project, scratch_db, change, named):
+    prepare(project, FAST_HASHER + 'SAMPLE_TITLE = "Museum"\n')
+    reset(project, scratch_db, "1")
+    change(project)
+
+    dry = project.manage("resetdb", "--dry-run", url=scratch_db.url())
+    out = reset(project, scratch_db, "1")
+
+    for text in (dry.stdout, out):
+        (line,) = [line for line in reason_lines(text) if line.startswith("snapshot")]
+        assert line.startswith(f"snapshot    not restored: {named} since resetdb_snap_"), line
+        assert line.endswith(" was kept"), line
+
+
+def test_a_package_upgrade_is_named_with_its_versions(project, scratch_db, tmp_path):
+    # A distribution of its own on the path, at version 1.0, then 2.0.
+    site = tmp_path / "lib" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "sample_dist-1.0.dist-info").mkdir()
+    project.pythonpath = (site,)
+    prepare(project, FAST_HASHER)
+    reset(project, scratch_db, "1")
+    (site / "sample_dist-1.0.dist-info").rename(site / "sample_dist-2.0.dist-info")
+
+    out = reset(project, scratch_db, "1")
+
+    assert "  snapshot    not restored: package sample-dist 1.0 -> 2.0 since " in out, out
+    assert "  cache       not used: " in out
+    assert "package sample-dist 1.0 -> 2.0" in out.split("  cache       not used: ")[1]
+
+
+def test_a_setting_made_anew_at_each_start_up_is_named_as_such(project, scratch_db):
+    prepare(project, FAST_HASHER + "import secrets\nSECRET_KEY = secrets.token_hex(16)\n")
+    reset(project, scratch_db, "1")
+    second = reset(project, scratch_db, "1")
+    third = reset(project, scratch_db, "1")
+
+    assert "  snapshot    not restored: setting SECRET_KEY changed since " in second
+    assert (
+        "  snapshot    not restored: setting SECRET_KEY differs in every copy kept, as a value "
+        "made anew at each start-up does (leave it out of the key: "
+        "DJANGO_RESETDB['IGNORED_SETTINGS'] = ['SECRET_KEY'])"
+    ) in third
+
+    # Left out as the line says: the next run restores what the one after it keeps.
+    project.append(
+        "testproject/settings.py", 'DJANGO_RESETDB["IGNORED_SETTINGS"] = ["SECRET_KEY"]\n'
+    )
+    reset(project, scratch_db, "1")
+    out = reset(project, scratch_db, "1")
+    assert "  snapshot    restored " in out, out

@@ -155,6 +155,8 @@ class ResetPlan:
         if snapshot is not None:
             if snapshot.passed_over:
                 lines.append(f"  snapshot    not restored: {snapshot.passed_over}")
+            if snapshot.differs:
+                lines.append(f"  snapshot    not restored: {snapshot.differs}")
             if snapshot.unusable:
                 lines.append(f"  snapshot    not used: {snapshot.unusable}")
             elif snapshot.in_the_way:
@@ -264,7 +266,7 @@ def plan_build_cache(plan: ResetPlan) -> None:
         return
     target = plan.targets[0]
     _, context = postgres.whole_database_context(connections[target.alias], target.schemas)
-    environment = snapshots.environment(target.alias, target, context)
+    environment = snapshots.environment_inputs(target.alias, target, context)
     states = buildcache.plan_states(
         target,
         plan.migrations,

@@ -378,8 +378,16 @@ def _carry_out(run: Run) -> bool:
         if not restored:
             if snapshot_plan is not None and snapshot_plan.passed_over:
                 log(f"  snapshot    not restored: {snapshot_plan.passed_over}", 1)
+            if snapshot_plan is not None and snapshot_plan.differs:
+                log(f"  snapshot    not restored: {snapshot_plan.differs}", 1)
             if snapshot_plan is not None and snapshot_plan.unusable:
                 log(f"  snapshot    not used: {snapshot_plan.unusable}", 1)
+            states = plan.states
+            if states is not None and states.start is None and states.misses:
+                # The newest state's reason; the older ones' at -v 2.
+                for why in states.misses[:-1]:
+                    log(f"  cache       not used: {why}", 2)
+                log(f"  cache       not used: {states.misses[-1]}", 1)
             built = plan.swap is not None and _build_and_swap(run)
             if not built:
                 if plan.lock_warning:
@@ -895,11 +903,11 @@ def _migrate_cached(
     return migrated
 
 
-def _environment_now(plan: ResetPlan, alias: str) -> str:
-    """The build cache's environment of ``alias``'s database as it is now."""
+def _environment_now(plan: ResetPlan, alias: str) -> dict[str, Any]:
+    """The build cache's environment of ``alias``'s database as it is now (its inputs)."""
     target = plan.targets[0]
     _, context = postgres.whole_database_context(connections[alias], target.schemas)
-    return snapshots.environment(alias, target, context)
+    return snapshots.environment_inputs(alias, target, context)
 
 
 def _migrate(

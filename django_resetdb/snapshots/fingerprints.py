@@ -8,6 +8,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ from django_resetdb import (
     seeding,
 )
 from django_resetdb.canonical import canonical as _canonical
-from django_resetdb.conf import SETTING_NAME, project_root, user_settings
+from django_resetdb.conf import SETTING_NAME, get_settings, project_root, user_settings
 from django_resetdb.output import relative_path
 from django_resetdb.regenerate import RegenerationPlan, migration_file, normalized
 
@@ -42,7 +43,17 @@ CONNECTION_KEYS = frozenset(
 # Keys of DJANGO_RESETDB that change nothing in the result (the fast build and a build
 # in a new database leave what the plain ways leave).
 NEUTRAL_KEYS = frozenset(
-    {"ENABLED", "HOSTS", "LOCK_TIMEOUT", "BACKUP_DIR", "SNAPSHOTS", "FAST_BUILD", "STRATEGY"}
+    {
+        "ENABLED",
+        "HOSTS",
+        "LOCK_TIMEOUT",
+        "BACKUP_DIR",
+        "SNAPSHOTS",
+        "FAST_BUILD",
+        "STRATEGY",
+        # What it leaves out is out of the key: itself changes nothing else.
+        "IGNORED_SETTINGS",
+    }
 )
 
 
@@ -103,6 +114,7 @@ def _settings() -> dict[str, Any]:
     a seed may read any of them. The connection's own keys are left out (the target is
     covered by what it is), and DJANGO_RESETDB's keys that change nothing."""
     values: dict[str, Any] = {}
+    ignored = set(get_settings().ignored_settings)
     with warnings.catch_warnings():
         # Django 6.1 warns on each read of a deprecated setting (EMAIL_BACKEND and the
         # other email settings, even at their defaults): reading them all here is not the
@@ -110,7 +122,7 @@ def _settings() -> dict[str, Any]:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", PendingDeprecationWarning)
         for name in dir(settings):
-            if name.isupper() and name not in ("DATABASES", SETTING_NAME):
+            if name.isupper() and name not in ("DATABASES", SETTING_NAME, *ignored):
                 values[name] = _canonical(getattr(settings, name, None))
     values["DATABASES"] = {
         alias: _canonical({k: v for k, v in entry.items() if k not in CONNECTION_KEYS})
@@ -145,14 +157,33 @@ def _digest(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def environment(alias: str, target: guard.Target, context: list[Any]) -> str:
+def environment_inputs(alias: str, target: guard.Target, context: list[Any]) -> dict[str, Any]:
     """What decides what the migrations leave besides their own files and the code they
     import: the key of the build cache's states (see ``buildcache``). The seeds are not
     part of it."""
     inputs = _inputs(alias, target, context)
     inputs["settings"][SETTING_NAME].pop("SEEDS", None)
     inputs["kind"] = "state"
-    return _digest(inputs)
+    return inputs
+
+
+def environment(alias: str, target: guard.Target, context: list[Any]) -> str:
+    return _digest(environment_inputs(alias, target, context))
+
+
+def fingerprint_inputs(
+    alias: str,
+    target: guard.Target,
+    context: list[Any],
+    migrations: RegenerationPlan | None,
+    seeds: Sequence[seeding.Seed] | None,
+) -> dict[str, Any]:
+    """Everything a snapshot's result depends on (see :func:`fingerprint`)."""
+    inputs = _inputs(alias, target, context)
+    inputs["migrations"] = _migration_sources(migrations)
+    inputs["seeds"] = _seed_sources(seeds)
+    inputs["code"] = dependencies.code_digests()
+    return inputs
 
 
 def fingerprint(
@@ -162,11 +193,112 @@ def fingerprint(
     migrations: RegenerationPlan | None,
     seeds: Sequence[seeding.Seed] | None,
 ) -> str:
-    inputs = _inputs(alias, target, context)
-    inputs["migrations"] = _migration_sources(migrations)
-    inputs["seeds"] = _seed_sources(seeds)
-    inputs["code"] = dependencies.code_digests()
+    return _digest(fingerprint_inputs(alias, target, context, migrations, seeds))
+
+
+def digest(inputs: dict[str, Any]) -> str:
     return _digest(inputs)
+
+
+# Inputs by name, to say which changed ----------------------------------------------
+
+# A distribution's metadata folder: name-version.dist-info (or .egg-info).
+_DISTRIBUTION = re.compile(r"^(?P<name>.+?)-(?P<version>[^-]+?)(?:-py[\d.]+)?\.(?:dist|egg)-info$")
+
+
+def _short(value: Any) -> str:
+    return _digest(value)[:12]
+
+
+def components(inputs: dict[str, Any]) -> dict[str, str]:
+    """The inputs of a key one by one, each by a short digest (a package by its version):
+    kept with a snapshot or a state, so that a later reset that does not find it can say
+    which input differs."""
+    found: dict[str, str] = {}
+    ours, django_version, server = [*inputs.get("versions", []), "", "", ""][:3]
+    found["version of django_resetdb"] = str(ours)
+    found["version of Django"] = str(django_version)
+    found["version of PostgreSQL"] = str(server)
+    for entry in inputs.get("installed", ()):
+        match = _DISTRIBUTION.match(str(entry))
+        if match:
+            name = match["name"].lower().replace("_", "-")
+            found[f"package {name}"] = match["version"]
+        else:
+            found["version of Python"] = str(entry).split()[0]
+    found["the database around the schemas"] = _short(inputs.get("database"))
+    for name, value in inputs.get("settings", {}).items():
+        if name == SETTING_NAME:
+            for key, item in value.items():
+                found[f"setting {SETTING_NAME}[{key!r}]"] = _short(item)
+        elif name == "DATABASES":
+            for alias, item in value.items():
+                found[f"setting DATABASES[{alias!r}]"] = _short(item)
+        else:
+            found[f"setting {name}"] = _short(value)
+    for key, value in inputs.get("migrations", []):
+        found[f"migration {key}"] = str(value)[:12]
+    seeds = inputs.get("seeds", [])
+    for seed in seeds if isinstance(seeds, list) else []:
+        if isinstance(seed, list) and seed:
+            found[f"seed {seed[0]}"] = _short(seed)
+        else:
+            found["seeds"] = _short(seed)
+    for path, value in inputs.get("code", []):
+        found[f"file {path}"] = str(value)[:12]
+    return found
+
+
+# How many differing inputs a line names.
+SHOWN = 4
+
+
+def differences(
+    kept: Mapping[str, str], now: Mapping[str, str], others: Sequence[Mapping[str, str]] = ()
+) -> str:
+    """The inputs that differ between a kept copy's ``kept`` and this run's ``now``, in a
+    few words each; ``others``: what the other copies of the target were kept with, to
+    tell a setting made anew at every start-up (different in every copy)."""
+    phrases: list[str] = []
+    for name in sorted(now.keys() | kept.keys(), key=_order):
+        before, after = kept.get(name), now.get(name)
+        if before == after:
+            continue
+        if before is None:
+            phrases.append(f"{name} added")
+        elif after is None:
+            phrases.append(f"{name} removed")
+        elif name.startswith(("package ", "version of ")):
+            phrases.append(f"{name} {before} -> {after}")
+        elif name.startswith("setting ") and _made_at_start_up(name, after, kept, others):
+            setting = name.removeprefix("setting ")
+            phrases.append(
+                f"{name} differs in every copy kept, as a value made anew at each start-up "
+                f"does (leave it out of the key: {SETTING_NAME}['IGNORED_SETTINGS'] = "
+                f"[{setting!r}])"
+            )
+        else:
+            phrases.append(f"{name} changed")
+    if not phrases:
+        return ""
+    more = len(phrases) - SHOWN
+    shown = "; ".join(phrases[:SHOWN])
+    return f"{shown}; and {more} more" if more > 0 else shown
+
+
+def _order(name: str) -> tuple[int, str]:
+    # What a user changes on purpose first: settings, files, migrations, then the rest.
+    for rank, prefix in enumerate(("setting ", "file ", "migration ", "seed ", "package ")):
+        if name.startswith(prefix):
+            return rank, name
+    return 9, name
+
+
+def _made_at_start_up(
+    name: str, now: str, kept: Mapping[str, str], others: Sequence[Mapping[str, str]]
+) -> bool:
+    seen = [kept[name], *(other[name] for other in others if name in other), now]
+    return len(seen) >= 3 and len(set(seen)) == len(seen)
 
 
 @functools.cache

@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connections
@@ -30,7 +30,13 @@ from django_resetdb.exceptions import ResetError
 from django_resetdb.output import Log, one_line
 from django_resetdb.progress import NO_PROGRESS, Progress
 from django_resetdb.regenerate import RegenerationPlan
-from django_resetdb.snapshots.fingerprints import fingerprint, quick_key
+from django_resetdb.snapshots.fingerprints import (
+    components,
+    differences,
+    digest,
+    fingerprint_inputs,
+    quick_key,
+)
 
 PREFIX = "resetdb_snap_"
 
@@ -172,6 +178,10 @@ class SnapshotPlan:
     quick: str = ""  # found by its quick key, without planning the migrations
     passed_over: str = ""  # why the snapshot of this fingerprint is not restored, or ""
     in_the_way: bool = False  # that snapshot was changed: none is kept in its place
+    # The fingerprint's inputs one by one (see fingerprints.components), kept with the
+    # snapshot; and, when none matched, which of them differ from the newest snapshot's.
+    inputs: dict[str, str] = field(default_factory=dict)
+    differs: str = ""
 
     @property
     def name(self) -> str:
@@ -396,7 +406,27 @@ def plan_snapshot(
             plan.existing = find(alias, target.database, plan.fingerprint)
             if plan.existing is None:
                 _passed_over(plan)
+                if not plan.passed_over:
+                    plan.differs = _differs(plan)
     return plan
+
+
+def _differs(plan: SnapshotPlan) -> str:
+    """Why no snapshot of the target answers: what its seeds read that changed, or which
+    inputs differ from the newest snapshot's, as "...; ... since NAME was kept"; "" when
+    there is none to compare with."""
+    kept = [s for s in listed(plan.alias, plan.target) if not s.is_state and not s.changed()]
+    same = next((s for s in kept if s.name == plan.name), None)
+    if same is not None:
+        stale = same.stale()
+        return f"what its seeds read changed since {same.name} was kept ({stale})" if stale else ""
+    known = [s for s in kept if isinstance(s.data.get("inputs"), dict)]
+    if not known:
+        return ""
+    newest = max(known, key=lambda s: s.created)
+    others = [s.data["inputs"] for s in known if s is not newest]
+    found = differences(newest.data["inputs"], plan.inputs, others)
+    return f"{found} since {newest.name} was kept" if found else ""
 
 
 def _passed_over(plan: SnapshotPlan) -> None:
@@ -456,7 +486,9 @@ def refresh(
     found by the next reset of a database that looks like the one it was taken of.
     """
     lost, context = postgres.whole_database_context(connections[plan.alias], target.schemas)
-    plan.fingerprint = fingerprint(plan.alias, target, context, migrations, seeds)
+    inputs = fingerprint_inputs(plan.alias, target, context, migrations, seeds)
+    plan.fingerprint = digest(inputs)
+    plan.inputs = components(inputs)
     regenerating = migrations is not None
     plan.quick = quick_key(target, context, seeds, regenerating=regenerating) if quick else ""
     plan.existing = None
@@ -562,6 +594,8 @@ def keep(
             "quick": quick,
             # Checked again before a restore: the seeds may read them again.
             "reads": (reads or dependencies.Reads()).as_json(),
+            # To say which input differs when a later reset does not find it.
+            "inputs": plan.inputs,
         }
     )
     with maintenance_cursor(alias) as cursor:
