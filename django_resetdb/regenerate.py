@@ -111,14 +111,20 @@ class AppRegeneration:
         """Whether the app's own migrations are regenerated on top of shared ones."""
         return bool(self.shared)
 
-    def kept_phrase(self) -> str:
-        """What is kept of the app and why, after "kept", for the plan and the summary."""
+    def kept_phrase(self, *, full: bool = False) -> str:
+        """What is kept of the app and why, after "kept", for the plan and the summary:
+        one short line, or with ``full`` every file that holds hand-written content."""
         if self.partial:
             return (
                 f"{len(self.shared)} shared migration(s) of {self.label} as they are "
                 f"({self.kept}); {self._own()}"
             )
-        return f"{self.label} as it is: {self.kept}"
+        return f"{self.label} as it is: {self.kept if full else short_reason(self.kept)}"
+
+    @property
+    def kept_in_short(self) -> bool:
+        """Whether :meth:`kept_phrase` leaves files out unless ``full``."""
+        return self.kept_phrase() != self.kept_phrase(full=True)
 
     def _own(self) -> str:
         if not self.changed:
@@ -138,7 +144,7 @@ class AppRegeneration:
                 f"({self.kept}); {self._own()}"
             )
         if self.kept:
-            return f"  {self.label}  {folder}  kept as it is: {self.kept}"
+            return f"  {self.label}  {folder}  kept as it is: {short_reason(self.kept)}"
         state = "" if self.changed else " - no changes, left as it is"
         return f"  {self.label}  {folder}  ({self.app.reason}){state}"
 
@@ -206,6 +212,8 @@ class RegenerationPlan:
         lines = []
         for app in self.apps:
             lines.append(app.header(self.root))
+            if verbosity >= 2 and app.kept_in_short:
+                lines.append(f"    ({app.kept})")
             lines += app.file_lines(self.root, verbosity)
         if verbosity >= 2:
             lines += [f"  {skip.label}  skipped: {skip.reason}" for skip in self.skipped]
@@ -562,6 +570,26 @@ def _hand_written_reasons(found: Sequence[HandWritten], root: Path) -> dict[str,
         described = [f"{path.name} ({', '.join(k)})" for path, k in files.items()]
         reasons[app] = f"hand-written content in {', '.join(described)}"
     return reasons
+
+
+# How many files a reason names before it only counts them (the rest at -v 2).
+NAMED_FILES = 3
+
+
+def short_reason(reason: str) -> str:
+    """``reason`` in one short line: past ``NAMED_FILES`` files, how many and of which
+    kinds, as "hand-written content in 0002_a.py (RunPython), ... and 40 more files
+    (RunPython, RunSQL)"."""
+    prefix = "hand-written content in "
+    if not reason.startswith(prefix):
+        return reason
+    files = re.findall(r"([^\s,]+\.py) \(([^)]*)\)", reason[len(prefix) :])
+    if len(files) <= NAMED_FILES:
+        return reason
+    kinds = sorted({kind for _, listed in files[NAMED_FILES:] for kind in listed.split(", ")})
+    named = ", ".join(f"{name} ({listed})" for name, listed in files[:NAMED_FILES])
+    more = len(files) - NAMED_FILES
+    return f"{prefix}{named} and {more} more file(s) ({', '.join(kinds)}; -v 2 lists them)"
 
 
 def _shared_files(

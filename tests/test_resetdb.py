@@ -1157,3 +1157,36 @@ def test_a_seed_naming_a_missing_row_is_reported_after_the_fast_build(built, scr
 
 def with_seeds(*seeds: str) -> str:
     return f"DJANGO_RESETDB['SEEDS'] = [*DJANGO_RESETDB['SEEDS'], {', '.join(map(repr, seeds))}]\n"
+
+
+def test_an_app_kept_for_many_hand_written_files_is_one_short_line(built, scratch_db):
+    # A long history of data migrations: at -v 1 three files are named and the rest
+    # counted; -v 2 (and a dry run at -v 2) names every one.
+    previous = "0001_initial"
+    for number in range(2, 9):
+        name = f"{number:04d}_step_{number}"
+        sql = "migrations.RunSQL('SELECT 1', migrations.RunSQL.noop)"
+        code = "migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop)"
+        built.path(f"testproject/catalog/migrations/{name}.py").write_text(
+            "from django.db import migrations\n\n\n"
+            "class Migration(migrations.Migration):\n"
+            f'    dependencies = [("catalog", "{previous}")]\n'
+            f"    operations = [{sql if number % 2 else code}]\n"
+        )
+        previous = name
+    short = (
+        "kept catalog as it is: hand-written content in 0002_step_2.py (RunPython), "
+        "0003_step_3.py (RunSQL), 0004_step_4.py (RunPython) and 4 more file(s) "
+        "(RunPython, RunSQL; -v 2 lists them)"
+    )
+
+    quiet = built.manage("resetdb", "--no-input", url=scratch_db.url())
+    detailed = built.manage("resetdb", "--no-input", "-v", "2", url=scratch_db.url())
+    dry = built.manage("resetdb", "--dry-run", "-v", "2", url=scratch_db.url())
+
+    assert quiet.returncode == 0, quiet.stderr
+    assert f"              {short}" in quiet.stdout.splitlines()
+    assert "0008_step_8.py" not in quiet.stdout
+    for result in (detailed, dry):
+        assert result.returncode == 0, result.stderr
+        assert "0008_step_8.py (RunPython))" in result.stdout, result.stdout

@@ -93,8 +93,9 @@ class ResetPlan:
         )
         return [f"  {line}" for line in lines]
 
-    def lines(self, *, terminate_blockers: bool = False) -> list[str]:
-        """The steps, one line each, and the files the regeneration touches."""
+    def lines(self, *, terminate_blockers: bool = False, verbosity: int = 1) -> list[str]:
+        """The steps, one line each, and the files the regeneration touches (at
+        ``verbosity`` 2, every reason an app is kept in full)."""
         lines = [new.planned_line() for new in self.creations]
         lines += [f"  {twin_line(twin, alias)}" for twin, alias in self.twins.items()]
         if self.unchanged:
@@ -118,6 +119,8 @@ class ResetPlan:
         if self.migrations is not None:
             for app in self.migrations.kept:
                 lines.append(f"  migrations  kept {app.kept_phrase()}")
+                if verbosity >= 2 and app.kept_in_short:
+                    lines.append(f"                ({app.kept})")
                 lines += [f"  {line}" for line in app.file_lines(self.migrations.root)]
         snapshot = self.snapshot
         if self.restoring:

@@ -83,7 +83,8 @@ def _log_wait(log: Log, seconds: float, what: str) -> None:
         log(f"  lock        waited {seconds:.2f} s {what}", 1)
 
 
-def _migrations_lines(applied: AppliedPlan, seconds: float) -> list[str]:
+def _migrations_lines(applied: AppliedPlan, seconds: float) -> list[tuple[str, int]]:
+    """The migrations step's lines, each with the verbosity that shows it."""
     plan = applied.plan
     # Regenerated whole, or their own migrations on top of the shared ones.
     apps = [app for app in plan.apps if not app.kept or app.partial]
@@ -97,13 +98,15 @@ def _migrations_lines(applied: AppliedPlan, seconds: float) -> list[str]:
     else:
         written = sum(len(app.new_files) for app in changed)
         what = f"regenerated {', '.join(app.label for app in changed)} ({written} file(s))"
-    lines = [f"  migrations  {what} in {seconds:.2f} s"]
-    lines += _file_lines([app for app in plan.changed if not app.kept], plan.root)
+    lines = [(f"  migrations  {what} in {seconds:.2f} s", 1)]
+    lines += [(line, 1) for line in _file_lines([a for a in plan.changed if not a.kept], plan.root)]
     for app in plan.kept:
         adds = app.changed and not app.partial
         pending = " and added a migration for its pending model changes" if adds else ""
-        lines.append(f"              kept {app.kept_phrase()}{pending}")
-        lines += _file_lines([app], plan.root)
+        lines.append((f"              kept {app.kept_phrase()}{pending}", 1))
+        if app.kept_in_short:
+            lines.append((f"                ({app.kept})", 2))
+        lines += [(line, 1) for line in _file_lines([app], plan.root)]
     return lines
 
 
@@ -124,7 +127,9 @@ def _file_lines(changed: list[AppRegeneration], root: Path) -> list[str]:
     return lines
 
 
-def dry_run_lines(plan: ResetPlan, *, terminate_blockers: bool = False) -> Iterator[str]:
+def dry_run_lines(
+    plan: ResetPlan, *, terminate_blockers: bool = False, verbosity: int = 1
+) -> Iterator[str]:
     """What ``resetdb --dry-run`` prints: the targets, the steps and files, then the SQL per
     database; reads the catalogs and the migration files, changes nothing.
 
@@ -136,7 +141,7 @@ def dry_run_lines(plan: ResetPlan, *, terminate_blockers: bool = False) -> Itera
         for line in target.lines():
             yield from _one_item_per_line(line)
     yield "Steps:"
-    for line in plan.lines(terminate_blockers=terminate_blockers):
+    for line in plan.lines(terminate_blockers=terminate_blockers, verbosity=verbosity):
         yield from _one_item_per_line(line)
     for target in plan.targets:
         yield from _dry_run_sql(plan, target)

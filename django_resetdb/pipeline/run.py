@@ -440,8 +440,8 @@ def _apply_files(plan: ResetPlan, result: ResetResult, log: Log) -> None:
         plan.migrations, log=_indented(log), command=COMMAND, finish=False
     )
     result.timings["migrations"] = time.monotonic() - step
-    for line in _migrations_lines(result.migrations, result.timings["migrations"]):
-        log(line, 1)
+    for line, level in _migrations_lines(result.migrations, result.timings["migrations"]):
+        log(line, level)
 
 
 def _rebuild_all(run: Run) -> None:

@@ -102,7 +102,10 @@ verbosity (-v):
                 aliases, keep_migrations=keep_migrations, seed=not no_seed, snapshot=not no_snapshot
             )
         if dry_run:
-            for line in pipeline.dry_run_lines(plan, terminate_blockers=terminate_blockers):
+            lines = pipeline.dry_run_lines(
+                plan, terminate_blockers=terminate_blockers, verbosity=verbosity
+            )
+            for line in lines:
                 self.stdout.write(line)
             self.stdout.write("Dry run: nothing was changed.")
             return
