@@ -417,6 +417,24 @@ def list_backups(root: Path) -> list[Backup]:
     return sorted(backups, key=lambda backup: (backup.created, backup.name))
 
 
+# Backups whose run is over: the files are those of the run, or those it put back.
+_FINISHED = (COMPLETE, ROLLED_BACK, RESTORED)
+
+
+def prune(root: Path, keep: int | None) -> list[Path]:
+    """Remove the oldest finished backups under ``root`` beyond the newest ``keep`` (None:
+    keep every one); a backup of a run not over (in progress, committing) is never
+    removed. Call it holding :func:`files_lock`. Returns the folders removed."""
+    if keep is None:
+        return []
+    finished = [backup for backup in list_backups(root) if backup.status in _FINISHED]
+    removed = []
+    for backup in finished[: max(0, len(finished) - keep)]:
+        shutil.rmtree(backup.path, ignore_errors=True)
+        removed.append(backup.path)
+    return removed
+
+
 def find_backup(root: Path, name: str | None) -> Backup:
     backups = list_backups(root)
     if not backups:

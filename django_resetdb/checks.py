@@ -54,6 +54,10 @@ _TYPES: dict[str, tuple[Any, str]] = {
         "None or the name of a git branch, tag or commit",
     ),
     "IGNORED_SETTINGS": (_is_str_list, "a list of setting names"),
+    "BACKUPS": (
+        lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+        "None (keep every backup) or a number of backups to keep, at least 1",
+    ),
     "BACKUP_DIR": (
         lambda v: v is None or (isinstance(v, (str, PurePath)) and str(v) != ""),
         "None or a folder path",

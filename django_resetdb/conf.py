@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "REGENERATE": "own",
     "SHARED_REF": None,
     "IGNORED_SETTINGS": [],
+    "BACKUPS": 10,
 }
 
 # Where a reset builds: "auto" decides by the locks a reset in place would take.
@@ -78,6 +79,8 @@ class ResetDBSettings:
     shared_ref: str | None
     # Settings left out of the key of the snapshot cache and the build cache.
     ignored_settings: tuple[str, ...] = ()
+    # How many finished backups of migration files are kept (None: all).
+    backups: int | None = 10
 
 
 def project_root() -> Path:
@@ -159,4 +162,13 @@ def get_settings() -> ResetDBSettings:
         regenerate=regenerate,
         shared_ref=shared_ref,
         ignored_settings=tuple(str(name) for name in merged["IGNORED_SETTINGS"]),
+        backups=_backups(merged["BACKUPS"]),
     )
+
+
+def _backups(value: object) -> int | None:
+    """``BACKUPS`` as read at run time: a value the checks would report keeps every
+    backup (deleting them is what a mistake must not do)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return None
+    return value

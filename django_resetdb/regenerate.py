@@ -850,6 +850,7 @@ def apply_plan(
         faults.reached("regeneration")
         if finish:
             backup.mark(backups.COMPLETE)
+            _prune(backup)
     except BaseException as exc:
         try:
             backup.restore(log)
@@ -879,6 +880,12 @@ def apply_plan(
 def finish_plan(applied: AppliedPlan) -> None:
     if applied.backup is not None:
         applied.backup.mark(backups.COMPLETE)
+        _prune(applied.backup)
+
+
+def _prune(backup: backups.Backup) -> None:
+    # The oldest beyond BACKUPS go once a new one is complete.
+    backups.prune(backup.path.parent, get_settings().backups)
 
 
 def committing_plan(applied: AppliedPlan) -> None:

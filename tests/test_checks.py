@@ -48,7 +48,7 @@ def test_unknown_key(settings):
     assert messages[0].msg == "DJANGO_RESETDB has an unknown key 'SCHEMA'."
     assert messages[0].hint == (
         "Known keys: ENABLED, HOSTS, SCHEMAS, APPS, EXCLUDE_APPS, SEEDS, LOCK_TIMEOUT, BACKUP_DIR, "
-        "FAST_BUILD, SNAPSHOTS, STRATEGY, REGENERATE, SHARED_REF."
+        "FAST_BUILD, SNAPSHOTS, STRATEGY, REGENERATE, SHARED_REF, IGNORED_SETTINGS, BACKUPS."
     )
 
 
@@ -74,6 +74,9 @@ def test_unknown_key(settings):
         ("SNAPSHOTS", -1, "a number of snapshots to keep (0 turns the cache off)"),
         ("SNAPSHOTS", True, "a number of snapshots to keep (0 turns the cache off)"),
         ("STRATEGY", "swap", "one of 'auto', 'in-place', 'new-database'"),
+        ("IGNORED_SETTINGS", [1], "a list of setting names"),
+        ("BACKUPS", 0, "None (keep every backup) or a number of backups to keep, at least 1"),
+        ("BACKUPS", "3", "None (keep every backup) or a number of backups to keep, at least 1"),
     ],
 )
 def test_wrong_types(settings, key, value, expected):

@@ -942,3 +942,40 @@ def test_a_method_inherited_from_a_base_class_in_the_file_is_refused(project):
     assert result.returncode == 3, result.stdout + result.stderr
     assert f"hand-written migration content ({name} (method apply));" in last_line(result.stderr)
     assert project.tree() == before
+
+
+def test_backups_beyond_the_setting_are_pruned_oldest_first(project):
+    baseline(project)
+    project.append("testproject/settings.py", 'DJANGO_RESETDB["BACKUPS"] = 2\n')
+    made = []
+    for length in (50, 60, 70):
+        nickname = NICKNAME.replace("50", str(length))
+        project.edit(ACCOUNT_MODELS, MEMBER_SINCE, MEMBER_SINCE + nickname)
+        result = project.manage("resetmigrations", "--no-input")
+        assert result.returncode == 0, result.stderr
+        made.append(project.backups()[-1])
+        project.edit(ACCOUNT_MODELS, nickname, "")
+
+    assert project.backups() == made[1:]
+    assert not made[0].exists()
+    # What is left restores: the newest one brings back the files before the last run.
+    assert project.manage("resetmigrations", "--restore").returncode == 0
+
+
+def test_only_finished_backups_are_pruned(tmp_path):
+    from django_resetdb import backups
+
+    for number, status in enumerate(["complete", "in progress", "rolled back", "complete"]):
+        folder = tmp_path / f"20260101-00000{number}"
+        folder.mkdir()
+        (folder / "manifest.json").write_text(
+            json.dumps(
+                {"format": backups.FORMAT, "status": status, "created": f"2026-01-0{number + 1}"}
+            )
+        )
+
+    removed = backups.prune(tmp_path, 1)
+
+    assert [path.name for path in removed] == ["20260101-000000", "20260101-000002"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["20260101-000001", "20260101-000003"]
+    assert backups.prune(tmp_path, None) == []

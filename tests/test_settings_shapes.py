@@ -47,7 +47,9 @@ def run_script(manage, tmp_path, db, body: str, resetdb_settings=None):
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("key", ["HOSTS", "SCHEMAS", "SEEDS", "APPS", "EXCLUDE_APPS"])
+@pytest.mark.parametrize(
+    "key", ["HOSTS", "SCHEMAS", "SEEDS", "APPS", "EXCLUDE_APPS", "IGNORED_SETTINGS"]
+)
 @pytest.mark.parametrize("channel", ["call_command", "call_command resetdb", "reset"])
 def test_a_string_where_a_list_is_needed_refuses_from_python(db, manage, tmp_path, key, channel):
     before = relations(db)

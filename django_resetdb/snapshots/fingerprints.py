@@ -48,6 +48,7 @@ NEUTRAL_KEYS = frozenset(
         "HOSTS",
         "LOCK_TIMEOUT",
         "BACKUP_DIR",
+        "BACKUPS",
         "SNAPSHOTS",
         "FAST_BUILD",
         "STRATEGY",
