@@ -144,7 +144,7 @@ def test_changed_seeds_start_from_the_whole_state(warmed, scratch_db, other_db):
 
 def test_one_app_changed_drops_it_and_what_points_into_it(warmed, scratch_db, other_db):
     add_field(warmed, 'shelf = models.CharField(max_length=9, default="A1")')
-    dry = warmed.manage("resetdb", "--dry-run", url=scratch_db.url())
+    dry = warmed.manage("resetdb", "--dry-run", "--sql", url=scratch_db.url())
     assert dry.returncode == 0, dry.stderr
     steps = " ".join(line.strip() for line in dry.stdout.splitlines())
     assert "  migrate     restore the state after 19 of 22 migrations (" in dry.stdout

@@ -144,7 +144,7 @@ def test_a_role_with_createdb_owns_the_database_it_creates(synthetic, missing, s
 def test_dry_run_says_it_would_create_the_database_and_creates_nothing(synthetic, missing):
     files = synthetic.tree()
 
-    result = synthetic.manage("resetdb", "--dry-run")
+    result = synthetic.manage("resetdb", "--dry-run", "--sql")
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

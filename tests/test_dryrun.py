@@ -114,7 +114,7 @@ def test_a_migration_whose_sql_needs_the_database_is_named_and_the_rest_shown(
 
     # In place (--no-snapshot: without the build cache, which builds in a new database).
     options = [flag] if flag == "--no-snapshot" else [flag, "--no-snapshot"]
-    result = project.manage("resetdb", "--dry-run", *options)
+    result = project.manage("resetdb", "--dry-run", "--sql", *options)
 
     assert (result.returncode, result.stderr) == (0, "")
     lines = result.stdout.splitlines()
@@ -155,7 +155,7 @@ def test_names_found_in_the_database_as_it_is_are_said_to_be_so(tmp_path, scratc
     done = project.manage("migrate", "--no-input", "shelves", "0002")
     assert done.returncode == 0, done.stderr
 
-    result = project.manage("resetdb", "--dry-run", "--keep-migrations")
+    result = project.manage("resetdb", "--dry-run", "--sql", "--keep-migrations")
 
     assert (result.returncode, result.stderr) == (0, "")
     lines = result.stdout.splitlines()
@@ -172,7 +172,7 @@ def test_long_lists_and_tables_come_one_item_per_line(tmp_path, scratch_db, othe
         "".join(f"    extra{n:02d} = models.CharField(max_length=60)\n" for n in range(40)),
     )
 
-    result = project.manage("resetdb", "--dry-run", "--no-snapshot")
+    result = project.manage("resetdb", "--dry-run", "--sql", "--no-snapshot")
 
     assert (result.returncode, result.stderr) == (0, "")
     lines = result.stdout.splitlines()
@@ -197,7 +197,7 @@ def test_long_lists_and_tables_come_one_item_per_line(tmp_path, scratch_db, othe
 def test_a_reader_that_stops_early_gets_one_line_not_a_traceback(project, scratch_db):
     # As `resetdb --dry-run | head -n 1` does: the pipe is closed after the first line.
     run = subprocess.Popen(
-        [sys.executable, "manage.py", "resetdb", "--dry-run"],
+        [sys.executable, "manage.py", "resetdb", "--dry-run", "--sql"],
         cwd=project.root,
         env=project._env(scratch_db.url(), None),
         stdin=subprocess.DEVNULL,
@@ -216,4 +216,24 @@ def test_a_reader_that_stops_early_gets_one_line_not_a_traceback(project, scratc
         1,
         "CommandError: The output was closed before the command had written it all (broken "
         "pipe).\n",
+    )
+
+
+def test_without_sql_the_dry_run_shows_the_plan_only(project, scratch_db):
+    project.url = scratch_db.url()
+
+    result = project.manage("resetdb", "--dry-run")
+    alone = project.manage("resetdb", "--sql")
+
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    assert "Steps:" in lines
+    assert lines[-2:] == [
+        "SQL: not shown (--sql shows the statements each database would run)",
+        "Dry run: nothing was changed.",
+    ]
+    assert not any(line.startswith("SQL for database") for line in lines)
+    assert alone.returncode == 1
+    assert alone.stderr == (
+        "CommandError: --sql goes with --dry-run (it shows what would run); nothing was done.\n"
     )

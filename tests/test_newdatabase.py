@@ -239,7 +239,7 @@ def test_dry_run_shows_the_build_aside_and_changes_nothing(aside, scratch_db):
     oid = database_oid(scratch_db.name)
     before = database_state(scratch_db), aside.tree()
 
-    result = aside.manage("resetdb", "--dry-run", url=scratch_db.url())
+    result = aside.manage("resetdb", "--dry-run", "--sql", url=scratch_db.url())
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

@@ -503,7 +503,7 @@ def test_dry_run_shows_sql_and_files_and_changes_nothing(built, scratch_db):
     add_nickname(built)
     before = state(built, scratch_db)
 
-    result = built.manage("resetdb", "--dry-run", url=scratch_db.url())
+    result = built.manage("resetdb", "--dry-run", "--sql", url=scratch_db.url())
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

@@ -337,7 +337,7 @@ def test_dry_run_shows_the_restore_and_changes_nothing(cached, scratch_db):
     oid = database_oid(scratch_db.name)
     before = database_state(scratch_db)
 
-    result = cached.manage("resetdb", "--dry-run", url=scratch_db.url())
+    result = cached.manage("resetdb", "--dry-run", "--sql", url=scratch_db.url())
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

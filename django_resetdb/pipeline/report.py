@@ -128,10 +128,11 @@ def _file_lines(changed: list[AppRegeneration], root: Path) -> list[str]:
 
 
 def dry_run_lines(
-    plan: ResetPlan, *, terminate_blockers: bool = False, verbosity: int = 1
+    plan: ResetPlan, *, terminate_blockers: bool = False, verbosity: int = 1, sql: bool = False
 ) -> Iterator[str]:
-    """What ``resetdb --dry-run`` prints: the targets, the steps and files, then the SQL per
-    database; reads the catalogs and the migration files, changes nothing.
+    """What ``resetdb --dry-run`` prints: the targets, the steps and files, then, with
+    ``sql``, the SQL per database; reads the catalogs and the migration files, changes
+    nothing.
 
     Lines come as they are worked out, the plan first: rendering the migrations' SQL is
     the slow part, and what it cannot show it says in a line of its own.
@@ -143,6 +144,9 @@ def dry_run_lines(
     yield "Steps:"
     for line in plan.lines(terminate_blockers=terminate_blockers, verbosity=verbosity):
         yield from _one_item_per_line(line)
+    if not sql:
+        yield "SQL: not shown (--sql shows the statements each database would run)"
+        return
     for target in plan.targets:
         yield from _dry_run_sql(plan, target)
 

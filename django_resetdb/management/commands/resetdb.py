@@ -73,6 +73,14 @@ verbosity (-v):
             action="store_true",
             help="Show the targets and the plan, change nothing.",
         )
+        parser.add_argument(
+            "--sql",
+            action="store_true",
+            help=(
+                "With --dry-run: also show the SQL each database would run, every "
+                "migration's (which takes a while on a long history)."
+            ),
+        )
 
     def handle(
         self,
@@ -87,11 +95,16 @@ verbosity (-v):
         dry_run: bool,
         terminate_blockers: bool,
         verbosity: int,
+        sql: bool = False,
         **options: Any,
     ) -> None:
         from django_resetdb import pipeline
 
         refuse_string(databases, "the databases")
+        if sql and not dry_run:
+            raise CommandError(
+                "--sql goes with --dry-run (it shows what would run); nothing was done."
+            )
         aliases = databases or [DEFAULT_DB_ALIAS]
         if list_snapshots or drop_snapshots:
             self._snapshots(aliases, drop=drop_snapshots)
@@ -103,7 +116,7 @@ verbosity (-v):
             )
         if dry_run:
             lines = pipeline.dry_run_lines(
-                plan, terminate_blockers=terminate_blockers, verbosity=verbosity
+                plan, terminate_blockers=terminate_blockers, verbosity=verbosity, sql=sql
             )
             for line in lines:
                 self.stdout.write(line)
