@@ -645,6 +645,34 @@ def _children(migrations: dict[str, tuple[str, tuple[str, ...]]]) -> dict[str, s
     return children
 
 
+def _what_changed(
+    app: str,
+    changed: set[str],
+    removed: set[str],
+    old: dict[str, tuple[str, tuple[str, ...]]],
+    new: Planned,
+) -> str:
+    """Why ``app``'s migrations would have to go: which of its own changed or are gone,
+    else which changed migration of another app it depends on."""
+    own = sorted(k for k in changed if k.partition(".")[0] == app)
+    gone = [k for k in own if k not in new.by_key]
+    edited = [k for k in own if k in new.by_key]
+    parts = [f"{', '.join(edited)} changed"] if edited else []
+    parts += [f"{', '.join(gone)} no longer in the plan"] if gone else []
+    if parts:
+        return "; ".join(parts)
+    # The changed migrations its own depend on, directly or not.
+    ancestors: set[str] = set()
+    todo = [k for k in removed if k.partition(".")[0] == app]
+    while todo:
+        for parent in old.get(todo.pop(), ("", ()))[1]:
+            if parent not in ancestors:
+                ancestors.add(parent)
+                todo.append(parent)
+    causes = sorted(ancestors & changed)
+    return f"it depends on {', '.join(causes)}, changed" if causes else "it depends on a change"
+
+
 def match(state: State, new: Planned) -> tuple[Start | None, str]:
     """Where a reset would start from ``state``, or None and why it cannot."""
     old = state.migrations
@@ -668,8 +696,7 @@ def match(state: State, new: Planned) -> tuple[Start | None, str]:
     for app in removed_apps:
         recorded = state.apps.get(app, {})
         if not recorded.get("removable"):
-            changed_here = sorted(k for k in changed if k.partition(".")[0] == app)
-            why = f"{', '.join(changed_here)} changed" if changed_here else "it depends on a change"
+            why = _what_changed(app, changed, removed, old, new)
             return None, (
                 f"{state.name}: {app} would have to go ({why}), and its migrations are not "
                 "all plain tables of its models"

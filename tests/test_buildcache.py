@@ -6,6 +6,7 @@ aside) against a build of the same project with the cache off, in another databa
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import difflib
 import json
@@ -383,4 +384,9 @@ def test_a_state_matches_only_what_it_can_start_from():
     # b changed: it must go, and it cannot (not recorded as removable).
     changed = buildcache.Planned([facts("a.1"), facts("b.2", reach=("a",)), facts("c.1")])
     start, why = buildcache.match(state, changed)
-    assert start is None and "b would have to go" in why
+    assert start is None and "b would have to go (b.1 no longer in the plan)" in why
+    # a changed: b, not removable, goes with it, and the line names a's migration.
+    edited = dataclasses.replace(facts("a.1"), digest="edited")
+    changed = buildcache.Planned([edited, facts("b.1", reach=("a",))])
+    start, why = buildcache.match(state, changed)
+    assert start is None and "b would have to go (it depends on a.1, changed)" in why, why

@@ -369,3 +369,26 @@ def test_get_settings_reads_a_change_made_in_place(settings):
 )
 def test_schema_name_problem(name, problem):
     assert identifiers.schema_name_problem(name) == problem
+
+
+def test_differences_name_each_input_and_a_value_made_at_start_up():
+    from django_resetdb.snapshots.fingerprints import differences
+
+    kept = {"setting A": "1", "file x.py": "a", "package wagtail": "7.0", "seed s": "q"}
+    now = {"setting A": "2", "file x.py": "a", "package wagtail": "7.1", "migration m.0002": "z"}
+
+    assert differences(kept, now) == (
+        "setting A changed; migration m.0002 added; seed s removed; package wagtail 7.0 -> 7.1"
+    )
+    assert differences(kept, kept) == ""
+    # Three copies, three values: made anew at each start-up.
+    assert differences({"setting K": "b"}, {"setting K": "c"}, [{"setting K": "a"}]) == (
+        "setting K differs in every copy kept, as a value made anew at each start-up does "
+        "(leave it out of the key: DJANGO_RESETDB['IGNORED_SETTINGS'] = ['K'])"
+    )
+    # A run without seeds against one with them: said once.
+    assert differences({"seed s": "q", "seed t": "r"}, {"--no-seed": "yes"}) == (
+        "this run has --no-seed"
+    )
+    many = {f"setting S{n}": str(n) for n in range(6)}
+    assert differences(many, {k: "x" for k in many}).endswith("; and 2 more")

@@ -225,7 +225,7 @@ def _run_plan(
     creating_now = frozenset(new.alias for new in plan.creations)
     if not interactive:  # else the plan shown at the prompt said it
         for twin, alias in plan.twins.items():
-            log(aliases.twin_line(twin, alias), 1)
+            log(f"  {aliases.twin_line(twin, alias)}", 1)
     with _dropped_on_failure(created, result, log):
         _create(plan, created, log, confirmed=interactive)
         for alias in plan.aliases:

@@ -244,11 +244,14 @@ def components(inputs: dict[str, Any]) -> dict[str, str]:
         if isinstance(seed, list) and seed:
             found[f"seed {seed[0]}"] = _short(seed)
         else:
-            found["seeds"] = _short(seed)
+            found[NO_SEED] = "yes"
     for path, value in inputs.get("code", []):
         found[f"file {path}"] = str(value)[:12]
     return found
 
+
+# The input of a run with --no-seed.
+NO_SEED = "--no-seed"
 
 # How many differing inputs a line names.
 SHOWN = 4
@@ -261,11 +264,15 @@ def differences(
     few words each; ``others``: what the other copies of the target were kept with, to
     tell a setting made anew at every start-up (different in every copy)."""
     phrases: list[str] = []
+    # One of the two ran without seeds: that says it, not each seed.
+    seeding_differs = (NO_SEED in kept) != (NO_SEED in now)
     for name in sorted(now.keys() | kept.keys(), key=_order):
         before, after = kept.get(name), now.get(name)
-        if before == after:
+        if before == after or (seeding_differs and name.startswith("seed ")):
             continue
-        if before is None:
+        if name == NO_SEED:
+            phrases.append("this run has --no-seed" if before is None else "kept with --no-seed")
+        elif before is None:
             phrases.append(f"{name} added")
         elif after is None:
             phrases.append(f"{name} removed")

@@ -423,7 +423,8 @@ def _differs(plan: SnapshotPlan) -> str:
     known = [s for s in kept if isinstance(s.data.get("inputs"), dict)]
     if not known:
         return ""
-    newest = max(known, key=lambda s: s.created)
+    # The one the database was last rebuilt from (restored or kept): what changed since.
+    newest = max(known, key=lambda s: (s.used, s.created))
     others = [s.data["inputs"] for s in known if s is not newest]
     found = differences(newest.data["inputs"], plan.inputs, others)
     return f"{found} since {newest.name} was kept" if found else ""
