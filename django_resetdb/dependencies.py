@@ -93,16 +93,18 @@ def code_files() -> tuple[Path, ...]:
     same modules are imported at that point of every run of the same project).
 
     The routers are loaded first: Django imports them on first use. The settings
-    module is left out, as settings are covered by their values (see snapshots); so is
+    module (and the package of split settings it is in, see :func:`_settings_package`)
+    is left out, as settings are covered by their values (see snapshots); so is
     the script that was run (``manage.py``, or one that calls ``reset()``), so that the
     same project gets the same key whichever way its reset is started."""
     router.routers  # noqa: B018 (imports DATABASE_ROUTERS)
     migrations = _migration_packages()
-    inside_migrations = tuple(package + "." for package in migrations)
+    inside = tuple(package + "." for package in (*migrations, *_settings_package()))
     left_out = {"__main__", getattr(settings, "SETTINGS_MODULE", None), *migrations}
+    left_out |= set(_settings_package())
     found: set[Path] = set()
     for name, module in list(sys.modules.items()):
-        if name in left_out or name.startswith(inside_migrations):
+        if name in left_out or name.startswith(inside):
             continue
         filename = getattr(module, "__file__", None)
         if not isinstance(filename, str) or not filename:
@@ -116,6 +118,16 @@ def code_files() -> tuple[Path, ...]:
         if not _is_installed(path.resolve()):
             found.add(path)
     return tuple(sorted(found))
+
+
+def _settings_package() -> tuple[str, ...]:
+    """The package of split settings (``mysite.settings`` holding ``base``, ``dev``,
+    ``production``, as ``wagtail start`` and cookiecutter-django lay them out), when the
+    settings module is in a package named ``settings``: its modules are settings too,
+    covered by the values they give (see snapshots)."""
+    module = str(getattr(settings, "SETTINGS_MODULE", "") or "")
+    package = module.rpartition(".")[0]
+    return (package,) if package.rpartition(".")[2] == "settings" else ()
 
 
 def _stat(path: Path) -> list[Any]:

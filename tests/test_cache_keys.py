@@ -308,3 +308,23 @@ def test_a_setting_made_anew_at_each_start_up_is_named_as_such(project, scratch_
     reset(project, scratch_db, "1")
     out = reset(project, scratch_db, "1")
     assert "  snapshot    restored " in out, out
+
+
+def test_split_settings_count_by_their_values_not_as_code(project, scratch_db):
+    # mysite/settings/{base,dev}.py, as `wagtail start` lays them out.
+    prepare(project, FAST_HASHER)
+    project.append("conf/__init__.py", "")
+    project.append("conf/settings/__init__.py", "")
+    project.append(
+        "conf/settings/base.py", 'from testproject.settings import *  # noqa\nTITLE = "A"\n'
+    )
+    project.append("conf/settings/dev.py", "from conf.settings.base import *  # noqa\n")
+    project.settings = "conf.settings.dev"
+    reset(project, scratch_db, "1")
+
+    project.append("conf/settings/base.py", "# a comment changes no value\n")
+    assert "  snapshot    restored " in reset(project, scratch_db, "1")
+
+    project.edit("conf/settings/base.py", 'TITLE = "A"', 'TITLE = "B"')
+    out = reset(project, scratch_db, "1")
+    assert "  snapshot    not restored: setting TITLE changed since " in out, out
