@@ -45,6 +45,7 @@ from django.conf import settings
 from django.db import connections
 from django.db.migrations import operations
 from django.db.migrations.operations.base import Operation
+from django.db.migrations.state import ProjectState
 from django.db.models.fields import NOT_PROVIDED
 
 from django_resetdb import dependencies, guard, postgres
@@ -247,11 +248,40 @@ _ON_NEW_MODELS = (
 )
 
 
-def _quiet(operation: Operation, created: set[str]) -> bool:
+def _db_shape(field: Any) -> tuple[Any, ...]:
+    """What of a field the database sees: its deconstruction without the attributes
+    Django's schema editor ignores (``help_text``, ``choices``, ``verbose_name``,
+    ``validators``, ``related_name``, ``on_delete``, ...); ``db_column`` stays."""
+    _, path, args, kwargs = field.deconstruct()
+    for attr in getattr(field, "non_db_attrs", ()):
+        if attr != "db_column":
+            kwargs.pop(attr, None)
+    return path, args, kwargs
+
+
+def _changes_nothing_in_the_database(app: str, operation: Operation, before: Any) -> bool:
+    """Whether ``operation``, an ``AlterField`` of app ``app``, leaves the column as it
+    is: the field it replaces (in the project state ``before`` the migration) differs
+    only in what the schema editor ignores, so it sends no SQL."""
+    if before is None or not isinstance(operation, operations.AlterField):
+        return False
+    try:
+        model = before.models.get((app, operation.model_name_lower))
+        old = model.fields.get(operation.name) if model is not None else None
+        return old is not None and _db_shape(old) == _db_shape(operation.field)
+    except Exception:  # a field that cannot be compared is taken to change the column
+        return False
+
+
+def _quiet(operation: Operation, created: set[str], before: Any = None, app: str = "") -> bool:
     """Whether no data migration can see a difference whether ``operation`` ran before it
     or after it: an index, a nullable column without a default, a new model's table
-    (``created``: the models its migration creates), what it adds to one."""
+    (``created``: the models its migration creates), what it adds to one, a field
+    altered in nothing the database sees (``before``: the project state before the
+    migration, when known)."""
     if isinstance(operation, (operations.AddIndex, operations.RemoveIndex)):
+        return True
+    if _changes_nothing_in_the_database(app, operation, before):
         return True
     if _does_nothing(operation) or isinstance(operation, operations.CreateModel):
         return True
@@ -567,6 +597,9 @@ def planned(plan: RegenerationPlan | None) -> Planned:
                 texts[app.label, new.path.stem] = new.text
     order: list[Facts] = []
     reach: dict[tuple[str, str], frozenset[str]] = {}
+    # The project state as migrate moves it, to compare an altered field with the one it
+    # replaces (None once an operation could not move it).
+    state: ProjectState | None = ProjectState()
     for key in forwards(graph):
         migration = graph.nodes[key]
         text = texts.get(key)
@@ -583,6 +616,14 @@ def planned(plan: RegenerationPlan | None) -> Planned:
         created = {op.name_lower for op in ops if isinstance(op, operations.CreateModel)}
         kinds = {_kind(op) for op in ops}
         kind = ANY if ANY in kinds else DATA if DATA in kinds else SCHEMA
+        quiet = bool(ops)
+        for op in ops:
+            quiet = quiet and _quiet(op, created, state, key[0])
+            if state is not None:
+                try:
+                    op.state_forwards(key[0], state)
+                except Exception:  # what cannot be followed is taken to change columns
+                    state = None
         code, instead = _code_digest(text, package, ops)
         digest = _digest(
             {
@@ -602,7 +643,7 @@ def planned(plan: RegenerationPlan | None) -> Planned:
                 reach[key],
                 frozenset().union(*(_renamed(key[0], op) for op in ops)),
                 tuple(sorted(_deconstructed(op) for op in ops if is_database_level(op))),
-                bool(ops) and all(_quiet(op, created) for op in ops),
+                quiet,
                 frozenset().union(*(_references(key[0], op) for op in ops)),
             )
         )

@@ -328,3 +328,83 @@ def test_split_settings_count_by_their_values_not_as_code(project, scratch_db):
     project.edit("conf/settings/base.py", 'TITLE = "A"', 'TITLE = "B"')
     out = reset(project, scratch_db, "1")
     assert "  snapshot    not restored: setting TITLE changed since " in out, out
+
+
+EVENT_DATA = """\
+from django.db import migrations
+
+
+def name_venues(apps, schema_editor):
+    Venue = apps.get_model("event", "Venue")
+    Venue.objects.using(schema_editor.connection.alias).create(name="Annex")
+
+
+class Migration(migrations.Migration):
+    dependencies = [("event", "0001_initial"), ("catalog", "0001_initial")]
+    operations = [migrations.RunPython(name_venues, migrations.RunPython.noop)]
+"""
+HELP_TEXT = """\
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("catalog", "0001_initial")]
+    operations = [
+        migrations.AlterField(
+            "category",
+            "name",
+            models.CharField(max_length=100, unique=True, help_text="Shown on the site"),
+        ),
+    ]
+"""
+
+
+def test_a_field_altered_in_nothing_the_database_sees_moves_past_a_data_migration(
+    project, scratch_db, other_db
+):
+    # migrate runs the new catalog migration before event's data migration, which reads
+    # catalog and which the state holds: a help_text sends no SQL, so the two commute.
+    prepare(project, FAST_HASHER)
+    project.append("testproject/event/migrations/0002_annex.py", EVENT_DATA)
+    keep_reset(project, scratch_db)
+    project.edit(
+        CATALOG_MODELS,
+        "    name = models.CharField(max_length=100, unique=True)\n",
+        '    name = models.CharField(max_length=100, unique=True, help_text="Shown on the site")\n',
+    )
+    project.append("testproject/catalog/migrations/0002_category_help.py", HELP_TEXT)
+
+    out = keep_reset(project, scratch_db)
+
+    assert "  migrate     started from the state after 23 of 24 migrations (" in out, out
+    same_as_a_rebuild(project, scratch_db, other_db)
+
+
+@pytest.mark.parametrize(
+    ("new", "nothing"),
+    [
+        (models.CharField(max_length=100, help_text="Shown"), True),
+        (models.CharField(max_length=100, verbose_name="title", choices=[("a", "A")]), True),
+        (models.CharField(max_length=120), False),
+        (models.CharField(max_length=100, null=True), False),
+        (models.CharField(max_length=100, db_column="label"), False),
+        (models.CharField(max_length=100, default="x"), False),
+    ],
+)
+def test_an_altered_field_is_quiet_only_when_the_column_stays(new, nothing):
+    from django.db.migrations.state import ModelState, ProjectState
+
+    state = ProjectState()
+    state.add_model(
+        ModelState(
+            "shop",
+            "item",
+            [
+                ("id", models.AutoField(primary_key=True)),
+                ("name", models.CharField(max_length=100)),
+            ],
+        )  # fmt: skip
+    )
+    operation = migrations.AlterField("item", "name", new)
+
+    assert buildcache._quiet(operation, set(), state, "shop") is nothing
