@@ -403,7 +403,7 @@ def test_an_altered_field_is_quiet_only_when_the_column_stays(new, nothing):
                 ("id", models.AutoField(primary_key=True)),
                 ("name", models.CharField(max_length=100)),
             ],
-        )  # fmt: skip
+        )
     )
     operation = migrations.AlterField("item", "name", new)
 
