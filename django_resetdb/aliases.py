@@ -18,16 +18,12 @@ from django.db import connections
 
 from django_resetdb import postgres
 
-# The server a maintenance connection reached: its start (to the microsecond) and port.
-_SERVER = "SELECT pg_postmaster_start_time()::text || ' ' || current_setting('port')"
-
 
 def _server(alias: str) -> str | None:
     """The server ``alias``'s connections reach, or None when it cannot be reached."""
     try:
         with postgres.maintenance_cursor(connections[alias]) as cursor:
-            cursor.execute(_SERVER)
-            return str(cursor.fetchone()[0])
+            return postgres.server_identity(cursor)
     except Exception:
         return None
 

@@ -893,3 +893,28 @@ def test_a_model_with_a_composite_field_without_a_column_loads_as_loaddata(cases
     assert expected["seedcases_price"]
     assert data_snapshot(by_seed) == expected
     assert data_snapshot(by_lines) == expected
+
+
+def test_receivers_that_return_on_a_raw_save_leave_the_objects_to_the_bulk_path(cases):
+    # Note's receivers all return at once on loaddata's raw save (four ways of writing
+    # it, one connected for every model): calling them or not leaves the same rows.
+    items = [
+        obj("author", 1, name="Ann", born=1950),
+        book(1, "First", 1),
+        obj("review", 1, book=1, stars=5),
+        *(obj("note", n, text=f"note {n}", review=1 if n % 2 else None) for n in range(1, 7)),
+    ]
+    cases.write("notes.json", items)
+    by_lines = cases.database()
+
+    by_loaddata, by_seed = cases.both("notes")
+    line = paths_line(cases, "notes", db=by_lines)
+
+    # The review still goes one by one: its receivers act.
+    assert line == (
+        "objects by path: 8 copied, 1 saved one by one (pre_save/post_save receivers: 1)"
+    )
+    expected = data_snapshot(by_loaddata)
+    assert len(expected["seedcases_note"]) == 6
+    assert data_snapshot(by_seed) == expected
+    assert data_snapshot(by_lines) == expected

@@ -4,6 +4,7 @@ module moved elsewhere needs only its import line changed here."""
 
 from __future__ import annotations
 
+import abc
 import functools
 import io
 from pathlib import Path
@@ -392,3 +393,107 @@ def test_differences_name_each_input_and_a_value_made_at_start_up():
     )
     many = {f"setting S{n}": str(n) for n in range(6)}
     assert differences(many, {k: "x" for k in many}).endswith("; and 2 more")
+
+
+def _calls_first(sender, instance, raw, **kwargs):
+    print("saved")
+    if raw:
+        return
+
+
+def _guard_it_cannot_decide(sender, instance, **kwargs):
+    if instance.pk is None:
+        return
+
+
+def _guard_that_acts(sender, instance, raw, **kwargs):
+    if raw:
+        instance.touched = True
+        return
+
+
+def _not_raw_only(sender, instance, raw, **kwargs):
+    if not raw:
+        return
+    instance.touch()
+
+
+def _raw_or_anything(sender, instance, **kwargs):
+    """A docstring first."""
+    if kwargs["raw"] or instance.touch():
+        return
+
+
+def _anything_or_raw(sender, instance, **kwargs):
+    if instance.touch() or kwargs["raw"]:
+        return
+
+
+def _sender_guard(sender, instance, **kwargs):
+    if sender is not Path:
+        return
+    instance.touch()
+
+
+def _false_condition_then_nothing(instance, **kwargs):
+    if kwargs.get("raw") is False and instance.touch():
+        instance.touch()
+
+
+def _shadowed(sender, instance, raw, **kwargs):
+    if raw == "yes":
+        return
+
+
+@pytest.mark.parametrize(
+    ("function", "nothing"),
+    [
+        (_calls_first, False),
+        (_guard_it_cannot_decide, False),
+        (_guard_that_acts, False),
+        (_not_raw_only, False),
+        (_raw_or_anything, True),
+        (_anything_or_raw, False),
+        (_sender_guard, True),
+        (_false_condition_then_nothing, True),
+        (_shadowed, False),
+        (lambda sender, instance, **kwargs: None, False),
+    ],
+)
+def test_a_receiver_does_nothing_only_when_its_code_says_so(function, nothing):
+    from django_resetdb.fixtureload.receivers import does_nothing
+
+    assert does_nothing(function, dict) is nothing
+
+
+class _Unchecked:
+    pass
+
+
+class _Checked(metaclass=abc.ABCMeta):  # isinstance() runs ABCMeta's code
+    @abc.abstractmethod
+    def method(self) -> None: ...
+
+
+def _plain_guard(sender, instance, **kwargs):
+    if not isinstance(instance, (_Unchecked, _Checked)):
+        return
+    getattr(instance, "touch")()  # noqa: B009
+
+
+def _checked_guard(sender, instance, **kwargs):
+    if not isinstance(instance, _Checked):
+        return
+    getattr(instance, "touch")()  # noqa: B009
+
+
+def test_an_isinstance_guard_decides_only_for_plain_classes():
+    from django_resetdb.fixtureload.receivers import does_nothing
+
+    class Sub(_Unchecked):
+        pass
+
+    assert does_nothing(_plain_guard, dict) is False  # _Checked is not decided
+    assert does_nothing(_checked_guard, dict) is False
+    assert does_nothing(_sender_guard, Path) is False  # for Path itself it acts
+    assert does_nothing(_sender_guard, Sub) is True

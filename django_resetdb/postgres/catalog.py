@@ -578,6 +578,16 @@ def database_identity(where: Where) -> str:
     )
 
 
+def server_identity(where: Where) -> str:
+    """The server a connection reached, whatever name or address reached it: its start
+    (to the microsecond) and its port."""
+    return str(
+        _rows(where, "SELECT pg_postmaster_start_time()::text || ' ' || current_setting('port')")[
+            0
+        ][0]
+    )
+
+
 def current_user(where: Where) -> str:
     """The role the session acts as."""
     return str(_rows(where, "SELECT current_user")[0][0])

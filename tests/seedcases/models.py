@@ -152,3 +152,11 @@ class Price(models.Model):
     price_amount = models.DecimalField(max_digits=12, decimal_places=2)
     price_currency = models.CharField(max_length=3)
     price = Money("price_amount", "price_currency")
+
+
+class Note(models.Model):
+    """Has receivers that return at once on a raw save (see ``receivers.py``), as most
+    receivers of real projects do."""
+
+    text = models.CharField(max_length=50)
+    review = models.ForeignKey(Review, null=True, on_delete=models.SET_NULL)
