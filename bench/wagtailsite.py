@@ -12,7 +12,9 @@ repetition then times whole processes, from start to exit, Django's start-up inc
 * the hand-written flow (``bench.handwritten``): drop and create ``public``, delete blog's
   migrations, then ``makemigrations blog``, ``migrate`` and ``loaddata site``;
 * ``resetdb --no-input`` cold: after a model change (a new field of blog's posts);
-* ``resetdb --no-input`` warm: again, nothing changed.
+* ``resetdb --no-input`` warm: again, nothing changed;
+* ``loaddata site`` and ``seed site`` on the hand-written copy, over the rows the fixture
+  left there (each leaves them as they were).
 
 It prints medians, the ratio to the hand-written flow and peak memory (the whole process).
 The server comes from ``DATABASE_URL`` (default
@@ -211,7 +213,7 @@ def site_copy(server: Server, template: Path, root: Path) -> Iterator[WagtailSit
 
 def run(options: argparse.Namespace) -> int:
     server = Server(options.url)
-    names = ("hand-written", "cold", "warm")
+    names = ("hand-written", "cold", "warm", "loaddata", "seed")
     times: dict[str, list[float]] = {name: [] for name in names}
     peaks: dict[str, list[float]] = {name: [] for name in names}
     steps: dict[str, list[float]] = {}
@@ -243,6 +245,15 @@ def run(options: argparse.Namespace) -> int:
                     last[name] = done.stdout.splitlines()
                 check(hand, fixture)
                 check(tool, fixture, f"extra{tool.changes}")
+                # The fixture loaded again over its own rows, both ways: each leaves them
+                # as they were.
+                for name, command in (("loaddata", "loaddata"), ("seed", "seed")):
+                    extra = ("-v", "2") if name == "seed" else ()
+                    done = hand.run("manage.py", command, FIXTURE, *extra)
+                    times[name].append(done.seconds)
+                    peaks[name].append(done.peak_mib)
+                    last[name] = done.stdout.splitlines()
+                check(hand, fixture)
 
     hand_median = median(times["hand-written"])
     print(f"\nMedian of {options.repeat} run(s), whole processes:")
@@ -256,6 +267,13 @@ def run(options: argparse.Namespace) -> int:
     ):
         seconds = median(times[name])
         row(label, seconds, f"{hand_median / seconds:.1f}x faster", max(peaks[name]))
+    loaddata = median(times["loaddata"])
+    row(f"loaddata {FIXTURE} (over its rows)", loaddata, "1.0x", max(peaks["loaddata"]))
+    seconds = median(times["seed"])
+    row(f"seed {FIXTURE} (over its rows)", seconds, f"{loaddata / seconds:.1f}x faster",
+        max(peaks["seed"]))  # fmt: skip
+    paths = [line.strip() for line in last.get("seed", []) if "objects by path:" in line]
+    print(f"  {paths[-1] if paths else 'objects by path: not reported'}")
     for name in ("cold", "warm"):
         print(f"\nLast resetdb {name}:")
         for line in last.get(name, []):

@@ -204,4 +204,7 @@ def test_wagtail_benchmark_runs_and_reports_every_row():
         assert re.search(rf"    of which {step} +\d+\.\d\d +\n", out), out
     assert re.search(r"  resetdb cold \(after a model change\) +\d+\.\d\d +\d+\.\dx faster", out)
     assert re.search(r"  resetdb warm \(nothing changed\) +\d+\.\d\d +\d+\.\dx faster", out)
+    assert re.search(r"  loaddata site \(over its rows\) +\d+\.\d\d +1\.0x", out), out
+    assert re.search(r"  seed site \(over its rows\) +\d+\.\d\d +\d+\.\dx faster", out)
+    assert re.search(r"  objects by path: \d+ copied", out), out
     assert gone_within(before, "bench_h_", PATIENCE) == set()
