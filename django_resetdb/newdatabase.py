@@ -26,6 +26,19 @@ from django_resetdb.snapshots.swap import _planned_swap, swap_in
 
 # Lock-table entries one model's table, indexes and constraints take when created.
 LOCKS_PER_MODEL = 6
+# And one migration operation, on top: in one transaction every object a history creates,
+# alters or drops on the way (an index made, then dropped two migrations later; a
+# table rewritten) keeps its lock until the commit. Checked against what a long
+# generated history really holds (tests/test_long_history.py).
+LOCKS_PER_OPERATION = 3
+
+
+def locks_needed(target: guard.Target, *, models: int, operations: int) -> tuple[int, int]:
+    """About how many lock-table entries a reset of ``target`` in place takes: dropping
+    what its schemas hold, creating ``models`` tables, running ``operations`` migration
+    operations; and how many the server's lock table holds."""
+    objects, capacity = postgres.lock_estimate(connections[target.alias], target.schemas)
+    return objects + LOCKS_PER_MODEL * models + LOCKS_PER_OPERATION * operations, capacity
 
 
 @dataclass
@@ -38,7 +51,9 @@ class SwapPlan:
     context: list[Any]  # the database around the schemas, as the new one must have it
 
 
-def plan_swap(target: guard.Target, *, models: int, cache: str = "") -> tuple[SwapPlan | None, str]:
+def plan_swap(
+    target: guard.Target, *, models: int, operations: int = 0, cache: str = ""
+) -> tuple[SwapPlan | None, str]:
     """A build in a new database when an in-place reset of ``target`` would need more
     locks than the server has, or when ``cache`` says why the build cache wants one (a
     migrated state is copied from, or kept of, a database no transaction holds); else
@@ -47,8 +62,7 @@ def plan_swap(target: guard.Target, *, models: int, cache: str = "") -> tuple[Sw
     if strategy == "in-place":
         return None, ""
     connection = connections[target.alias]
-    objects, capacity = postgres.lock_estimate(connection, target.schemas)
-    needed = objects + LOCKS_PER_MODEL * models
+    needed, capacity = locks_needed(target, models=models, operations=operations)
     if strategy == "new-database":
         reason = f"{SETTING_NAME}['STRATEGY'] is 'new-database'"
     elif needed <= capacity:

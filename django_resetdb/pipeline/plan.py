@@ -24,6 +24,7 @@ from django_resetdb.aliases import same_database, twin_line
 from django_resetdb.conf import get_settings
 from django_resetdb.exceptions import ResetError, refuse_string
 from django_resetdb.regenerate import (
+    PlannedLoader,
     RegenerationPlan,
     migration_files,
     plan_migrations,
@@ -57,6 +58,9 @@ class ResetPlan:
     # Other aliases naming a database being reset (a read replica alias, say), each with
     # the alias whose connection it uses during the run (see aliases).
     twins: dict[str, str] = field(default_factory=dict)
+    # About how many lock-table entries a reset in place takes, and how many the server
+    # holds (see newdatabase.locks_needed); (0, 0) when not worked out.
+    locks: tuple[int, int] = (0, 0)
 
     @property
     def restoring(self) -> bool:
@@ -221,8 +225,12 @@ def plan_reset(
     if not keep_migrations and not unchanged:
         migrations = _plan_migrations()
     swap, lock_warning = None, ""
+    locks = (0, 0)
     if len(targets) == 1 and exists:
-        swap, lock_warning = newdatabase.plan_swap(targets[0], models=_models_on(aliases[0]))
+        # A restore takes few locks: the history is counted only for a rebuild.
+        models, operations = _models_on(aliases[0]), 0 if unchanged else _operations(migrations)
+        locks = newdatabase.locks_needed(targets[0], models=models, operations=operations)
+        swap, lock_warning = newdatabase.plan_swap(targets[0], models=models, operations=operations)
     if snapshot and not unchanged:
         if len(targets) == 1 and not exists:
             if conf.snapshots:
@@ -243,6 +251,7 @@ def plan_reset(
         creations=creations,
         files=files,
         twins=twins,
+        locks=locks,
     )
     if exists:
         plan_build_cache(plan)
@@ -289,6 +298,16 @@ def _plan_migrations() -> RegenerationPlan:
     # Apps with hand-written migrations are kept as they are, not refused: what the
     # reset leaves is what their migrations make.
     return plan_migrations(keep_hand_written=True)
+
+
+def _operations(migrations: RegenerationPlan | None) -> int:
+    """The operations of every migration a reset on an empty schema applies (``None``:
+    the files as they are)."""
+    try:
+        graph = PlannedLoader(migrations).graph
+    except Exception:  # the reset itself says what is wrong with them
+        return 0
+    return sum(len(migration.operations) for migration in graph.nodes.values())
 
 
 def _models_on(alias: str) -> int:

@@ -33,6 +33,7 @@ from django_resetdb.pipeline.plan import (
     COMMAND,
     ResetPlan,
     _models_on,
+    _operations,
     _plan_migrations,
     plan_build_cache,
     plan_reset,
@@ -93,8 +94,10 @@ def _create(
                 )
         plan.targets[index] = target
         if len(plan.targets) == 1:
+            models, operations = _models_on(new.alias), _operations(plan.migrations)
+            plan.locks = newdatabase.locks_needed(target, models=models, operations=operations)
             plan.swap, plan.lock_warning = newdatabase.plan_swap(
-                target, models=_models_on(new.alias)
+                target, models=models, operations=operations
             )
             if plan.snapshot is not None:
                 plan.snapshot = snapshots.plan_snapshot(
@@ -392,6 +395,13 @@ def _carry_out(run: Run) -> bool:
             if not built:
                 if plan.lock_warning:
                     log(f"  database    in place, though {plan.lock_warning}", 1)
+                elif plan.locks[1]:
+                    needed, capacity = plan.locks
+                    log(
+                        f"  database    in place: about {needed} lock-table entries of the "
+                        f"{capacity} the server holds",
+                        2,
+                    )
                 _rebuild_all(run)
         result.committed = True
         if result.migrations is not None:
