@@ -251,10 +251,12 @@ _ON_NEW_MODELS = (
 def _db_shape(field: Any) -> tuple[Any, ...]:
     """What of a field the database sees: its deconstruction without the attributes
     Django's schema editor ignores (``help_text``, ``choices``, ``verbose_name``,
-    ``validators``, ``related_name``, ``on_delete``, ...); ``db_column`` stays."""
+    ``validators``, ``related_name``, ...); ``db_column`` and ``on_delete`` stay."""
     _, path, args, kwargs = field.deconstruct()
+    # on_delete stays: Django 6.1's database-level options make it part of the column's
+    # constraint.
     for attr in getattr(field, "non_db_attrs", ()):
-        if attr != "db_column":
+        if attr not in ("db_column", "on_delete"):
             kwargs.pop(attr, None)
     return path, args, kwargs
 
@@ -520,13 +522,17 @@ def _deconstructor() -> Any:
 
 def _run_by(ops: Sequence[Operation], bound: set[str]) -> tuple[bool, dict[str, Any]]:
     """Whether what ``ops`` do when they run may depend on the code of the models
-    modules: a class, function or operation of theirs they use, or a name ``bound`` to
-    one of them (by the migration's imports) their code reads. Else, the values
-    their ``RunPython`` code reads from the migration module (computed when it was
-    imported), in canonical form."""
+    modules. It may unless every operation is Django's own (a custom operation's code is
+    not read here), none deconstructs to a class or function of theirs, and the code of
+    every ``RunPython`` (and of the functions of the migration module it calls, followed
+    transitively) reads no name ``bound`` to them by the migration's imports, no value
+    that comes from them, and nothing through a closure. Else, the values that code
+    reads from the migration module (computed when it was imported), in canonical form."""
+    if "*" in bound:  # a star import binds names that cannot be told
+        return True, {}
     reads: dict[str, Any] = {}
     for op in _operations(ops):
-        if _is_models(type(op).__module__):
+        if not type(op).__module__.startswith("django."):
             return True, {}
         modules: set[str] = set()
         try:
@@ -535,16 +541,40 @@ def _run_by(ops: Sequence[Operation], bound: set[str]) -> tuple[bool, dict[str, 
             return True, {}
         if any(_is_models(module) for module in modules if module):
             return True, {}
-        if isinstance(op, operations.RunPython):
-            names = _code_names(op.code)
-            if names is None or names & bound:
-                return True, {}
-            namespace = getattr(getattr(op.code, "func", op.code), "__globals__", {})
-            for name in sorted(names):
-                value = namespace.get(name)
-                if name in namespace and not inspect.ismodule(value):
-                    reads[name] = canonical(value)
+        if isinstance(op, operations.RunPython) and not _reads_only_own(op.code, bound, reads):
+            return True, {}
     return False, reads
+
+
+def _reads_only_own(code: Any, bound: set[str], reads: dict[str, Any]) -> bool:
+    """Whether the function ``code`` (and the functions of its own module it reads,
+    transitively) reads nothing of the models modules (see :func:`_run_by`); adds the
+    values it reads from its module to ``reads``."""
+    code = getattr(code, "func", code)  # functools.partial
+    home = getattr(code, "__module__", None)
+    todo, seen = [code], set()
+    while todo:
+        function = todo.pop()
+        if id(function) in seen:
+            continue
+        seen.add(id(function))
+        names = _code_names(function)
+        if names is None or function.__code__.co_freevars or names & bound:
+            return False
+        namespace = getattr(function, "__globals__", {})
+        for name in sorted(names):
+            if name not in namespace:
+                continue
+            value = namespace[name]
+            origin = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", "")
+            if isinstance(origin, str) and _is_models(origin):
+                return False
+            if inspect.ismodule(value):
+                continue
+            if inspect.isfunction(value) and value.__module__ == home:
+                todo.append(value)
+            reads[name] = canonical(value)
+    return True
 
 
 def _code_digest(

@@ -43,6 +43,9 @@ def canonical(value: Any, depth: int = 0) -> Any:
              for f in dataclasses.fields(value)},
         ]  # fmt: skip
     shown = repr(value)
+    if isinstance(value, (str, bytes, int, float, complex)):
+        # A subclass (Django's SafeString) shows its value; its attributes are not it.
+        return ADDRESS.sub("", shown)
     if (
         (ADDRESS.search(shown) or "{" in shown)
         and hasattr(value, "__dict__")

@@ -120,6 +120,21 @@ def code_files() -> tuple[Path, ...]:
     return tuple(sorted(found))
 
 
+def settings_files() -> list[Path]:
+    """The files of the settings module and of the package of split settings it is in
+    (see :func:`_settings_package`)."""
+    module = str(getattr(settings, "SETTINGS_MODULE", "") or "")
+    names = [module, *_settings_package()]
+    inside = tuple(f"{package}." for package in _settings_package())
+    names += [name for name in list(sys.modules) if name.startswith(inside)] if inside else []
+    found = []
+    for name in sorted(set(names)):
+        filename = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(filename, str) and filename.endswith(".py"):
+            found.append(Path(filename))
+    return found
+
+
 def _settings_package() -> tuple[str, ...]:
     """The package of split settings (``mysite.settings`` holding ``base``, ``dev``,
     ``production``, as ``wagtail start`` and cookiecutter-django lay them out), when the

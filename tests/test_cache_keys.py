@@ -180,9 +180,42 @@ def _live_step(apps, schema_editor):
     catalog_models.Category.objects.count()  # type: ignore[name-defined]  # noqa: F821
 
 
+def _helper_reading_a_model():
+    return Category.objects.count()
+
+
+def _step_through_a_helper(apps, schema_editor):
+    _helper_reading_a_model()
+
+
+def _closure_step(value):
+    def step(apps, schema_editor):
+        return value
+
+    return step
+
+
 @pytest.mark.parametrize(
     ("text", "ops", "models_kept"),
     [
+        pytest.param(
+            "from testproject.catalog.models import Category\n",
+            [migrations.RunPython(_step_through_a_helper)],
+            True,
+            id="data-step-calls-a-helper-that-reads-a-model",
+        ),
+        pytest.param(
+            "from testproject.catalog import models as catalog_models\n",
+            [migrations.RunPython(_closure_step(1))],
+            True,
+            id="data-step-is-a-closure",
+        ),
+        pytest.param(
+            "from testproject.catalog.models import *\n",
+            [migrations.AddField("category", "code", models.CharField(max_length=12))],
+            True,
+            id="a-star-import",
+        ),
         pytest.param(
             "from testproject.catalog import models as catalog_models\n",
             [migrations.RunPython(_live_step)],
@@ -292,14 +325,12 @@ def test_a_setting_made_anew_at_each_start_up_is_named_as_such(project, scratch_
     prepare(project, FAST_HASHER + "import secrets\nSECRET_KEY = secrets.token_hex(16)\n")
     reset(project, scratch_db, "1")
     second = reset(project, scratch_db, "1")
-    third = reset(project, scratch_db, "1")
 
-    assert "  snapshot    not restored: setting SECRET_KEY changed since " in second
     assert (
-        "  snapshot    not restored: setting SECRET_KEY differs in every copy kept, as a value "
-        "made anew at each start-up does (leave it out of the key: "
-        "DJANGO_RESETDB['IGNORED_SETTINGS'] = ['SECRET_KEY'])"
-    ) in third
+        "  snapshot    not restored: setting SECRET_KEY changed though no settings file did: "
+        "made anew at each start-up or read from the environment (if no seed reads it, leave "
+        "it out of the key: DJANGO_RESETDB['IGNORED_SETTINGS'] = ['SECRET_KEY']) since "
+    ) in second, second
 
     # Left out as the line says: the next run restores what the one after it keeps.
     project.append(
@@ -308,6 +339,10 @@ def test_a_setting_made_anew_at_each_start_up_is_named_as_such(project, scratch_
     reset(project, scratch_db, "1")
     out = reset(project, scratch_db, "1")
     assert "  snapshot    restored " in out, out
+    # An edit of the settings file is an edit.
+    project.append("testproject/settings.py", 'SAMPLE_TITLE = "Archive"\n')
+    edited = reset(project, scratch_db, "1")
+    assert "  snapshot    not restored: setting SAMPLE_TITLE added since " in edited, edited
 
 
 def test_split_settings_count_by_their_values_not_as_code(project, scratch_db):

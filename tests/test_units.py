@@ -382,10 +382,16 @@ def test_differences_name_each_input_and_a_value_made_at_start_up():
         "setting A changed; migration m.0002 added; seed s removed; package wagtail 7.0 -> 7.1"
     )
     assert differences(kept, kept) == ""
-    # Three copies, three values: made anew at each start-up.
-    assert differences({"setting K": "b"}, {"setting K": "c"}, [{"setting K": "a"}]) == (
-        "setting K differs in every copy kept, as a value made anew at each start-up does "
-        "(leave it out of the key: DJANGO_RESETDB['IGNORED_SETTINGS'] = ['K'])"
+    # A setting that changed with the settings files as they were: made at start-up.
+    files = "the settings files"
+    assert differences({"setting K": "b", files: "f"}, {"setting K": "c", files: "f"}) == (
+        "setting K changed though no settings file did: made anew at each start-up or read "
+        "from the environment (if no seed reads it, leave it out of the key: "
+        "DJANGO_RESETDB['IGNORED_SETTINGS'] = ['K'])"
+    )
+    # Edited: the files changed too (and are not named themselves).
+    assert differences({"setting K": "b", files: "f"}, {"setting K": "c", files: "g"}) == (
+        "setting K changed"
     )
     # A run without seeds against one with them: said once.
     assert differences({"seed s": "q", "seed t": "r"}, {"--no-seed": "yes"}) == (
@@ -497,3 +503,44 @@ def test_an_isinstance_guard_decides_only_for_plain_classes():
     assert does_nothing(_checked_guard, dict) is False
     assert does_nothing(_sender_guard, Path) is False  # for Path itself it acts
     assert does_nothing(_sender_guard, Sub) is True
+
+
+def _audited(function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        print("audit")
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def _returns_on_raw(sender, instance, raw, **kwargs):
+    if raw:
+        return
+
+
+def _factory():
+    Page = dict
+
+    def handler(sender, instance, **kwargs):
+        if not isinstance(instance, Page):
+            return
+        getattr(instance, "touch")()  # noqa: B009
+
+    return handler
+
+
+def _local_guard(sender, instance, **kwargs):
+    if not isinstance(instance, Path):  # type: ignore[used-before-def]  # noqa: F823
+        return
+    Path = None  # noqa: F841  # makes Path a local: the guard raises
+    instance.touch()
+
+
+def test_wrapped_closures_and_locals_are_not_read_as_the_module_would():
+    from django_resetdb.fixtureload.receivers import does_nothing
+
+    assert does_nothing(_returns_on_raw, dict) is True
+    assert does_nothing(_audited(_returns_on_raw), dict) is False
+    assert does_nothing(_factory(), list) is False
+    assert does_nothing(_local_guard, dict) is False

@@ -36,6 +36,8 @@ class _Receiver:
 
     def __init__(self, function: Any, model: type[Any]) -> None:
         self.globals = getattr(function, "__globals__", {})
+        # Names the function binds itself (arguments, locals): not the module's.
+        self.own = set(function.__code__.co_varnames) | set(function.__code__.co_cellvars)
         self.model = model
         parameters = inspect.signature(function).parameters
         self.raw = "raw" if "raw" in parameters else None
@@ -113,6 +115,7 @@ class _Receiver:
             isinstance(node.func, ast.Name)
             and node.func.id == "isinstance"
             and "isinstance" not in self.globals
+            and "isinstance" not in self.own
             and len(node.args) == 2
             and not node.keywords
             and isinstance(node.args[0], ast.Name)
@@ -131,7 +134,7 @@ class _Receiver:
         while isinstance(node, ast.Attribute):
             path.insert(0, node.attr)
             node = node.value
-        if not isinstance(node, ast.Name) or node.id not in self.globals:
+        if not isinstance(node, ast.Name) or node.id not in self.globals or node.id in self.own:
             return None
         found: Any = self.globals[node.id]
         for attr in path:
@@ -170,9 +173,18 @@ def _tree(function: Any) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
 def does_nothing(function: Any, model: type[Any]) -> bool:
     """Whether the receiver ``function`` provably does nothing when ``loaddata`` sends it a
     save signal for an object of ``model`` (see the module's doc)."""
-    if not inspect.isfunction(function) or inspect.iscoroutinefunction(function):
+    if (
+        not inspect.isfunction(function)
+        or inspect.iscoroutinefunction(function)
+        # A wrapper (functools.wraps) would be read as the function it wraps, and a
+        # closure's names are not the module's.
+        or hasattr(function, "__wrapped__")
+        or function.__code__.co_freevars
+    ):
         return False
     tree = _tree(function)
+    if tree is not None and tree.name != function.__name__:
+        return False
     if tree is None or (tree.decorator_list and not _only_receiver_decorators(tree)):
         return False
     try:

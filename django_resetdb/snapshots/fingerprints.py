@@ -225,6 +225,8 @@ def components(inputs: dict[str, Any]) -> dict[str, str]:
         if match:
             name = match["name"].lower().replace("_", "-")
             found[f"package {name}"] = match["version"]
+        elif str(entry).endswith("-info"):  # a metadata folder without a version
+            found[f"package {str(entry).rpartition('.')[0].lower()}"] = ""
         else:
             found["version of Python"] = str(entry).split()[0]
     found["the database around the schemas"] = _short(inputs.get("database"))
@@ -247,7 +249,17 @@ def components(inputs: dict[str, Any]) -> dict[str, str]:
             found[NO_SEED] = "yes"
     for path, value in inputs.get("code", []):
         found[f"file {path}"] = str(value)[:12]
+    # Not part of the key: to tell a setting edited from one made at start-up.
+    found[SETTINGS_FILES] = _settings_files_digest()
     return found
+
+
+# The settings files' contents, by digest (see differences).
+SETTINGS_FILES = "the settings files"
+
+
+def _settings_files_digest() -> str:
+    return _short([dependencies.file_digest(path) for path in dependencies.settings_files()])
 
 
 # The input of a run with --no-seed.
@@ -261,8 +273,9 @@ def differences(
     kept: Mapping[str, str], now: Mapping[str, str], others: Sequence[Mapping[str, str]] = ()
 ) -> str:
     """The inputs that differ between a kept copy's ``kept`` and this run's ``now``, in a
-    few words each; ``others``: what the other copies of the target were kept with, to
-    tell a setting made anew at every start-up (different in every copy)."""
+    few words each. A setting that changed while the settings files did not is said to
+    be made at start-up (or read from the environment). ``others``: what the other
+    copies of the target were kept with (unused)."""
     phrases: list[str] = []
     # One of the two ran without seeds: that says it, not each seed.
     seeding_differs = (NO_SEED in kept) != (NO_SEED in now)
@@ -270,6 +283,8 @@ def differences(
         before, after = kept.get(name), now.get(name)
         if before == after or (seeding_differs and name.startswith("seed ")):
             continue
+        if name == SETTINGS_FILES:
+            continue  # their values are said, setting by setting
         if name == NO_SEED:
             phrases.append("this run has --no-seed" if before is None else "kept with --no-seed")
         elif before is None:
@@ -278,12 +293,12 @@ def differences(
             phrases.append(f"{name} removed")
         elif name.startswith(("package ", "version of ")):
             phrases.append(f"{name} {before} -> {after}")
-        elif name.startswith("setting ") and _made_at_start_up(name, after, kept, others):
+        elif name.startswith("setting ") and _made_at_start_up(kept, now):
             setting = name.removeprefix("setting ")
             phrases.append(
-                f"{name} differs in every copy kept, as a value made anew at each start-up "
-                f"does (leave it out of the key: {SETTING_NAME}['IGNORED_SETTINGS'] = "
-                f"[{setting!r}])"
+                f"{name} changed though no settings file did: made anew at each start-up "
+                f"or read from the environment (if no seed reads it, leave it out of the "
+                f"key: {SETTING_NAME}['IGNORED_SETTINGS'] = [{setting!r}])"
             )
         else:
             phrases.append(f"{name} changed")
@@ -302,11 +317,10 @@ def _order(name: str) -> tuple[int, str]:
     return 9, name
 
 
-def _made_at_start_up(
-    name: str, now: str, kept: Mapping[str, str], others: Sequence[Mapping[str, str]]
-) -> bool:
-    seen = [kept[name], *(other[name] for other in others if name in other), now]
-    return len(seen) >= 3 and len(set(seen)) == len(seen)
+def _made_at_start_up(kept: Mapping[str, str], now: Mapping[str, str]) -> bool:
+    """Whether a setting that differs did so with the settings files as they were: not
+    an edit, a value worked out when the settings were read."""
+    return SETTINGS_FILES in kept and kept[SETTINGS_FILES] == now.get(SETTINGS_FILES)
 
 
 @functools.cache
