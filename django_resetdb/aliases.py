@@ -16,7 +16,8 @@ from typing import Any
 
 from django.db import connections
 
-from django_resetdb import postgres
+from django_resetdb import guard, postgres
+from django_resetdb.conf import get_settings
 
 
 def _server(alias: str) -> str | None:
@@ -32,24 +33,54 @@ def _name(settings: Mapping[str, Any]) -> str:
     return str(settings.get("NAME") or "")
 
 
+# What a session is besides where it goes: an alias that differs in these (another
+# role, another search_path or time zone) is not given the reset's connection.
+_SESSION_KEYS = ("USER", "TIME_ZONE", "AUTOCOMMIT", "ATOMIC_REQUESTS")
+# Options that only say where to connect, which may be spelled differently.
+_WHERE_OPTIONS = frozenset({"host", "hostaddr", "port", "service", "connect_timeout"})
+
+
+def _session(settings: Mapping[str, Any]) -> tuple[Any, ...]:
+    options = dict(settings.get("OPTIONS") or {})
+    kept = sorted((k, repr(v)) for k, v in options.items() if k not in _WHERE_OPTIONS)
+    return (*(repr(settings.get(key)) for key in _SESSION_KEYS), kept)
+
+
 def same_database(alias: str, database: str, others: Collection[str] = ()) -> list[str]:
     """The aliases, besides ``alias`` and ``others``, whose settings reach ``database`` on
-    ``alias``'s server. Only aliases of PostgreSQL naming the same database are
-    connected to (their server's maintenance database, briefly); one that cannot be
-    reached is not the same."""
+    ``alias``'s server as the same kind of session. Only aliases of PostgreSQL naming
+    the same database, as the same role with the same options, on a host ``HOSTS``
+    allows, are connected to (their server's maintenance database, briefly); one that
+    cannot be reached is not the same."""
     found: list[str] = []
     server: str | None = None
+    mine = connections.settings[alias]
+    hosts = get_settings().hosts
     for other in connections.settings:
         if other == alias or other in others:
             continue
         settings = connections.settings[other]
-        if "postgresql" not in str(settings.get("ENGINE", "")) or _name(settings) != database:
+        if (
+            "postgresql" not in str(settings.get("ENGINE", ""))
+            or _name(settings) != database
+            or _session(settings) != _session(mine)
+            or not all(guard.host_allowed(host, hosts) for host in _hosts(other))
+        ):
             continue
         if server is None:
             server = _server(alias) or ""
         if server and _server(other) == server:
             found.append(other)
     return found
+
+
+def _hosts(alias: str) -> list[str]:
+    """The hosts and addresses ``alias``'s settings may connect to."""
+    try:
+        names, addresses = guard.configured_hosts(connections[alias])
+    except Exception:  # settings a connection cannot be made from: not the same
+        return ["(unknown)"]
+    return [*names, *addresses] or [""]
 
 
 @contextlib.contextmanager

@@ -421,17 +421,29 @@ def list_backups(root: Path) -> list[Backup]:
 _FINISHED = (COMPLETE, ROLLED_BACK, RESTORED)
 
 
-def prune(root: Path, keep: int | None) -> list[Path]:
+def prune(root: Path, keep: int | None, project: Path | None = None) -> list[Path]:
     """Remove the oldest finished backups under ``root`` beyond the newest ``keep`` (None:
     keep every one); a backup of a run not over (in progress, committing) is never
-    removed. Call it holding :func:`files_lock`. Returns the folders removed."""
+    removed, nor, with ``project``, one of another project (a ``BACKUP_DIR`` several
+    projects share). Call it holding :func:`files_lock`. Returns the folders removed;
+    what cannot be removed stays, and is no error."""
     if keep is None:
         return []
-    finished = [backup for backup in list_backups(root) if backup.status in _FINISHED]
+    try:
+        found = list_backups(root)
+    except OSError:
+        return []
+    finished = [
+        backup
+        for backup in found
+        if backup.status in _FINISHED
+        and (project is None or backup.manifest.get("project") in (None, str(project)))
+    ]
     removed = []
     for backup in finished[: max(0, len(finished) - keep)]:
         shutil.rmtree(backup.path, ignore_errors=True)
-        removed.append(backup.path)
+        if not backup.path.exists():
+            removed.append(backup.path)
     return removed
 
 

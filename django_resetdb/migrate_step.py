@@ -8,9 +8,9 @@ can see, building an index concurrently or not gives the same index: they run as
 ``AddIndex`` / ``RemoveIndex`` inside the transaction, and the reset says so. The same
 goes for the SQL such a migration runs itself (``RunSQL``, or a ``RunPython`` through the
 schema editor): ``CREATE INDEX CONCURRENTLY``, ``DROP INDEX CONCURRENTLY`` and ``REINDEX
-... CONCURRENTLY`` run without ``CONCURRENTLY``. Anything else in such a migration runs
-inside the transaction too; if PostgreSQL refuses it there, the reset fails and changes
-nothing.
+INDEX|TABLE ... CONCURRENTLY`` run without ``CONCURRENTLY``. Anything else in such a
+migration runs inside the transaction too; if PostgreSQL refuses it there, the reset
+fails and changes nothing.
 """
 
 from __future__ import annotations
@@ -153,6 +153,7 @@ class _Migrate(MigrateCommand):
             self.shown.applying(self.started, total, f"{migration.app_label}.{migration.name}")
         # Before migrate prints " OK": the checks fired here belong to the migration.
         if action == "apply_success":
+            self.current = ""  # what runs after (post_migrate) is no migration's
             postgres.end_of_migration(connections[self.alias])
         super().migration_progress_callback(action, migration, fake)
 
@@ -230,16 +231,19 @@ def migrate(alias: str, *, output: Any | None = None, shown: Shown = Shown()) ->
 
 # Index statements PostgreSQL runs only outside a transaction block when CONCURRENTLY,
 # at the start of the SQL or of a statement after a semicolon.
+# Comments before a statement (as a RunSQL list item may start with one) are skipped.
+# REINDEX SCHEMA is left alone: PostgreSQL refuses it in a transaction either way.
 _CONCURRENTLY = re.compile(
-    r"(^|;)(\s*(?:CREATE\s+(?:UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX\s+\(?[^;]*?\b"
-    r"(?:INDEX|TABLE|SCHEMA))\s+)CONCURRENTLY\s+",
-    re.IGNORECASE,
+    r"(^|;)((?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:CREATE\s+(?:UNIQUE\s+)?INDEX|DROP\s+INDEX|"
+    r"REINDEX\s+(?:\([^)]*\)\s*)?(?:INDEX|TABLE))\s+)CONCURRENTLY\s+",
+    re.IGNORECASE | re.DOTALL,
 )
 
 
 def without_concurrently(sql: str) -> str:
     """``sql`` with ``CONCURRENTLY`` taken out of its index statements: ``CREATE [UNIQUE]
-    INDEX``, ``DROP INDEX`` and ``REINDEX`` build or drop the same index without it."""
+    INDEX``, ``DROP INDEX`` and ``REINDEX INDEX|TABLE`` build or drop the same index
+    without it."""
     return _CONCURRENTLY.sub(r"\1\2", sql)
 
 

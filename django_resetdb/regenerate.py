@@ -850,7 +850,6 @@ def apply_plan(
         faults.reached("regeneration")
         if finish:
             backup.mark(backups.COMPLETE)
-            _prune(backup)
     except BaseException as exc:
         try:
             backup.restore(log)
@@ -874,6 +873,9 @@ def apply_plan(
         ) from exc
     finally:
         _forget_modules(app.app.module for app in plan.apps)
+    if finish:
+        # After the files are done: nothing here may undo them.
+        _prune(backup)
     return applied
 
 
@@ -884,8 +886,9 @@ def finish_plan(applied: AppliedPlan) -> None:
 
 
 def _prune(backup: backups.Backup) -> None:
-    # The oldest beyond BACKUPS go once a new one is complete.
-    backups.prune(backup.path.parent, get_settings().backups)
+    # The oldest beyond BACKUPS go once a new one is complete: this project's only.
+    project = backup.manifest.get("project")
+    backups.prune(backup.path.parent, get_settings().backups, Path(project) if project else None)
 
 
 def committing_plan(applied: AppliedPlan) -> None:

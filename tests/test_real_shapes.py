@@ -191,3 +191,18 @@ def test_a_migration_that_cannot_run_in_a_transaction_is_applied(
         assert scratch_db.query(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'venue_address_idx'"
         ) == [("CREATE INDEX venue_address_idx ON public.event_venue USING btree (address)",)]
+
+
+def test_an_alias_that_is_another_kind_of_session_is_not_given_the_connection(project, scratch_db):
+    # Another search_path: it reads other tables than the reset's connection would.
+    other = REPLICA + (
+        'DATABASES["replica"]["OPTIONS"] = {**DATABASES["replica"].get("OPTIONS", {}), '
+        '"options": "-c search_path=public"}\n'
+    )
+    project.url = scratch_db.url()
+    project.append("testproject/settings.py", other)
+
+    result = project.manage("resetdb", "--no-input", timeout=180)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "names the same database" not in result.stdout

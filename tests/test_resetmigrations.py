@@ -979,3 +979,21 @@ def test_only_finished_backups_are_pruned(tmp_path):
     assert [path.name for path in removed] == ["20260101-000000", "20260101-000002"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["20260101-000001", "20260101-000003"]
     assert backups.prune(tmp_path, None) == []
+
+
+def test_pruning_leaves_the_backups_of_another_project(tmp_path):
+    from django_resetdb import backups
+
+    for number, project in enumerate(["/p/ours", "/p/theirs", "/p/ours", "/p/ours"]):
+        folder = tmp_path / f"20260101-00000{number}"
+        folder.mkdir()
+        manifest = {
+            "format": backups.FORMAT, "status": "complete",
+            "created": f"2026-01-0{number}", "project": project,
+        }  # fmt: skip
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    removed = backups.prune(tmp_path, 1, Path("/p/ours"))
+
+    assert [path.name for path in removed] == ["20260101-000000", "20260101-000002"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["20260101-000001", "20260101-000003"]

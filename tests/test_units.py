@@ -544,3 +544,24 @@ def test_wrapped_closures_and_locals_are_not_read_as_the_module_would():
     assert does_nothing(_audited(_returns_on_raw), dict) is False
     assert does_nothing(_factory(), list) is False
     assert does_nothing(_local_guard, dict) is False
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("CREATE INDEX CONCURRENTLY IF NOT EXISTS a ON b (c);",
+         "CREATE INDEX IF NOT EXISTS a ON b (c);"),
+        ("-- add it\ncreate unique index concurrently a on b(c)",
+         "-- add it\ncreate unique index a on b(c)"),
+        ("/* x */ DROP INDEX CONCURRENTLY a; CREATE INDEX CONCURRENTLY b ON c(d)",
+         "/* x */ DROP INDEX a; CREATE INDEX b ON c(d)"),
+        ("REINDEX (VERBOSE) TABLE CONCURRENTLY t", "REINDEX (VERBOSE) TABLE t"),
+        # Refused in a transaction with or without it: left as it is, to fail saying so.
+        ("REINDEX SCHEMA CONCURRENTLY public", "REINDEX SCHEMA CONCURRENTLY public"),
+        ("SELECT 'CREATE INDEX CONCURRENTLY'", "SELECT 'CREATE INDEX CONCURRENTLY'"),
+    ],
+)  # fmt: skip
+def test_concurrently_comes_out_of_index_statements_only(sql, expected):
+    from django_resetdb.migrate_step import without_concurrently
+
+    assert without_concurrently(sql) == expected
