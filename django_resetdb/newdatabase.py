@@ -52,17 +52,23 @@ class SwapPlan:
 
 
 def plan_swap(
-    target: guard.Target, *, models: int, operations: int = 0, cache: str = ""
+    target: guard.Target,
+    *,
+    models: int,
+    operations: int = 0,
+    cache: str = "",
+    locks: tuple[int, int] | None = None,
 ) -> tuple[SwapPlan | None, str]:
     """A build in a new database when an in-place reset of ``target`` would need more
     locks than the server has, or when ``cache`` says why the build cache wants one (a
     migrated state is copied from, or kept of, a database no transaction holds); else
-    None, with a warning when the locks call for one but it cannot be made."""
+    None, with a warning when the locks call for one but it cannot be made. ``locks``:
+    :func:`locks_needed`'s answer, when the caller has it already."""
     strategy = get_settings().strategy
     if strategy == "in-place":
         return None, ""
     connection = connections[target.alias]
-    needed, capacity = locks_needed(target, models=models, operations=operations)
+    needed, capacity = locks or locks_needed(target, models=models, operations=operations)
     if strategy == "new-database":
         reason = f"{SETTING_NAME}['STRATEGY'] is 'new-database'"
     elif needed <= capacity:

@@ -230,7 +230,9 @@ def plan_reset(
         # A restore takes few locks: the history is counted only for a rebuild.
         models, operations = _models_on(aliases[0]), 0 if unchanged else _operations(migrations)
         locks = newdatabase.locks_needed(targets[0], models=models, operations=operations)
-        swap, lock_warning = newdatabase.plan_swap(targets[0], models=models, operations=operations)
+        swap, lock_warning = newdatabase.plan_swap(
+            targets[0], models=models, operations=operations, locks=locks
+        )
     if snapshot and not unchanged:
         if len(targets) == 1 and not exists:
             if conf.snapshots:

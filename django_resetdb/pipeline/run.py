@@ -97,7 +97,7 @@ def _create(
             models, operations = _models_on(new.alias), _operations(plan.migrations)
             plan.locks = newdatabase.locks_needed(target, models=models, operations=operations)
             plan.swap, plan.lock_warning = newdatabase.plan_swap(
-                target, models=models, operations=operations
+                target, models=models, operations=operations, locks=plan.locks
             )
             if plan.snapshot is not None:
                 plan.snapshot = snapshots.plan_snapshot(

@@ -117,6 +117,7 @@ class Money:
 
     is_relation = False
     many_to_many = many_to_one = one_to_many = one_to_one = None
+    related_model = None
     concrete = False
     column = None
     remote_field = None
