@@ -269,13 +269,10 @@ NO_SEED = "--no-seed"
 SHOWN = 4
 
 
-def differences(
-    kept: Mapping[str, str], now: Mapping[str, str], others: Sequence[Mapping[str, str]] = ()
-) -> str:
+def differences(kept: Mapping[str, str], now: Mapping[str, str]) -> str:
     """The inputs that differ between a kept copy's ``kept`` and this run's ``now``, in a
     few words each. A setting that changed while the settings files did not is said to
-    be made at start-up (or read from the environment). ``others``: what the other
-    copies of the target were kept with (unused)."""
+    be made at start-up (or read from the environment)."""
     phrases: list[str] = []
     # One of the two ran without seeds: that says it, not each seed.
     seeding_differs = (NO_SEED in kept) != (NO_SEED in now)

@@ -425,8 +425,7 @@ def _differs(plan: SnapshotPlan) -> str:
         return ""
     # The one the database was last rebuilt from (restored or kept): what changed since.
     newest = max(known, key=lambda s: (s.used, s.created))
-    others = [s.data["inputs"] for s in known if s is not newest]
-    found = differences(newest.data["inputs"], plan.inputs, others)
+    found = differences(newest.data["inputs"], plan.inputs)
     return f"{found} since {newest.name} was kept" if found else ""
 
 
