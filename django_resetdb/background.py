@@ -1,11 +1,12 @@
-"""Dropping the database a swap replaced, in a process of its own.
+"""Dropping databases in a process of its own: the one a swap replaced, and what earlier
+runs left (see ``snapshots.Sweeper``).
 
 On PostgreSQL 15+ ``DROP DATABASE`` forces a checkpoint, which right after a rebuild
-has much to write: the run that swapped does not wait for it. It starts
-Python on this module's ``main()`` in a session of its own, hands it the
-connection's parameters on its standard input (never on the command line, where other
-users of the machine could read the password), and goes on. The process drops the
-database and exits; when it cannot, the next run's sweeper drops the database instead.
+has much to write, and a drop another session is at waits for it to end: no run waits
+for either. It starts Python on this module's ``main()`` in a session of its own, hands
+it the connection's parameters on its standard input (never on the command line, where
+other users of the machine could read the password), and goes on. The process drops
+the databases and exits; what it cannot drop, the next run's sweeper hands on again.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from django_resetdb.output import one_line
 
-# How long the process waits for a lock on the database before it leaves the drop to the
-# next run: it must not linger for good behind a session that holds one.
+# How long the process waits for a lock on each database before it leaves its drop to
+# the next run: it must not linger for good behind a session that holds one.
 LOCK_WAIT = 60.0
 # How its session shows in pg_stat_activity.
 APPLICATION = "django_resetdb drop"
@@ -35,25 +37,27 @@ _CHILD = (
 _started: list[subprocess.Popen[bytes]] = []
 
 
-def drop_later(connection: Any, name: str) -> str:
-    """Start a process that drops database ``name``, connected as the psycopg
-    ``connection`` is, and return at once: "" when it started, else why not. It never
-    raises: the swap has committed, and the next run drops what is left."""
+def drop_later(connection: Any, names: Sequence[str | tuple[str, str]]) -> str:
+    """Start a process that drops the databases ``names``, one after the other,
+    connected as the psycopg ``connection`` is, and return at once: "" when it started,
+    else why not. A name may come with the version its ``pg_database`` row had when it
+    was picked: the process leaves it if the row changed since. It never raises: the
+    caller's work is done, and the next run drops what is left."""
     try:
-        _start(connection, name)
+        _start(connection, [(n, "") if isinstance(n, str) else n for n in names])
     except Exception as exc:
         return one_line(exc)
     return ""
 
 
-def _start(connection: Any, name: str) -> None:
+def _start(connection: Any, names: list[tuple[str, str]]) -> None:
     from django_resetdb import postgres
 
     _started[:] = [process for process in _started if process.poll() is None]
     params = postgres.connection_parameters(connection)
     request = {
         "connection": {**params, "application_name": APPLICATION},
-        "database": name,
+        "databases": names,
         "lock_timeout": LOCK_WAIT,
     }
     # The package may be importable only through the parent's sys.path (a checkout): its
@@ -78,12 +82,14 @@ def main() -> int:
 
     request = json.loads(sys.stdin.read())
     try:
-        postgres.drop_database_over(
-            request["connection"], request["database"], float(request["lock_timeout"])
+        failed = postgres.drop_databases_over(
+            request["connection"],
+            [(str(name), str(version)) for name, version in request["databases"]],
+            float(request["lock_timeout"]),
         )
     except Exception:
-        return 1  # the next run's sweeper drops it
-    return 0
+        return 1  # the next run's sweeper hands them on again
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

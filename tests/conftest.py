@@ -16,7 +16,7 @@ import tempfile
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
 pytest_plugins = ["tests.wagtailsite"]
 
 
-def _server() -> dict[str, Any]:
+def server_params() -> dict[str, Any]:
+    """The tests' server as psycopg takes it (host, port, user, password)."""
     entry = settings.DATABASES["default"]
     return {
         "host": entry["HOST"],
@@ -60,12 +61,12 @@ def _server() -> dict[str, Any]:
 
 def connect(dbname: str, **overrides: Any) -> psycopg.Connection[Any]:
     """A connection that does not go through Django: the tests' second channel."""
-    params = {**_server(), **overrides}
+    params = {**server_params(), **overrides}
     return psycopg.connect(dbname=dbname, autocommit=True, **params)
 
 
 def database_url(dbname: str, user: str | None = None) -> str:
-    server = _server()
+    server = server_params()
     user = user or server["user"] or ""
     password = f":{quote(server['password'], safe='')}" if server["password"] else ""
     host = quote(server["host"], safe="")
@@ -122,13 +123,19 @@ def wait_for_replaced_dropped(name: str, seconds: float = PATIENCE) -> None:
     """Return once no database that a restore or a swap of database ``name`` replaced is
     left, polling the catalog for at most ``seconds`` (the drop runs in a process of its
     own, which the run does not wait for)."""
+    wait_until_gone(lambda: replaced_of(name), seconds)
+
+
+def wait_until_gone(left: Callable[[], Sequence[str]], seconds: float = PATIENCE) -> None:
+    """Return once ``left()`` (databases still there) is empty, polling for at most
+    ``seconds``: drops run in a process of their own, which no run waits for."""
     deadline = time.monotonic() + seconds
     with connect("postgres") as admin:
         while time.monotonic() < deadline:
-            if not replaced_of(name):
+            if not left():
                 return
             admin.execute("SELECT pg_sleep(0.05)")  # a short pause on the server
-    raise AssertionError(f"still there after {seconds} s: {replaced_of(name)}")
+    raise AssertionError(f"still there after {seconds} s: {left()}")
 
 
 @pytest.fixture(autouse=True)
@@ -699,7 +706,7 @@ ATTVER = re.compile(
 def schema_dump(db: ScratchDatabase) -> str:
     """``pg_dump --schema-only`` of ``db``, without the random key of ``\\restrict`` and
     without creation stamps (``pg_attver``)."""
-    server = _server()
+    server = server_params()
     command = [pg_dump_binary(), "--schema-only", "-d", db.name, "-h", server["host"]]
     if server["port"]:
         command += ["-p", str(server["port"])]

@@ -23,6 +23,7 @@ import pytest
 from psycopg import sql
 
 from bench.synthetic import Shape, generate
+from django_resetdb import postgres
 from django_resetdb.snapshots import keep_name, swap_names
 from tests.conftest import (
     PATIENCE,
@@ -33,6 +34,7 @@ from tests.conftest import (
     database_url,
     drop_database,
     replaced_of,
+    server_params,
     sessions_on,
     snapshots_of,
     states_of,
@@ -41,6 +43,7 @@ from tests.conftest import (
     target_user,
     wait_for_replaced_dropped,
     wait_for_session,
+    wait_until_gone,
 )
 from tests.test_resetdb import FAST_HASHER, prepare, rebuild_once, status, timeless
 from tests.test_resetmigrations import ACCOUNT_0001, add_nickname
@@ -150,36 +153,58 @@ def test_the_cache_key_reads_every_setting_without_deprecation_warnings(project,
     assert restored.stdout.splitlines()[2].startswith(f"  snapshot    restored {kept} (kept ")
 
 
-def test_a_run_that_waits_for_the_earlier_database_to_be_dropped_says_so(cached, scratch_db):
+def test_a_run_does_not_wait_for_an_earlier_database_being_dropped(cached, scratch_db):
     earlier = leave_replaced(scratch_db.name)
 
     with connect("postgres") as blocker:
         # An open transaction that commented on the replaced database holds a lock that
-        # DROP DATABASE waits for; the server ends it if the test is stuck.
+        # DROP DATABASE waits for (as a drop another process is at would); the server
+        # ends it if the test is stuck.
         blocker.execute("SET idle_in_transaction_session_timeout = '120s'")
         blocker.execute("BEGIN")
         blocker.execute(sql.SQL("COMMENT ON DATABASE {} IS 'held'").format(sql.Identifier(earlier)))
-        run = cached.start(
-            "manage.py", "resetdb", "--no-input", "-v", "2",
-            url=scratch_db.url(), env={"PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        assert run.stdout is not None
-        lines = []
-        for line in run.stdout:
-            lines.append(line.rstrip("\n"))
-            if line.startswith("  snapshot    restored "):
-                break
-        # The restore is done; the drop is still waiting for this transaction.
+        result = cached.manage("resetdb", "--no-input", "-v", "2", url=scratch_db.url())
+        # The run is over; the drop is still waiting for this transaction.
+        still_there = earlier in replaced_of(scratch_db.name)
         blocker.execute("ROLLBACK")
-    rest, errors = run.communicate(timeout=PATIENCE)
 
-    assert run.returncode == 0, errors
-    lines += rest.splitlines()
-    assert "  snapshot    waited X s for the earlier database to be dropped" in timeless(
-        "\n".join(lines)
+    assert result.returncode == 0, result.stderr
+    assert "  snapshot    restored " in result.stdout
+    assert "waited" not in result.stdout
+    assert (
+        f"  dropping {earlier}, left by an earlier run, in the background"
+        in result.stdout.splitlines()
     )
-    assert f"  dropped {earlier}, left by an earlier run" in lines
-    assert earlier not in replaced_of(scratch_db.name)
+    assert still_there
+    # Once the lock is free, the process the run started drops it.
+    wait_for_replaced_dropped(scratch_db.name)
+
+
+def test_the_background_drop_leaves_a_database_changed_since_it_was_picked(scratch_db):
+    picked = [f"{scratch_db.name}_a", f"{scratch_db.name}_b"]
+    with connect("postgres") as admin:
+        for name in picked:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        versions = dict(
+            admin.execute(
+                "SELECT datname, xmin::text FROM pg_database WHERE datname = ANY(%s)", [picked]
+            ).fetchall()
+        )
+        # Someone changes the second after it was picked (opens it to connections, say).
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} CONNECTION LIMIT 5").format(sql.Identifier(picked[1]))
+        )
+    params = {key: str(value) for key, value in server_params().items() if value}
+    try:
+        failed = postgres.drop_databases_over(
+            {**params, "dbname": "postgres"}, [(n, versions[n]) for n in picked], 5.0
+        )
+
+        assert failed == [f"{picked[1]}: changed since it was picked, left as it is"]
+        assert (exists(picked[0]), exists(picked[1])) == (False, True)
+    finally:
+        for name in picked:
+            drop_database(name)
 
 
 def test_the_database_keeps_its_owner_grants_comment_and_settings(cached, scratch_db, scratch_role):
@@ -1169,9 +1194,14 @@ def test_what_earlier_runs_and_versions_left_is_swept_by_the_next_run(
 
         assert returncode == 0, err
         lines = out.splitlines()
-        for name in (*half_made, earlier, replaced_now, snapshot):
+        # The copies a killed run left half-made are dropped at once, under the name lock;
+        # the rest is handed to a process that drops them while the run goes on.
+        for name in half_made:
             assert f"  dropped {name}, left by an earlier run" in lines, out
             assert not exists(name)
+        for name in (earlier, replaced_now, snapshot):
+            assert f"  dropping {name}, left by an earlier run, in the background" in lines, out
+        wait_until_gone(lambda: [n for n in (earlier, replaced_now, snapshot) if exists(n)])
         swapped = "  swap        swapped the new database in" in out
         assert swapped == (who == "swap"), out
         # Who dropped them: the swap as it began, before the build; the sweep, whose

@@ -262,6 +262,7 @@ def _run_plan(
             # --no-snapshot run leaves the cache as it is).
             snapshots=usable or plan.swap is not None or get_settings().snapshots == 0,
             state_room=int(keeping_state),
+            later=True,
         )
         sweeper.start()
     run = Run(

@@ -64,7 +64,7 @@ from django_resetdb.postgres.constraints import (
     restore_constraint_modes,
 )
 from django_resetdb.postgres.databases import (
-    drop_database_over,
+    drop_databases_over,
     rename_stamped,
     swap_databases,
 )
@@ -196,8 +196,8 @@ __all__ = [
     "database_setting_sql",
     "databases_like",
     "dependents_outside",
-    "drop_database_over",
     "drop_database_sql",
+    "drop_databases_over",
     "drop_schema_sql",
     "drop_tables_sql",
     "end_of_migration",

@@ -24,14 +24,32 @@ from django_resetdb.postgres.statements import (
 from django_resetdb.postgres.values import BEGIN_SQL, COMMIT_SQL, ROLLBACK_SQL
 
 
-def drop_database_over(params: dict[str, str], name: str, lock_seconds: float) -> None:
-    """Drop database ``name`` over a connection of its own, opened with ``params``
-    (see :func:`connection_parameters`), waiting at most ``lock_seconds`` for a lock."""
+def drop_databases_over(
+    params: dict[str, str], names: Sequence[tuple[str, str]], lock_seconds: float
+) -> list[str]:
+    """Drop each database of ``names`` (a name, and the version its ``pg_database`` row
+    had when it was picked, or "" for any) over a connection of its own, opened with
+    ``params`` (see :func:`connection_parameters`), waiting at most ``lock_seconds`` for
+    each lock. One whose row changed since it was picked (opened to connections, say) is
+    left as it is. Returns those that could not be dropped, with why, one line each."""
     # A server that does not answer must not keep the process waiting for good.
     conninfo = psycopg.conninfo.make_conninfo(**{"connect_timeout": "10", **params})
+    failed = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(lock_timeout_sql(lock_seconds, local=False).as_string(conn))
-        conn.execute(drop_database_sql(name).as_string(conn))
+        for name, version in names:
+            try:
+                if version:
+                    row = conn.execute(
+                        "SELECT xmin::text FROM pg_database WHERE datname = %s", [name]
+                    ).fetchone()
+                    if row is not None and row[0] != version:
+                        failed.append(f"{name}: changed since it was picked, left as it is")
+                        continue
+                conn.execute(drop_database_sql(name).as_string(conn))
+            except psycopg.Error as exc:
+                failed.append(f"{name}: {str(exc).strip().splitlines()[0]}")
+    return failed
 
 
 def swap_databases(cursor: Any, statements: Sequence[sql.Composable]) -> bool:

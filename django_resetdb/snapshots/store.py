@@ -18,6 +18,7 @@ from django.db import connections
 
 from django_resetdb import (
     __version__,
+    background,
     clock,
     dependencies,
     faults,
@@ -294,11 +295,14 @@ class Sweeper(threading.Thread):
 
     A rebuild does not wait for a database's removal (on PostgreSQL 15+ ``DROP
     DATABASE`` forces a checkpoint, which right after a rebuild has much to write); the
-    next run drops them while it plans, before it writes much itself.
-    ``spare`` names a snapshot this run is about to restore; ``room`` makes room for
-    one it is about to keep. Without ``snapshots`` (the cache is off this time) the
-    snapshots are left as they are. What a run killed half-way left is dropped too,
-    unless a run is making it now.
+    next run drops them while it plans, before it writes much itself. With ``later``
+    (a reset's sweep) it only picks them and hands them to a process of their own (see
+    :func:`background.drop_later`): the run never waits for a drop, its own or one an
+    earlier run's process is still at. ``spare`` names a snapshot this run is about to
+    restore; ``room`` makes room for one it is about to keep. Without ``snapshots`` (the
+    cache is off this time) the snapshots are left as they are. What a run killed
+    half-way left is dropped too, at once, unless a run is making it now (it goes by
+    a name every run of the target makes its copies under).
     """
 
     def __init__(
@@ -310,6 +314,7 @@ class Sweeper(threading.Thread):
         *,
         snapshots: bool = True,
         state_room: int = 0,
+        later: bool = False,
     ) -> None:
         super().__init__(name="django_resetdb sweeper", daemon=True)
         self.alias, self.target = alias, target
@@ -317,7 +322,9 @@ class Sweeper(threading.Thread):
         self.room = room
         self.state_room = state_room
         self.snapshots = snapshots
+        self.later = later
         self.dropped: list[str] = []
+        self.handed: list[str] = []  # to a process that drops them
         self.error = ""
 
     def run(self) -> None:
@@ -346,6 +353,16 @@ class Sweeper(threading.Thread):
                 ]
                 if self.snapshots:
                     names += [s.name for s in _stale(kept, self.spare, self.room, self.state_room)]
+                if self.later and names:
+                    # Read now: one someone opens meanwhile is left by the process.
+                    versions = postgres.row_versions(cursor, SWAP)
+                    versions.update(postgres.row_versions(cursor, PREFIX))
+                    picked = [(name, versions.get(name, "")) for name in names]
+                    problem = background.drop_later(cursor.connection, picked)
+                    if problem:
+                        raise ResetError(f"could not start dropping them: {problem}")
+                    self.handed += names
+                    return
                 for name in names:
                     postgres.execute(cursor, [postgres.drop_database_sql(name)])
                     self.dropped.append(name)
@@ -363,6 +380,8 @@ class Sweeper(threading.Thread):
             log(f"  snapshot    waited {waited:.2f} s for {self._what()} to be dropped", level)
         for name in self.dropped:
             log(f"  dropped {name}, left by an earlier run", 2)
+        for name in self.handed:
+            log(f"  dropping {name}, left by an earlier run, in the background", 2)
         if self.error:
             log(f"  could not drop what an earlier run left: {self.error}", 0)
         return waited

@@ -286,7 +286,7 @@ def swap_in(
         committed()
         faults.reached("swap", target)
         # The replaced database goes now, without this run waiting for it.
-        problem = background.drop_later(cursor.connection, old)
+        problem = background.drop_later(cursor.connection, [old])
         if problem:
             log(f"database    could not start dropping {old} ({problem}); the next run drops it", 1)
         else:
