@@ -23,7 +23,7 @@ from tests.conftest import (
     ATTVER,
     ProjectCopy,
     ScratchDatabase,
-    _server,
+    server_params,
     connect,
     database_oid,
     database_state,
@@ -61,7 +61,7 @@ class Migration(migrations.Migration):
 def full_dump(db: ScratchDatabase) -> tuple[list[str], list[tuple[str, str]]]:
     """``pg_dump`` of ``db`` (schema and rows), without the ``\\restrict`` key, and the
     applied migrations by name: their ids, order and times are when they ran."""
-    server = _server()
+    server = server_params()
     command = [pg_dump_binary(), "-d", db.name, "-h", server["host"]]
     if server["port"]:
         command += ["-p", str(server["port"])]
