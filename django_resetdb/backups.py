@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -91,6 +92,17 @@ def _replace(path: Path, make: Callable[[Path], None]) -> None:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
+
+
+def _same_times_and_mode(copy: Path, path: Path) -> None:
+    """Give ``path`` the modification time and mode of its backed-up ``copy``, when they
+    differ (the content is the same)."""
+    want, have = copy.stat(), path.stat()
+    if (want.st_mtime_ns, stat.S_IMODE(want.st_mode)) != (
+        have.st_mtime_ns,
+        stat.S_IMODE(have.st_mode),
+    ):
+        shutil.copystat(copy, path)
 
 
 def _holds(path: Path, checksum: str) -> bool:
@@ -285,6 +297,8 @@ class Backup:
                 result.unchanged.append(path)
                 continue
             if link is None and not path.is_symlink() and _holds(path, entry["sha256"]):
+                if not dry_run:  # a restore killed before it set them leaves other ones
+                    _same_times_and_mode(self.path / entry["copy"], path)
                 result.unchanged.append(path)
                 continue
             displace(path)

@@ -52,6 +52,7 @@ from django_resetdb import dependencies, guard, postgres
 from django_resetdb.canonical import canonical
 from django_resetdb.migrate_step import forwards
 from django_resetdb.output import one_line
+from django_resetdb.projectapps import source_text
 from django_resetdb.regenerate import (
     PlannedLoader,
     RegenerationPlan,
@@ -434,7 +435,7 @@ def _closure(path: str, module: str) -> frozenset[str]:
     while todo:
         current, name = todo.pop()
         try:
-            text = Path(current).read_text(encoding="utf-8")
+            text = source_text(current)
         except OSError:
             continue
         for imported in _imported(text, _package_of(name, current)):
@@ -635,7 +636,7 @@ def planned(plan: RegenerationPlan | None) -> Planned:
         text = texts.get(key)
         if text is None:
             try:
-                text = migration_file(migration).read_text(encoding="utf-8")
+                text = source_text(migration_file(migration))
             except (OSError, KeyError):
                 text = repr(migration.operations)  # no file to read: what it does
         module = type(migration).__module__

@@ -3,6 +3,8 @@ relative to the project, and the exit status of an interrupted run."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,8 +26,13 @@ def one_line(exc: BaseException) -> str:
 
 
 def relative_path(path: str | Path, root: Path) -> str:
-    """``path`` relative to ``root`` when it is inside it, else in full; ``/`` separated."""
-    resolved = Path(path).resolve()
+    """``path`` relative to ``root`` when it is inside it, else in full; ``/`` separated.
+    A symbolic link is named as the link, not as the file it points to."""
+    given = Path(os.path.abspath(path))
+    for base in (Path(os.path.abspath(root)), root.resolve()):
+        with contextlib.suppress(ValueError):
+            return given.relative_to(base).as_posix()
+    resolved = given.parent.resolve() / given.name  # through linked folders
     try:
         return resolved.relative_to(root.resolve()).as_posix()
     except ValueError:

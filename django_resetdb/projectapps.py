@@ -10,6 +10,7 @@ honoured.
 from __future__ import annotations
 
 import importlib.util
+import pkgutil
 import re
 import site
 import sys
@@ -30,6 +31,17 @@ MIGRATION_FILE = re.compile(r"^\d{4,}_\w+\.py$")
 _INSTALL_FOLDER_NAMES = frozenset({"site-packages", "dist-packages"})
 
 
+def source_text(path: str | Path) -> str:
+    """The text of Python source file ``path`` as Python reads it (by its coding
+    declaration, else UTF-8); a file that is not text (compiled bytecode) as Latin-1,
+    which keeps every byte."""
+    data = Path(path).read_bytes()
+    try:
+        return importlib.util.decode_source(data)
+    except (SyntaxError, UnicodeDecodeError, LookupError):
+        return data.decode("latin-1")
+
+
 @dataclass(frozen=True)
 class SelectedApp:
     label: str
@@ -45,6 +57,25 @@ class SelectedApp:
             entry
             for entry in self.directory.iterdir()
             if entry.is_file() and MIGRATION_FILE.match(entry.name)
+        )
+
+    def other_migrations(self) -> list[str]:
+        """The files of the folder's modules that Django loads as migrations but that are
+        not numbered ``.py`` files (a module named otherwise, bytecode without its
+        source): regenerating would leave them beside the new files."""
+        if not self.directory.is_dir():
+            return []
+        managed = {path.stem for path in self.migration_files()}
+        names = {
+            info.name
+            for info in pkgutil.iter_modules([str(self.directory)])
+            # What Django's MigrationLoader skips.
+            if not info.ispkg and info.name[0] not in "_~" and info.name not in managed
+        }
+        return sorted(
+            entry.name
+            for entry in self.directory.iterdir()
+            if entry.is_file() and entry.name.split(".")[0] in names
         )
 
 

@@ -40,7 +40,7 @@ from django_resetdb import backups, faults, history
 from django_resetdb.conf import get_settings, project_root
 from django_resetdb.exceptions import Refused, ResetError, refuse_string
 from django_resetdb.output import INTERRUPTED_EXIT_STATUS, Log, one_line, quiet, relative_path
-from django_resetdb.projectapps import SelectedApp, Skipped, select_apps
+from django_resetdb.projectapps import SelectedApp, Skipped, select_apps, source_text
 
 LoaderT = TypeVar("LoaderT", bound=MigrationLoader)
 
@@ -435,8 +435,7 @@ def _same(old_files: Sequence[Path], new_files: Sequence[NewFile]) -> bool:
         return False
     by_name = {new.path.name: new for new in new_files}
     return all(
-        normalized(path.read_text(encoding="utf-8")) == normalized(by_name[path.name].text)
-        for path in old_files
+        normalized(source_text(path)) == normalized(by_name[path.name].text) for path in old_files
     )
 
 
@@ -637,6 +636,17 @@ def _plan_apps(
             new_files = _render([(app.directory / f"{m.name}.py", m) for m in migrations])
             plans.append(
                 AppRegeneration(app, [], new_files, changed=bool(new_files), kept=kept[app.label])
+            )
+            continue
+        others = app.other_migrations()
+        if others:
+            lossy.append(
+                (
+                    app.label,
+                    f"{app.label}'s migrations folder holds {', '.join(others)}, which Django "
+                    "loads as a migration but which is not a numbered .py file: regenerating "
+                    "would leave it beside the new files; rename it NNNN_name.py, or remove it",
+                )
             )
             continue
         carried = extensions.get(app.label, [])
@@ -996,13 +1006,19 @@ def history_note(plan: RegenerationPlan, alias: str = DEFAULT_DB_ALIAS) -> str |
     labels = {app.label for app in plan.changed}
     if not labels:
         return None
+    # The shared migrations of an app regenerated on top of them are kept as they are.
+    kept = {(app.label, path.stem) for app in plan.changed for path in app.shared}
     connection = connections[alias]
     was_connected = connection.connection is not None
     try:
         recorder = MigrationRecorder(connection)
         if not recorder.has_table():
             return None
-        applied = sorted(f"{a}.{n}" for a, n in recorder.applied_migrations() if a in labels)
+        applied = sorted(
+            f"{a}.{n}"
+            for a, n in recorder.applied_migrations()
+            if a in labels and (a, n) not in kept
+        )
     except Exception:
         # Regenerating files does not need the database; if it is not there, say nothing.
         return None

@@ -310,3 +310,30 @@ def test_git_that_stops_answering_is_one_line_and_nothing_changed(project, tmp_p
     assert result.stderr.endswith("); nothing was changed.\n")
     assert result.stderr.count("\n") == 1
     assert project.tree() == before
+
+
+def test_the_note_on_the_database_counts_only_the_migrations_replaced(project, scratch_db):
+    under_git(project)
+    add_field(project, CATEGORY_NOTE)
+    commit(project, "catalog: note")
+    # The database holds the shared migrations only; the own ones come after.
+    assert project.manage("migrate", "--no-input", url=scratch_db.url()).returncode == 0
+    add_field(project, COLOUR)
+    add_field(project, RANK)
+
+    result = project.manage("resetmigrations", "--no-input", url=scratch_db.url())
+
+    assert result.returncode == 0, result.stderr
+    # Its files are kept byte for byte: nothing it applied was replaced.
+    assert "was migrated with the replaced files" not in result.stdout + result.stderr
+
+    # Once one of the developer's own is applied, it is what the note counts.
+    assert project.manage("migrate", "--no-input", url=scratch_db.url()).returncode == 0
+    project.edit(CATALOG_MODELS, RANK, RANK + STARS)
+    again = project.manage("resetmigrations", "--no-input", url=scratch_db.url())
+
+    assert again.returncode == 0, again.stderr
+    assert (
+        f"Database {scratch_db.name!r} (alias 'default') was migrated with the replaced files "
+        "(1 migration(s) of catalog)"
+    ) in again.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import py_compile
 import re
 import shutil
 import sys
@@ -997,3 +998,108 @@ def test_pruning_leaves_the_backups_of_another_project(tmp_path):
 
     assert [path.name for path in removed] == ["20260101-000000", "20260101-000002"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["20260101-000001", "20260101-000003"]
+
+
+def test_a_link_is_named_as_the_link_in_the_plan(project):
+    baseline(project)
+    linked = project.path(ACCOUNT_0001)
+    elsewhere = project.path("shared/account_0001_initial.py")
+    elsewhere.parent.mkdir()
+    shutil.move(linked, elsewhere)
+    linked.symlink_to(os.path.relpath(elsewhere, linked.parent))
+    add_nickname(project)
+
+    dry = project.manage("resetmigrations", "--dry-run")
+
+    assert dry.returncode == 0, dry.stderr
+    # What is replaced is the link in the app's folder, not the file it points to.
+    assert f"      rewrite {ACCOUNT_0001}" in dry.stdout.splitlines(), dry.stdout
+    assert "shared/account_0001_initial.py" not in dry.stdout
+
+
+@pytest.mark.parametrize("kind", ["named otherwise", "bytecode only"])
+def test_a_migration_module_that_is_no_numbered_file_is_refused(project, kind):
+    baseline(project)
+    project.edit(CATALOG_MODELS, CATEGORY_SLUG, CATEGORY_SLUG + CATEGORY_NOTE)
+    assert project.manage("makemigrations", "catalog").returncode == 0
+    folder = project.path("testproject/catalog/migrations")
+    made = folder / "0002_category_note.py"
+    if kind == "named otherwise":
+        odd = "add_note.py"
+        made.rename(folder / odd)
+    else:
+        odd = "0002_category_note.pyc"
+        py_compile.compile(str(made), cfile=str(folder / odd))
+        made.unlink()
+        shutil.rmtree(folder / "__pycache__", ignore_errors=True)
+    # Django loads it as a migration: the history is whole.
+    check = project.manage("makemigrations", "--check", "--dry-run")
+    assert check.returncode == 0, check.stdout + check.stderr
+    project.edit(
+        CATALOG_MODELS, CATEGORY_NOTE, CATEGORY_NOTE + "    rank = models.IntegerField(default=0)\n"
+    )
+    before = project.tree()
+
+    result = project.manage("resetmigrations", "--no-input")
+
+    # Regenerating would write a new 0001 with the note while the module still adds it.
+    assert result.returncode == 1, result.stdout
+    assert (
+        f"Cannot regenerate the migrations: catalog's migrations folder holds {odd}, which "
+        "Django loads as a migration but which is not a numbered .py file"
+    ) in result.stderr
+    assert project.tree() == before
+    assert project.backups() == []
+
+
+def test_restore_gives_a_file_its_time_and_mode_back_when_the_content_is_already_back(project):
+    baseline(project)
+    add_nickname(project)
+    original = project.path(ACCOUNT_0001)
+    os.chmod(original, 0o640)
+    os.utime(original, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    data = original.read_bytes()
+    assert project.manage("resetmigrations", "--no-input").returncode == 0
+    # What a restore killed after writing the content, before setting the time, leaves.
+    original.write_bytes(data)
+    os.chmod(original, 0o644)
+
+    restored = project.manage("resetmigrations", "--restore")
+
+    assert restored.returncode == 0, restored.stderr
+    assert original.read_bytes() == data
+    status = original.stat()
+    assert (status.st_mtime_ns, status.st_mode & 0o777) == (1_600_000_000_000_000_000, 0o640)
+
+
+LATIN_1_MIGRATION = b"""\
+# -*- coding: latin-1 -*-
+# Donn\xe9es de d\xe9part: written by hand, in the file's own encoding.
+from django.db import migrations
+
+
+def nothing(apps, schema_editor):
+    pass
+
+
+class Migration(migrations.Migration):
+    dependencies = [("catalog", "0001_initial")]
+    operations = [migrations.RunPython(nothing, migrations.RunPython.noop)]
+"""
+
+
+def test_a_kept_migration_in_another_encoding_is_read_as_python_reads_it(project, scratch_db):
+    baseline(project)
+    project.path("testproject/catalog/migrations/0002_data.py").write_bytes(LATIN_1_MIGRATION)
+
+    first = project.manage("resetdb", "--no-input", url=scratch_db.url())
+    again = project.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    assert first.returncode == 0, first.stderr
+    assert "kept catalog as it is: hand-written content in 0002_data.py" in first.stdout
+    assert again.returncode == 0, again.stderr
+    assert "  snapshot    restored " in again.stdout
+    applied = scratch_db.query(
+        "SELECT name FROM django_migrations WHERE app = 'catalog' ORDER BY name"
+    )
+    assert applied == [("0001_initial",), ("0002_data",)]

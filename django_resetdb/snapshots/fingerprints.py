@@ -32,6 +32,7 @@ from django_resetdb import (
 from django_resetdb.canonical import canonical as _canonical
 from django_resetdb.conf import SETTING_NAME, get_settings, project_root, user_settings
 from django_resetdb.output import relative_path
+from django_resetdb.projectapps import source_text
 from django_resetdb.regenerate import RegenerationPlan, migration_file, normalized
 
 # Keys of a DATABASES entry that say where and how to connect, not what is built.
@@ -78,7 +79,7 @@ def _migration_sources(plan: RegenerationPlan | None) -> list[tuple[str, str]]:
     sources = {}
     for (label, name), path in files.items():
         if label not in replaced and path.resolve() not in deleted:
-            text = path.read_text(encoding="utf-8")
+            text = source_text(path)
             sources[f"{label}.{name}"] = hashlib.sha256(normalized(text).encode()).hexdigest()
     for app in changed:
         for new in app.new_files:
