@@ -602,8 +602,8 @@ def _shared_files(
     }
 
 
-def _shared_phrase(point: history.SharedPoint | None) -> str:
-    return f"committed at {point.describe()}" if point is not None else "committed"
+def _shared_phrase(point: history.SharedPoint | None, folder: Path) -> str:
+    return f"committed at {point.describe(folder)}" if point is not None else "committed"
 
 
 def _plan_apps(
@@ -680,10 +680,10 @@ def _plan_apps(
         )
         if files is not None:  # the shared ones stay; the own ones are replaced
             regeneration.old_files = [p for p in regeneration.old_files if p not in files]
-            regeneration.kept, regeneration.shared = _shared_phrase(point), files
+            regeneration.kept, regeneration.shared = _shared_phrase(point, app.directory), files
         else:
             regeneration.rewritten_shared = list(shared.get(app.label, []))
-            regeneration.shared_at = _shared_phrase(point)
+            regeneration.shared_at = _shared_phrase(point, app.directory)
         regeneration.changed = not _same(regeneration.old_files, new_files)
         plans.append(regeneration)
     return plans, lossy
