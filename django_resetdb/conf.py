@@ -128,6 +128,15 @@ def get_settings() -> ResetDBSettings:
                 f"{SETTING_NAME}[{key!r}] must be a list, not the string {value!r}; nothing "
                 f"was done. Write [{value!r}]."
             )
+    hosts = merged["HOSTS"]
+    if not isinstance(hosts, (list, tuple, set, frozenset)) or not all(
+        isinstance(host, str) for host in hosts
+    ):
+        # The gate compares each with the host reached: anything else cannot be read.
+        raise Refused(
+            f"{SETTING_NAME}['HOSTS'] must be a list of host names, socket folders or "
+            f"patterns (strings), not {hosts!r}; nothing was done."
+        )
     regenerate = merged["REGENERATE"]
     if regenerate not in REGENERATE_MODES:
         # A misspelt value must not regenerate what the team shares.

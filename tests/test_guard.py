@@ -451,6 +451,54 @@ def test_the_gate_pins_the_alias_to_the_server_it_reached(db, manage, here, else
     assert got["database"] == db.name
 
 
+PINNED_SOCKET = """
+import json, os, django
+django.setup()
+import psycopg
+from django.db import connection
+from django_resetdb import guard, postgres
+
+guard.check("default", "resetdb")
+# Set later in the run (by a seed, say): libpq reads PGHOSTADDR for every connection
+# that names no address of its own.
+os.environ["PGHOSTADDR"] = "127.0.0.5"
+connection.close()
+with connection.cursor() as cursor:
+    cursor.execute("SELECT inet_server_addr()::text")
+    alias = cursor.fetchone()[0]
+params = postgres.connection_parameters(connection.connection)
+with psycopg.connect(**{**params, "connect_timeout": "5"}) as other:
+    background = other.execute("SELECT inet_server_addr()::text").fetchone()[0]
+print(json.dumps({"alias": alias, "background": background, "hostaddr": params["hostaddr"]}))
+"""
+
+
+def _socket_directory() -> str | None:
+    if target_host().startswith("/"):
+        return target_host()
+    machine = "/var/run/postgresql"
+    if os.path.exists(f"{machine}/.s.PGSQL.{target_port()}"):
+        return machine
+    return None
+
+
+@pytest.mark.skipif(_socket_directory() is None, reason="the tests' server has no socket here")
+def test_a_pin_to_a_socket_holds_when_the_environment_names_an_address_later(db, manage, tmp_path):
+    socket_directory = _socket_directory()
+    assert socket_directory is not None
+    script = tmp_path / "pinned_socket.py"
+    script.write_text(PINNED_SOCKET)
+
+    result = manage.python(
+        str(script), db=db, extra_settings=database_entry(socket_directory, target_port()),
+    )  # fmt: skip
+
+    # Both the alias's later connections and the background process's stay on the
+    # socket the gate checked (no address: not TCP), PGHOSTADDR notwithstanding.
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"alias": None, "background": None, "hostaddr": ""}
+
+
 def test_the_maintenance_connection_keeps_the_service(db, manage, here, tmp_path):
     # Django's own connection without a database drops OPTIONS["service"] (from the alias
     # too): it would then go where PGHOST points, here nowhere.

@@ -88,6 +88,23 @@ def test_a_string_where_a_list_is_needed_refuses_with_skip_checks(db, manage, co
     assert_untouched(db, before)
 
 
+@pytest.mark.parametrize("hosts", ["None", "[None]", "[b'*']", "{'*': True}"])
+def test_hosts_that_are_not_strings_refuse_with_skip_checks(db, manage, hosts):
+    before = relations(db)
+
+    result = manage(
+        "resetdb", "--no-input", "--skip-checks", db=db,
+        extra_settings=f'DJANGO_RESETDB["HOSTS"] = {hosts}\n',
+    )  # fmt: skip
+
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith(
+        "CommandError: DJANGO_RESETDB['HOSTS'] must be a list of host names, socket folders "
+        "or patterns (strings), not "
+    ), result.stderr
+    assert_untouched(db, before)
+
+
 @pytest.mark.parametrize("channel", ["call_command", "reset"])
 def test_a_mapping_that_is_not_a_dict_is_read_as_one(db, manage, tmp_path, channel):
     before = relations(db)

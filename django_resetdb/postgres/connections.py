@@ -101,10 +101,9 @@ def pin(connection: BaseDatabaseWrapper, where: ConnectionTarget) -> None:
     options = dict(settings.get("OPTIONS") or {})
     options.pop("host", None)
     options.pop("port", None)
-    if where.address:
-        options["hostaddr"] = where.address
-    else:
-        options.pop("hostaddr", None)
+    # An empty address, for a socket, is an explicit one too: libpq would otherwise take
+    # PGHOSTADDR, or a service file's hostaddr, set after the gate (by a seed, say).
+    options["hostaddr"] = where.address or ""
     settings["HOST"] = where.host
     settings["PORT"] = str(where.port)
     settings["OPTIONS"] = options
@@ -171,10 +170,8 @@ def connection_parameters(connection: Any) -> dict[str, str]:
     # The server it reached, not the list it was given (see :func:`pin`).
     params["host"] = connection.info.host
     params["port"] = str(connection.info.port)
-    if connection.info.hostaddr:
-        params["hostaddr"] = connection.info.hostaddr
-    else:
-        params.pop("hostaddr", None)
+    # Empty for a socket, and still given: see pin().
+    params["hostaddr"] = connection.info.hostaddr or ""
     return params
 
 
