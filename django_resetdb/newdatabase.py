@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +120,7 @@ def build_fresh(
     committed: Callable[[], None] = lambda: None,
     recheck: Callable[[Any], None] = lambda cursor: None,
     template: Snapshot | None = None,
+    schemas: Sequence[str] = (),
 ) -> float:
     """Make an empty database like the target (owner, encoding, locale, schemas,
     extensions), run ``build`` connected to it, and swap it in; return the seconds.
@@ -186,6 +187,7 @@ def build_fresh(
         committing=committing,
         committed=committed,
         recheck=recheck,
+        schemas=schemas,
     )
 
 

@@ -185,3 +185,68 @@ def test_a_setting_stored_since_the_snapshot_was_kept_makes_the_run_rebuild(
     # The snapshot kept under the new setting is used by the next run.
     assert again.returncode == 0, again.stderr
     assert "  snapshot    restored" in again.stdout
+
+
+# A seed that runs the test's statements on the database being reset itself, over a
+# connection of its own, while the reset builds a new one: someone working in it.
+TARGET_SEED = """
+import os
+
+import psycopg
+
+from testproject.database import parse_database_url
+
+
+def act(database, report):
+    done = os.environ["RESETDB_TEST_DONE"]
+    if os.path.exists(done):  # once: the run may seed again, in place
+        return
+    open(done, "w").close()
+    entry = parse_database_url(os.environ["DATABASE_URL"])
+    with psycopg.connect(host=entry["HOST"], port=entry["PORT"] or None,
+                         user=entry["USER"] or None, dbname=entry["NAME"], autocommit=True) as conn:
+        conn.execute(os.environ["RESETDB_TEST_TARGET"])
+"""
+
+
+@pytest.mark.parametrize(
+    "made, kept",
+    [
+        ("CREATE SCHEMA audit", "SELECT 'IMPORTANT' FROM pg_namespace WHERE nspname = 'audit'"),
+        ("CREATE PUBLICATION audit", "SELECT count(*) > 0 FROM pg_publication"),
+        (
+            "SELECT lo_from_bytea(0, 'IMPORTANT')",
+            "SELECT count(*) > 0 FROM pg_largeobject_metadata",
+        ),
+        (
+            "COMMENT ON SCHEMA public IS 'IMPORTANT'",
+            "SELECT obj_description('public'::regnamespace)",
+        ),
+    ],
+    ids=["schema", "publication", "large object", "schema comment"],
+)
+def test_what_is_made_in_the_database_while_a_new_one_is_built_is_not_swapped_away(
+    built, scratch_db, made, kept, tmp_path
+):
+    built.append("target_seeds.py", TARGET_SEED)
+    built.append(
+        "testproject/settings.py",
+        'DJANGO_RESETDB["STRATEGY"] = "new-database"\n'
+        'DJANGO_RESETDB["SEEDS"] = [*DJANGO_RESETDB["SEEDS"], "target_seeds.act"]\n',
+    )
+    add_nickname(built)
+
+    result = built.manage(
+        "resetdb", "--no-input", url=scratch_db.url(),
+        env={"RESETDB_TEST_TARGET": made, "RESETDB_TEST_DONE": str(tmp_path / "done")},
+    )  # fmt: skip
+
+    # The new database would not have it: the swap is not made, and the run resets in
+    # place, which leaves what is outside the reset schemas as it is.
+    assert result.returncode == 0, result.stderr
+    assert (
+        "  database    the new database was dropped, not swapped in: what "
+        f"{scratch_db.name!r} holds around the reset schemas "
+    ) in result.stdout
+    assert scratch_db.query(kept) in ([("IMPORTANT",)], [(True,)]), result.stdout
+    assert left_over_swaps(scratch_db) == []

@@ -591,6 +591,7 @@ def _from_snapshot(run: Run) -> bool:
             committed=lambda: _committed(result),
             recheck=_marker_check(snapshot_plan.target),
             progress=run.progress,
+            schemas=plan.targets[0].schemas,
         )
     except snapshots.NotRestorable as exc:
         _reopen(result)
@@ -662,6 +663,7 @@ def _build_and_swap(run: Run) -> bool:
             committed=lambda: _committed(result),
             recheck=_marker_check(swap.target),
             template=start.snapshot if start is not None else None,
+            schemas=plan.targets[0].schemas,
         )
     except snapshots.NotRestorable as exc:
         _reopen(result)

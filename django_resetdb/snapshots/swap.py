@@ -39,6 +39,7 @@ def restore(
     committed: Callable[[], None] = lambda: None,
     recheck: Callable[[Any], None] = lambda cursor: None,
     progress: Progress = NO_PROGRESS,
+    schemas: Sequence[str] = (),
 ) -> float:
     """Replace the target database with a copy of the snapshot; return the seconds.
 
@@ -67,6 +68,7 @@ def restore(
         committing=committing,
         committed=committed,
         recheck=recheck,
+        schemas=schemas,
     )
 
 
@@ -167,6 +169,18 @@ def _refuse_blockers(cursor: Any, target: str, terminate_blockers: bool) -> list
 SWAP_ATTEMPTS = 3
 
 
+def _around(alias: str, schemas: Sequence[str]) -> tuple[Any, ...]:
+    """What the target (``alias``'s database) holds besides the reset schemas' content,
+    read over a connection closed again at once: the swap needs nobody on it."""
+    connection = connections[alias]
+    try:
+        lost, context = postgres.whole_database_context(connection, schemas)
+        states = [state.comparable() for state in postgres.schema_states(connection, schemas)]
+    finally:
+        connection.close()
+    return (lost, context, states)
+
+
 def swap_in(
     alias: str,
     target: str,
@@ -180,6 +194,7 @@ def swap_in(
     committing: Callable[[], None] = lambda: None,
     committed: Callable[[], None] = lambda: None,
     recheck: Callable[[Any], None] = lambda cursor: None,
+    schemas: Sequence[str] = (),
 ) -> float:
     """Make a new database (``make``), give it the target's own properties, run
     ``inside`` connected to it, then end the sessions on the target that may be ended
@@ -192,7 +207,12 @@ def swap_in(
     that may not be ended, properties that cannot be carried over), with nothing changed.
 
     ``recheck`` gets the maintenance cursor just before each try at the swap, to refuse
-    what appeared meanwhile (a DBA's marker). ``committing`` runs just before the swap's
+    what appeared meanwhile (a DBA's marker). With ``schemas`` (the reset's), what the
+    target holds around them (other schemas and their objects, large objects,
+    publications, the reset schemas' own grants, comment and default privileges) is read
+    as the swap begins and again just before it: a change made meanwhile, which the new
+    database would not have, raises :class:`NotRestorable`, and the swap is not made.
+    ``committing`` runs just before the swap's
     transaction commits, ``committed`` just after: from then on nothing is undone,
     whatever fails. Once it has, this
     returns with Ctrl-C deferred (see :mod:`interrupts`): the caller finishes what the
@@ -213,6 +233,7 @@ def swap_in(
         _refuse_blockers(cursor, target, terminate_blockers)
         wanted = postgres.database_properties(cursor, target)
         check(wanted)  # may raise NotRestorable: still nothing made, nothing said
+        around = _around(alias, schemas) if schemas else None
         ready()
         current_user = postgres.current_user(cursor)
         make(cursor, new, wanted)
@@ -256,6 +277,13 @@ def swap_in(
                 # lock. A change the new database does not carry sends the run in place,
                 # which keeps the database and all that is stored on it.
                 recheck(cursor)
+                if around is not None and _around(alias, schemas) != around:
+                    raise NotRestorable(
+                        f"what {target!r} holds around the reset schemas (other schemas and "
+                        "their objects, large objects, publications, the schemas' grants, "
+                        "comment and default privileges) changed while the new database was "
+                        "made"
+                    )
                 latest = postgres.database_properties(cursor, target)
                 if latest.comparable() != wanted.comparable():
                     raise NotRestorable(
