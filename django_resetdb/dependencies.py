@@ -250,7 +250,7 @@ class Reads:
         """What differs now from what the seeds read, or "" when nothing does."""
         for path, digest in self.files.items():
             if file_digest(path) != digest:
-                return f"file {path!r}, read by the seeds, changed"
+                return f"file {path!r}, read by the seeds or imported by the build, changed"
         for name, digest in self.environ.items():
             if _value_digest(os.environ.get(name)) != digest:
                 return f"environment variable {name!r}, read by the seeds, changed"
@@ -371,6 +371,20 @@ def _reading(path: Path, *, folders: bool = False) -> str | None:
     if (resolved.is_dir() and not folders) or _is_installed(resolved):
         return None
     return str(path)
+
+
+def imported_since(before: set[str]) -> dict[str, str]:
+    """The source files of the modules imported since ``sys.modules`` held ``before``
+    that are not installed code (the project's own), with their digests."""
+    files: dict[str, str] = {}
+    for name in set(sys.modules) - before:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if not path:
+            continue
+        shown = _reading(Path(path))
+        if shown is not None and os.path.isfile(shown):
+            files[shown] = file_digest(shown)
+    return files
 
 
 @contextlib.contextmanager

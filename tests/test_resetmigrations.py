@@ -1103,3 +1103,43 @@ def test_a_kept_migration_in_another_encoding_is_read_as_python_reads_it(project
         "SELECT name FROM django_migrations WHERE app = 'catalog' ORDER BY name"
     )
     assert applied == [("0001_initial",), ("0002_data",)]
+
+
+LAZY_MIGRATION = """\
+from django.db import migrations
+
+
+def fill(apps, schema_editor):
+    from testproject.catalog import datafill  # imported only when the migration runs
+
+    Category = apps.get_model("catalog", "Category")
+    Category.objects.using(schema_editor.connection.alias).create(
+        pk=100, name=datafill.NAME, slug="from-a-migration"
+    )
+
+
+class Migration(migrations.Migration):
+    dependencies = [("catalog", "0001_initial")]
+    operations = [migrations.RunPython(fill, migrations.RunPython.noop)]
+"""
+
+
+def test_a_module_a_migration_imports_when_it_runs_counts_for_the_snapshot(project, scratch_db):
+    baseline(project)
+    helper = "testproject/catalog/datafill.py"
+    project.append(helper, 'NAME = "first"\n')
+    project.append("testproject/catalog/migrations/0002_fill.py", LAZY_MIGRATION)
+    first = project.manage("resetdb", "--no-input", url=scratch_db.url())
+    assert first.returncode == 0, first.stderr
+    assert "  snapshot    kept " in first.stdout
+    project.edit(helper, 'NAME = "first"\n', 'NAME = "second"\n')
+
+    again = project.manage("resetdb", "--no-input", url=scratch_db.url())
+
+    # The snapshot holds what the old helper wrote: not restored.
+    assert again.returncode == 0, again.stderr
+    assert "  snapshot    restored " not in again.stdout
+    assert "datafill.py', read by the seeds or imported by the build, changed" in again.stdout
+    assert scratch_db.query(
+        "SELECT name FROM catalog_category WHERE slug = 'from-a-migration'"
+    ) == [("second",)]
