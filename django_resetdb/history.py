@@ -2,12 +2,12 @@
 
 A reset regenerates a developer's own migrations (uncommitted, or committed only on this
 branch) and keeps the shared ones as they are: teammates' and deployed databases have
-applied those. By default the shared files are those committed where the branch meets its upstream
-(``git merge-base HEAD @{upstream}``) and the default branch (``origin/HEAD``, ``main``,
-``master``, ``origin/main``, ``origin/master``), and at the tips of those branches; with
-none of them, at ``HEAD``. ``SHARED_REF`` (or ``--shared-ref``) names one ref instead. An
-app inside another repository (a submodule) is asked of that repository, by the default
-rule.
+applied those. By default the shared files are those committed where the branch meets
+its upstream (``git merge-base HEAD @{upstream}``) and the default branch
+(``origin/HEAD``, ``main``, ``master``, ``origin/main``, ``origin/master``), and at the
+tips of those branches; with none of them, at ``HEAD``. ``SHARED_REF`` (or
+``--shared-ref``) names one ref instead. An app inside another repository (a submodule)
+is asked of that repository, by the default rule.
 """
 
 from __future__ import annotations
