@@ -547,38 +547,20 @@ def test_nested_app_gets_a_migrations_package_that_restore_removes(project):
 def test_failure_half_way_puts_every_file_back(project):
     baseline(project)
     add_nickname(project)
-    migrations = "testproject/account/migrations"
-    project.path(f"{migrations}/0002_nickname.py").write_text(
-        "from django.db import migrations, models\n\n\n"
-        "class Migration(migrations.Migration):\n"
-        '    dependencies = [("account", "0001_initial")]\n'
-        "    operations = [\n"
-        "        migrations.AddField(\n"
-        '            model_name="user",\n'
-        '            name="nickname",\n'
-        "            field=models.CharField(blank=True, max_length=50),\n"
-        "        ),\n"
-        "    ]\n"
-    )
-    # Not a numbered migration, so it stays; it names 0002, which regeneration drops:
-    # the check after writing fails.
-    project.path(f"{migrations}/manual_step.py").write_text(
-        "from django.db import migrations\n\n\n"
-        "class Migration(migrations.Migration):\n"
-        '    dependencies = [("account", "0002_nickname")]\n'
-        "    operations = []\n"
-    )
+    shutil.copy(Path(__file__).with_name("fault_runner.py"), project.path("faults.py"))
     before = project.tree()
 
-    result = project.manage("resetmigrations", "--no-input")
+    # The new files are written and verified; then the run fails.
+    result = project.python(
+        "faults.py", "resetmigrations", "--no-input", env={"RESETDB_FAULT": "regeneration:error"}
+    )
 
     assert result.returncode == 1
     (backup,) = project.backups()
-    assert last_line(result.stderr).startswith(
-        "CommandError: Cannot load the regenerated migrations: NodeNotFoundError: "
-    )
-    assert last_line(result.stderr).endswith(
-        f"The migration files were put back from backup {str(backup)!r}."
+    assert last_line(result.stderr) == (
+        "CommandError: Regenerating the migrations failed (RuntimeError: fault injected at "
+        "regeneration); the migration files were put back from backup "
+        f"{str(backup)!r}."
     )
     assert project.tree() == before
     assert manifest(backup)["status"] == "rolled back"
