@@ -867,14 +867,20 @@ def test_a_long_history_is_listed_a_file_a_line_each_file_once(project):
     assert max(len(line) for line in lines) <= 100
 
 
+def link_account_0001(project: ProjectCopy) -> tuple[Path, Path]:
+    """Account's first migration moved elsewhere in the project and linked into the app;
+    returns the link and the file it points to."""
+    linked = project.path(ACCOUNT_0001)
+    elsewhere = project.path("shared/account_0001_initial.py")
+    elsewhere.parent.mkdir()
+    shutil.move(linked, elsewhere)
+    linked.symlink_to(os.path.relpath(elsewhere, linked.parent))
+    return linked, elsewhere
+
+
 def test_a_migration_file_that_is_a_link_comes_back_as_the_same_link(project):
     baseline(project)
-    # The app's migration kept elsewhere in the project and linked into the app.
-    linked = project.path(ACCOUNT_0001)
-    shared = project.path("shared/account_0001_initial.py")
-    shared.parent.mkdir()
-    shutil.move(linked, shared)
-    linked.symlink_to(os.path.relpath(shared, linked.parent))
+    linked, shared = link_account_0001(project)
     link = os.readlink(linked)
     shared_bytes = shared.read_bytes()
     add_nickname(project)
@@ -984,11 +990,7 @@ def test_pruning_leaves_the_backups_of_another_project(tmp_path):
 
 def test_a_link_is_named_as_the_link_in_the_plan(project):
     baseline(project)
-    linked = project.path(ACCOUNT_0001)
-    elsewhere = project.path("shared/account_0001_initial.py")
-    elsewhere.parent.mkdir()
-    shutil.move(linked, elsewhere)
-    linked.symlink_to(os.path.relpath(elsewhere, linked.parent))
+    link_account_0001(project)
     add_nickname(project)
 
     dry = project.manage("resetmigrations", "--dry-run")
